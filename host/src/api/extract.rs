@@ -1,0 +1,201 @@
+//! Typed extractors: JSON bodies with precise errors, the workspace in scope, query maps.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::{ApiError, MlflowError};
+use crate::workspace::{DEFAULT_WORKSPACE, DomainError, Workspace};
+
+/// Parses a JSON body; an empty body counts as `{}`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DomainError> {
+    let bytes: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => DomainError::invalid(format!("invalid request: {e}")),
+        _ => DomainError::Malformed(format!("malformed JSON body: {e}")),
+    })
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, DomainError> {
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            DomainError::invalid(format!("request body is too large: {}", rej.body_text()))
+        } else {
+            DomainError::Malformed(format!("cannot read request body: {}", rej.body_text()))
+        }
+    })
+}
+
+/// A JSON request body with errors in the native API's shape.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        Ok(Self(parse_json(&bytes)?))
+    }
+}
+
+/// A JSON request body with errors in MLflow's shape, plus its size in bytes.
+pub struct MlflowJson<T>(pub T, pub usize);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MlflowJson<T> {
+    type Rejection = MlflowError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        Ok(Self(parse_json(&bytes)?, bytes.len()))
+    }
+}
+
+async fn scoped_workspace(parts: &mut Parts, state: &AppState) -> Result<Workspace, DomainError> {
+    let params: Option<Path<HashMap<String, String>>> =
+        <Path<HashMap<String, String>> as axum::extract::OptionalFromRequestParts<AppState>>::from_request_parts(
+            parts, state,
+        )
+        .await
+        .map_err(|e| DomainError::invalid(e.body_text()))?;
+    let name = params
+        .as_ref()
+        .and_then(|p| p.get("ws"))
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_WORKSPACE);
+    state.tracking.workspace(name).await
+}
+
+/// The workspace named by the `{ws}` path segment (native API).
+pub struct Ws(pub Workspace);
+
+impl FromRequestParts<AppState> for Ws {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(scoped_workspace(parts, state).await?))
+    }
+}
+
+/// The workspace of an MLflow route: `/ws/{ws}/api/2.0/...`, or `default` without prefix.
+pub struct MlflowWs(pub Workspace);
+
+impl FromRequestParts<AppState> for MlflowWs {
+    type Rejection = MlflowError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(scoped_workspace(parts, state).await?))
+    }
+}
+
+/// Query parameters as a multimap (repeated keys kept), decoded with `+` as space.
+#[derive(Debug, Default)]
+pub struct QueryMap(pub HashMap<String, Vec<String>>);
+
+impl QueryMap {
+    /// Parses a raw query string.
+    pub fn parse(q: &str) -> Self {
+        let mut m: HashMap<String, Vec<String>> = HashMap::new();
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            m.entry(decode(k)).or_default().push(decode(v));
+        }
+        Self(m)
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    /// All values of `key`.
+    pub fn all(&self, key: &str) -> &[String] {
+        self.0.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The first value of `key`, required.
+    pub fn require(&self, key: &str) -> Result<&str, DomainError> {
+        self.get(key).ok_or_else(|| {
+            DomainError::invalid(format!("missing value for required parameter '{key}'"))
+        })
+    }
+
+    /// The first value of `key` as an integer.
+    pub fn int(&self, key: &str) -> Result<Option<i64>, DomainError> {
+        self.get(key)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<i64>().map_err(|_| {
+                    DomainError::invalid(format!("parameter '{key}' must be an integer, got '{s}'"))
+                })
+            })
+            .transpose()
+    }
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::parse(parts.uri.query().unwrap_or("")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_maps_decode_and_repeat() {
+        let q = QueryMap::parse("experiment_name=my+exp%2Fa&run_ids=a&run_ids=b&bad=%zz&tail=%4");
+        assert_eq!(q.get("experiment_name"), Some("my exp/a"));
+        assert_eq!(q.all("run_ids"), ["a", "b"]);
+        assert_eq!(q.get("bad"), Some("%zz"));
+        assert_eq!(q.get("tail"), Some("%4"));
+        assert_eq!(q.get("missing"), None);
+    }
+
+    #[test]
+    fn empty_json_is_an_empty_object() {
+        let v: serde_json::Value = parse_json(b"").unwrap();
+        assert_eq!(v, serde_json::json!({}));
+        assert!(matches!(
+            parse_json::<serde_json::Value>(b"{nope"),
+            Err(DomainError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,163 @@
+//! MLflow's artifact proxy (`/api/2.0/mlflow-artifacts/artifacts/<exp>/<run>/artifacts/<path>`)
+//! and the run-scoped artifact listing.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use crate::api::error::MlflowError;
+use crate::api::extract::{MlflowWs, QueryMap};
+use crate::api::{AppState, artifact_response};
+use crate::workspace::{ArtifactFile, DomainError, Workspace, validate};
+
+type Reply = Result<Json<Value>, MlflowError>;
+
+/// Splits `<exp>/<run>/artifacts[/<rest>]` into the run id and the path inside the run.
+fn split_proxy_path(path: &str) -> Result<(&str, &str, &str), DomainError> {
+    let path = path.trim_matches('/');
+    let mut parts = path.splitn(4, '/');
+    let (exp, run, marker) = (parts.next(), parts.next(), parts.next());
+    match (exp, run, marker) {
+        (Some(exp), Some(run), Some("artifacts")) => {
+            validate::run_id(run)?;
+            Ok((exp, run, parts.next().unwrap_or("")))
+        }
+        _ => Err(DomainError::NotFound(format!(
+            "artifact path '{path}' is not of the form <experiment>/<run>/artifacts/<path>"
+        ))),
+    }
+}
+
+async fn check_experiment(
+    st: &AppState,
+    ws: &Workspace,
+    exp: &str,
+    run: &str,
+) -> Result<(), DomainError> {
+    let info = st.tracking.store.run_info(ws.id, run).await?;
+    if info.experiment_id.to_string() != exp {
+        return Err(DomainError::NotFound(format!(
+            "run '{run}' is not in experiment '{exp}'"
+        )));
+    }
+    Ok(())
+}
+
+fn file_json(f: &ArtifactFile, strip: usize) -> Value {
+    let mut v = json!({ "path": &f.path[strip..], "is_dir": f.is_dir });
+    if let Some(size) = f.size {
+        v["file_size"] = json!(size);
+    }
+    v
+}
+
+pub async fn list(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
+    let path = q.get("path").unwrap_or("");
+    if path.trim_matches('/').is_empty() {
+        return Ok(Json(json!({})));
+    }
+    let (exp, run, dir) = split_proxy_path(path)?;
+    check_experiment(&st, &ws, exp, run).await?;
+    let files = st.tracking.list_artifacts(&ws, run, dir).await?;
+    let strip = if dir.trim_matches('/').is_empty() {
+        0
+    } else {
+        dir.trim_matches('/').len() + 1
+    };
+    Ok(Json(
+        json!({ "files": files.iter().map(|f| file_json(f, strip)).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn download(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    Path(p): Path<Vec<(String, String)>>,
+) -> Result<Response, MlflowError> {
+    let path = wildcard(&p);
+    let (exp, run, rel) = split_proxy_path(path)?;
+    check_experiment(&st, &ws, exp, run).await?;
+    let (file, reader) = st.tracking.open_artifact(&ws, run, rel).await?;
+    Ok(artifact_response(&file, reader))
+}
+
+pub async fn upload(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    Path(p): Path<Vec<(String, String)>>,
+    body: Body,
+) -> Reply {
+    let path = wildcard(&p);
+    let (exp, run, rel) = split_proxy_path(path)?;
+    check_experiment(&st, &ws, exp, run).await?;
+    st.tracking
+        .upload_artifact(&ws, run, rel, body.into_data_stream())
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    Path(p): Path<Vec<(String, String)>>,
+) -> Reply {
+    let path = wildcard(&p);
+    let (exp, run, rel) = split_proxy_path(path)?;
+    check_experiment(&st, &ws, exp, run).await?;
+    st.tracking.delete_artifact(&ws, run, rel).await?;
+    Ok(Json(json!({})))
+}
+
+fn wildcard(params: &[(String, String)]) -> &str {
+    params
+        .iter()
+        .find(|(k, _)| k == "path")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+/// `GET /api/2.0/mlflow/artifacts/list?run_id=..&path=..`: paths relative to the run's root.
+pub async fn list_for_run(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    q: QueryMap,
+) -> Reply {
+    let run_id = q
+        .get("run_id")
+        .or(q.get("run_uuid"))
+        .ok_or_else(|| DomainError::invalid("missing value for required parameter 'run_id'"))?;
+    validate::run_id(run_id)?;
+    let run = st.tracking.store.run_info(ws.id, run_id).await?;
+    let files = st
+        .tracking
+        .list_artifacts(&ws, run_id, q.get("path").unwrap_or(""))
+        .await?;
+    Ok(Json(json!({
+        "root_uri": run.artifact_uri,
+        "files": files.iter().map(|f| file_json(f, 0)).collect::<Vec<_>>(),
+    })))
+}
+
+/// MLflow 3's logged-model search, which the client calls while listing artifacts. Atrium keeps
+/// models in its own registry, so no MLflow logged models ever exist here.
+pub async fn search_logged_models(MlflowWs(_ws): MlflowWs) -> Reply {
+    Ok(Json(json!({ "models": [] })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_paths() {
+        let run = "0123456789abcdef0123456789abcdef";
+        let p = format!("1/{run}/artifacts/dir/a.txt");
+        assert_eq!(split_proxy_path(&p).unwrap(), ("1", run, "dir/a.txt"));
+        let p = format!("1/{run}/artifacts");
+        assert_eq!(split_proxy_path(&p).unwrap(), ("1", run, ""));
+        assert!(split_proxy_path("1/x/artifacts/a").is_err());
+        assert!(split_proxy_path(&format!("1/{run}/other/a")).is_err());
+    }
+}

@@ -1,0 +1,235 @@
+//! MLflow experiment endpoints.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::experiment_json;
+use crate::api::AppState;
+use crate::api::error::MlflowError;
+use crate::api::extract::{MlflowJson, MlflowWs, QueryMap};
+use crate::api::search;
+use crate::api::wire::{de_id_string, de_opt_i64, experiment_id};
+use crate::workspace::{DomainError, LifecycleStage, ViewType, validate};
+
+type Reply = Result<Json<Value>, MlflowError>;
+
+/// A key/value pair in MLflow requests.
+#[derive(Debug, Deserialize)]
+pub struct Tag {
+    /// Key.
+    pub key: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+#[derive(Deserialize)]
+pub struct CreateReq {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    artifact_location: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<CreateReq>,
+) -> Reply {
+    validate::experiment_name(&req.name)?;
+    if req
+        .artifact_location
+        .as_deref()
+        .is_some_and(|l| !l.is_empty())
+    {
+        tracing::debug!(
+            "ignoring client artifact_location: artifacts live in the workspace datastore"
+        );
+    }
+    let mut tags = BTreeMap::new();
+    for t in req.tags {
+        validate::key("tag", &t.key)?;
+        validate::tag_value(&t.key, &t.value)?;
+        tags.insert(t.key, t.value);
+    }
+    let e = st
+        .tracking
+        .store
+        .create_experiment(ws.id, &req.name, &tags)
+        .await?;
+    Ok(Json(json!({ "experiment_id": e.id.to_string() })))
+}
+
+pub async fn get(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
+    let id = experiment_id(q.require("experiment_id")?)?;
+    let e = st.tracking.store.experiment(ws.id, id).await?;
+    Ok(Json(json!({ "experiment": experiment_json(&e) })))
+}
+
+pub async fn get_by_name(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
+    let name = q.require("experiment_name")?;
+    let e = st.tracking.store.experiment_by_name(ws.id, name).await?;
+    Ok(Json(json!({ "experiment": experiment_json(&e) })))
+}
+
+#[derive(Deserialize, Default)]
+pub struct SearchReq {
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+    #[serde(default)]
+    page_token: Option<String>,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    order_by: Vec<String>,
+    #[serde(default)]
+    view_type: Option<String>,
+}
+
+async fn run_search(st: &AppState, ws: &crate::workspace::Workspace, req: SearchReq) -> Reply {
+    let view = req
+        .view_type
+        .as_deref()
+        .map(ViewType::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let (exps, next) = search::experiments(
+        &st.tracking,
+        ws,
+        req.filter.as_deref().unwrap_or(""),
+        &req.order_by,
+        view,
+        req.max_results,
+        req.page_token.as_deref(),
+    )
+    .await?;
+    let mut out = json!({ "experiments": exps.iter().map(experiment_json).collect::<Vec<_>>() });
+    if let Some(t) = next {
+        out["next_page_token"] = json!(t);
+    }
+    Ok(Json(out))
+}
+
+pub async fn search(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<SearchReq>,
+) -> Reply {
+    run_search(&st, &ws, req).await
+}
+
+pub async fn search_get(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
+    let req = SearchReq {
+        max_results: q.int("max_results")?,
+        page_token: q.get("page_token").map(String::from),
+        filter: q.get("filter").map(String::from),
+        order_by: q.all("order_by").to_vec(),
+        view_type: q.get("view_type").map(String::from),
+    };
+    run_search(&st, &ws, req).await
+}
+
+#[derive(Deserialize)]
+pub struct IdReq {
+    #[serde(default, deserialize_with = "de_id_string")]
+    experiment_id: String,
+    #[serde(default)]
+    new_name: Option<String>,
+}
+
+fn required_id(id: &str) -> Result<i64, DomainError> {
+    if id.is_empty() {
+        return Err(DomainError::invalid(
+            "missing value for required parameter 'experiment_id'",
+        ));
+    }
+    experiment_id(id)
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<IdReq>,
+) -> Reply {
+    let id = required_id(&req.experiment_id)?;
+    let name = req
+        .new_name
+        .ok_or_else(|| DomainError::invalid("missing value for required parameter 'new_name'"))?;
+    validate::experiment_name(&name)?;
+    st.tracking
+        .store
+        .rename_experiment(ws.id, id, &name)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<IdReq>,
+) -> Reply {
+    let id = required_id(&req.experiment_id)?;
+    st.tracking
+        .store
+        .set_experiment_stage(ws.id, id, LifecycleStage::Deleted)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn restore(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<IdReq>,
+) -> Reply {
+    let id = required_id(&req.experiment_id)?;
+    st.tracking
+        .store
+        .set_experiment_stage(ws.id, id, LifecycleStage::Active)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct TagReq {
+    #[serde(default, deserialize_with = "de_id_string")]
+    experiment_id: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+pub async fn set_tag(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<TagReq>,
+) -> Reply {
+    let id = required_id(&req.experiment_id)?;
+    validate::key("tag", &req.key)?;
+    let value = req.value.unwrap_or_default();
+    validate::tag_value(&req.key, &value)?;
+    st.tracking
+        .store
+        .set_experiment_tag(ws.id, id, &req.key, Some(&value))
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_tag(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<TagReq>,
+) -> Reply {
+    let id = required_id(&req.experiment_id)?;
+    st.tracking
+        .store
+        .set_experiment_tag(ws.id, id, &req.key, None)
+        .await?;
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,113 @@
+//! HTTP APIs: the native `/api/v1`, the MLflow-compatible routes, and `/health`.
+
+pub mod error;
+pub mod extract;
+mod mlflow;
+mod native;
+pub mod paging;
+pub mod search;
+pub mod wire;
+
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::tracking::Tracking;
+use crate::workspace::ArtifactFile;
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The tracking service.
+    pub tracking: Arc<Tracking>,
+}
+
+/// Largest JSON body accepted (bulk imports); log-batch has its own 1 MB limit.
+pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api/v1", native::routes())
+        .merge(mlflow::routes())
+        .nest("/ws/{ws}", mlflow::routes())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Streams an artifact's bytes as a response body.
+pub(crate) fn artifact_response(file: &ArtifactFile, mut reader: Box<dyn Read + Send>) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        break; // client went away
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let headers = resp.headers_mut();
+    // artifacts are user content: never let a browser sniff them into something executable
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&file.path)),
+    );
+    if let Some(size) = file.size {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    if let Some(d) = &file.digest
+        && let Ok(v) = HeaderValue::from_str(&format!("\"sha256:{d}\""))
+    {
+        headers.insert(header::ETAG, v);
+    }
+    resp
+}
+
+fn content_type(path: &str) -> &'static str {
+    let ext = path
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" | "log" | "py" | "md" | "csv" | "yaml" | "yml" | "toml" | "mlmodel" => {
+            "text/plain; charset=utf-8"
+        }
+        "json" => "application/json",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,188 @@
+//! A small client of the native API, used by the CLI.
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+/// Errors of a client call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server URL is not usable.
+    #[error("invalid server URL '{0}'")]
+    Url(String),
+    /// The server could not be reached or the transfer broke.
+    #[error("cannot reach {server}: {source}")]
+    Transport {
+        /// The server URL.
+        server: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The server answered with an error.
+    #[error("{code}: {message} (HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: StatusCode,
+        /// The API's error code.
+        code: String,
+        /// The API's message.
+        message: String,
+    },
+    /// Local I/O failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A client bound to one server and workspace.
+pub struct Client {
+    http: reqwest::Client,
+    server: String,
+    workspace: String,
+}
+
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encodes a path, keeping its `/` separators.
+pub fn encode_path(p: &str) -> String {
+    p.split('/')
+        .map(encode_segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Percent-encodes a query value.
+pub fn encode_query(v: &str) -> String {
+    encode_segment(v)
+}
+
+impl Client {
+    /// A client of `server` (e.g. `http://127.0.0.1:8080`) acting in `workspace`.
+    pub fn new(server: &str, workspace: &str) -> Result<Self, ClientError> {
+        let server = server.trim_end_matches('/').to_string();
+        if !(server.starts_with("http://") || server.starts_with("https://")) {
+            return Err(ClientError::Url(server));
+        }
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|source| ClientError::Transport {
+                server: server.clone(),
+                source,
+            })?;
+        Ok(Self {
+            http,
+            server,
+            workspace: workspace.to_string(),
+        })
+    }
+
+    /// `/api/v1/workspaces/{ws}` + `rest`.
+    pub fn ws_path(&self, rest: &str) -> String {
+        format!(
+            "/api/v1/workspaces/{}{rest}",
+            encode_segment(&self.workspace)
+        )
+    }
+
+    fn transport(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            server: self.server.clone(),
+            source,
+        }
+    }
+
+    async fn check(&self, resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Err(ClientError::Api {
+            status,
+            code: v["error_code"].as_str().unwrap_or("HTTP_ERROR").to_string(),
+            message: v["message"].as_str().map(String::from).unwrap_or(body),
+        })
+    }
+
+    /// Sends a JSON request and returns the JSON answer.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.server));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = self
+            .check(req.send().await.map_err(|e| self.transport(e))?)
+            .await?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Api {
+            status: StatusCode::OK,
+            code: "BAD_RESPONSE".into(),
+            message: format!("server answered with invalid JSON: {e}"),
+        })
+    }
+
+    /// GET returning JSON.
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Streams a GET response into `out`; returns the bytes written.
+    pub async fn download<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        path: &str,
+        out: &mut W,
+    ) -> Result<u64, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.server))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        let mut stream = resp.bytes_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.transport(e))?;
+            out.write_all(&chunk).await?;
+            n += chunk.len() as u64;
+        }
+        out.flush().await?;
+        Ok(n)
+    }
+
+    /// Streams a local file as a PUT body.
+    pub async fn upload(&self, path: &str, file: &std::path::Path) -> Result<Value, ClientError> {
+        let f = tokio::fs::File::open(file).await?;
+        let len = f.metadata().await?.len();
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.server))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        resp.json().await.map_err(|e| self.transport(e))
+    }
+}

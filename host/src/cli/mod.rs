@@ -1,0 +1,222 @@
+//! The `atrium` command line: `serve`, and client verbs that talk to a server's native API.
+
+mod client;
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use client::{Client, ClientError};
+
+use crate::config::ServeArgs;
+
+/// Atrium: a self-hosted machine-learning workspace.
+#[derive(Debug, Parser)]
+#[command(name = "atrium", version, about)]
+pub struct Cli {
+    /// Server to talk to (client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "ATRIUM_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// Workspace for client commands.
+    #[arg(
+        long,
+        short = 'w',
+        global = true,
+        env = "ATRIUM_WORKSPACE",
+        default_value = "default"
+    )]
+    pub workspace: String,
+    /// Output format of client commands.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How client commands print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Human-readable tables.
+    Table,
+    /// The API's JSON.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCmd),
+    /// Manage experiments.
+    #[command(subcommand)]
+    Experiment(ExperimentCmd),
+    /// Inspect runs.
+    #[command(subcommand)]
+    Run(RunCmd),
+    /// Fetch and list run artifacts.
+    #[command(subcommand)]
+    Artifact(ArtifactCmd),
+    /// Purge deleted runs for good and free artifact bytes nothing references.
+    Gc {
+        /// Only this workspace (default: all).
+        #[arg(long = "only")]
+        only_workspace: Option<String>,
+        /// Only runs deleted at least this many seconds ago.
+        #[arg(long)]
+        older_than_secs: Option<u64>,
+    },
+}
+
+/// `atrium workspace ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCmd {
+    /// Create a workspace (or update its description).
+    Create {
+        /// Name: a-z, 0-9 and '-'.
+        name: String,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List workspaces.
+    List,
+    /// Show one workspace.
+    Show {
+        /// Name.
+        name: String,
+    },
+    /// Delete a workspace with everything in it.
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
+/// `atrium experiment ...`
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCmd {
+    /// List experiments of the workspace.
+    List {
+        /// Filter such as "name LIKE 'iris%'".
+        #[arg(long)]
+        filter: Option<String>,
+        /// Include deleted experiments.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Create an experiment.
+    Create {
+        /// Name.
+        name: String,
+    },
+}
+
+/// `atrium run ...`
+#[derive(Debug, Subcommand)]
+pub enum RunCmd {
+    /// Search runs.
+    List {
+        /// Experiment id or name (repeatable; default: all experiments).
+        #[arg(long, short = 'e')]
+        experiment: Vec<String>,
+        /// Filter, e.g. "metrics.acc > 0.9 and (params.opt = 'adam' or params.opt = 'sgd')".
+        #[arg(long, short = 'f')]
+        filter: Option<String>,
+        /// Sort clause, e.g. "metrics.acc DESC" (repeatable).
+        #[arg(long)]
+        order_by: Vec<String>,
+        /// Most runs to print.
+        #[arg(long, default_value_t = 100)]
+        max_results: usize,
+    },
+    /// Show a run with its params, latest metrics and tags.
+    Show {
+        /// Run id.
+        id: String,
+    },
+    /// Print the history of one metric.
+    Metrics {
+        /// Run id.
+        id: String,
+        /// Metric key.
+        key: String,
+        /// Downsample to at most this many points.
+        #[arg(long)]
+        max_points: Option<usize>,
+    },
+}
+
+/// `atrium artifact ...`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCmd {
+    /// Download one artifact file.
+    Get {
+        /// Run id.
+        run: String,
+        /// Path inside the run's artifacts.
+        path: String,
+        /// Where to write it (default: the file name in the current directory; '-' for stdout).
+        #[arg(long, short = 'O')]
+        out: Option<String>,
+    },
+    /// List an artifact directory.
+    List {
+        /// Run id.
+        run: String,
+        /// Directory (default: the root).
+        path: Option<String>,
+    },
+    /// Upload a file as an artifact.
+    Put {
+        /// Run id.
+        run: String,
+        /// Path inside the run's artifacts.
+        path: String,
+        /// Local file.
+        file: std::path::PathBuf,
+    },
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad server configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The server stopped with an error.
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
+    /// A client call failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Local file or terminal I/O failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The command line names something that does not exist or fits nothing.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = crate::config::ServeConfig::resolve(args)?;
+            crate::server::serve(cfg).await?;
+            Ok(())
+        }
+        cmd => {
+            let client = Client::new(&cli.server, &cli.workspace)?;
+            commands::dispatch(&client, cmd, cli.output).await
+        }
+    }
+}

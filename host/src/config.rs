@@ -1,0 +1,167 @@
+//! Server configuration: CLI flags, then environment variables, then an optional TOML file,
+//! then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::store::SqliteSync;
+
+/// Errors in the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for our keys.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The listen address does not parse.
+    #[error("invalid listen address '{0}': expected HOST:PORT such as 127.0.0.1:8080")]
+    Listen(String),
+}
+
+/// Server settings as flags and env vars give them (unset: not given).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of: data_dir, listen, database_url, sqlite_sync.
+    #[arg(long, env = "ATRIUM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the SQLite database and the local datastores [default: ./atrium-data].
+    #[arg(long, env = "ATRIUM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port.
+    #[arg(long, env = "ATRIUM_LISTEN")]
+    pub listen: Option<String>,
+    /// Metadata database: postgres://... for PostgreSQL [default: SQLite in the data dir].
+    #[arg(long, env = "ATRIUM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// SQLite commit durability [default: full].
+    #[arg(long, env = "ATRIUM_SQLITE_SYNC", value_enum)]
+    pub sqlite_sync: Option<SqliteSync>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    database_url: Option<String>,
+    sqlite_sync: Option<SqliteSync>,
+}
+
+/// Resolved server settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Database URL; `None` means SQLite at `data_dir/atrium.db`.
+    pub database_url: Option<String>,
+    /// SQLite commit durability.
+    pub sqlite_sync: SqliteSync,
+}
+
+impl ServeConfig {
+    /// Merges flags/env over the file over defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => load(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        Ok(Self {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("atrium-data")),
+            listen: listen
+                .parse()
+                .map_err(|_| ConfigError::Listen(listen.clone()))?,
+            database_url: args
+                .database_url
+                .or(file.database_url)
+                .filter(|u| !u.is_empty()),
+            sqlite_sync: args.sqlite_sync.or(file.sqlite_sync).unwrap_or_default(),
+        })
+    }
+}
+
+fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("atrium.toml");
+        std::fs::write(
+            &f,
+            "listen = \"0.0.0.0:9000\"\ndata_dir = \"/srv/atrium\"\nsqlite_sync = \"normal\"\n",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(f.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/atrium"));
+        assert_eq!(c.sqlite_sync, SqliteSync::Normal);
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(f),
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:1");
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("atrium-data"));
+        assert_eq!(c.sqlite_sync, SqliteSync::Full);
+    }
+
+    #[test]
+    fn bad_files_are_precise() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.toml");
+        std::fs::write(&f, "lisen = 1").unwrap();
+        let e = ServeConfig::resolve(ServeArgs {
+            config: Some(f),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = ServeConfig::resolve(ServeArgs {
+            listen: Some("nope".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Listen(_)));
+    }
+}

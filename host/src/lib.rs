@@ -1,0 +1,13 @@
+//! Atrium: a self-hosted machine-learning workspace.
+//!
+//! The host owns the workspace data model ([`workspace`]), stores it ([`store`], [`datastore`]),
+//! serves it over HTTP ([`api`]) and drives it from the command line ([`cli`]).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod datastore;
+pub mod server;
+pub mod store;
+pub mod tracking;
+pub mod workspace;

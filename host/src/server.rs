@@ -1,0 +1,106 @@
+//! `atrium serve`: open the store, make sure the default workspace exists, serve HTTP.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use crate::api::{AppState, router};
+use crate::config::ServeConfig;
+use crate::datastore::Datastores;
+use crate::store::{Store, StoreError};
+use crate::tracking::Tracking;
+use crate::workspace::DomainError;
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory is unusable.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store failed to open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Creating the default workspace failed.
+    #[error("cannot prepare the default workspace: {0}")]
+    Init(#[from] DomainError),
+    /// The listen address is taken or not allowed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens everything the config names and returns the ready service.
+pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServeError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let store = match &cfg.database_url {
+        Some(url) => Store::open_url(url, cfg.sqlite_sync).await?,
+        None => Store::open_sqlite(&cfg.data_dir.join("atrium.db"), cfg.sqlite_sync).await?,
+    };
+    let tracking = Tracking::new(store, Datastores::new(cfg.data_dir.clone()));
+    tracking.ensure_default_workspace().await?;
+    let cleaned = tracking.clean_interrupted_uploads().await?;
+    if cleaned > 0 {
+        tracing::info!(cleaned, "removed leftovers of interrupted uploads");
+    }
+    Ok(Arc::new(tracking))
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    let tracking = open(&cfg).await?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), postgres = cfg.database_url.is_some(), "atrium ready");
+    // A line on stdout that scripts and tests wait for.
+    println!("atrium listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    let app = router(AppState {
+        tracking: tracking.clone(),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracking.store.close().await;
+    tracing::info!("atrium stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

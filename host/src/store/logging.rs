@@ -1,0 +1,276 @@
+//! Logging params, metrics and tags to runs: one transaction per batch, all or nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::rows::{RowExt, stored_value};
+use super::runs::NewRun;
+use super::{Store, with_db};
+use crate::workspace::{DomainError, DomainResult, LifecycleStage, Metric, MetricPoint, validate};
+
+/// Params, metrics and tags to log to one run together.
+#[derive(Debug, Clone, Default)]
+pub struct LogBatch {
+    /// Metric points (append-only).
+    pub metrics: Vec<Metric>,
+    /// Params (write-once).
+    pub params: Vec<(String, String)>,
+    /// Tags (last writer wins).
+    pub tags: Vec<(String, String)>,
+}
+
+impl LogBatch {
+    /// Checks keys, values and sizes; duplicate params with different values are refused.
+    pub fn validate(&self, enforce_batch_limits: bool) -> DomainResult<()> {
+        if enforce_batch_limits {
+            validate::batch_sizes(self.metrics.len(), self.params.len(), self.tags.len())?;
+        }
+        for m in &self.metrics {
+            validate::key("metric", &m.key)?;
+        }
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        for (k, v) in &self.params {
+            validate::key("param", k)?;
+            validate::param_value(k, v)?;
+            if let Some(prev) = seen.insert(k, v)
+                && prev != v
+            {
+                return Err(DomainError::invalid(format!(
+                    "param '{k}' appears twice in the batch with different values ('{prev}' and '{v}')"
+                )));
+            }
+        }
+        for (k, v) in &self.tags {
+            validate::key("tag", k)?;
+            validate::tag_value(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// The latest point per metric key within the batch.
+    fn latest(&self) -> BTreeMap<&str, MetricPoint> {
+        let mut out: BTreeMap<&str, MetricPoint> = BTreeMap::new();
+        for m in &self.metrics {
+            match out.get(m.key.as_str()) {
+                Some(p) if !m.point.is_later_than(p) => {}
+                _ => {
+                    out.insert(&m.key, m.point);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Rows per multi-row INSERT: 6 columns × 200 rows stays far below both engines' parameter limits.
+const CHUNK: usize = 200;
+
+fn metric_insert_sql(rows: usize) -> String {
+    let mut s =
+        String::from("INSERT INTO metrics (run_id, key, value, is_nan, step, timestamp) VALUES ");
+    push_values(&mut s, rows, 6);
+    s
+}
+
+fn latest_upsert_sql(rows: usize) -> String {
+    let mut s = String::from(
+        "INSERT INTO latest_metrics (run_id, key, value, is_nan, step, timestamp) VALUES ",
+    );
+    push_values(&mut s, rows, 6);
+    // MLflow's order for "latest": step, then timestamp, then value (NaN highest).
+    s.push_str(
+        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
+         step = excluded.step, timestamp = excluded.timestamp \
+         WHERE excluded.step > latest_metrics.step \
+         OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+         OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+             AND (excluded.is_nan > latest_metrics.is_nan \
+                  OR (excluded.is_nan = latest_metrics.is_nan AND excluded.value > latest_metrics.value)))",
+    );
+    s
+}
+
+fn push_values(s: &mut String, rows: usize, cols: usize) {
+    use std::fmt::Write;
+    for r in 0..rows {
+        s.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            let _ = write!(s, "${}", r * cols + c + 1);
+        }
+        s.push(')');
+    }
+}
+
+/// Writes a batch inside an open transaction on connection `$conn`.
+macro_rules! write_batch {
+    ($conn:expr, $run_key:expr, $batch:expr, $run_id:expr) => {{
+        let run_key: i64 = $run_key;
+        let batch: &LogBatch = $batch;
+        if !batch.params.is_empty() {
+            let existing: HashMap<String, String> =
+                sqlx::query("SELECT key, value FROM params WHERE run_id = $1")
+                    .bind(run_key)
+                    .fetch_all(&mut *$conn)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.text("key")?, r.text("value")?)))
+                    .collect::<DomainResult<_>>()?;
+            for (k, v) in &batch.params {
+                match existing.get(k) {
+                    Some(old) if old != v => {
+                        return Err(DomainError::invalid(format!(
+                            "param '{k}' of run '{}' was already logged with value '{old}'; params are write-once and cannot change to '{v}'",
+                            $run_id
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO NOTHING")
+                            .bind(run_key)
+                            .bind(k)
+                            .bind(v)
+                            .execute(&mut *$conn)
+                            .await?;
+                    }
+                }
+            }
+        }
+        for (k, v) in &batch.tags {
+            sqlx::query(
+                "INSERT INTO tags (run_id, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(run_key)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *$conn)
+            .await?;
+        }
+        for chunk in batch.metrics.chunks(CHUNK) {
+            let sql = metric_insert_sql(chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                let (v, nan) = stored_value(m.point.value);
+                q = q.bind(run_key).bind(m.key.as_str()).bind(v).bind(nan).bind(m.point.step).bind(m.point.timestamp);
+            }
+            q.execute(&mut *$conn).await?;
+        }
+        let latest: Vec<(&str, MetricPoint)> = batch.latest().into_iter().collect();
+        for chunk in latest.chunks(CHUNK) {
+            let sql = latest_upsert_sql(chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (k, p) in chunk {
+                let (v, nan) = stored_value(p.value);
+                q = q.bind(run_key).bind(*k).bind(v).bind(nan).bind(p.step).bind(p.timestamp);
+            }
+            q.execute(&mut *$conn).await?;
+        }
+    }};
+}
+
+impl Store {
+    /// Logs a batch to an active run atomically: on any error nothing of it is stored.
+    pub async fn log_batch(
+        &self,
+        workspace_id: i64,
+        run_id: &str,
+        batch: &LogBatch,
+    ) -> DomainResult<()> {
+        with_db!(self, write, |p| async {
+            let mut tx = p.begin().await?;
+            let Some(row) = sqlx::query(
+                "SELECT id, lifecycle_stage FROM runs WHERE uuid = $1 AND workspace_id = $2",
+            )
+            .bind(run_id)
+            .bind(workspace_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                return Err(DomainError::NotFound(format!(
+                    "run '{run_id}' does not exist"
+                )));
+            };
+            if row.text("lifecycle_stage")? != LifecycleStage::Active.as_str() {
+                return Err(DomainError::InvalidState(format!(
+                    "run '{run_id}' must be active to log to it; it is deleted"
+                )));
+            }
+            write_batch!(tx, row.i64("id")?, batch, run_id);
+            tx.commit().await?;
+            Ok(())
+        }
+        .await)
+    }
+
+    /// Creates many runs with their data in one transaction (bulk import, benchmarks seeding).
+    pub async fn create_runs_bulk(
+        &self,
+        workspace_id: i64,
+        runs: Vec<(NewRun, LogBatch)>,
+    ) -> DomainResult<Vec<String>> {
+        let mut ids = Vec::with_capacity(runs.len());
+        // Create through the normal path for validation, but in one transaction for speed.
+        with_db!(self, write, |p| {
+            async {
+            let mut tx = p.begin().await?;
+            let mut experiments: HashMap<i64, i64> = HashMap::new();
+            for (new, batch) in &runs {
+                let exp_key = match experiments.get(&new.experiment_id) {
+                    Some(k) => *k,
+                    None => {
+                        let Some(row) = sqlx::query(
+                            "SELECT id FROM experiments WHERE workspace_id = $1 AND number = $2 AND lifecycle_stage = 'active'",
+                        )
+                        .bind(workspace_id)
+                        .bind(new.experiment_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        else {
+                            return Err(DomainError::NotFound(format!(
+                                "experiment '{}' does not exist or is deleted",
+                                new.experiment_id
+                            )));
+                        };
+                        let k = row.i64("id")?;
+                        experiments.insert(new.experiment_id, k);
+                        k
+                    }
+                };
+                let uuid = uuid::Uuid::now_v7().simple().to_string();
+                let name = new.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(super::runs::generate_run_name);
+                let status = new.status.unwrap_or(crate::workspace::RunStatus::Finished);
+                let end_time = status.is_terminal().then_some(new.start_time);
+                let row = sqlx::query(
+                    "INSERT INTO runs (uuid, workspace_id, experiment_id, name, user_id, status, start_time, end_time, lifecycle_stage, parent_run_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9) RETURNING id",
+                )
+                .bind(&uuid)
+                .bind(workspace_id)
+                .bind(exp_key)
+                .bind(&name)
+                .bind(&new.user_id)
+                .bind(status.as_str())
+                .bind(new.start_time)
+                .bind(end_time)
+                .bind(&new.parent_run_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut batch = batch.clone();
+                batch.tags.retain(|(k, _)| k != crate::workspace::RUN_NAME_TAG);
+                batch.tags.push((crate::workspace::RUN_NAME_TAG.to_string(), name));
+                for (k, v) in &new.tags {
+                    batch.tags.push((k.clone(), v.clone()));
+                }
+                write_batch!(tx, row.i64("id")?, &batch, &uuid);
+                ids.push(uuid);
+            }
+            tx.commit().await?;
+            Ok::<_, DomainError>(())
+        }
+        .await
+        })?;
+        Ok(ids)
+    }
+}

@@ -1,0 +1,193 @@
+//! The metadata store: sqlx repositories over SQLite (embedded default) or PostgreSQL.
+//!
+//! Both engines run the same SQL (`$N` placeholders work in both); the few dialect
+//! differences live in [`Dialect`]. Each repository function is written once and expanded
+//! for both pool types by [`with_db!`], so there is no `Any` driver conversion on hot paths.
+
+mod artifacts;
+mod experiments;
+mod logging;
+mod rows;
+mod runs;
+mod search;
+mod sql;
+mod workspaces;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use artifacts::ArtifactRow;
+pub use logging::LogBatch;
+pub use runs::{NewRun, RunUpdate};
+pub use search::{ExperimentQuery, RunQuery};
+pub use workspaces::Datastore;
+
+use crate::workspace::DomainError;
+
+/// Errors while opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one we support.
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// Connecting failed.
+    #[error("cannot open database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for DomainError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "database error");
+        DomainError::Internal(format!("database: {e}"))
+    }
+}
+
+/// How SQLite commits: FULL fsyncs the WAL on every commit so an acknowledged write survives
+/// even a power loss; NORMAL survives process crashes (kill -9) but not an OS crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync on every commit (default).
+    #[default]
+    Full,
+    /// fsync only at checkpoints.
+    Normal,
+}
+
+/// SQL differences between the engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite 3.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+pub(crate) enum Db {
+    Sqlite { write: SqlitePool, read: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// Expands a block once per engine with `$p` bound to the right pool.
+/// `write` uses SQLite's single writer connection; `read` its reader pool.
+macro_rules! with_db {
+    ($store:expr, write, |$p:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite { write: $p, .. } => $body,
+            $crate::store::Db::Postgres($p) => $body,
+        }
+    };
+    ($store:expr, read, |$p:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite { read: $p, .. } => $body,
+            $crate::store::Db::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use with_db;
+
+/// The metadata store.
+pub struct Store {
+    pub(crate) db: Db,
+}
+
+impl Store {
+    /// Opens (creating if needed) the embedded SQLite database at `path` and migrates it.
+    pub async fn open_sqlite(path: &Path, sync: SqliteSync) -> Result<Self, StoreError> {
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
+        // One writer connection serializes writes inside the process (no SQLITE_BUSY between
+        // our own transactions); readers run in parallel thanks to WAL.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(base.clone())
+            .await
+            .map_err(StoreError::Connect)?;
+        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        let readers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 8) as u32;
+        let read = SqlitePoolOptions::new()
+            .max_connections(readers)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Self {
+            db: Db::Sqlite { write, read },
+        })
+    }
+
+    /// Connects to PostgreSQL and migrates the database.
+    pub async fn open_postgres(url: &str) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(StoreError::Connect)?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            db: Db::Postgres(pool),
+        })
+    }
+
+    /// Opens the store named by a database URL (`sqlite://path` or `postgres://...`).
+    pub async fn open_url(url: &str, sync: SqliteSync) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url).await
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Self::open_sqlite(Path::new(path), sync).await
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// Which SQL dialect the store speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.db {
+            Db::Sqlite { .. } => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Closes all connections (checkpointing SQLite's WAL).
+    pub async fn close(&self) {
+        match &self.db {
+            Db::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}

@@ -1,0 +1,55 @@
+//! Typed column access that works on rows of both engines.
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+
+use crate::workspace::DomainResult;
+
+/// Column getters shared by SQLite and PostgreSQL rows.
+pub(crate) trait RowExt {
+    fn i64(&self, col: &str) -> DomainResult<i64>;
+    fn opt_i64(&self, col: &str) -> DomainResult<Option<i64>>;
+    fn opt_f64(&self, col: &str) -> DomainResult<Option<f64>>;
+    fn text(&self, col: &str) -> DomainResult<String>;
+    fn opt_text(&self, col: &str) -> DomainResult<Option<String>>;
+}
+
+macro_rules! impl_row_ext {
+    ($t:ty) => {
+        impl RowExt for $t {
+            fn i64(&self, col: &str) -> DomainResult<i64> {
+                Ok(self.try_get::<i64, _>(col)?)
+            }
+            fn opt_i64(&self, col: &str) -> DomainResult<Option<i64>> {
+                Ok(self.try_get::<Option<i64>, _>(col)?)
+            }
+            fn opt_f64(&self, col: &str) -> DomainResult<Option<f64>> {
+                Ok(self.try_get::<Option<f64>, _>(col)?)
+            }
+            fn text(&self, col: &str) -> DomainResult<String> {
+                Ok(self.try_get::<String, _>(col)?)
+            }
+            fn opt_text(&self, col: &str) -> DomainResult<Option<String>> {
+                Ok(self.try_get::<Option<String>, _>(col)?)
+            }
+        }
+    };
+}
+
+impl_row_ext!(SqliteRow);
+impl_row_ext!(PgRow);
+
+/// A metric value as stored: NaN is kept as a flag because SQLite turns NaN into NULL.
+pub(crate) fn stored_value(v: f64) -> (Option<f64>, i64) {
+    if v.is_nan() { (None, 1) } else { (Some(v), 0) }
+}
+
+/// The inverse of [`stored_value`].
+pub(crate) fn loaded_value(v: Option<f64>, is_nan: i64) -> f64 {
+    if is_nan != 0 {
+        f64::NAN
+    } else {
+        v.unwrap_or(f64::NAN)
+    }
+}

@@ -1,0 +1,203 @@
+//! Run artifacts: streamed into the workspace's datastore, indexed by run path.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+
+use super::Tracking;
+use crate::datastore::{BlobWriter, DatastoreError};
+use crate::store::ArtifactRow;
+use crate::workspace::{ArtifactFile, DomainError, DomainResult, Workspace, validate};
+
+/// A stored artifact, as reported after upload.
+pub type ArtifactUpload = ArtifactFile;
+
+fn task_err(e: tokio::task::JoinError) -> DomainError {
+    DomainError::Internal(format!("storage task failed: {e}"))
+}
+
+impl Tracking {
+    /// Streams `body` into the run's artifact `path`. Nothing becomes visible unless the whole
+    /// body arrived and was hashed; an interrupted upload leaves no trace.
+    pub async fn upload_artifact<S, E>(
+        &self,
+        ws: &Workspace,
+        run_id: &str,
+        path: &str,
+        body: S,
+    ) -> DomainResult<ArtifactUpload>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        validate::artifact_path(path)?;
+        let run = self.store.active_run(ws.id, run_id).await?;
+        let ds = self.store.default_datastore(ws.id).await?;
+        let backend = self.datastores.get(&ds)?;
+        if self
+            .store
+            .artifacts_under(run.key, path)
+            .await?
+            .first()
+            .is_some()
+        {
+            return Err(DomainError::InvalidState(format!(
+                "'{path}' is a directory of artifacts; it cannot become a file"
+            )));
+        }
+        for (i, _) in path.match_indices('/') {
+            if self.store.artifact(run.key, &path[..i]).await?.is_some() {
+                return Err(DomainError::InvalidState(format!(
+                    "'{}' is an artifact file; it cannot become a directory",
+                    &path[..i]
+                )));
+            }
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        let writer_task = tokio::task::spawn_blocking(move || {
+            let mut w = backend.writer()?;
+            while let Some(chunk) = rx.blocking_recv() {
+                w.write(&chunk)?;
+            }
+            Ok::<Box<dyn BlobWriter>, DatastoreError>(w)
+        });
+        let mut body = body;
+        let mut failure = None;
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) => {
+                    if tx.send(c).await.is_err() {
+                        break; // the writer failed: its error is reported below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let writer = writer_task.await.map_err(task_err)??;
+        if let Some(e) = failure {
+            drop(writer); // discards the temporary object
+            return Err(DomainError::invalid(format!(
+                "upload of '{path}' was interrupted: {e}"
+            )));
+        }
+        // Finish and reference under the GC read lock so a concurrent GC cannot free the blob
+        // between it becoming visible and the row pointing at it.
+        let _guard = self.gc_lock.read().await;
+        let meta = tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(task_err)??;
+        let row = ArtifactRow {
+            path: path.to_string(),
+            datastore_id: ds.id,
+            digest: meta.digest,
+            size: meta.size as i64,
+        };
+        self.store.put_artifact(run.key, &row).await?;
+        Ok(ArtifactFile {
+            path: row.path,
+            is_dir: false,
+            size: Some(meta.size),
+            digest: Some(row.digest),
+        })
+    }
+
+    /// Opens the artifact file at `path` for reading.
+    pub async fn open_artifact(
+        &self,
+        ws: &Workspace,
+        run_id: &str,
+        path: &str,
+    ) -> DomainResult<(ArtifactFile, Box<dyn Read + Send>)> {
+        validate::artifact_path(path)?;
+        let run = self.store.run_info(ws.id, run_id).await?;
+        let Some(row) = self.store.artifact(run.key, path).await? else {
+            if !self.store.artifacts_under(run.key, path).await?.is_empty() {
+                return Err(DomainError::invalid(format!(
+                    "'{path}' is a directory; list it instead"
+                )));
+            }
+            return Err(DomainError::NotFound(format!(
+                "run '{run_id}' has no artifact '{path}'"
+            )));
+        };
+        let ds = self.store.datastore(row.datastore_id).await?;
+        let backend = self.datastores.get(&ds)?;
+        let digest = row.digest.clone();
+        let reader = tokio::task::spawn_blocking(move || backend.open(&digest))
+            .await
+            .map_err(task_err)??;
+        let file = ArtifactFile {
+            path: row.path,
+            is_dir: false,
+            size: Some(row.size as u64),
+            digest: Some(row.digest),
+        };
+        Ok((file, reader))
+    }
+
+    /// The immediate children of an artifact directory (empty `dir`: the run's root).
+    /// A path naming a file, or nothing, lists as empty, as MLflow does.
+    pub async fn list_artifacts(
+        &self,
+        ws: &Workspace,
+        run_id: &str,
+        dir: &str,
+    ) -> DomainResult<Vec<ArtifactFile>> {
+        let dir = dir.trim_matches('/');
+        if !dir.is_empty() {
+            validate::artifact_path(dir)?;
+        }
+        let run = self.store.run_info(ws.id, run_id).await?;
+        let rows = self.store.artifacts_under(run.key, dir).await?;
+        let base = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut out: BTreeMap<String, ArtifactFile> = BTreeMap::new();
+        for row in rows {
+            let rest = &row.path[base.len()..];
+            match rest.split_once('/') {
+                Some((child, _)) => {
+                    let p = format!("{base}{child}");
+                    out.entry(p.clone()).or_insert(ArtifactFile {
+                        path: p,
+                        is_dir: true,
+                        size: None,
+                        digest: None,
+                    });
+                }
+                None => {
+                    out.insert(
+                        row.path.clone(),
+                        ArtifactFile {
+                            path: row.path,
+                            is_dir: false,
+                            size: Some(row.size as u64),
+                            digest: Some(row.digest),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Deletes an artifact file or directory of a run; bytes are freed by the next GC.
+    pub async fn delete_artifact(
+        &self,
+        ws: &Workspace,
+        run_id: &str,
+        path: &str,
+    ) -> DomainResult<u64> {
+        validate::artifact_path(path)?;
+        let run = self.store.active_run(ws.id, run_id).await?;
+        self.store.delete_artifacts(run.key, path).await
+    }
+}

@@ -1,0 +1,192 @@
+//! The tracking service: operations that span the metadata store and the datastores
+//! (workspaces, artifacts, garbage collection). Both API flavours call into it.
+
+mod artifacts;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use serde::Serialize;
+
+pub use artifacts::ArtifactUpload;
+
+use crate::datastore::Datastores;
+use crate::store::Store;
+use crate::workspace::{
+    DEFAULT_WORKSPACE, DomainError, DomainResult, Millis, Workspace, now_millis, validate,
+};
+
+/// What a garbage collection freed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct GcReport {
+    /// Deleted runs removed for good.
+    pub runs_purged: u64,
+    /// Blobs no artifact referenced any more.
+    pub blobs_deleted: u64,
+    /// Bytes those blobs held.
+    pub bytes_freed: u64,
+}
+
+/// The tracking service shared by all request handlers.
+pub struct Tracking {
+    /// Metadata.
+    pub store: Store,
+    /// Artifact bytes.
+    pub datastores: Datastores,
+    /// Workspace name → workspace, to skip a lookup per request.
+    workspaces: RwLock<HashMap<String, Workspace>>,
+    /// Uploads commit under the read side; garbage collection takes the write side so it never
+    /// frees a blob that an upload is about to reference.
+    gc_lock: tokio::sync::RwLock<()>,
+}
+
+impl Tracking {
+    /// Wraps a store and datastores.
+    pub fn new(store: Store, datastores: Datastores) -> Self {
+        Self {
+            store,
+            datastores,
+            workspaces: RwLock::new(HashMap::new()),
+            gc_lock: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    /// Creates the `default` workspace unless it exists.
+    pub async fn ensure_default_workspace(&self) -> DomainResult<Workspace> {
+        match self.store.workspace(DEFAULT_WORKSPACE).await {
+            Ok(ws) => Ok(ws),
+            Err(DomainError::NotFound(_)) => match self
+                .create_workspace(DEFAULT_WORKSPACE, "")
+                .await
+            {
+                Err(DomainError::AlreadyExists(_)) => self.store.workspace(DEFAULT_WORKSPACE).await,
+                other => other,
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A workspace by name.
+    pub async fn workspace(&self, name: &str) -> DomainResult<Workspace> {
+        if let Some(ws) = self.workspaces.read().expect("workspace cache").get(name) {
+            return Ok(ws.clone());
+        }
+        let ws = self.store.workspace(name).await?;
+        self.workspaces
+            .write()
+            .expect("workspace cache")
+            .insert(name.to_string(), ws.clone());
+        Ok(ws)
+    }
+
+    /// Creates a workspace with its default datastore and Default experiment.
+    pub async fn create_workspace(&self, name: &str, description: &str) -> DomainResult<Workspace> {
+        validate::workspace_name(name)?;
+        self.store
+            .create_workspace(name, description, Datastores::new_default_config())
+            .await
+    }
+
+    /// Creates a workspace or updates its description; returns it and whether it was created.
+    pub async fn put_workspace(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> DomainResult<(Workspace, bool)> {
+        validate::workspace_name(name)?;
+        match self.create_workspace(name, description.unwrap_or("")).await {
+            Ok(ws) => Ok((ws, true)),
+            Err(DomainError::AlreadyExists(_)) => {
+                let ws = match description {
+                    Some(d) => self.store.update_workspace(name, d).await?,
+                    None => self.store.workspace(name).await?,
+                };
+                self.workspaces
+                    .write()
+                    .expect("workspace cache")
+                    .remove(name);
+                Ok((ws, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a workspace with all its runs and artifact bytes.
+    pub async fn delete_workspace(&self, name: &str) -> DomainResult<()> {
+        if name == DEFAULT_WORKSPACE {
+            return Err(DomainError::invalid(
+                "the default workspace cannot be deleted",
+            ));
+        }
+        let _guard = self.gc_lock.write().await;
+        self.workspaces
+            .write()
+            .expect("workspace cache")
+            .remove(name);
+        let stores = self.store.delete_workspace(name).await?;
+        for ds in stores {
+            self.datastores.destroy(&ds)?;
+        }
+        Ok(())
+    }
+
+    /// Removes leftovers of uploads interrupted by a crash; run before serving.
+    pub async fn clean_interrupted_uploads(&self) -> DomainResult<usize> {
+        let mut n = 0;
+        for ds in self.store.all_datastores().await? {
+            let backend = self.datastores.get(&ds)?;
+            n += tokio::task::spawn_blocking(move || backend.clean_temporary())
+                .await
+                .map_err(|e| DomainError::Internal(format!("cleanup task: {e}")))??;
+        }
+        Ok(n)
+    }
+
+    /// Purges deleted runs (deleted before `older_than`, or all) and frees unreferenced blobs.
+    pub async fn gc(
+        &self,
+        workspace: Option<&str>,
+        deleted_before: Option<Millis>,
+    ) -> DomainResult<GcReport> {
+        let ws = match workspace {
+            Some(name) => Some(self.workspace(name).await?),
+            None => None,
+        };
+        let _guard = self.gc_lock.write().await;
+        let mut report = GcReport {
+            runs_purged: self
+                .store
+                .purge_deleted_runs(
+                    ws.as_ref().map(|w| w.id),
+                    deleted_before.unwrap_or_else(now_millis),
+                )
+                .await?,
+            ..GcReport::default()
+        };
+        let stores = match &ws {
+            Some(w) => vec![self.store.default_datastore(w.id).await?],
+            None => self.store.all_datastores().await?,
+        };
+        for ds in stores {
+            let referenced = self.store.referenced_digests(ds.id).await?;
+            let backend = self.datastores.get(&ds)?;
+            let (blobs, bytes) = tokio::task::spawn_blocking(move || {
+                let mut blobs = 0;
+                let mut bytes = 0;
+                for d in backend.digests()? {
+                    if !referenced.contains(&d) {
+                        bytes += backend.delete(&d)?;
+                        blobs += 1;
+                    }
+                }
+                Ok::<_, crate::datastore::DatastoreError>((blobs, bytes))
+            })
+            .await
+            .map_err(|e| DomainError::Internal(format!("gc task: {e}")))??;
+            report.blobs_deleted += blobs;
+            report.bytes_freed += bytes;
+        }
+        tracing::info!(?report, "garbage collection done");
+        Ok(report)
+    }
+}

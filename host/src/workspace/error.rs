@@ -1,0 +1,38 @@
+//! The error every layer below the API speaks.
+
+/// What went wrong, classified the way clients need to react to it.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// The request names an object that does not exist (or is not visible).
+    #[error("{0}")]
+    NotFound(String),
+    /// The object to create already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but a value breaks a rule.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The request body could not be parsed.
+    #[error("{0}")]
+    Malformed(String),
+    /// The operation conflicts with the object's current state.
+    #[error("{0}")]
+    InvalidState(String),
+    /// A failure of the host itself (database, filesystem).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result with a [`DomainError`].
+pub type DomainResult<T> = Result<T, DomainError>;
+
+impl DomainError {
+    /// Shorthand for an invalid argument.
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Self::InvalidArgument(msg.into())
+    }
+    /// Shorthand for a missing object.
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::NotFound(msg.into())
+    }
+}

@@ -1,0 +1,273 @@
+//! The objects a workspace holds, as plain data.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::DomainError;
+
+/// Milliseconds since the Unix epoch, the time unit of the whole API.
+pub type Millis = i64;
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The workspace every host creates on first start.
+pub const DEFAULT_WORKSPACE: &str = "default";
+/// The experiment every workspace holds, as MLflow's experiment "0".
+pub const DEFAULT_EXPERIMENT_NAME: &str = "Default";
+/// Tag under which MLflow clients store a run's name.
+pub const RUN_NAME_TAG: &str = "mlflow.runName";
+/// Tag under which MLflow clients store the parent of a nested run.
+pub const PARENT_RUN_TAG: &str = "mlflow.parentRunId";
+/// Tag under which MLflow clients store the user.
+pub const USER_TAG: &str = "mlflow.user";
+
+/// A top-level workspace: the unit of ownership of everything else.
+#[derive(Debug, Clone, Serialize)]
+pub struct Workspace {
+    /// Internal key.
+    #[serde(skip)]
+    pub id: i64,
+    /// Unique name, used in URLs.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// Whether an experiment or run is live or soft-deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleStage {
+    /// Visible in default searches.
+    Active,
+    /// Soft-deleted: restorable until garbage-collected.
+    Deleted,
+}
+
+impl LifecycleStage {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+impl FromStr for LifecycleStage {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(Self::Active),
+            "deleted" => Ok(Self::Deleted),
+            other => Err(DomainError::invalid(format!(
+                "unknown lifecycle stage '{other}'"
+            ))),
+        }
+    }
+}
+
+/// Which lifecycle stages a search includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewType {
+    /// Only active objects (the default).
+    #[default]
+    ActiveOnly,
+    /// Only soft-deleted objects.
+    DeletedOnly,
+    /// Both.
+    All,
+}
+
+impl ViewType {
+    /// Parses MLflow's `ACTIVE_ONLY` / `DELETED_ONLY` / `ALL` (any case).
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        match s.to_ascii_uppercase().as_str() {
+            "ACTIVE_ONLY" | "1" => Ok(Self::ActiveOnly),
+            "DELETED_ONLY" | "2" => Ok(Self::DeletedOnly),
+            "ALL" | "3" => Ok(Self::All),
+            _ => Err(DomainError::invalid(format!(
+                "invalid view type '{s}': expected ACTIVE_ONLY, DELETED_ONLY or ALL"
+            ))),
+        }
+    }
+}
+
+/// The state of a run, as MLflow names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RunStatus {
+    /// Executing.
+    Running,
+    /// Created, not started yet.
+    Scheduled,
+    /// Ended normally.
+    Finished,
+    /// Ended with an error.
+    Failed,
+    /// Ended by cancellation.
+    Killed,
+}
+
+impl RunStatus {
+    /// The stored and wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Scheduled => "SCHEDULED",
+            Self::Finished => "FINISHED",
+            Self::Failed => "FAILED",
+            Self::Killed => "KILLED",
+        }
+    }
+
+    /// Whether the run has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Finished | Self::Failed | Self::Killed)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "RUNNING" => Ok(Self::Running),
+            "SCHEDULED" => Ok(Self::Scheduled),
+            "FINISHED" => Ok(Self::Finished),
+            "FAILED" => Ok(Self::Failed),
+            "KILLED" => Ok(Self::Killed),
+            _ => Err(DomainError::invalid(format!(
+                "invalid run status '{s}': expected RUNNING, SCHEDULED, FINISHED, FAILED or KILLED"
+            ))),
+        }
+    }
+}
+
+/// A named group of runs.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// Internal key.
+    pub key: i64,
+    /// The id clients see: a number unique within the workspace ("0" is Default).
+    pub id: i64,
+    /// Unique name within the workspace.
+    pub name: String,
+    /// Where runs of this experiment keep artifacts, as an MLflow URI.
+    pub artifact_location: String,
+    /// Active or deleted.
+    pub lifecycle_stage: LifecycleStage,
+    /// Creation time.
+    pub creation_time: Millis,
+    /// Last change of name, tags or stage.
+    pub last_update_time: Millis,
+    /// Experiment tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One measurement of a metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricPoint {
+    /// The value; NaN and infinities are allowed.
+    pub value: f64,
+    /// When it was measured.
+    pub timestamp: Millis,
+    /// Training step (0 when not given).
+    pub step: i64,
+}
+
+impl MetricPoint {
+    /// MLflow's rule for the "latest" value of a metric: highest step, then timestamp, then value.
+    pub fn is_later_than(&self, other: &MetricPoint) -> bool {
+        (self.step, self.timestamp) > (other.step, other.timestamp)
+            || ((self.step, self.timestamp) == (other.step, other.timestamp)
+                && total(self.value) > total(other.value))
+    }
+}
+
+fn total(v: f64) -> f64 {
+    if v.is_nan() { f64::INFINITY } else { v }
+}
+
+/// A metric point with its key, as logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// Metric name.
+    pub key: String,
+    /// The measurement.
+    pub point: MetricPoint,
+}
+
+/// A run: one execution with its parameters, metrics and tags.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Internal key.
+    pub key: i64,
+    /// Public id: 32 hex characters.
+    pub id: String,
+    /// The experiment's public id.
+    pub experiment_id: i64,
+    /// Display name.
+    pub name: String,
+    /// Who created it.
+    pub user_id: String,
+    /// State.
+    pub status: RunStatus,
+    /// Start time.
+    pub start_time: Millis,
+    /// End time, once ended.
+    pub end_time: Option<Millis>,
+    /// Active or deleted.
+    pub lifecycle_stage: LifecycleStage,
+    /// Public id of the parent run, for nested runs.
+    pub parent_run_id: Option<String>,
+    /// Where the run's artifacts live, as an MLflow URI.
+    pub artifact_uri: String,
+    /// Parameters (write-once).
+    pub params: BTreeMap<String, String>,
+    /// Latest value of each metric.
+    pub metrics: BTreeMap<String, MetricPoint>,
+    /// Tags (last writer wins).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An artifact file attached to a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactFile {
+    /// Path relative to the run's artifact root.
+    pub path: String,
+    /// Whether this entry is a directory (listing only).
+    pub is_dir: bool,
+    /// Size in bytes (files only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// sha256 of the content (files only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The MLflow artifact URI of an experiment.
+pub fn experiment_artifact_location(experiment_id: i64) -> String {
+    format!("mlflow-artifacts:/{experiment_id}")
+}
+
+/// The MLflow artifact URI of a run.
+pub fn run_artifact_uri(experiment_id: i64, run_id: &str) -> String {
+    format!("mlflow-artifacts:/{experiment_id}/{run_id}/artifacts")
+}
