@@ -1,1 +1,353 @@
+//! Test harness: builds and starts the real `atrium` binary on a free port, against SQLite or a
+//! fresh PostgreSQL database, and talks to it over HTTP.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use serde_json::json;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The `atrium` binary: `ATRIUM_BIN`, or built once (debug profile) by this harness.
+pub fn bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("ATRIUM_BIN") {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "atrium", "--bin", "atrium"])
+            .current_dir(root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the atrium binary failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root().join("target"));
+        target.join("debug").join("atrium")
+    })
+    .clone()
+}
+
+/// Which metadata database a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite in the data directory.
+    Sqlite,
+    /// A fresh database on the local PostgreSQL server.
+    Postgres,
+}
+
+/// The PostgreSQL server tests use (`ATRIUM_TEST_PG`, default the local trust-auth server).
+pub fn pg_admin_url() -> String {
+    std::env::var("ATRIUM_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Creates an empty PostgreSQL database and returns its URL.
+pub fn fresh_pg_database() -> String {
+    let name = format!("atrium_test_{}", uuid_like());
+    let admin = pg_admin_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for this test: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    format!("{base}/{name}")
+}
+
+/// Drops a database made by [`fresh_pg_database`].
+pub fn drop_pg_database(url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if !name.starts_with("atrium_test_") {
+        return;
+    }
+    let admin = pg_admin_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    });
+}
+
+fn uuid_like() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}", t, std::process::id())
+}
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The data directory (kept for restarts).
+    pub data_dir: PathBuf,
+    /// The database URL when not SQLite.
+    pub database_url: Option<String>,
+    _tmp: Option<tempfile::TempDir>,
+    /// Captured stderr of the server (its log).
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server with a fresh data directory (and a fresh database for PostgreSQL).
+    pub fn start(backend: Backend) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_pg_database()),
+        };
+        let mut s = Self::start_in(tmp.path(), db);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on an existing data directory.
+    pub fn start_in(data_dir: &Path, database_url: Option<String>) -> Self {
+        let log = data_dir.join(format!("server-{}.log", uuid_like()));
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env_remove("ATRIUM_CONFIG")
+            .env_remove("ATRIUM_DATABASE_URL")
+            .env("ATRIUM_LOG", "info,tower_http=warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(url) = &database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let mut child = cmd.spawn().expect("start atrium");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("atrium listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let s = Self {
+            child: Some(child),
+            url,
+            data_dir: data_dir.to_path_buf(),
+            database_url,
+            _tmp: None,
+            log,
+        };
+        s.wait_healthy();
+        s
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::blocking::get(format!("{}/health", self.url))
+                && r.status() == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server never became healthy");
+    }
+
+    /// An HTTP client for this server.
+    pub fn http(&self) -> Http {
+        Http {
+            base: self.url.clone(),
+            client: reqwest::blocking::Client::new(),
+        }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no flush).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Restarts on the same data directory and database.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut next = Self::start_in(&self.data_dir, self.database_url.clone());
+        self.child = next.child.take();
+        self.url = next.url.clone();
+        self.log = next.log.clone();
+    }
+
+    /// Runs the CLI against this server; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .env("ATRIUM_SERVER", &self.url)
+            .env_remove("ATRIUM_WORKSPACE")
+            .output()
+            .expect("run atrium cli");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let owned = self._tmp.is_some();
+        self.stop();
+        if owned && let Some(url) = &self.database_url {
+            drop_pg_database(url);
+        }
+    }
+}
+
+/// A response: status and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    /// HTTP status.
+    pub status: u16,
+    /// Parsed body.
+    pub json: Value,
+    /// Raw body.
+    pub bytes: Vec<u8>,
+}
+
+impl Resp {
+    /// The error code of an error response.
+    pub fn code(&self) -> &str {
+        self.json["error_code"].as_str().unwrap_or("")
+    }
+    /// The message of an error response.
+    pub fn message(&self) -> &str {
+        self.json["message"].as_str().unwrap_or("")
+    }
+    /// Panics unless the status is 2xx; returns the JSON.
+    pub fn ok(self) -> Value {
+        assert!(
+            (200..300).contains(&self.status),
+            "expected success, got {} {}",
+            self.status,
+            self.json
+        );
+        self.json
+    }
+}
+
+/// A blocking HTTP client with JSON helpers.
+pub struct Http {
+    /// Base URL.
+    pub base: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Http {
+    /// Sends a request with an optional raw body.
+    pub fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .client
+            .request(m, format!("{}{}", self.base, path))
+            .timeout(Duration::from_secs(120));
+        if let Some(b) = body {
+            req = req.body(b).header("content-type", "application/json");
+        }
+        let r = req.send().expect("request");
+        let status = r.status().as_u16();
+        let bytes = r.bytes().unwrap().to_vec();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            json,
+            bytes,
+        }
+    }
+    /// GET.
+    pub fn get(&self, path: &str) -> Resp {
+        self.raw("GET", path, None)
+    }
+    /// POST JSON.
+    pub fn post(&self, path: &str, body: Value) -> Resp {
+        self.raw("POST", path, Some(body.to_string().into_bytes()))
+    }
+    /// PUT JSON.
+    pub fn put(&self, path: &str, body: Value) -> Resp {
+        self.raw("PUT", path, Some(body.to_string().into_bytes()))
+    }
+    /// PATCH JSON.
+    pub fn patch(&self, path: &str, body: Value) -> Resp {
+        self.raw("PATCH", path, Some(body.to_string().into_bytes()))
+    }
+    /// DELETE.
+    pub fn delete(&self, path: &str) -> Resp {
+        self.raw("DELETE", path, None)
+    }
+}

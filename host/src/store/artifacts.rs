@@ -83,9 +83,8 @@ impl Store {
     /// Blobs are freed later by garbage collection.
     pub async fn delete_artifacts(&self, run_key: i64, path: &str) -> DomainResult<u64> {
         let (lo, hi) = prefix_range(path);
-        let n =
-            with_db!(self, write, |p| {
-                sqlx::query(
+        let n = with_db!(self, write, |p| {
+            sqlx::query(
             "DELETE FROM artifacts WHERE run_id = $1 AND (path = $2 OR (path >= $3 AND path < $4))"
         )
         .bind(run_key)
@@ -95,7 +94,7 @@ impl Store {
         .execute(p)
         .await
         .map(|r| r.rows_affected())
-            })?;
+        })?;
         if n == 0 {
             return Err(DomainError::NotFound(format!("no artifact at '{path}'")));
         }

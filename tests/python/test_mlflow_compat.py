@@ -1,0 +1,245 @@
+"""Compatibility tests: the real `mlflow` client against a running Atrium server.
+
+Run by tests/tests/mlflow_compat.rs, which starts the server and sets ATRIUM_URL.
+Every call the README lists as supported is exercised here.
+"""
+
+import json
+import math
+import os
+import tempfile
+import time
+import unittest
+import uuid
+
+import mlflow
+from mlflow.entities import RunStatus, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+BASE = os.environ["ATRIUM_URL"].rstrip("/")
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class TrackingFlow(unittest.TestCase):
+    def setUp(self):
+        mlflow.set_tracking_uri(BASE)
+        self.client = MlflowClient(BASE)
+
+    def tearDown(self):
+        while mlflow.active_run():
+            mlflow.end_run()
+
+    def test_ordinary_training_script(self):
+        name = unique("train")
+        exp = mlflow.set_experiment(name)
+        self.assertEqual(exp.name, name)
+        # set_experiment again finds the existing one
+        self.assertEqual(mlflow.set_experiment(name).experiment_id, exp.experiment_id)
+        with mlflow.start_run(run_name="parent") as parent:
+            mlflow.log_param("optimizer", "adam")
+            mlflow.log_params({"lr": 0.001, "epochs": 3})
+            for step in range(5):
+                mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+            mlflow.log_metrics({"acc": 0.9, "f1": 0.8}, step=4)
+            mlflow.set_tag("team", "vision")
+            mlflow.set_tags({"stage": "dev", "owner": "ana"})
+            with tempfile.TemporaryDirectory() as d:
+                p = os.path.join(d, "notes.txt")
+                with open(p, "w") as f:
+                    f.write("hello artifacts")
+                mlflow.log_artifact(p)
+                sub = os.path.join(d, "plots")
+                os.makedirs(sub)
+                for i in range(2):
+                    with open(os.path.join(sub, f"p{i}.csv"), "w") as f:
+                        f.write(f"x,y\n{i},{i * i}\n")
+                mlflow.log_artifacts(sub, artifact_path="plots")
+            mlflow.log_text("some text", "texts/a.txt")
+            mlflow.log_dict({"k": [1, 2, 3]}, "config.json")
+            with mlflow.start_run(run_name="child", nested=True) as child:
+                mlflow.log_metric("child_metric", 3.0)
+            child_id = child.info.run_id
+        run = self.client.get_run(parent.info.run_id)
+        self.assertEqual(run.info.status, "FINISHED")
+        self.assertIsNotNone(run.info.end_time)
+        self.assertEqual(run.info.run_name, "parent")
+        self.assertEqual(run.data.params, {"optimizer": "adam", "lr": "0.001", "epochs": "3"})
+        self.assertAlmostEqual(run.data.metrics["loss"], 0.2)
+        self.assertEqual(run.data.metrics["acc"], 0.9)
+        self.assertEqual(run.data.tags["team"], "vision")
+        self.assertEqual(run.data.tags["owner"], "ana")
+        child_run = self.client.get_run(child_id)
+        self.assertEqual(child_run.data.tags["mlflow.parentRunId"], parent.info.run_id)
+
+        history = self.client.get_metric_history(parent.info.run_id, "loss")
+        self.assertEqual([m.step for m in history], [0, 1, 2, 3, 4])
+        self.assertAlmostEqual(history[2].value, 1 / 3)
+
+        # artifacts: list and download, file and directory
+        top = sorted(f.path for f in self.client.list_artifacts(parent.info.run_id))
+        self.assertEqual(top, ["config.json", "notes.txt", "plots", "texts"])
+        plots = sorted(f.path for f in self.client.list_artifacts(parent.info.run_id, "plots"))
+        self.assertEqual(plots, ["plots/p0.csv", "plots/p1.csv"])
+        with tempfile.TemporaryDirectory() as d:
+            local = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="notes.txt", dst_path=d)
+            with open(local) as f:
+                self.assertEqual(f.read(), "hello artifacts")
+            local_dir = self.client.download_artifacts(parent.info.run_id, "plots", d)
+            self.assertEqual(sorted(os.listdir(local_dir)), ["p0.csv", "p1.csv"])
+            with open(os.path.join(local_dir, "p1.csv")) as f:
+                self.assertEqual(f.read(), "x,y\n1,1\n")
+            cfg = mlflow.artifacts.load_dict(f"runs:/{parent.info.run_id}/config.json")
+            self.assertEqual(cfg, {"k": [1, 2, 3]})
+            self.assertEqual(mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/texts/a.txt"), "some text")
+
+    def test_end_run_with_status(self):
+        mlflow.set_experiment(unique("status"))
+        run = mlflow.start_run()
+        self.assertTrue(run.info.run_name)  # the server generated a name
+        mlflow.end_run(status="FAILED")
+        self.assertEqual(self.client.get_run(run.info.run_id).info.status, "FAILED")
+        run = mlflow.start_run()
+        mlflow.end_run(status=RunStatus.to_string(RunStatus.KILLED))
+        self.assertEqual(self.client.get_run(run.info.run_id).info.status, "KILLED")
+
+    def test_search_runs_with_filter_and_order(self):
+        exp = mlflow.set_experiment(unique("search"))
+        for i, opt in enumerate(["adam", "sgd", "adam", "rmsprop"]):
+            with mlflow.start_run(run_name=f"r{i}"):
+                mlflow.log_param("opt", opt)
+                mlflow.log_metric("acc", 0.5 + i * 0.1)
+        df = mlflow.search_runs(
+            experiment_ids=[exp.experiment_id],
+            filter_string="params.opt = 'adam' and metrics.acc > 0.55",
+            order_by=["metrics.acc DESC"],
+        )
+        self.assertEqual(list(df["tags.mlflow.runName"]), ["r2"])
+        runs = mlflow.search_runs(
+            experiment_ids=[exp.experiment_id], order_by=["metrics.acc DESC"], output_format="list"
+        )
+        self.assertEqual([r.info.run_name for r in runs], ["r3", "r2", "r1", "r0"])
+        runs = self.client.search_runs(
+            [exp.experiment_id], "metrics.acc >= 0.6", order_by=["params.opt ASC", "metrics.acc ASC"]
+        )
+        self.assertEqual([r.data.params["opt"] for r in runs], ["adam", "rmsprop", "sgd"])
+        # Atrium extension: OR and parentheses
+        runs = self.client.search_runs(
+            [exp.experiment_id], "metrics.acc > 0.55 and (params.opt = 'adam' or params.opt = 'sgd')"
+        )
+        self.assertEqual(sorted(r.info.run_name for r in runs), ["r1", "r2"])
+        # paging
+        page = self.client.search_runs([exp.experiment_id], max_results=3)
+        self.assertEqual(len(page), 3)
+        self.assertTrue(page.token)
+        rest = self.client.search_runs([exp.experiment_id], max_results=3, page_token=page.token)
+        self.assertEqual(len(rest), 1)
+        # a bad filter is a clear error naming the position
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.search_runs([exp.experiment_id], "metrics.acc >")
+        self.assertIn("position", str(ctx.exception))
+        self.assertEqual(ctx.exception.error_code, "INVALID_PARAMETER_VALUE")
+
+    def test_delete_and_restore_run(self):
+        exp = mlflow.set_experiment(unique("delete"))
+        with mlflow.start_run() as run:
+            mlflow.log_metric("m", 1)
+        rid = run.info.run_id
+        self.client.delete_run(rid)
+        self.assertEqual(self.client.get_run(rid).info.lifecycle_stage, "deleted")
+        self.assertEqual(len(self.client.search_runs([exp.experiment_id])), 0)
+        deleted = self.client.search_runs([exp.experiment_id], run_view_type=ViewType.DELETED_ONLY)
+        self.assertEqual([r.info.run_id for r in deleted], [rid])
+        self.client.restore_run(rid)
+        self.assertEqual(self.client.get_run(rid).info.lifecycle_stage, "active")
+        self.assertEqual(len(self.client.search_runs([exp.experiment_id])), 1)
+
+    def test_search_experiments(self):
+        prefix = unique("se")
+        for i in range(3):
+            self.client.create_experiment(f"{prefix}-{i}", tags={"idx": str(i)})
+        found = self.client.search_experiments(filter_string=f"name LIKE '{prefix}%'", order_by=["name DESC"])
+        self.assertEqual([e.name for e in found], [f"{prefix}-2", f"{prefix}-1", f"{prefix}-0"])
+        found = self.client.search_experiments(filter_string=f"name LIKE '{prefix}%' and tags.idx = '1'")
+        self.assertEqual([e.name for e in found], [f"{prefix}-1"])
+        names = [e.name for e in mlflow.search_experiments()]
+        self.assertIn("Default", names)
+        self.assertIsNone(self.client.get_experiment_by_name(unique("missing")))
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.create_experiment(f"{prefix}-0")
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_ALREADY_EXISTS")
+
+    def test_params_are_write_once_and_batches_all_or_nothing(self):
+        mlflow.set_experiment(unique("params"))
+        with mlflow.start_run() as run:
+            mlflow.log_param("p", "1")
+            mlflow.log_param("p", "1")  # same value again is fine
+            with self.assertRaises(MlflowException) as ctx:
+                mlflow.log_param("p", "2")
+            self.assertEqual(ctx.exception.error_code, "INVALID_PARAMETER_VALUE")
+            from mlflow.entities import Metric, Param
+
+            with self.assertRaises(MlflowException):
+                self.client.log_batch(
+                    run.info.run_id,
+                    metrics=[Metric("should_not_exist", 1.0, 0, 0)],
+                    params=[Param("p", "3")],
+                )
+        data = self.client.get_run(run.info.run_id).data
+        self.assertNotIn("should_not_exist", data.metrics)
+        self.assertEqual(data.params, {"p": "1"})
+
+    def test_special_metric_values(self):
+        mlflow.set_experiment(unique("nan"))
+        with mlflow.start_run() as run:
+            mlflow.log_metric("n", float("nan"))
+            mlflow.log_metric("i", float("inf"), step=1)
+        data = self.client.get_run(run.info.run_id).data
+        self.assertTrue(math.isnan(data.metrics["n"]))
+        self.assertEqual(data.metrics["i"], float("inf"))
+
+    def test_unknown_ids_are_not_found(self):
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.get_run("0" * 32)
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.get_experiment("987654")
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+
+
+class WorkspaceSelection(unittest.TestCase):
+    """MLFLOW_TRACKING_URI=http://host/ws/<name> selects another workspace."""
+
+    def test_workspace_prefix_isolates_data(self):
+        import urllib.request
+
+        ws = unique("ws").lower()
+        req = urllib.request.Request(f"{BASE}/api/v1/workspaces/{ws}", data=b"{}", method="PUT")
+        urllib.request.urlopen(req).read()
+        uri = f"{BASE}/ws/{ws}"
+        mlflow.set_tracking_uri(uri)
+        name = unique("isolated")
+        mlflow.set_experiment(name)
+        with mlflow.start_run() as run:
+            mlflow.log_metric("m", 2.0)
+            mlflow.log_text("in a workspace", "w.txt")
+        client = MlflowClient(uri)
+        self.assertEqual(client.get_run(run.info.run_id).data.metrics["m"], 2.0)
+        self.assertEqual(mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/w.txt"), "in a workspace")
+        # invisible from the default workspace
+        default = MlflowClient(BASE)
+        self.assertIsNone(default.get_experiment_by_name(name))
+        with self.assertRaises(MlflowException) as ctx:
+            default.get_run(run.info.run_id)
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+        # and the raw artifact bytes are in the workspace datastore
+        with urllib.request.urlopen(f"{BASE}/api/v1/workspaces/{ws}/runs/{run.info.run_id}/artifacts/w.txt") as r:
+            self.assertEqual(r.read(), b"in a workspace")
+        mlflow.set_tracking_uri(BASE)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
