@@ -27,7 +27,21 @@ pub fn bin() -> PathBuf {
             return PathBuf::from(p);
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        // A clean environment: variables cargo sets for test processes would otherwise change
+        // build-script fingerprints and force a rebuild of the whole tree on every run.
+        let mut cmd = Command::new(cargo);
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            let k_str = k.to_string_lossy();
+            let keep = matches!(k_str.as_ref(), "PATH" | "HOME" | "CARGO_HOME" | "RUSTUP_HOME" | "RUSTUP_TOOLCHAIN" | "CARGO_TARGET_DIR" | "TMPDIR")
+                || k_str.starts_with("CARGO_PROFILE_")
+                || k_str.starts_with("CARGO_REGISTRIES_")
+                || k_str.starts_with("CARGO_NET_");
+            if keep {
+                cmd.env(k, v);
+            }
+        }
+        let status = cmd
             .args(["build", "-p", "atrium", "--bin", "atrium"])
             .current_dir(root())
             .status()
@@ -246,9 +260,14 @@ impl Server {
 
     /// Runs the CLI against this server; returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        Self::cli_at(&self.url, args)
+    }
+
+    /// Runs the CLI against any server URL.
+    pub fn cli_at(url: &str, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(bin())
             .args(args)
-            .env("ATRIUM_SERVER", &self.url)
+            .env("ATRIUM_SERVER", url)
             .env_remove("ATRIUM_WORKSPACE")
             .output()
             .expect("run atrium cli");

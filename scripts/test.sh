@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, end-to-end tests against SQLite and PostgreSQL, the
+# MLflow client compatibility suite (creates tests/python/.venv with the pinned client) and the
+# CLI tests. Needs PostgreSQL on 127.0.0.1:5432 (ATRIUM_TEST_PG overrides the URL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --workspace "$@"
