@@ -33,8 +33,16 @@ pub fn bin() -> PathBuf {
         cmd.env_clear();
         for (k, v) in std::env::vars_os() {
             let k_str = k.to_string_lossy();
-            let keep = matches!(k_str.as_ref(), "PATH" | "HOME" | "CARGO_HOME" | "RUSTUP_HOME" | "RUSTUP_TOOLCHAIN" | "CARGO_TARGET_DIR" | "TMPDIR")
-                || k_str.starts_with("CARGO_PROFILE_")
+            let keep = matches!(
+                k_str.as_ref(),
+                "PATH"
+                    | "HOME"
+                    | "CARGO_HOME"
+                    | "RUSTUP_HOME"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "CARGO_TARGET_DIR"
+                    | "TMPDIR"
+            ) || k_str.starts_with("CARGO_PROFILE_")
                 || k_str.starts_with("CARGO_REGISTRIES_")
                 || k_str.starts_with("CARGO_NET_");
             if keep {

@@ -15,24 +15,50 @@ fn cli_verbs_against_a_server() {
     let (ok, out, _) = s.cli(&["workspace", "list", "--output", "json"]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = v["workspaces"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["default", "team-a"]);
     let (ok, _, err) = s.cli(&["workspace", "create", "Not Valid"]);
     assert!(!ok);
-    assert!(err.contains("INVALID_PARAMETER_VALUE") && err.contains("Not Valid"), "{err}");
+    assert!(
+        err.contains("INVALID_PARAMETER_VALUE") && err.contains("Not Valid"),
+        "{err}"
+    );
 
-    let exp = h.post(&format!("{WS}/experiments"), json!({ "name": "iris" })).ok()["id"].as_i64().unwrap();
+    let exp = h
+        .post(&format!("{WS}/experiments"), json!({ "name": "iris" }))
+        .ok()["id"]
+        .as_i64()
+        .unwrap();
     let mut ids = Vec::new();
     for (i, opt) in ["adam", "sgd", "rmsprop"].iter().enumerate() {
-        let id = h.post(&format!("{WS}/runs"), json!({ "experiment_id": exp, "name": format!("r{i}") })).ok()["id"]
+        let id = h
+            .post(
+                &format!("{WS}/runs"),
+                json!({ "experiment_id": exp, "name": format!("r{i}") }),
+            )
+            .ok()["id"]
             .as_str()
             .unwrap()
             .to_string();
         let metrics: Vec<_> = (0..50).map(|s| json!({ "key": "acc", "value": 0.5 + i as f64 * 0.2 + s as f64 * 0.001, "step": s })).collect();
-        h.post(&format!("{WS}/runs/{id}/log"), json!({ "metrics": metrics, "params": { "opt": opt } })).ok();
+        h.post(
+            &format!("{WS}/runs/{id}/log"),
+            json!({ "metrics": metrics, "params": { "opt": opt } }),
+        )
+        .ok();
         ids.push(id);
     }
-    h.raw("PUT", &format!("{WS}/runs/{}/artifacts/model/weights.bin", ids[0]), Some(b"0123456789".to_vec())).ok();
+    h.raw(
+        "PUT",
+        &format!("{WS}/runs/{}/artifacts/model/weights.bin", ids[0]),
+        Some(b"0123456789".to_vec()),
+    )
+    .ok();
 
     let (ok, out, _) = s.cli(&["experiment", "list"]);
     assert!(ok);
@@ -40,13 +66,25 @@ fn cli_verbs_against_a_server() {
 
     // run list by experiment name, with an OR filter, as JSON
     let (ok, out, err) = s.cli(&[
-        "run", "list", "--experiment", "iris", "--filter",
+        "run",
+        "list",
+        "--experiment",
+        "iris",
+        "--filter",
         "metrics.acc > 0.6 and (params.opt = 'sgd' or params.opt = 'rmsprop')",
-        "--order-by", "metrics.acc DESC", "--output", "json",
+        "--order-by",
+        "metrics.acc DESC",
+        "--output",
+        "json",
     ]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = v["runs"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["r2", "r1"]);
     let (ok, out, _) = s.cli(&["run", "list", "-e", &exp.to_string()]);
     assert!(ok);
@@ -58,8 +96,20 @@ fn cli_verbs_against_a_server() {
 
     let (ok, out, _) = s.cli(&["run", "show", &ids[1]]);
     assert!(ok);
-    assert!(out.contains("param opt") && out.contains("sgd") && out.contains("metric acc"), "{out}");
-    let (ok, out, _) = s.cli(&["run", "metrics", &ids[1], "acc", "--max-points", "5", "--output", "json"]);
+    assert!(
+        out.contains("param opt") && out.contains("sgd") && out.contains("metric acc"),
+        "{out}"
+    );
+    let (ok, out, _) = s.cli(&[
+        "run",
+        "metrics",
+        &ids[1],
+        "acc",
+        "--max-points",
+        "5",
+        "--output",
+        "json",
+    ]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["points"].as_array().unwrap().len(), 5);
@@ -67,28 +117,68 @@ fn cli_verbs_against_a_server() {
 
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("w.bin");
-    let (ok, _, err) = s.cli(&["artifact", "get", &ids[0], "model/weights.bin", "-O", dest.to_str().unwrap()]);
+    let (ok, _, err) = s.cli(&[
+        "artifact",
+        "get",
+        &ids[0],
+        "model/weights.bin",
+        "-O",
+        dest.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), b"0123456789");
-    let (ok, _, err) = s.cli(&["artifact", "get", &ids[0], "model/missing.bin", "-O", dest.to_str().unwrap()]);
+    let (ok, _, err) = s.cli(&[
+        "artifact",
+        "get",
+        &ids[0],
+        "model/missing.bin",
+        "-O",
+        dest.to_str().unwrap(),
+    ]);
     assert!(!ok && err.contains("RESOURCE_DOES_NOT_EXIST"), "{err}");
     let (ok, out, _) = s.cli(&["artifact", "list", &ids[0]]);
     assert!(ok && out.contains("model") && out.contains("dir"), "{out}");
     let src = dir.path().join("notes.txt");
     std::fs::write(&src, "notes").unwrap();
-    let (ok, _, err) = s.cli(&["artifact", "put", &ids[1], "docs/notes.txt", src.to_str().unwrap()]);
+    let (ok, _, err) = s.cli(&[
+        "artifact",
+        "put",
+        &ids[1],
+        "docs/notes.txt",
+        src.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    assert_eq!(h.get(&format!("{WS}/runs/{}/artifacts/docs/notes.txt", ids[1])).bytes, b"notes");
+    assert_eq!(
+        h.get(&format!("{WS}/runs/{}/artifacts/docs/notes.txt", ids[1]))
+            .bytes,
+        b"notes"
+    );
 
     // gc through the CLI, and --workspace selects another workspace
     h.delete(&format!("{WS}/runs/{}", ids[0])).ok();
     let (ok, out, _) = s.cli(&["gc", "--output", "json"]);
     assert!(ok);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["runs_purged"].as_i64(), v["blobs_deleted"].as_i64()), (Some(1), Some(1)));
-    let (ok, out, _) = s.cli(&["--workspace", "team-a", "experiment", "list", "--output", "json"]);
+    assert_eq!(
+        (v["runs_purged"].as_i64(), v["blobs_deleted"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let (ok, out, _) = s.cli(&[
+        "--workspace",
+        "team-a",
+        "experiment",
+        "list",
+        "--output",
+        "json",
+    ]);
     assert!(ok);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["experiments"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["experiments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let (ok, _, err) = atrium_tests::Server::cli_at("http://127.0.0.1:9", &["workspace", "list"]);
     assert!(!ok && err.contains("cannot reach"), "{err}");

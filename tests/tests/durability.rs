@@ -17,7 +17,13 @@ fn acknowledged_batches_survive_sigkill() {
     let mut s = Server::start(Backend::Sqlite);
     let h = s.http();
     let runs: Vec<String> = (0..4)
-        .map(|i| h.post(&format!("{WS}/runs"), json!({ "name": format!("w{i}") })).ok()["id"].as_str().unwrap().to_string())
+        .map(|i| {
+            h.post(&format!("{WS}/runs"), json!({ "name": format!("w{i}") }))
+                .ok()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let acked: Arc<Mutex<BTreeMap<String, Vec<i64>>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -55,26 +61,41 @@ fn acknowledged_batches_survive_sigkill() {
         let hist = h.get(&format!("{WS}/runs/{run}/metrics/m")).ok();
         let mut per_batch: BTreeMap<i64, i64> = BTreeMap::new();
         for p in hist["points"].as_array().unwrap() {
-            *per_batch.entry(p["step"].as_i64().unwrap() / PER_BATCH).or_default() += 1;
+            *per_batch
+                .entry(p["step"].as_i64().unwrap() / PER_BATCH)
+                .or_default() += 1;
         }
         let mine = acked.get(run).cloned().unwrap_or_default();
         for b in &mine {
-            assert_eq!(per_batch.get(b), Some(&PER_BATCH), "acknowledged batch {b} of run {run} is incomplete");
+            assert_eq!(
+                per_batch.get(b),
+                Some(&PER_BATCH),
+                "acknowledged batch {b} of run {run} is incomplete"
+            );
         }
         for (b, n) in &per_batch {
             assert_eq!(*n, PER_BATCH, "batch {b} of run {run} is half-written");
         }
         // at most the one in-flight batch may have landed without its acknowledgement
         assert!(per_batch.len() <= mine.len() + 1);
-        let tag: i64 = h.get(&format!("{WS}/runs/{run}")).ok()["tags"]["last"].as_str().unwrap().parse().unwrap();
+        let tag: i64 = h.get(&format!("{WS}/runs/{run}")).ok()["tags"]["last"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(tag >= *mine.last().unwrap());
     }
 }
 
 fn tmp_files(s: &Server) -> usize {
     let mut n = 0;
-    for ds in std::fs::read_dir(s.data_dir.join("datastores")).unwrap().flatten() {
-        n += std::fs::read_dir(ds.path().join("tmp")).map(|d| d.count()).unwrap_or(0);
+    for ds in std::fs::read_dir(s.data_dir.join("datastores"))
+        .unwrap()
+        .flatten()
+    {
+        n += std::fs::read_dir(ds.path().join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0);
     }
     n
 }
@@ -83,7 +104,10 @@ fn tmp_files(s: &Server) -> usize {
 fn interrupted_uploads_leave_nothing_visible() {
     let mut s = Server::start(Backend::Sqlite);
     let h = s.http();
-    let run = h.post(&format!("{WS}/runs"), json!({})).ok()["id"].as_str().unwrap().to_string();
+    let run = h.post(&format!("{WS}/runs"), json!({})).ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let addr = s.url.trim_start_matches("http://").to_string();
 
     // 1. the client goes away mid-upload
@@ -100,7 +124,10 @@ fn interrupted_uploads_leave_nothing_visible() {
     std::thread::sleep(Duration::from_millis(500));
     let list = h.get(&format!("{WS}/runs/{run}/artifacts")).ok();
     assert_eq!(list["files"].as_array().unwrap().len(), 0);
-    assert_eq!(h.get(&format!("{WS}/runs/{run}/artifacts/big.bin")).status, 404);
+    assert_eq!(
+        h.get(&format!("{WS}/runs/{run}/artifacts/big.bin")).status,
+        404
+    );
     assert_eq!(tmp_files(&s), 0, "the partial upload was not discarded");
 
     // 2. the server is killed mid-upload
@@ -113,10 +140,26 @@ fn interrupted_uploads_leave_nothing_visible() {
     drop(c);
     s.restart();
     let h = s.http();
-    assert_eq!(h.get(&format!("{WS}/runs/{run}/artifacts/big.bin")).status, 404);
-    assert_eq!(tmp_files(&s), 0, "restart cleans leftovers of interrupted uploads");
+    assert_eq!(
+        h.get(&format!("{WS}/runs/{run}/artifacts/big.bin")).status,
+        404
+    );
+    assert_eq!(
+        tmp_files(&s),
+        0,
+        "restart cleans leftovers of interrupted uploads"
+    );
     // and a complete upload still works
-    let r = h.raw("PUT", &format!("{WS}/runs/{run}/artifacts/big.bin"), Some(vec![7u8; 1_000_000]));
+    let r = h.raw(
+        "PUT",
+        &format!("{WS}/runs/{run}/artifacts/big.bin"),
+        Some(vec![7u8; 1_000_000]),
+    );
     assert_eq!(r.status, 201);
-    assert_eq!(h.get(&format!("{WS}/runs/{run}/artifacts/big.bin")).bytes.len(), 1_000_000);
+    assert_eq!(
+        h.get(&format!("{WS}/runs/{run}/artifacts/big.bin"))
+            .bytes
+            .len(),
+        1_000_000
+    );
 }

@@ -21,10 +21,22 @@ fn python() -> PathBuf {
     let stamp = venv.join(".requirements");
     let wanted = std::fs::read_to_string(root().join(REQUIREMENTS)).unwrap();
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success();
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "python3 -m venv failed");
         let ok = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(root().join(REQUIREMENTS))
             .status()
             .unwrap()

@@ -68,17 +68,19 @@ CREATE TABLE tags (
 );
 CREATE INDEX tags_key_value ON tags (key, value, run_id);
 
--- Append-only history. No foreign key: the hot insert path skips the check,
--- and run purges delete history explicitly.
-CREATE TABLE metrics (
+-- Append-only metric history in chunks: one row per (run, key, logged batch) holding the
+-- points packed as little-endian (step i64, timestamp i64, value f64) triples. A 1000-point
+-- log-batch over 10 keys writes 10 rows instead of 1000, which is what makes ingest fast; a
+-- history read decodes the chunks of one (run, key) and sorts by step. NaN survives as its bits.
+-- No foreign key: the hot insert path skips the check, and purges delete history explicitly.
+CREATE TABLE metric_chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id INTEGER NOT NULL,
     key TEXT NOT NULL,
-    value REAL,
-    is_nan INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    timestamp INTEGER NOT NULL
+    points INTEGER NOT NULL,
+    data BLOB NOT NULL
 );
-CREATE INDEX metrics_run_key_step ON metrics (run_id, key, step);
+CREATE INDEX metric_chunks_run_key ON metric_chunks (run_id, key, id);
 
 CREATE TABLE latest_metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,

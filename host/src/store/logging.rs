@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::rows::{RowExt, stored_value};
 use super::runs::NewRun;
-use super::{Store, with_db};
+use super::{Dialect, Store, with_db};
+use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage, Metric, MetricPoint, validate};
 
 /// Params, metrics and tags to log to one run together.
@@ -46,6 +47,20 @@ impl LogBatch {
         Ok(())
     }
 
+    /// The points of each metric key, in logging order, keys in order of first appearance.
+    fn by_key(&self) -> Vec<(&str, Vec<MetricPoint>)> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut out: Vec<(&str, Vec<MetricPoint>)> = Vec::new();
+        for m in &self.metrics {
+            let i = *index.entry(&m.key).or_insert_with(|| {
+                out.push((&m.key, Vec::new()));
+                out.len() - 1
+            });
+            out[i].1.push(m.point);
+        }
+        out
+    }
+
     /// The latest point per metric key within the batch.
     fn latest(&self) -> BTreeMap<&str, MetricPoint> {
         let mut out: BTreeMap<&str, MetricPoint> = BTreeMap::new();
@@ -61,21 +76,21 @@ impl LogBatch {
     }
 }
 
-/// Rows per multi-row INSERT: 6 columns × 200 rows stays far below both engines' parameter limits.
-const CHUNK: usize = 200;
+/// Rows per multi-row INSERT: a whole MLflow batch in one statement; 6 columns × 1000 rows stays
+/// below both engines' parameter limits (SQLite 32766, PostgreSQL 65535).
+const CHUNK: usize = 1000;
 
-fn metric_insert_sql(rows: usize) -> String {
-    let mut s =
-        String::from("INSERT INTO metrics (run_id, key, value, is_nan, step, timestamp) VALUES ");
-    push_values(&mut s, rows, 6);
+fn chunk_insert_sql(d: Dialect, rows: usize) -> String {
+    let mut s = String::from("INSERT INTO metric_chunks (run_id, key, points, data) VALUES ");
+    push_values(d, &mut s, rows, 4);
     s
 }
 
-fn latest_upsert_sql(rows: usize) -> String {
+fn latest_upsert_sql(d: Dialect, rows: usize) -> String {
     let mut s = String::from(
         "INSERT INTO latest_metrics (run_id, key, value, is_nan, step, timestamp) VALUES ",
     );
-    push_values(&mut s, rows, 6);
+    push_values(d, &mut s, rows, 6);
     // MLflow's order for "latest": step, then timestamp, then value (NaN highest).
     s.push_str(
         " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
@@ -89,7 +104,9 @@ fn latest_upsert_sql(rows: usize) -> String {
     s
 }
 
-fn push_values(s: &mut String, rows: usize, cols: usize) {
+/// `(p, p, ...), (...)` placeholders. SQLite gets anonymous `?`: binding by number makes sqlx
+/// look every parameter's name up in a linear list, which is quadratic in a 1200-value insert.
+fn push_values(d: Dialect, s: &mut String, rows: usize, cols: usize) {
     use std::fmt::Write;
     for r in 0..rows {
         s.push_str(if r == 0 { "(" } else { ", (" });
@@ -97,7 +114,12 @@ fn push_values(s: &mut String, rows: usize, cols: usize) {
             if c > 0 {
                 s.push_str(", ");
             }
-            let _ = write!(s, "${}", r * cols + c + 1);
+            match d {
+                Dialect::Sqlite => s.push('?'),
+                Dialect::Postgres => {
+                    let _ = write!(s, "${}", r * cols + c + 1);
+                }
+            }
         }
         s.push(')');
     }
@@ -105,7 +127,8 @@ fn push_values(s: &mut String, rows: usize, cols: usize) {
 
 /// Writes a batch inside an open transaction on connection `$conn`.
 macro_rules! write_batch {
-    ($conn:expr, $run_key:expr, $batch:expr, $run_id:expr) => {{
+    ($dialect:expr, $conn:expr, $run_key:expr, $batch:expr, $run_id:expr) => {{
+        let dialect: Dialect = $dialect;
         let run_key: i64 = $run_key;
         let batch: &LogBatch = $batch;
         if !batch.params.is_empty() {
@@ -117,24 +140,24 @@ macro_rules! write_batch {
                     .iter()
                     .map(|r| Ok((r.text("key")?, r.text("value")?)))
                     .collect::<DomainResult<_>>()?;
+            // check every param before writing anything: a rejected batch writes nothing
             for (k, v) in &batch.params {
-                match existing.get(k) {
-                    Some(old) if old != v => {
-                        return Err(DomainError::invalid(format!(
-                            "param '{k}' of run '{}' was already logged with value '{old}'; params are write-once and cannot change to '{v}'",
-                            $run_id
-                        )));
-                    }
-                    Some(_) => {}
-                    None => {
-                        sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO NOTHING")
-                            .bind(run_key)
-                            .bind(k)
-                            .bind(v)
-                            .execute(&mut *$conn)
-                            .await?;
-                    }
+                if let Some(old) = existing.get(k)
+                    && old != v
+                {
+                    return Err(DomainError::invalid(format!(
+                        "param '{k}' of run '{}' was already logged with value '{old}'; params are write-once and cannot change to '{v}'",
+                        $run_id
+                    )));
                 }
+            }
+            for (k, v) in batch.params.iter().filter(|(k, _)| !existing.contains_key(k)) {
+                sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO NOTHING")
+                    .bind(run_key)
+                    .bind(k)
+                    .bind(v)
+                    .execute(&mut *$conn)
+                    .await?;
             }
         }
         for (k, v) in &batch.tags {
@@ -148,18 +171,18 @@ macro_rules! write_batch {
             .execute(&mut *$conn)
             .await?;
         }
-        for chunk in batch.metrics.chunks(CHUNK) {
-            let sql = metric_insert_sql(chunk.len());
+        let by_key = batch.by_key();
+        for chunk in by_key.chunks(CHUNK) {
+            let sql = chunk_insert_sql(dialect, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for m in chunk {
-                let (v, nan) = stored_value(m.point.value);
-                q = q.bind(run_key).bind(m.key.as_str()).bind(v).bind(nan).bind(m.point.step).bind(m.point.timestamp);
+            for (k, points) in chunk {
+                q = q.bind(run_key).bind(*k).bind(points.len() as i64).bind(encode_chunk(points.iter()));
             }
             q.execute(&mut *$conn).await?;
         }
         let latest: Vec<(&str, MetricPoint)> = batch.latest().into_iter().collect();
         for chunk in latest.chunks(CHUNK) {
-            let sql = latest_upsert_sql(chunk.len());
+            let sql = latest_upsert_sql(dialect, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (k, p) in chunk {
                 let (v, nan) = stored_value(p.value);
@@ -170,22 +193,18 @@ macro_rules! write_batch {
     }};
 }
 
-impl Store {
-    /// Logs a batch to an active run atomically: on any error nothing of it is stored.
-    pub async fn log_batch(
-        &self,
-        workspace_id: i64,
-        run_id: &str,
-        batch: &LogBatch,
-    ) -> DomainResult<()> {
-        with_db!(self, write, |p| async {
-            let mut tx = p.begin().await?;
+/// Logs a batch to a run inside an open transaction `$conn`; evaluates to `DomainResult<()>`.
+/// Domain errors (unknown or deleted run, a changed param) are raised before anything is written.
+macro_rules! log_to_run {
+    ($dialect:expr, $conn:expr, $workspace_id:expr, $run_id:expr, $batch:expr) => {
+        async {
+            let run_id: &str = $run_id;
             let Some(row) = sqlx::query(
                 "SELECT id, lifecycle_stage FROM runs WHERE uuid = $1 AND workspace_id = $2",
             )
             .bind(run_id)
-            .bind(workspace_id)
-            .fetch_optional(&mut *tx)
+            .bind($workspace_id)
+            .fetch_optional(&mut *$conn)
             .await?
             else {
                 return Err(DomainError::NotFound(format!(
@@ -197,11 +216,44 @@ impl Store {
                     "run '{run_id}' must be active to log to it; it is deleted"
                 )));
             }
-            write_batch!(tx, row.i64("id")?, batch, run_id);
-            tx.commit().await?;
-            Ok(())
+            write_batch!($dialect, $conn, row.i64("id")?, $batch, run_id);
+            Ok::<(), DomainError>(())
         }
-        .await)
+        .await
+    };
+}
+
+/// [`log_to_run!`] on SQLite, for the group-commit writer.
+pub(crate) async fn log_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    workspace_id: i64,
+    run_id: &str,
+    batch: &LogBatch,
+) -> DomainResult<()> {
+    log_to_run!(Dialect::Sqlite, conn, workspace_id, run_id, batch)
+}
+
+impl Store {
+    /// Logs a batch to an active run atomically: on any error nothing of it is stored.
+    pub async fn log_batch(
+        &self,
+        workspace_id: i64,
+        run_id: &str,
+        batch: LogBatch,
+    ) -> DomainResult<()> {
+        match &self.db {
+            super::Db::Sqlite { .. } => {
+                self.writer()?
+                    .log_batch(workspace_id, run_id.to_string(), batch)
+                    .await
+            }
+            super::Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                log_to_run!(Dialect::Postgres, tx, workspace_id, run_id, &batch)?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
     }
 
     /// Creates many runs with their data in one transaction (bulk import, benchmarks seeding).
@@ -263,7 +315,7 @@ impl Store {
                 for (k, v) in &new.tags {
                     batch.tags.push((k.clone(), v.clone()));
                 }
-                write_batch!(tx, row.i64("id")?, &batch, &uuid);
+                write_batch!(self.dialect(), tx, row.i64("id")?, &batch, &uuid);
                 ids.push(uuid);
             }
             tx.commit().await?;

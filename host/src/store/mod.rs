@@ -12,6 +12,7 @@ mod runs;
 mod search;
 mod sql;
 mod workspaces;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -73,7 +74,11 @@ pub enum Dialect {
 }
 
 pub(crate) enum Db {
-    Sqlite { write: SqlitePool, read: SqlitePool },
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+        writer: writer::Writer,
+    },
     Postgres(PgPool),
 }
 
@@ -135,8 +140,13 @@ impl Store {
             .connect_with(base.read_only(true))
             .await
             .map_err(StoreError::Connect)?;
+        let writer = writer::Writer::start(write.clone());
         Ok(Self {
-            db: Db::Sqlite { write, read },
+            db: Db::Sqlite {
+                write,
+                read,
+                writer,
+            },
         })
     }
 
@@ -166,6 +176,16 @@ impl Store {
         }
     }
 
+    /// The group-commit writer (SQLite only).
+    pub(crate) fn writer(&self) -> Result<&writer::Writer, DomainError> {
+        match &self.db {
+            Db::Sqlite { writer, .. } => Ok(writer),
+            Db::Postgres(_) => Err(DomainError::Internal(
+                "no group-commit writer on PostgreSQL".into(),
+            )),
+        }
+    }
+
     /// Which SQL dialect the store speaks.
     pub fn dialect(&self) -> Dialect {
         match self.db {
@@ -177,7 +197,7 @@ impl Store {
     /// Closes all connections (checkpointing SQLite's WAL).
     pub async fn close(&self) {
         match &self.db {
-            Db::Sqlite { write, read } => {
+            Db::Sqlite { write, read, .. } => {
                 read.close().await;
                 write.close().await;
             }

@@ -13,6 +13,7 @@ pub(crate) trait RowExt {
     fn opt_f64(&self, col: &str) -> DomainResult<Option<f64>>;
     fn text(&self, col: &str) -> DomainResult<String>;
     fn opt_text(&self, col: &str) -> DomainResult<Option<String>>;
+    fn bytes(&self, col: &str) -> DomainResult<Vec<u8>>;
 }
 
 macro_rules! impl_row_ext {
@@ -33,6 +34,9 @@ macro_rules! impl_row_ext {
             fn opt_text(&self, col: &str) -> DomainResult<Option<String>> {
                 Ok(self.try_get::<Option<String>, _>(col)?)
             }
+            fn bytes(&self, col: &str) -> DomainResult<Vec<u8>> {
+                Ok(self.try_get::<Vec<u8>, _>(col)?)
+            }
         }
     };
 }
@@ -40,9 +44,9 @@ macro_rules! impl_row_ext {
 impl_row_ext!(SqliteRow);
 impl_row_ext!(PgRow);
 
-/// A metric value as stored: NaN is kept as a flag because SQLite turns NaN into NULL.
-pub(crate) fn stored_value(v: f64) -> (Option<f64>, i64) {
-    if v.is_nan() { (None, 1) } else { (Some(v), 0) }
+/// A metric value as stored: NaN is kept as a flag (value 0) because SQLite turns NaN into NULL.
+pub(crate) fn stored_value(v: f64) -> (f64, i64) {
+    if v.is_nan() { (0.0, 1) } else { (v, 0) }
 }
 
 /// The inverse of [`stored_value`].

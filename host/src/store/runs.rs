@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::rows::{RowExt, loaded_value};
 use super::sql::{Bind, SqlBuilder, bind_all};
 use super::{Store, with_db};
+use crate::workspace::metric::decode_chunk;
 use crate::workspace::{
     DomainError, DomainResult, LifecycleStage, MetricPoint, Millis, PARENT_RUN_TAG, RUN_NAME_TAG,
     Run, RunStatus, USER_TAG, run_artifact_uri,
@@ -91,11 +92,23 @@ pub fn generate_run_name() -> String {
     )
 }
 
-impl Store {
-    /// Creates a run in an active experiment.
-    pub async fn create_run(&self, workspace_id: i64, new: NewRun) -> DomainResult<Run> {
+/// A run ready to insert: name, tags and id settled.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedRun {
+    pub uuid: String,
+    pub experiment_id: i64,
+    pub name: String,
+    pub user_id: String,
+    pub status: RunStatus,
+    pub start_time: Millis,
+    pub parent: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl PreparedRun {
+    /// Settles the name (attribute and MLflow tag must agree), user and parent tags, and the id.
+    pub fn new(new: NewRun) -> DomainResult<Self> {
         let mut tags = new.tags;
-        // The name travels both as attribute and as MLflow's tag; they must agree.
         let name = match (new.name.filter(|n| !n.is_empty()), tags.get(RUN_NAME_TAG)) {
             (Some(n), Some(t)) if &n != t => {
                 return Err(DomainError::invalid(format!(
@@ -117,30 +130,66 @@ impl Store {
         if let Some(p) = &parent {
             tags.insert(PARENT_RUN_TAG.to_string(), p.clone());
         }
-        let uuid = uuid::Uuid::now_v7().simple().to_string();
-        let status = new.status.unwrap_or(RunStatus::Running);
-        let experiment_id = new.experiment_id;
-        with_db!(self, write, |p| {
-            async {
-            let mut tx = p.begin().await?;
-            let Some(exp) = sqlx::query("SELECT id, lifecycle_stage FROM experiments WHERE workspace_id = $1 AND number = $2")
-                .bind(workspace_id)
-                .bind(experiment_id)
-                .fetch_optional(&mut *tx)
-                .await?
+        Ok(Self {
+            uuid: uuid::Uuid::now_v7().simple().to_string(),
+            experiment_id: new.experiment_id,
+            name,
+            user_id: new.user_id,
+            status: new.status.unwrap_or(RunStatus::Running),
+            start_time: new.start_time,
+            parent,
+            tags,
+        })
+    }
+
+    fn into_run(self, key: i64) -> Run {
+        Run {
+            key,
+            artifact_uri: run_artifact_uri(self.experiment_id, &self.uuid),
+            id: self.uuid,
+            experiment_id: self.experiment_id,
+            name: self.name,
+            user_id: self.user_id,
+            status: self.status,
+            start_time: self.start_time,
+            end_time: None,
+            lifecycle_stage: LifecycleStage::Active,
+            parent_run_id: self.parent,
+            params: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            tags: self.tags,
+        }
+    }
+}
+
+/// Inserts a prepared run inside an open transaction `$conn`; evaluates to `DomainResult<i64>`
+/// (the new key). Domain errors are raised before anything is written.
+macro_rules! insert_run {
+    ($conn:expr, $workspace_id:expr, $run:expr) => {
+        async {
+            let workspace_id: i64 = $workspace_id;
+            let run: &$crate::store::runs::PreparedRun = $run;
+            let Some(exp) = sqlx::query(
+                "SELECT id, lifecycle_stage FROM experiments WHERE workspace_id = $1 AND number = $2",
+            )
+            .bind(workspace_id)
+            .bind(run.experiment_id)
+            .fetch_optional(&mut *$conn)
+            .await?
             else {
-                return Err(DomainError::NotFound(format!("experiment '{experiment_id}' does not exist")));
+                return Err(DomainError::NotFound(format!("experiment '{}' does not exist", run.experiment_id)));
             };
             if exp.text("lifecycle_stage")? != LifecycleStage::Active.as_str() {
                 return Err(DomainError::InvalidState(format!(
-                    "experiment '{experiment_id}' is deleted: restore it before creating runs"
+                    "experiment '{}' is deleted: restore it before creating runs",
+                    run.experiment_id
                 )));
             }
-            if let Some(parent) = &parent {
+            if let Some(parent) = &run.parent {
                 let found = sqlx::query("SELECT id FROM runs WHERE uuid = $1 AND workspace_id = $2")
                     .bind(parent)
                     .bind(workspace_id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *$conn)
                     .await?;
                 if found.is_none() {
                     return Err(DomainError::NotFound(format!("parent run '{parent}' does not exist")));
@@ -150,31 +199,60 @@ impl Store {
                 "INSERT INTO runs (uuid, workspace_id, experiment_id, name, user_id, status, start_time, lifecycle_stage, parent_run_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8) RETURNING id",
             )
-            .bind(&uuid)
+            .bind(&run.uuid)
             .bind(workspace_id)
             .bind(exp.i64("id")?)
-            .bind(&name)
-            .bind(&new.user_id)
-            .bind(status.as_str())
-            .bind(new.start_time)
-            .bind(&parent)
-            .fetch_one(&mut *tx)
+            .bind(&run.name)
+            .bind(&run.user_id)
+            .bind(run.status.as_str())
+            .bind(run.start_time)
+            .bind(&run.parent)
+            .fetch_one(&mut *$conn)
             .await?;
             let key = row.i64("id")?;
-            for (k, v) in &tags {
-                sqlx::query("INSERT INTO tags (run_id, key, value) VALUES ($1, $2, $3)")
-                    .bind(key)
-                    .bind(k)
-                    .bind(v)
-                    .execute(&mut *tx)
-                    .await?;
+            // all tags in one statement (there is at least the run name)
+            let mut sql = String::from("INSERT INTO tags (run_id, key, value) VALUES ");
+            for i in 0..run.tags.len() {
+                let b = i * 3;
+                sql.push_str(&format!("{}(${}, ${}, ${})", if i > 0 { ", " } else { "" }, b + 1, b + 2, b + 3));
             }
-            tx.commit().await?;
-            Ok(())
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (k, v) in &run.tags {
+                q = q.bind(key).bind(k).bind(v);
+            }
+            q.execute(&mut *$conn).await?;
+            Ok::<i64, DomainError>(key)
         }
         .await
-        })?;
-        self.run(workspace_id, &uuid).await
+    };
+}
+
+/// [`insert_run!`] on SQLite, for the group-commit writer.
+pub(crate) async fn insert_run_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    workspace_id: i64,
+    run: &PreparedRun,
+) -> DomainResult<i64> {
+    insert_run!(conn, workspace_id, run)
+}
+
+impl Store {
+    /// Creates a run in an active experiment.
+    pub async fn create_run(&self, workspace_id: i64, new: NewRun) -> DomainResult<Run> {
+        let run = PreparedRun::new(new)?;
+        let key = match &self.db {
+            super::Db::Sqlite { .. } => {
+                self.writer()?.create_run(workspace_id, run.clone()).await?
+            }
+            super::Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let key = insert_run!(tx, workspace_id, &run)?;
+                tx.commit().await?;
+                key
+            }
+        };
+        // Everything the new run holds is known here: no need to read it back.
+        Ok(run.into_run(key))
     }
 
     /// A run's attributes only (no params/metrics/tags).
@@ -363,7 +441,7 @@ impl Store {
         Ok(run)
     }
 
-    /// The full history of one metric of a run, by step then timestamp.
+    /// The full history of one metric of a run, by step then timestamp (then logging order).
     pub async fn metric_history(
         &self,
         workspace_id: i64,
@@ -371,25 +449,21 @@ impl Store {
         key: &str,
     ) -> DomainResult<Vec<MetricPoint>> {
         let run = self.run_info(workspace_id, id).await?;
+        let mut points = Vec::new();
         with_db!(self, read, |p| {
             let rows = sqlx::query(
-                "SELECT value, is_nan, step, timestamp FROM metrics WHERE run_id = $1 AND key = $2 \
-                 ORDER BY step, timestamp",
+                "SELECT data FROM metric_chunks WHERE run_id = $1 AND key = $2 ORDER BY id",
             )
             .bind(run.key)
             .bind(key)
             .fetch_all(p)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(MetricPoint {
-                        value: loaded_value(r.opt_f64("value")?, r.i64("is_nan")?),
-                        step: r.i64("step")?,
-                        timestamp: r.i64("timestamp")?,
-                    })
-                })
-                .collect()
-        })
+            for r in &rows {
+                decode_chunk(&r.bytes("data")?, &mut points)?;
+            }
+        });
+        points.sort_by_key(|p| (p.step, p.timestamp)); // stable: equal points keep logging order
+        Ok(points)
     }
 
     /// Permanently removes deleted runs (all, or those deleted before `before`); returns how many.
@@ -407,7 +481,7 @@ impl Store {
         );
         with_db!(self, write, |p| async {
             let mut tx = p.begin().await?;
-            for table in ["metrics", "artifacts"] {
+            for table in ["metric_chunks", "artifacts"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE run_id IN ({sel})"
                 )))

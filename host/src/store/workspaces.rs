@@ -159,7 +159,7 @@ impl Store {
                 .iter()
                 .map(datastore_from)
                 .collect::<DomainResult<Vec<_>>>()?;
-            sqlx::query("DELETE FROM metrics WHERE run_id IN (SELECT id FROM runs WHERE workspace_id = $1)")
+            sqlx::query("DELETE FROM metric_chunks WHERE run_id IN (SELECT id FROM runs WHERE workspace_id = $1)")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;

@@ -1,6 +1,39 @@
-//! Metric history helpers: downsampling for charts.
+//! Metric history helpers: the packed chunk format history is stored in, and downsampling.
 
-use super::MetricPoint;
+use super::{DomainError, MetricPoint};
+
+/// Bytes per packed point: step (i64), timestamp (i64), value (f64), little-endian.
+pub const POINT_BYTES: usize = 24;
+
+/// Packs points into a history chunk.
+pub fn encode_chunk<'a>(points: impl IntoIterator<Item = &'a MetricPoint>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in points {
+        out.extend_from_slice(&p.step.to_le_bytes());
+        out.extend_from_slice(&p.timestamp.to_le_bytes());
+        out.extend_from_slice(&p.value.to_bits().to_le_bytes());
+    }
+    out
+}
+
+/// Unpacks a history chunk, appending to `out`.
+pub fn decode_chunk(data: &[u8], out: &mut Vec<MetricPoint>) -> Result<(), DomainError> {
+    if data.len() % POINT_BYTES != 0 {
+        return Err(DomainError::Internal(format!(
+            "corrupt metric chunk of {} bytes",
+            data.len()
+        )));
+    }
+    let word = |b: &[u8]| <[u8; 8]>::try_from(b).expect("8 bytes");
+    for c in data.chunks_exact(POINT_BYTES) {
+        out.push(MetricPoint {
+            step: i64::from_le_bytes(word(&c[0..8])),
+            timestamp: i64::from_le_bytes(word(&c[8..16])),
+            value: f64::from_bits(u64::from_le_bytes(word(&c[16..24]))),
+        });
+    }
+    Ok(())
+}
 
 /// Reduces a step-ordered history to at most `max_points` with largest-triangle-three-buckets,
 /// which keeps the first and last points and the visually significant peaks in between.
@@ -70,6 +103,34 @@ mod tests {
                 step: i as i64,
             })
             .collect()
+    }
+
+    #[test]
+    fn chunks_round_trip_special_values() {
+        let pts = vec![
+            MetricPoint {
+                value: f64::NAN,
+                timestamp: 5,
+                step: -1,
+            },
+            MetricPoint {
+                value: f64::NEG_INFINITY,
+                timestamp: i64::MAX,
+                step: 7,
+            },
+            MetricPoint {
+                value: 0.25,
+                timestamp: 0,
+                step: 0,
+            },
+        ];
+        let data = encode_chunk(&pts);
+        assert_eq!(data.len(), 3 * POINT_BYTES);
+        let mut back = Vec::new();
+        decode_chunk(&data, &mut back).unwrap();
+        assert!(back[0].value.is_nan());
+        assert_eq!(&back[1..], &pts[1..]);
+        assert!(decode_chunk(&data[..10], &mut back).is_err());
     }
 
     #[test]

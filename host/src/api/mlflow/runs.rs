@@ -249,7 +249,7 @@ fn metric(m: MetricIn, now: i64) -> Metric {
 
 async fn log(st: &AppState, ws_id: i64, run_id: &str, batch: LogBatch, limits: bool) -> Reply {
     batch.validate(limits)?;
-    st.tracking.store.log_batch(ws_id, run_id, &batch).await?;
+    st.tracking.store.log_batch(ws_id, run_id, batch).await?;
     Ok(Json(json!({})))
 }
 

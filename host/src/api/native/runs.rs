@@ -204,7 +204,7 @@ pub async fn log(
     let batch = batch_of(req)?;
     st.tracking
         .store
-        .log_batch(ws.id, run_id(&id)?, &batch)
+        .log_batch(ws.id, run_id(&id)?, batch)
         .await?;
     Ok(Json(json!({})))
 }
