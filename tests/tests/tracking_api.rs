@@ -119,6 +119,11 @@ fn runs_params_metrics_tags(b: Backend) {
     assert!(got["metrics"].get("ghost").is_none());
     assert_eq!(got["status"], "RUNNING");
 
+    // doubles round-trip exactly
+    h.post(&log, json!({ "metrics": [{ "key": "exact", "value": 0.1 + 0.2 }, { "key": "tiny", "value": 1e-300 }] })).ok();
+    let got2 = h.get(&format!("{WS}/runs/{run}")).ok();
+    assert_eq!(got2["metrics"]["exact"]["value"].as_f64(), Some(0.1 + 0.2));
+    assert_eq!(got2["metrics"]["tiny"]["value"].as_f64(), Some(1e-300));
     // an older step logged later does not become the latest value
     h.post(
         &log,
@@ -272,6 +277,40 @@ fn search_filters_order_and_pages(b: Backend) {
     assert!(got.windows(2).all(|w| acc(&w[0]) >= acc(&w[1])));
     assert!(got.iter().all(|r| r["params"]["opt"] != "rmsprop"));
 
+    // ordering by a metric pages through runs with it, then runs without it
+    let extra: Vec<Value> = (0..5)
+        .map(|i| json!({ "experiment_id": exp, "name": format!("no-acc-{i}"), "params": { "opt": "adam" } }))
+        .collect();
+    h.post(&format!("{WS}/runs:bulk"), json!({ "runs": extra }))
+        .ok();
+    let by_acc = search("", json!(["metrics.acc DESC"]));
+    assert_eq!(by_acc.len(), 305);
+    assert!(by_acc[..300].windows(2).all(|w| acc(&w[0]) >= acc(&w[1])));
+    assert!(
+        by_acc[300..]
+            .iter()
+            .all(|r| r["metrics"].get("acc").is_none())
+    );
+    let mut ids: Vec<&str> = by_acc.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 305);
+    let asc = search("params.opt = 'adam'", json!(["metrics.acc ASC"]));
+    assert_eq!(asc.len(), 105);
+    assert!(asc[..100].windows(2).all(|w| acc(&w[0]) <= acc(&w[1])));
+    assert_eq!(asc[104]["metrics"].get("acc"), None);
+    // a page that starts past every run with the metric
+    let body = json!({ "experiment_ids": [exp], "order_by": ["metrics.acc DESC"], "max_results": 3, "page_token": paging_token(301) });
+    let page = h.post(&format!("{WS}/runs:search"), body).ok();
+    let names: Vec<&str> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3);
+    assert!(names.iter().all(|n| n.starts_with("no-acc-")), "{names:?}");
+
     let got = search(
         "params.opt = 'rmsprop' or metrics.acc < 0.01",
         json!(["metrics.acc ASC"]),
@@ -290,7 +329,7 @@ fn search_filters_order_and_pages(b: Backend) {
     );
     assert_eq!(search("tags.family ILIKE 'ml%'", json!([])).len(), 150);
     assert_eq!(search("params.seed IN ('1', '2', '3')", json!([])).len(), 3);
-    assert_eq!(search("params.missing IS NULL", json!([])).len(), 300);
+    assert_eq!(search("params.missing IS NULL", json!([])).len(), 305);
     assert_eq!(
         search(
             "attributes.status = 'FINISHED' and attributes.run_name = 'run-007'",
@@ -304,7 +343,10 @@ fn search_filters_order_and_pages(b: Backend) {
         1
     );
     let by_name = search("", json!(["attributes.run_name ASC"]));
-    assert_eq!(by_name[0]["name"], "run-000");
+    assert_eq!(
+        (by_name[0]["name"].as_str(), by_name[5]["name"].as_str()),
+        (Some("no-acc-0"), Some("run-000"))
+    );
     let by_param = search("params.opt = 'sgd'", json!(["params.seed DESC"]));
     assert_eq!(by_param[0]["params"]["seed"], "97"); // text order
     // the GET form with query parameters
@@ -339,6 +381,12 @@ fn search_filters_order_and_pages(b: Backend) {
         json!({ "order_by": ["metrics.acc sideways"] }),
     );
     assert_eq!(r.status, 400);
+}
+
+/// The page token for an offset, as the server encodes it.
+fn paging_token(offset: usize) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"offset\":{offset}}}"))
 }
 
 fn blob_files(s: &Server) -> usize {

@@ -50,7 +50,10 @@ CREATE TABLE runs (
     deleted_time BIGINT,
     parent_run_id TEXT
 );
-CREATE INDEX runs_experiment_start ON runs (experiment_id, start_time DESC, id);
+-- (experiment, stage, start_time) serves the default order of searches and lets a filtered scan
+-- skip table lookups for runs that do not match.
+CREATE INDEX runs_experiment_start ON runs (experiment_id, lifecycle_stage, start_time DESC, id);
+CREATE INDEX runs_workspace_start ON runs (workspace_id, lifecycle_stage, start_time DESC, id);
 
 CREATE TABLE params (
     run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -91,7 +94,7 @@ CREATE TABLE latest_metrics (
     timestamp BIGINT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX latest_metrics_key_value ON latest_metrics (key, value, run_id);
+CREATE INDEX latest_metrics_key_value ON latest_metrics (key, is_nan, value, run_id);
 
 CREATE TABLE artifacts (
     run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,

@@ -50,14 +50,17 @@ CREATE TABLE runs (
     deleted_time INTEGER,
     parent_run_id TEXT
 );
-CREATE INDEX runs_experiment_start ON runs (experiment_id, start_time DESC, id);
+-- (experiment, stage, start_time) serves the default order of searches and lets a filtered scan
+-- skip table lookups for runs that do not match.
+CREATE INDEX runs_experiment_start ON runs (experiment_id, lifecycle_stage, start_time DESC, id);
+CREATE INDEX runs_workspace_start ON runs (workspace_id, lifecycle_stage, start_time DESC, id);
 
 CREATE TABLE params (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX params_key_value ON params (key, value, run_id);
 
 CREATE TABLE tags (
@@ -65,7 +68,7 @@ CREATE TABLE tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) WITHOUT ROWID;
 CREATE INDEX tags_key_value ON tags (key, value, run_id);
 
 -- Append-only metric history in chunks: one row per (run, key, logged batch) holding the
@@ -90,8 +93,8 @@ CREATE TABLE latest_metrics (
     step INTEGER NOT NULL,
     timestamp INTEGER NOT NULL,
     PRIMARY KEY (run_id, key)
-);
-CREATE INDEX latest_metrics_key_value ON latest_metrics (key, value, run_id);
+) WITHOUT ROWID;
+CREATE INDEX latest_metrics_key_value ON latest_metrics (key, is_nan, value, run_id);
 
 CREATE TABLE artifacts (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,

@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::rows::{RowExt, stored_value};
-use super::runs::NewRun;
-use super::{Dialect, Store, with_db};
+use super::{Dialect, Store};
 use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage, Metric, MetricPoint, validate};
 
@@ -48,7 +47,7 @@ impl LogBatch {
     }
 
     /// The points of each metric key, in logging order, keys in order of first appearance.
-    fn by_key(&self) -> Vec<(&str, Vec<MetricPoint>)> {
+    pub(crate) fn by_key(&self) -> Vec<(&str, Vec<MetricPoint>)> {
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut out: Vec<(&str, Vec<MetricPoint>)> = Vec::new();
         for m in &self.metrics {
@@ -62,7 +61,7 @@ impl LogBatch {
     }
 
     /// The latest point per metric key within the batch.
-    fn latest(&self) -> BTreeMap<&str, MetricPoint> {
+    pub(crate) fn latest(&self) -> BTreeMap<&str, MetricPoint> {
         let mut out: BTreeMap<&str, MetricPoint> = BTreeMap::new();
         for m in &self.metrics {
             match out.get(m.key.as_str()) {
@@ -86,7 +85,7 @@ fn chunk_insert_sql(d: Dialect, rows: usize) -> String {
     s
 }
 
-fn latest_upsert_sql(d: Dialect, rows: usize) -> String {
+pub(crate) fn latest_upsert_sql(d: Dialect, rows: usize) -> String {
     let mut s = String::from(
         "INSERT INTO latest_metrics (run_id, key, value, is_nan, step, timestamp) VALUES ",
     );
@@ -106,7 +105,7 @@ fn latest_upsert_sql(d: Dialect, rows: usize) -> String {
 
 /// `(p, p, ...), (...)` placeholders. SQLite gets anonymous `?`: binding by number makes sqlx
 /// look every parameter's name up in a linear list, which is quadratic in a 1200-value insert.
-fn push_values(d: Dialect, s: &mut String, rows: usize, cols: usize) {
+pub(crate) fn push_values(d: Dialect, s: &mut String, rows: usize, cols: usize) {
     use std::fmt::Write;
     for r in 0..rows {
         s.push_str(if r == 0 { "(" } else { ", (" });
@@ -254,75 +253,5 @@ impl Store {
                 Ok(())
             }
         }
-    }
-
-    /// Creates many runs with their data in one transaction (bulk import, benchmarks seeding).
-    pub async fn create_runs_bulk(
-        &self,
-        workspace_id: i64,
-        runs: Vec<(NewRun, LogBatch)>,
-    ) -> DomainResult<Vec<String>> {
-        let mut ids = Vec::with_capacity(runs.len());
-        // Create through the normal path for validation, but in one transaction for speed.
-        with_db!(self, write, |p| {
-            async {
-            let mut tx = p.begin().await?;
-            let mut experiments: HashMap<i64, i64> = HashMap::new();
-            for (new, batch) in &runs {
-                let exp_key = match experiments.get(&new.experiment_id) {
-                    Some(k) => *k,
-                    None => {
-                        let Some(row) = sqlx::query(
-                            "SELECT id FROM experiments WHERE workspace_id = $1 AND number = $2 AND lifecycle_stage = 'active'",
-                        )
-                        .bind(workspace_id)
-                        .bind(new.experiment_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        else {
-                            return Err(DomainError::NotFound(format!(
-                                "experiment '{}' does not exist or is deleted",
-                                new.experiment_id
-                            )));
-                        };
-                        let k = row.i64("id")?;
-                        experiments.insert(new.experiment_id, k);
-                        k
-                    }
-                };
-                let uuid = uuid::Uuid::now_v7().simple().to_string();
-                let name = new.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(super::runs::generate_run_name);
-                let status = new.status.unwrap_or(crate::workspace::RunStatus::Finished);
-                let end_time = status.is_terminal().then_some(new.start_time);
-                let row = sqlx::query(
-                    "INSERT INTO runs (uuid, workspace_id, experiment_id, name, user_id, status, start_time, end_time, lifecycle_stage, parent_run_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9) RETURNING id",
-                )
-                .bind(&uuid)
-                .bind(workspace_id)
-                .bind(exp_key)
-                .bind(&name)
-                .bind(&new.user_id)
-                .bind(status.as_str())
-                .bind(new.start_time)
-                .bind(end_time)
-                .bind(&new.parent_run_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let mut batch = batch.clone();
-                batch.tags.retain(|(k, _)| k != crate::workspace::RUN_NAME_TAG);
-                batch.tags.push((crate::workspace::RUN_NAME_TAG.to_string(), name));
-                for (k, v) in &new.tags {
-                    batch.tags.push((k.clone(), v.clone()));
-                }
-                write_batch!(self.dialect(), tx, row.i64("id")?, &batch, &uuid);
-                ids.push(uuid);
-            }
-            tx.commit().await?;
-            Ok::<_, DomainError>(())
-        }
-        .await
-        })?;
-        Ok(ids)
     }
 }

@@ -5,6 +5,7 @@
 //! for both pool types by [`with_db!`], so there is no `Any` driver conversion on hot paths.
 
 mod artifacts;
+mod bulk;
 mod experiments;
 mod logging;
 mod rows;

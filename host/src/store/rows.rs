@@ -10,7 +10,6 @@ use crate::workspace::DomainResult;
 pub(crate) trait RowExt {
     fn i64(&self, col: &str) -> DomainResult<i64>;
     fn opt_i64(&self, col: &str) -> DomainResult<Option<i64>>;
-    fn opt_f64(&self, col: &str) -> DomainResult<Option<f64>>;
     fn text(&self, col: &str) -> DomainResult<String>;
     fn opt_text(&self, col: &str) -> DomainResult<Option<String>>;
     fn bytes(&self, col: &str) -> DomainResult<Vec<u8>>;
@@ -24,9 +23,6 @@ macro_rules! impl_row_ext {
             }
             fn opt_i64(&self, col: &str) -> DomainResult<Option<i64>> {
                 Ok(self.try_get::<Option<i64>, _>(col)?)
-            }
-            fn opt_f64(&self, col: &str) -> DomainResult<Option<f64>> {
-                Ok(self.try_get::<Option<f64>, _>(col)?)
             }
             fn text(&self, col: &str) -> DomainResult<String> {
                 Ok(self.try_get::<String, _>(col)?)
@@ -50,10 +46,6 @@ pub(crate) fn stored_value(v: f64) -> (f64, i64) {
 }
 
 /// The inverse of [`stored_value`].
-pub(crate) fn loaded_value(v: Option<f64>, is_nan: i64) -> f64 {
-    if is_nan != 0 {
-        f64::NAN
-    } else {
-        v.unwrap_or(f64::NAN)
-    }
+pub(crate) fn loaded_value(v: f64, is_nan: i64) -> f64 {
+    if is_nan != 0 { f64::NAN } else { v }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::rows::{RowExt, loaded_value};
 use super::sql::{Bind, SqlBuilder, bind_all};
-use super::{Store, with_db};
+use super::{Dialect, Store, with_db};
 use crate::workspace::metric::decode_chunk;
 use crate::workspace::{
     DomainError, DomainResult, LifecycleStage, MetricPoint, Millis, PARENT_RUN_TAG, RUN_NAME_TAG,
@@ -63,6 +63,18 @@ pub(crate) fn run_from(r: &impl RowExt) -> DomainResult<Run> {
         metrics: BTreeMap::new(),
         tags: BTreeMap::new(),
     })
+}
+
+/// Parses a double as the database printed it (`Inf`, `-Inf`, `Infinity` included).
+fn parse_stored_f64(s: &str) -> DomainResult<f64> {
+    match s {
+        "Inf" | "Infinity" | "inf" => Ok(f64::INFINITY),
+        "-Inf" | "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+        "NaN" => Ok(f64::NAN),
+        other => other.parse().map_err(|_| {
+            DomainError::Internal(format!("stored metric value '{other}' does not parse"))
+        }),
+    }
 }
 
 fn missing(id: &str) -> DomainError {
@@ -279,60 +291,62 @@ impl Store {
         Ok(runs.pop().expect("one run"))
     }
 
-    /// Fills params, latest metrics and tags of the given runs (three queries in all).
+    /// Fills params, latest metrics and tags of the given runs. One query answers one row holding
+    /// all of it as JSON: with SQLite every row crosses a thread boundary, so few rows is fast.
     pub(crate) async fn load_run_data(&self, runs: &mut [Run]) -> DomainResult<()> {
         if runs.is_empty() {
             return Ok(());
         }
         let index: HashMap<i64, usize> = runs.iter().enumerate().map(|(i, r)| (r.key, i)).collect();
-        let keys: Vec<Bind> = runs.iter().map(|r| Bind::I64(r.key)).collect();
-        for table in ["params", "tags"] {
-            let mut b = SqlBuilder::new(self.dialect());
-            b.push(&format!(
-                "SELECT run_id, key, value FROM {table} WHERE run_id IN "
-            ));
-            b.bind_list(keys.iter().cloned());
-            let rows = with_db!(self, read, |p| {
-                let rows = bind_all!(sqlx::query(sqlx::AssertSqlSafe(b.sql.as_str())), &b.binds)
-                    .fetch_all(p)
-                    .await?;
-                rows.iter()
-                    .map(|r| Ok((r.i64("run_id")?, r.text("key")?, r.text("value")?)))
-                    .collect::<DomainResult<Vec<_>>>()
-            })?;
-            for (run_id, k, v) in rows {
-                let run = &mut runs[index[&run_id]];
-                if table == "params" {
-                    &mut run.params
-                } else {
-                    &mut run.tags
-                }
-                .insert(k, v);
-            }
-        }
         let mut b = SqlBuilder::new(self.dialect());
-        b.push("SELECT run_id, key, value, is_nan, step, timestamp FROM latest_metrics WHERE run_id IN ");
-        b.bind_list(keys);
-        let rows = with_db!(self, read, |p| {
-            let rows = bind_all!(sqlx::query(sqlx::AssertSqlSafe(b.sql.as_str())), &b.binds)
-                .fetch_all(p)
+        b.push(match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT json_group_array(json_array(r.id, \
+                 json((SELECT json_group_object(key, value) FROM params WHERE run_id = r.id)), \
+                 json((SELECT json_group_object(key, value) FROM tags WHERE run_id = r.id)), \
+                 json((SELECT json_group_array(json_array(key, is_nan, step, timestamp, printf('%!.17g', value))) \
+                       FROM latest_metrics WHERE run_id = r.id)))) AS data FROM runs r WHERE r.id IN "
+            }
+            Dialect::Postgres => {
+                "SELECT coalesce(json_agg(json_build_array(r.id, \
+                 (SELECT coalesce(json_object_agg(key, value), '{}'::json) FROM params WHERE run_id = r.id), \
+                 (SELECT coalesce(json_object_agg(key, value), '{}'::json) FROM tags WHERE run_id = r.id), \
+                 (SELECT coalesce(json_agg(json_build_array(key, is_nan, step, timestamp, value::text)), '[]'::json) \
+                  FROM latest_metrics WHERE run_id = r.id))), '[]'::json)::text AS data FROM runs r WHERE r.id IN "
+            }
+        });
+        b.bind_list(runs.iter().map(|r| Bind::I64(r.key)));
+        let data = with_db!(self, read, |p| {
+            let row = bind_all!(sqlx::query(sqlx::AssertSqlSafe(b.sql.as_str())), &b.binds)
+                .fetch_one(p)
                 .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        r.i64("run_id")?,
-                        r.text("key")?,
-                        MetricPoint {
-                            value: loaded_value(r.opt_f64("value")?, r.i64("is_nan")?),
-                            step: r.i64("step")?,
-                            timestamp: r.i64("timestamp")?,
-                        },
-                    ))
-                })
-                .collect::<DomainResult<Vec<_>>>()
+            row.text("data")?
+        });
+        type MetricRow = (String, i64, i64, i64, String);
+        type RunData = (
+            i64,
+            BTreeMap<String, String>,
+            BTreeMap<String, String>,
+            Vec<MetricRow>,
+        );
+        let parsed: Vec<RunData> = serde_json::from_str(&data).map_err(|e| {
+            DomainError::Internal(format!("run data from the database does not parse: {e}"))
         })?;
-        for (run_id, k, point) in rows {
-            runs[index[&run_id]].metrics.insert(k, point);
+        for (key, params, tags, metrics) in parsed {
+            let run = &mut runs[index[&key]];
+            run.params = params;
+            run.tags = tags;
+            for (k, is_nan, step, timestamp, value) in metrics {
+                let value = parse_stored_f64(&value)?;
+                run.metrics.insert(
+                    k,
+                    MetricPoint {
+                        value: loaded_value(value, is_nan),
+                        step,
+                        timestamp,
+                    },
+                );
+            }
         }
         Ok(())
     }

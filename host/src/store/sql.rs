@@ -8,6 +8,9 @@ pub(crate) enum Bind {
     I64(i64),
     F64(f64),
     Text(String),
+    Bytes(Vec<u8>),
+    NullInt,
+    NullText,
 }
 
 /// SQL text under construction plus its bound values.
@@ -107,6 +110,9 @@ macro_rules! bind_all {
                 $crate::store::sql::Bind::I64(v) => q.bind(*v),
                 $crate::store::sql::Bind::F64(v) => q.bind(*v),
                 $crate::store::sql::Bind::Text(v) => q.bind(v.clone()),
+                $crate::store::sql::Bind::Bytes(v) => q.bind(v.clone()),
+                $crate::store::sql::Bind::NullInt => q.bind(None::<i64>),
+                $crate::store::sql::Bind::NullText => q.bind(None::<String>),
             };
         }
         q
