@@ -151,6 +151,85 @@ fn start_mlflow(bin: &PathBuf) -> (Proc, PathBuf) {
     )
 }
 
+/// A minimal HTTP/1.1 keep-alive client for the throughput phases: one socket per client thread,
+/// no extra runtime threads, so the client takes as little CPU from the server as possible.
+struct Lean {
+    addr: String,
+    stream: Option<std::io::BufReader<std::net::TcpStream>>,
+}
+
+impl Lean {
+    fn new(base: &str) -> Self {
+        Self {
+            addr: base.trim_start_matches("http://").to_string(),
+            stream: None,
+        }
+    }
+
+    fn post(&mut self, path: &str, body: &[u8]) -> Value {
+        use std::io::{Read, Write};
+        let s = self.stream.get_or_insert_with(|| {
+            let tcp = std::net::TcpStream::connect(&self.addr).expect("connect");
+            tcp.set_nodelay(true).unwrap();
+            std::io::BufReader::new(tcp)
+        });
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let w = s.get_mut();
+        w.write_all(head.as_bytes()).unwrap();
+        w.write_all(body).unwrap();
+        let mut status_line = String::new();
+        s.read_line(&mut status_line).unwrap();
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status");
+        let (mut len, mut chunked, mut close) = (0usize, false, false);
+        loop {
+            let mut line = String::new();
+            s.read_line(&mut line).unwrap();
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            } else if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+                chunked = true;
+            } else if l.starts_with("connection:") && l.contains("close") {
+                close = true;
+            }
+        }
+        let mut data = Vec::new();
+        if chunked {
+            loop {
+                let mut size = String::new();
+                s.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0u8; n + 2];
+                s.read_exact(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            data.resize(len, 0);
+            s.read_exact(&mut data).unwrap();
+        }
+        if close {
+            self.stream = None;
+        }
+        let v: Value = serde_json::from_slice(&data).unwrap_or(Value::Null);
+        assert!((200..300).contains(&status), "{path}: {status} {v}");
+        v
+    }
+}
+
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(300))
@@ -172,14 +251,9 @@ fn post(c: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> Value {
     v
 }
 
-fn create_run(c: &reqwest::blocking::Client, base: &str, exp: &str) -> String {
-    let v = post(
-        c,
-        &format!("{base}/api/2.0/mlflow/runs/create"),
-        json!({ "experiment_id": exp, "start_time": 1, "tags": [] })
-            .to_string()
-            .into_bytes(),
-    );
+fn create_run(c: &mut Lean, exp: &str) -> String {
+    let body = format!("{{\"experiment_id\":\"{exp}\",\"start_time\":1,\"tags\":[]}}");
+    let v = c.post("/api/2.0/mlflow/runs/create", body.as_bytes());
     v["run"]["info"]["run_id"].as_str().unwrap().to_string()
 }
 
@@ -225,13 +299,12 @@ fn ingest(base: &str, threads: usize, seconds: f64) -> f64 {
         .map(|t| {
             let (base, exp, points) = (base.to_string(), exp.clone(), points.clone());
             std::thread::spawn(move || {
-                let c = client();
-                let run = create_run(&c, &base, &exp);
-                let url = format!("{base}/api/2.0/mlflow/runs/log-batch");
+                let mut c = Lean::new(&base);
+                let run = create_run(&mut c, &exp);
                 let mut batch = 0i64;
                 while Instant::now() < deadline {
                     let body = batch_body(&run, batch);
-                    post(&c, &url, body);
+                    c.post("/api/2.0/mlflow/runs/log-batch", &body);
                     points.fetch_add(1000, Ordering::Relaxed);
                     batch += 1;
                 }
@@ -255,9 +328,9 @@ fn create_runs(base: &str, threads: usize, seconds: f64) -> f64 {
         .map(|_| {
             let (base, exp, count) = (base.to_string(), exp.clone(), count.clone());
             std::thread::spawn(move || {
-                let c = client();
+                let mut c = Lean::new(&base);
                 while Instant::now() < deadline {
-                    create_run(&c, &base, &exp);
+                    create_run(&mut c, &exp);
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -380,7 +453,13 @@ struct Row {
 }
 
 fn main() {
-    let a = parse_args();
+    let mut a = parse_args();
+    a.atrium =
+        std::fs::canonicalize(&a.atrium).expect("atrium binary (build with cargo build --release)");
+    if !a.skip_mlflow {
+        a.mlflow = std::fs::canonicalize(&a.mlflow)
+            .expect("mlflow executable (bench/run.sh creates bench/.venv)");
+    }
     println!(
         "# tracking benchmark: {} client threads, {} s per throughput phase, {} seeded runs",
         a.threads, a.seconds, a.runs

@@ -337,6 +337,14 @@ pub struct Http {
 }
 
 impl Http {
+    /// A client for a base URL.
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            client: reqwest::blocking::Client::new(),
+        }
+    }
+
     /// Sends a request with an optional raw body.
     pub fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Resp {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();

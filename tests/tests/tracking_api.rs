@@ -20,7 +20,8 @@ both_backends!(
     runs_params_metrics_tags,
     search_filters_order_and_pages,
     artifacts_and_gc,
-    bad_input
+    bad_input,
+    concurrent_writes_are_isolated,
 );
 
 const WS: &str = "/api/v1/workspaces/default";
@@ -577,4 +578,87 @@ fn bad_input(b: Backend) {
     let r = h.get("/ws/no-such-ws/api/2.0/mlflow/experiments/get?experiment_id=0");
     assert_eq!((r.status, r.code()), (404, "RESOURCE_DOES_NOT_EXIST"));
     assert!(r.message().contains("no-such-ws"));
+}
+
+/// Many clients at once (their writes share group commits on SQLite): every request gets its own
+/// verdict, rejected ones write nothing, accepted ones are all there.
+fn concurrent_writes_are_isolated(b: Backend) {
+    let s = Server::start(b);
+    let h = s.http();
+    let good = create_run(&h, WS, 0, "good");
+    let contested = create_run(&h, WS, 0, "contested");
+    let gone = create_run(&h, WS, 0, "gone");
+    h.delete(&format!("{WS}/runs/{gone}")).ok();
+    let dead_exp = h
+        .post(&format!("{WS}/experiments"), json!({ "name": "dead" }))
+        .ok()["id"]
+        .as_i64()
+        .unwrap();
+    h.delete(&format!("{WS}/experiments/{dead_exp}")).ok();
+    let base = s.url.clone();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (base, good, contested, gone) = (base.clone(), good.clone(), contested.clone(), gone.clone());
+            std::thread::spawn(move || {
+                let h = Http::new(&base);
+                let mut verdicts = Vec::new();
+                for i in 0..40 {
+                    let (kind, r) = match i % 5 {
+                        0 => ("good", h.post(&format!("{WS}/runs/{good}/log"), json!({ "metrics": [{ "key": "m", "value": t, "step": i }], "tags": { format!("t{t}"): i.to_string() } }))),
+                        1 => ("contested", h.post(&format!("{WS}/runs/{contested}/log"), json!({ "params": { "p": t.to_string() }, "metrics": [{ "key": format!("by{t}"), "value": 1 }] }))),
+                        2 => ("gone", h.post(&format!("{WS}/runs/{gone}/log"), json!({ "metrics": [{ "key": "x", "value": 1 }] }))),
+                        3 => ("dead", h.post(&format!("{WS}/runs"), json!({ "experiment_id": dead_exp }))),
+                        _ => ("new", h.post(&format!("{WS}/runs"), json!({ "experiment_id": 0, "name": format!("n{t}-{i}") }))),
+                    };
+                    verdicts.push((kind, t, r.status));
+                }
+                verdicts
+            })
+        })
+        .collect();
+    let verdicts: Vec<(&str, i32, u16)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    for (kind, _, status) in &verdicts {
+        let expected: &[u16] = match *kind {
+            "good" => &[200],
+            "contested" => &[200, 400],
+            "gone" => &[409],
+            "dead" => &[409],
+            _ => &[201],
+        };
+        assert!(expected.contains(status), "{kind}: {status}");
+    }
+    // the good run has every point
+    let hist = h.get(&format!("{WS}/runs/{good}/metrics/m")).ok();
+    assert_eq!(hist["total_points"], 64);
+    // the contested param has one value; only the thread that set it logged its metric
+    let c = h.get(&format!("{WS}/runs/{contested}")).ok();
+    let winner = c["params"]["p"].as_str().unwrap().to_string();
+    let accepted: Vec<i32> = verdicts
+        .iter()
+        .filter(|v| v.0 == "contested" && v.2 == 200)
+        .map(|v| v.1)
+        .collect();
+    assert!(
+        accepted.iter().all(|t| t.to_string() == winner),
+        "{accepted:?} vs {winner}"
+    );
+    let metric_keys: Vec<&String> = c["metrics"].as_object().unwrap().keys().collect();
+    assert_eq!(metric_keys, vec![&format!("by{winner}")]);
+    // nothing reached the deleted run; the new runs all exist
+    assert!(
+        h.get(&format!("{WS}/runs/{gone}")).ok()["metrics"]
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
+    let runs = h
+        .post(
+            &format!("{WS}/runs:search"),
+            json!({ "experiment_ids": [0], "filter": "attributes.run_name LIKE 'n%'" }),
+        )
+        .ok();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 64);
 }

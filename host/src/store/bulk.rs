@@ -3,36 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::logging::push_values;
 use super::rows::{RowExt, stored_value};
 use super::runs::PreparedRun;
-use super::sql::{Bind, bind_all};
-use super::{Dialect, LogBatch, NewRun, Store, with_db};
+use super::sql::{Bind, bind_all, inserts, push_values};
+use super::{LogBatch, NewRun, Store, with_db};
 use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, RunStatus};
-
-/// Rows per multi-row statement; at most 10 columns keeps us under both engines' limits.
-const ROWS: usize = 1000;
-
-/// One multi-row INSERT: `head` + `(…), (…)` + `tail`, with all values bound.
-struct Insert {
-    sql: String,
-    binds: Vec<Bind>,
-}
-
-fn inserts(d: Dialect, head: &str, tail: &str, cols: usize, rows: Vec<Vec<Bind>>) -> Vec<Insert> {
-    rows.chunks(ROWS)
-        .map(|chunk| {
-            let mut sql = String::from(head);
-            push_values(d, &mut sql, chunk.len(), cols);
-            sql.push_str(tail);
-            Insert {
-                sql,
-                binds: chunk.iter().flatten().cloned().collect(),
-            }
-        })
-        .collect()
-}
 
 impl Store {
     /// Creates many runs with their data in one transaction (bulk import, benchmark seeding).
@@ -95,7 +71,7 @@ impl Store {
                 bind_all!(sqlx::query(sqlx::AssertSqlSafe(ins.sql)), &ins.binds).execute(&mut *tx).await?;
             }
             let mut keys: HashMap<String, i64> = HashMap::with_capacity(ids.len());
-            for chunk in ids.chunks(ROWS) {
+            for chunk in ids.chunks(1000) {
                 let mut sql = String::from("SELECT id, uuid FROM runs WHERE uuid IN ");
                 push_values(d, &mut sql, 1, chunk.len());
                 let binds: Vec<Bind> = chunk.iter().map(|u| Bind::Text(u.clone())).collect();

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::rows::{RowExt, stored_value};
+use super::sql::push_values;
 use super::{Dialect, Store};
 use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage, Metric, MetricPoint, validate};
@@ -85,43 +86,25 @@ fn chunk_insert_sql(d: Dialect, rows: usize) -> String {
     s
 }
 
-pub(crate) fn latest_upsert_sql(d: Dialect, rows: usize) -> String {
-    let mut s = String::from(
-        "INSERT INTO latest_metrics (run_id, key, value, is_nan, step, timestamp) VALUES ",
-    );
-    push_values(d, &mut s, rows, 6);
-    // MLflow's order for "latest": step, then timestamp, then value (NaN highest).
-    s.push_str(
-        " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, is_nan = excluded.is_nan, \
-         step = excluded.step, timestamp = excluded.timestamp \
-         WHERE excluded.step > latest_metrics.step \
-         OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-         OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-             AND (excluded.is_nan > latest_metrics.is_nan \
-                  OR (excluded.is_nan = latest_metrics.is_nan AND excluded.value > latest_metrics.value)))",
-    );
-    s
-}
+/// The head of an insert into `latest_metrics`.
+pub(crate) const LATEST_INSERT: &str =
+    "INSERT INTO latest_metrics (run_id, key, value, is_nan, step, timestamp) VALUES ";
 
-/// `(p, p, ...), (...)` placeholders. SQLite gets anonymous `?`: binding by number makes sqlx
-/// look every parameter's name up in a linear list, which is quadratic in a 1200-value insert.
-pub(crate) fn push_values(d: Dialect, s: &mut String, rows: usize, cols: usize) {
-    use std::fmt::Write;
-    for r in 0..rows {
-        s.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                s.push_str(", ");
-            }
-            match d {
-                Dialect::Sqlite => s.push('?'),
-                Dialect::Postgres => {
-                    let _ = write!(s, "${}", r * cols + c + 1);
-                }
-            }
-        }
-        s.push(')');
-    }
+/// Keeps the latest value on conflict, in MLflow's order: step, then timestamp, then value (NaN
+/// highest). SQLite applies the rows of one statement in order, so duplicates within it are fine.
+pub(crate) const LATEST_UPSERT: &str = " ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, \
+     is_nan = excluded.is_nan, step = excluded.step, timestamp = excluded.timestamp \
+     WHERE excluded.step > latest_metrics.step \
+     OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+     OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+         AND (excluded.is_nan > latest_metrics.is_nan \
+              OR (excluded.is_nan = latest_metrics.is_nan AND excluded.value > latest_metrics.value)))";
+
+fn latest_upsert_sql(d: Dialect, rows: usize) -> String {
+    let mut s = String::from(LATEST_INSERT);
+    push_values(d, &mut s, rows, 6);
+    s.push_str(LATEST_UPSERT);
+    s
 }
 
 /// Writes a batch inside an open transaction on connection `$conn`.
@@ -151,12 +134,29 @@ macro_rules! write_batch {
                 }
             }
             for (k, v) in batch.params.iter().filter(|(k, _)| !existing.contains_key(k)) {
-                sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO NOTHING")
+                // RETURNING tells whether this insert won; a concurrent writer (PostgreSQL) may
+                // have set the param first, and then its value must be ours
+                let won = sqlx::query("INSERT INTO params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO NOTHING RETURNING key")
                     .bind(run_key)
                     .bind(k)
                     .bind(v)
-                    .execute(&mut *$conn)
-                    .await?;
+                    .fetch_optional(&mut *$conn)
+                    .await?
+                    .is_some();
+                if !won {
+                    let row = sqlx::query("SELECT value FROM params WHERE run_id = $1 AND key = $2")
+                        .bind(run_key)
+                        .bind(k)
+                        .fetch_one(&mut *$conn)
+                        .await?;
+                    let old = row.text("value")?;
+                    if &old != v {
+                        return Err(DomainError::invalid(format!(
+                            "param '{k}' of run '{}' was already logged with value '{old}'; params are write-once and cannot change to '{v}'",
+                            $run_id
+                        )));
+                    }
+                }
             }
         }
         for (k, v) in &batch.tags {
@@ -193,7 +193,9 @@ macro_rules! write_batch {
 }
 
 /// Logs a batch to a run inside an open transaction `$conn`; evaluates to `DomainResult<()>`.
-/// Domain errors (unknown or deleted run, a changed param) are raised before anything is written.
+/// Domain errors (unknown or deleted run, a changed param) are raised before anything is written,
+/// except a param set concurrently by another PostgreSQL transaction, which is found after the
+/// insert: the caller's transaction is then dropped, so nothing of the batch survives either way.
 macro_rules! log_to_run {
     ($dialect:expr, $conn:expr, $workspace_id:expr, $run_id:expr, $batch:expr) => {
         async {

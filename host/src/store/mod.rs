@@ -119,7 +119,7 @@ impl Store {
             })
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true)
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", "-8192")
             .pragma("temp_store", "memory");
         // One writer connection serializes writes inside the process (no SQLITE_BUSY between
         // our own transactions); readers run in parallel thanks to WAL.

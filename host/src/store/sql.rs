@@ -85,6 +85,56 @@ impl SqlBuilder {
     }
 }
 
+/// `(p, p, ...), (...)` placeholders. SQLite gets anonymous `?`: binding by number makes sqlx
+/// look every parameter's name up in a linear list, which is quadratic in a 1200-value insert.
+pub(crate) fn push_values(d: Dialect, s: &mut String, rows: usize, cols: usize) {
+    use std::fmt::Write;
+    for r in 0..rows {
+        s.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                s.push_str(", ");
+            }
+            match d {
+                Dialect::Sqlite => s.push('?'),
+                Dialect::Postgres => {
+                    let _ = write!(s, "${}", r * cols + c + 1);
+                }
+            }
+        }
+        s.push(')');
+    }
+}
+
+/// Rows per multi-row statement; at most 10 columns keeps us under both engines' parameter limits.
+const ROWS_PER_INSERT: usize = 1000;
+
+/// One multi-row INSERT: `head` + `(…), (…)` + `tail`, with all values bound.
+pub(crate) struct Insert {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+pub(crate) fn inserts(
+    d: Dialect,
+    head: &str,
+    tail: &str,
+    cols: usize,
+    rows: Vec<Vec<Bind>>,
+) -> Vec<Insert> {
+    rows.chunks(ROWS_PER_INSERT)
+        .map(|chunk| {
+            let mut sql = String::from(head);
+            push_values(d, &mut sql, chunk.len(), cols);
+            sql.push_str(tail);
+            Insert {
+                sql,
+                binds: chunk.iter().flatten().cloned().collect(),
+            }
+        })
+        .collect()
+}
+
 /// Translates a LIKE pattern (`%`, `_`) into an equivalent GLOB pattern.
 pub(crate) fn like_to_glob(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len() + 4);
