@@ -21,6 +21,7 @@ struct Args {
     threads: usize,
     queries: usize,
     skip_mlflow: bool,
+    also_normal: bool,
 }
 
 fn parse_args() -> Args {
@@ -32,6 +33,7 @@ fn parse_args() -> Args {
         threads: 4,
         queries: 40,
         skip_mlflow: false,
+        also_normal: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,6 +46,7 @@ fn parse_args() -> Args {
             "--threads" => a.threads = val().parse().expect("--threads N"),
             "--queries" => a.queries = val().parse().expect("--queries N"),
             "--skip-mlflow" => a.skip_mlflow = true,
+            "--also-normal" => a.also_normal = true,
             other => panic!(
                 "unknown flag {other}; flags: --atrium BIN --mlflow BIN --runs N --seconds S --threads N --queries N --skip-mlflow"
             ),
@@ -83,12 +86,13 @@ fn wait_health(url: &str, timeout: Duration) {
     panic!("{url} never became healthy");
 }
 
-fn start_atrium(bin: &PathBuf) -> Proc {
+fn start_atrium(bin: &PathBuf, sync: &str) -> Proc {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("ATRIUM_LOG", "warn")
+        .env("ATRIUM_SQLITE_SYNC", sync)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -467,7 +471,7 @@ fn main() {
     let filter = "metrics.acc > 0.9 and params.opt = 'adam'";
     let mut rows = Vec::new();
 
-    let atrium = start_atrium(&a.atrium);
+    let atrium = start_atrium(&a.atrium, "full");
     let a_ingest = ingest(&atrium.url, a.threads, a.seconds);
     println!("atrium ingest: {a_ingest:.0} points/s");
     let a_create = create_runs(&atrium.url, a.threads, a.seconds);
@@ -485,6 +489,14 @@ fn main() {
     let (o_p50, o_p99, _) = search(&atrium.url, &a_exp, or_filter, a.queries);
     println!("atrium search with OR p50 {o_p50:.1} ms p99 {o_p99:.1} ms");
     drop(atrium);
+    let mut normal = None;
+    if a.also_normal {
+        let atrium = start_atrium(&a.atrium, "normal");
+        let i = ingest(&atrium.url, a.threads, a.seconds);
+        let c = create_runs(&atrium.url, a.threads, a.seconds);
+        println!("atrium (sqlite_sync=normal) ingest: {i:.0} points/s, create-run: {c:.0} runs/s");
+        normal = Some((i, c));
+    }
 
     let (mut m_ingest, mut m_create, mut m_p50, mut m_p99) = (None, None, None, None);
     if !a.skip_mlflow {
@@ -517,6 +529,22 @@ fn main() {
         unit: "runs/s",
         higher_is_better: true,
     });
+    if let Some((i, c)) = normal {
+        rows.push(Row {
+            name: "log-batch ingest, sqlite_sync=normal",
+            atrium: i,
+            mlflow: m_ingest,
+            unit: "points/s",
+            higher_is_better: true,
+        });
+        rows.push(Row {
+            name: "create-run, sqlite_sync=normal",
+            atrium: c,
+            mlflow: m_create,
+            unit: "runs/s",
+            higher_is_better: true,
+        });
+    }
     rows.push(Row {
         name: "search p50 (filter, 100 per page)",
         atrium: a_p50,

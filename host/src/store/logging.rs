@@ -224,16 +224,6 @@ macro_rules! log_to_run {
     };
 }
 
-/// [`log_to_run!`] on SQLite, for the group-commit writer.
-pub(crate) async fn log_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    workspace_id: i64,
-    run_id: &str,
-    batch: &LogBatch,
-) -> DomainResult<()> {
-    log_to_run!(Dialect::Sqlite, conn, workspace_id, run_id, batch)
-}
-
 impl Store {
     /// Logs a batch to an active run atomically: on any error nothing of it is stored.
     pub async fn log_batch(

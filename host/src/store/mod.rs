@@ -41,6 +41,9 @@ pub enum StoreError {
     /// Connecting failed.
     #[error("cannot open database: {0}")]
     Connect(#[source] sqlx::Error),
+    /// The group-commit writer's connection could not be opened.
+    #[error("cannot open the database writer: {0}")]
+    Writer(#[source] rusqlite::Error),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -76,19 +79,29 @@ pub enum Dialect {
 
 pub(crate) enum Db {
     Sqlite {
+        /// The connection for writes other than the group-committed hot paths.
         write: SqlitePool,
         read: SqlitePool,
         writer: writer::Writer,
+        /// Held by every SQLite write (both connections), so SQLite never sees two writers.
+        write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     },
     Postgres(PgPool),
 }
 
 /// Expands a block once per engine with `$p` bound to the right pool.
-/// `write` uses SQLite's single writer connection; `read` its reader pool.
+/// `write` uses SQLite's writer connection under the write lock; `read` its reader pool.
 macro_rules! with_db {
     ($store:expr, write, |$p:ident| $body:expr) => {
         match &$store.db {
-            $crate::store::Db::Sqlite { write: $p, .. } => $body,
+            $crate::store::Db::Sqlite {
+                write: $p,
+                write_lock,
+                ..
+            } => {
+                let _exclusive = write_lock.lock().await;
+                $body
+            }
             $crate::store::Db::Postgres($p) => $body,
         }
     };
@@ -141,12 +154,15 @@ impl Store {
             .connect_with(base.read_only(true))
             .await
             .map_err(StoreError::Connect)?;
-        let writer = writer::Writer::start(write.clone());
+        let write_lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let writer =
+            writer::Writer::start(path, sync, write_lock.clone()).map_err(StoreError::Writer)?;
         Ok(Self {
             db: Db::Sqlite {
                 write,
                 read,
                 writer,
+                write_lock,
             },
         })
     }

@@ -239,15 +239,6 @@ macro_rules! insert_run {
     };
 }
 
-/// [`insert_run!`] on SQLite, for the group-commit writer.
-pub(crate) async fn insert_run_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    workspace_id: i64,
-    run: &PreparedRun,
-) -> DomainResult<i64> {
-    insert_run!(conn, workspace_id, run)
-}
-
 impl Store {
     /// Creates a run in an active experiment.
     pub async fn create_run(&self, workspace_id: i64, new: NewRun) -> DomainResult<Run> {

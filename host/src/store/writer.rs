@@ -1,22 +1,33 @@
 //! Group commit for SQLite: concurrent writes of the hot paths (log-batch, create-run) queue up
-//! and are applied by one task in one transaction, so one WAL fsync acknowledges many requests.
+//! and one dedicated thread applies each queued group in one transaction, so one commit (and one
+//! WAL fsync) acknowledges many requests.
 //!
-//! Every job raises its domain errors (unknown run, changed param, deleted experiment) before it
-//! writes anything, so a rejected job leaves the shared transaction clean. A database error aborts
-//! the group; each job is then retried in a transaction of its own, so the error is charged only
-//! to the job that caused it. A reply is sent only after the commit that made the job durable.
-
-use sqlx::sqlite::SqlitePool;
-use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+//! The thread owns its own connection (rusqlite): statements run in-thread with cached prepared
+//! statements instead of one thread hand-off per statement, which is what dominated the cost of
+//! small writes. It shares a write lock with the sqlx writer connection that serves the other,
+//! rarer writes, so SQLite never sees two writers at once.
+//!
+//! Every job's domain errors (unknown run, changed param, deleted experiment) are decided in
+//! memory from one read per lookup kind before anything is written, so a rejected job leaves the
+//! shared transaction clean. A database error aborts the group; each job is then retried in a
+//! transaction of its own, so the error is charged only to the job that caused it. A reply is sent
+//! only after the commit that made the job durable.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::{Connection, ToSql, TransactionBehavior};
+use tokio::sync::oneshot;
 
 use super::logging::{LATEST_INSERT, LATEST_UPSERT};
-use super::rows::{RowExt, stored_value};
+use super::rows::stored_value;
 use super::runs::PreparedRun;
-use super::sql::{Bind, bind_all, inserts, push_values};
-use super::{Dialect, LogBatch};
+use super::sql::{Bind, inserts, push_values};
+use super::{Dialect, LogBatch, SqliteSync};
 use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage};
 
@@ -37,37 +48,32 @@ enum Job {
     },
 }
 
-enum Outcome {
+enum Decision {
     Log(DomainResult<()>),
-    CreateRun(DomainResult<i64>),
+    Created(String),
+    CreateRejected(DomainError),
 }
 
-async fn apply(conn: &mut SqliteConnection, job: &Job) -> Outcome {
-    match job {
-        Job::Log {
-            ws, run_id, batch, ..
-        } => Outcome::Log(super::logging::log_sqlite(conn, *ws, run_id, batch).await),
-        Job::CreateRun { ws, run, .. } => {
-            Outcome::CreateRun(super::runs::insert_run_sqlite(conn, *ws, run).await)
-        }
+impl ToSql for Bind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Bind::I64(v) => ToSqlOutput::Owned(SqlValue::Integer(*v)),
+            Bind::F64(v) => ToSqlOutput::Owned(SqlValue::Real(*v)),
+            Bind::Text(v) => ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(v.as_bytes())),
+            Bind::Bytes(v) => ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Blob(v)),
+            Bind::NullInt | Bind::NullText => ToSqlOutput::Owned(SqlValue::Null),
+        })
     }
 }
 
-fn reply(job: Job, outcome: Outcome) {
-    match (job, outcome) {
-        (Job::Log { reply, .. }, Outcome::Log(r)) => {
-            let _ = reply.send(r);
-        }
-        (Job::CreateRun { reply, .. }, Outcome::CreateRun(r)) => {
-            let _ = reply.send(r);
-        }
-        _ => unreachable!("outcome kind follows job kind"),
-    }
+fn db_err(e: rusqlite::Error) -> DomainError {
+    tracing::error!(error = %e, "database error in the group-commit writer");
+    DomainError::Internal(format!("database: {e}"))
 }
 
-/// The queue in front of the single SQLite writer connection.
+/// The queue in front of the writer thread.
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: std_mpsc::Sender<Job>,
 }
 
 fn stopped() -> DomainError {
@@ -75,11 +81,34 @@ fn stopped() -> DomainError {
 }
 
 impl Writer {
-    /// Starts the writer task on the given single-connection pool.
-    pub fn start(pool: SqlitePool) -> Self {
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(pool, rx));
-        Self { tx }
+    /// Opens the writer's connection and starts its thread. `lock` is held while a group is
+    /// applied; every other SQLite write takes it too.
+    pub fn start(
+        path: &Path,
+        sync: SqliteSync,
+        lock: Arc<tokio::sync::Mutex<()>>,
+    ) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "wal")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if sync == SqliteSync::Full {
+                "full"
+            } else {
+                "normal"
+            },
+        )?;
+        conn.pragma_update(None, "foreign_keys", "on")?;
+        conn.pragma_update(None, "cache_size", -8192)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let (tx, rx) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx, lock))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Self { tx })
     }
 
     /// Queues a batch and waits until it is committed (or rejected).
@@ -92,7 +121,6 @@ impl Writer {
                 batch,
                 reply,
             })
-            .await
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
@@ -102,14 +130,13 @@ impl Writer {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job::CreateRun { ws, run, reply })
-            .await
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
+fn run(mut conn: Connection, rx: std_mpsc::Receiver<Job>, lock: Arc<tokio::sync::Mutex<()>>) {
+    while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
             match rx.try_recv() {
@@ -117,21 +144,11 @@ async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut conn = match pool.acquire().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot acquire the writer connection");
-                for j in jobs {
-                    let outcome = failed(&j, DomainError::Internal(format!("database: {e}")));
-                    reply(j, outcome);
-                }
-                continue;
-            }
-        };
-        match commit_group(&mut conn, &jobs).await {
-            Ok(outcomes) => {
-                for (j, o) in jobs.into_iter().zip(outcomes) {
-                    reply(j, o);
+        let _exclusive = lock.blocking_lock();
+        match commit(&mut conn, &jobs) {
+            Ok((decisions, keys)) => {
+                for (j, d) in jobs.into_iter().zip(decisions) {
+                    reply(j, d, &keys);
                 }
             }
             Err(e) => {
@@ -139,40 +156,75 @@ async fn run(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
                     tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying jobs one by one");
                 }
                 for j in jobs {
-                    let outcome = commit_one(&mut conn, &j).await;
-                    reply(j, outcome);
+                    match commit(&mut conn, std::slice::from_ref(&j)) {
+                        Ok((mut d, keys)) => reply(j, d.pop().expect("one decision"), &keys),
+                        Err(e) => fail(j, e),
+                    }
                 }
             }
         }
     }
 }
 
-/// Applies all jobs in one transaction with a fixed number of statements whatever the group size:
-/// one read per kind of lookup, then the domain checks in memory, job by job in arrival order,
-/// then one multi-row write per table. A database error anywhere aborts the transaction.
-async fn commit_group(
-    conn: &mut SqliteConnection,
+fn reply(job: Job, decision: Decision, keys: &HashMap<String, i64>) {
+    match (job, decision) {
+        (Job::Log { reply, .. }, Decision::Log(r)) => {
+            let _ = reply.send(r);
+        }
+        (Job::CreateRun { reply, .. }, Decision::Created(uuid)) => {
+            let key = keys
+                .get(&uuid)
+                .copied()
+                .ok_or_else(|| DomainError::Internal(format!("run {uuid} was not inserted")));
+            let _ = reply.send(key);
+        }
+        (Job::CreateRun { reply, .. }, Decision::CreateRejected(e)) => {
+            let _ = reply.send(Err(e));
+        }
+        _ => unreachable!("decision kind follows job kind"),
+    }
+}
+
+fn fail(job: Job, e: DomainError) {
+    match job {
+        Job::Log { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Job::CreateRun { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+/// Applies jobs in one transaction with one statement per lookup kind and per written table:
+/// reads, then the domain checks in memory (job by job, in arrival order), then multi-row writes.
+fn commit(
+    conn: &mut Connection,
     jobs: &[Job],
-) -> Result<Vec<Outcome>, DomainError> {
-    let mut tx = conn.begin().await?;
-    let looked_up = Lookups::read(&mut tx, jobs).await?;
+) -> Result<(Vec<Decision>, HashMap<String, i64>), DomainError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let looked_up = Lookups::read(&tx, jobs)?;
     let mut plan = GroupPlan::default();
-    let decided: Vec<Decision> = jobs.iter().map(|j| plan.decide(j, &looked_up)).collect();
-    let new_keys = plan.write(&mut tx).await?;
-    tx.commit().await?;
-    Ok(decided
-        .into_iter()
-        .map(|d| match d {
-            Decision::Log(r) => Outcome::Log(r),
-            Decision::Created(uuid) => Outcome::CreateRun(
-                new_keys
-                    .get(&uuid)
-                    .copied()
-                    .ok_or_else(|| DomainError::Internal(format!("run {uuid} was not inserted"))),
-            ),
-            Decision::CreateRejected(e) => Outcome::CreateRun(Err(e)),
-        })
-        .collect())
+    let decisions: Vec<Decision> = jobs.iter().map(|j| plan.decide(j, &looked_up)).collect();
+    let keys = plan.write(&tx)?;
+    tx.commit().map_err(db_err)?;
+    Ok((decisions, keys))
+}
+
+/// Runs a query and maps each row.
+fn query<T>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    binds: &[Bind],
+    f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, DomainError> {
+    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(binds.iter()), f)
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().map_err(db_err)
 }
 
 /// What the group's checks need from the database, read with one query per kind.
@@ -186,18 +238,9 @@ struct Lookups {
     params: HashMap<(i64, String), String>,
 }
 
-async fn fetch(
-    tx: &mut SqliteConnection,
-    sql: String,
-    binds: Vec<Bind>,
-) -> Result<Vec<sqlx::sqlite::SqliteRow>, DomainError> {
-    Ok(bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql)), &binds)
-        .fetch_all(&mut *tx)
-        .await?)
-}
-
 impl Lookups {
-    async fn read(tx: &mut SqliteConnection, jobs: &[Job]) -> Result<Self, DomainError> {
+    fn read(tx: &rusqlite::Transaction<'_>, jobs: &[Job]) -> Result<Self, DomainError> {
+        let active = LifecycleStage::Active.as_str();
         let mut out = Self::default();
         let mut exps = Vec::new();
         let mut uuids = Vec::new();
@@ -216,16 +259,14 @@ impl Lookups {
             );
             push_values(Dialect::Sqlite, &mut sql, exps.len(), 2);
             sql.push(')');
-            let binds = exps
+            let binds: Vec<Bind> = exps
                 .iter()
                 .flat_map(|(w, n)| [Bind::I64(*w), Bind::I64(*n)])
                 .collect();
-            for r in fetch(tx, sql, binds).await? {
-                let active = r.text("lifecycle_stage")? == LifecycleStage::Active.as_str();
-                out.experiments.insert(
-                    (r.i64("workspace_id")?, r.i64("number")?),
-                    (r.i64("id")?, active),
-                );
+            for (w, n, id, stage) in query(tx, &sql, &binds, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+            })? {
+                out.experiments.insert((w, n), (id, stage == active));
             }
         }
         if !uuids.is_empty() {
@@ -233,20 +274,18 @@ impl Lookups {
                 "SELECT uuid, id, workspace_id, lifecycle_stage FROM runs WHERE uuid IN ",
             );
             push_values(Dialect::Sqlite, &mut sql, 1, uuids.len());
-            let binds = uuids.into_iter().map(Bind::Text).collect();
-            for r in fetch(tx, sql, binds).await? {
-                let active = r.text("lifecycle_stage")? == LifecycleStage::Active.as_str();
-                out.runs.insert(
-                    r.text("uuid")?,
-                    (r.i64("id")?, r.i64("workspace_id")?, active),
-                );
+            let binds: Vec<Bind> = uuids.into_iter().map(Bind::Text).collect();
+            for (uuid, id, w, stage) in query(tx, &sql, &binds, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
+            })? {
+                out.runs.insert(uuid, (id, w, stage == active));
             }
         }
-        let with_params: Vec<i64> = jobs
+        let with_params: Vec<Bind> = jobs
             .iter()
             .filter_map(|j| match j {
                 Job::Log { run_id, batch, .. } if !batch.params.is_empty() => {
-                    out.runs.get(run_id).map(|r| r.0)
+                    out.runs.get(run_id).map(|r| Bind::I64(r.0))
                 }
                 _ => None,
             })
@@ -254,20 +293,14 @@ impl Lookups {
         if !with_params.is_empty() {
             let mut sql = String::from("SELECT run_id, key, value FROM params WHERE run_id IN ");
             push_values(Dialect::Sqlite, &mut sql, 1, with_params.len());
-            let binds = with_params.into_iter().map(Bind::I64).collect();
-            for r in fetch(tx, sql, binds).await? {
-                out.params
-                    .insert((r.i64("run_id")?, r.text("key")?), r.text("value")?);
+            for (run, k, v) in query(tx, &sql, &with_params, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })? {
+                out.params.insert((run, k), v);
             }
         }
         Ok(out)
     }
-}
-
-enum Decision {
-    Log(DomainResult<()>),
-    Created(String),
-    CreateRejected(DomainError),
 }
 
 /// Rows the accepted jobs will write.
@@ -343,12 +376,11 @@ impl GroupPlan {
     }
 
     fn log(&mut self, ws: i64, run_id: &str, batch: &LogBatch, l: &Lookups) -> DomainResult<()> {
-        let Some(&(key, run_ws, active)) = l.runs.get(run_id).filter(|r| r.1 == ws) else {
+        let Some(&(key, _, active)) = l.runs.get(run_id).filter(|r| r.1 == ws) else {
             return Err(DomainError::NotFound(format!(
                 "run '{run_id}' does not exist"
             )));
         };
-        debug_assert_eq!(run_ws, ws);
         if !active {
             return Err(DomainError::InvalidState(format!(
                 "run '{run_id}' must be active to log to it; it is deleted"
@@ -406,9 +438,9 @@ impl GroupPlan {
     }
 
     /// Writes every planned row; returns the keys of the new runs by uuid.
-    async fn write(
+    fn write(
         mut self,
-        tx: &mut SqliteConnection,
+        tx: &rusqlite::Transaction<'_>,
     ) -> Result<HashMap<String, i64>, DomainError> {
         let d = Dialect::Sqlite;
         let mut keys = HashMap::new();
@@ -421,8 +453,10 @@ impl GroupPlan {
             9,
             std::mem::take(&mut self.runs),
         ) {
-            for r in fetch(tx, ins.sql, ins.binds).await? {
-                keys.insert(r.text("uuid")?, r.i64("id")?);
+            for (id, uuid) in query(tx, &ins.sql, &ins.binds, |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })? {
+                keys.insert(uuid, id);
             }
         }
         for (uuid, tags) in std::mem::take(&mut self.new_run_tags) {
@@ -457,36 +491,10 @@ impl GroupPlan {
             inserts(d, LATEST_INSERT, LATEST_UPSERT, 6, self.latest),
         ];
         for ins in statements.into_iter().flatten() {
-            bind_all!(sqlx::query(sqlx::AssertSqlSafe(ins.sql)), &ins.binds)
-                .execute(&mut *tx)
-                .await?;
+            let mut stmt = tx.prepare_cached(&ins.sql).map_err(db_err)?;
+            stmt.execute(rusqlite::params_from_iter(ins.binds.iter()))
+                .map_err(db_err)?;
         }
         Ok(keys)
-    }
-}
-
-/// Applies one job in its own transaction.
-async fn commit_one(conn: &mut SqliteConnection, job: &Job) -> Outcome {
-    let mut tx = match conn.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return failed(job, e.into()),
-    };
-    let o = apply(&mut tx, job).await;
-    let ok = matches!(o, Outcome::Log(Ok(_)) | Outcome::CreateRun(Ok(_)));
-    let end = if ok {
-        tx.commit().await
-    } else {
-        tx.rollback().await
-    };
-    match end {
-        Ok(()) => o,
-        Err(e) => failed(job, e.into()),
-    }
-}
-
-fn failed(job: &Job, e: DomainError) -> Outcome {
-    match job {
-        Job::Log { .. } => Outcome::Log(Err(e)),
-        Job::CreateRun { .. } => Outcome::CreateRun(Err(e)),
     }
 }
