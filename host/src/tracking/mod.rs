@@ -5,6 +5,7 @@ mod artifacts;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -27,14 +28,18 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
+/// How long a workspace lookup is reused.
+const WORKSPACE_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// The tracking service shared by all request handlers.
 pub struct Tracking {
     /// Metadata.
     pub store: Store,
     /// Artifact bytes.
     pub datastores: Datastores,
-    /// Workspace name → workspace, to skip a lookup per request.
-    workspaces: RwLock<HashMap<String, Workspace>>,
+    /// Workspace name → (workspace, when read), to skip a lookup per request. Entries expire
+    /// after [`WORKSPACE_CACHE_TTL`] so that replicas sharing PostgreSQL see deletions soon.
+    workspaces: RwLock<HashMap<String, (Workspace, Instant)>>,
     /// Uploads commit under the read side; garbage collection takes the write side so it never
     /// frees a blob that an upload is about to reference.
     gc_lock: tokio::sync::RwLock<()>,
@@ -68,14 +73,16 @@ impl Tracking {
 
     /// A workspace by name.
     pub async fn workspace(&self, name: &str) -> DomainResult<Workspace> {
-        if let Some(ws) = self.workspaces.read().expect("workspace cache").get(name) {
+        if let Some((ws, at)) = self.workspaces.read().expect("workspace cache").get(name)
+            && at.elapsed() < WORKSPACE_CACHE_TTL
+        {
             return Ok(ws.clone());
         }
         let ws = self.store.workspace(name).await?;
         self.workspaces
             .write()
             .expect("workspace cache")
-            .insert(name.to_string(), ws.clone());
+            .insert(name.to_string(), (ws.clone(), Instant::now()));
         Ok(ws)
     }
 
