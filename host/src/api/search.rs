@@ -38,6 +38,17 @@ fn page_size(max: Option<i64>, default: usize, limit: usize) -> DomainResult<usi
     }
 }
 
+/// Experiment ids as clients send them (strings or numbers) as text.
+pub fn id_strings(values: &[serde_json::Value]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 /// Runs one page of a run search; returns the runs and the next page token.
 pub async fn runs(
     t: &Tracking,

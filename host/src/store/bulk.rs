@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::rows::{RowExt, stored_value};
+use super::logging::{CHUNK_INSERT, LATEST_INSERT};
+use super::rows::RowExt;
 use super::runs::PreparedRun;
 use super::sql::{Bind, bind_all, inserts, push_values};
 use super::{LogBatch, NewRun, Store, with_db};
-use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, RunStatus};
 
 impl Store {
@@ -96,31 +96,14 @@ impl Store {
                 for (k, v) in all_tags {
                     tags.push(vec![Bind::I64(key), Bind::Text(k.into()), Bind::Text(v.into())]);
                 }
-                for (k, points) in batch.by_key() {
-                    chunks.push(vec![
-                        Bind::I64(key),
-                        Bind::Text(k.into()),
-                        Bind::I64(points.len() as i64),
-                        Bind::Bytes(encode_chunk(points.iter())),
-                    ]);
-                }
-                for (k, p) in batch.latest() {
-                    let (v, nan) = stored_value(p.value);
-                    latest.push(vec![
-                        Bind::I64(key),
-                        Bind::Text(k.into()),
-                        Bind::F64(v),
-                        Bind::I64(nan),
-                        Bind::I64(p.step),
-                        Bind::I64(p.timestamp),
-                    ]);
-                }
+                chunks.extend(batch.chunk_rows(key));
+                latest.extend(batch.latest_rows(key));
             }
             let statements = [
                 inserts(d, "INSERT INTO params (run_id, key, value) VALUES ", "", 3, params),
                 inserts(d, "INSERT INTO tags (run_id, key, value) VALUES ", "", 3, tags),
-                inserts(d, "INSERT INTO metric_chunks (run_id, key, points, data) VALUES ", "", 4, chunks),
-                inserts(d, "INSERT INTO latest_metrics (run_id, key, value, is_nan, step, timestamp) VALUES ", "", 6, latest),
+                inserts(d, CHUNK_INSERT, "", 4, chunks),
+                inserts(d, LATEST_INSERT, "", 6, latest),
             ];
             for ins in statements.into_iter().flatten() {
                 bind_all!(sqlx::query(sqlx::AssertSqlSafe(ins.sql)), &ins.binds).execute(&mut *tx).await?;

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::rows::{RowExt, stored_value};
-use super::sql::push_values;
+use super::sql::{Bind, bind_all, inserts};
 use super::{Dialect, Store};
 use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage, Metric, MetricPoint, validate};
@@ -48,7 +48,7 @@ impl LogBatch {
     }
 
     /// The points of each metric key, in logging order, keys in order of first appearance.
-    pub(crate) fn by_key(&self) -> Vec<(&str, Vec<MetricPoint>)> {
+    fn by_key(&self) -> Vec<(&str, Vec<MetricPoint>)> {
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut out: Vec<(&str, Vec<MetricPoint>)> = Vec::new();
         for m in &self.metrics {
@@ -61,8 +61,41 @@ impl LogBatch {
         out
     }
 
+    /// `metric_chunks` rows of this batch for a run: one packed chunk per key.
+    pub(crate) fn chunk_rows(&self, run_key: i64) -> Vec<Vec<Bind>> {
+        self.by_key()
+            .into_iter()
+            .map(|(k, points)| {
+                vec![
+                    Bind::I64(run_key),
+                    Bind::Text(k.into()),
+                    Bind::I64(points.len() as i64),
+                    Bind::Bytes(encode_chunk(points.iter())),
+                ]
+            })
+            .collect()
+    }
+
+    /// `latest_metrics` rows of this batch for a run: the latest point per key.
+    pub(crate) fn latest_rows(&self, run_key: i64) -> Vec<Vec<Bind>> {
+        self.latest()
+            .into_iter()
+            .map(|(k, p)| {
+                let (v, nan) = stored_value(p.value);
+                vec![
+                    Bind::I64(run_key),
+                    Bind::Text(k.into()),
+                    Bind::F64(v),
+                    Bind::I64(nan),
+                    Bind::I64(p.step),
+                    Bind::I64(p.timestamp),
+                ]
+            })
+            .collect()
+    }
+
     /// The latest point per metric key within the batch.
-    pub(crate) fn latest(&self) -> BTreeMap<&str, MetricPoint> {
+    fn latest(&self) -> BTreeMap<&str, MetricPoint> {
         let mut out: BTreeMap<&str, MetricPoint> = BTreeMap::new();
         for m in &self.metrics {
             match out.get(m.key.as_str()) {
@@ -76,15 +109,9 @@ impl LogBatch {
     }
 }
 
-/// Rows per multi-row INSERT: a whole MLflow batch in one statement; 6 columns × 1000 rows stays
-/// below both engines' parameter limits (SQLite 32766, PostgreSQL 65535).
-const CHUNK: usize = 1000;
-
-fn chunk_insert_sql(d: Dialect, rows: usize) -> String {
-    let mut s = String::from("INSERT INTO metric_chunks (run_id, key, points, data) VALUES ");
-    push_values(d, &mut s, rows, 4);
-    s
-}
+/// The head of an insert into `metric_chunks`.
+pub(crate) const CHUNK_INSERT: &str =
+    "INSERT INTO metric_chunks (run_id, key, points, data) VALUES ";
 
 /// The head of an insert into `latest_metrics`.
 pub(crate) const LATEST_INSERT: &str =
@@ -99,13 +126,6 @@ pub(crate) const LATEST_UPSERT: &str = " ON CONFLICT (run_id, key) DO UPDATE SET
      OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
          AND (excluded.is_nan > latest_metrics.is_nan \
               OR (excluded.is_nan = latest_metrics.is_nan AND excluded.value > latest_metrics.value)))";
-
-fn latest_upsert_sql(d: Dialect, rows: usize) -> String {
-    let mut s = String::from(LATEST_INSERT);
-    push_values(d, &mut s, rows, 6);
-    s.push_str(LATEST_UPSERT);
-    s
-}
 
 /// Writes a batch inside an open transaction on connection `$conn`.
 macro_rules! write_batch {
@@ -170,24 +190,12 @@ macro_rules! write_batch {
             .execute(&mut *$conn)
             .await?;
         }
-        let by_key = batch.by_key();
-        for chunk in by_key.chunks(CHUNK) {
-            let sql = chunk_insert_sql(dialect, chunk.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (k, points) in chunk {
-                q = q.bind(run_key).bind(*k).bind(points.len() as i64).bind(encode_chunk(points.iter()));
-            }
-            q.execute(&mut *$conn).await?;
-        }
-        let latest: Vec<(&str, MetricPoint)> = batch.latest().into_iter().collect();
-        for chunk in latest.chunks(CHUNK) {
-            let sql = latest_upsert_sql(dialect, chunk.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (k, p) in chunk {
-                let (v, nan) = stored_value(p.value);
-                q = q.bind(run_key).bind(*k).bind(v).bind(nan).bind(p.step).bind(p.timestamp);
-            }
-            q.execute(&mut *$conn).await?;
+        let metric_writes = [
+            inserts(dialect, CHUNK_INSERT, "", 4, batch.chunk_rows(run_key)),
+            inserts(dialect, LATEST_INSERT, LATEST_UPSERT, 6, batch.latest_rows(run_key)),
+        ];
+        for ins in metric_writes.into_iter().flatten() {
+            bind_all!(sqlx::query(sqlx::AssertSqlSafe(ins.sql)), &ins.binds).execute(&mut *$conn).await?;
         }
     }};
 }

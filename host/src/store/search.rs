@@ -135,10 +135,12 @@ fn leaf_conditions(b: &mut SqlBuilder, c: &Comparison) {
     }
 }
 
-/// Appends the SQL of a run filter. Metric/param/tag tests become correlated `EXISTS` probes on
-/// the (run_id, key) primary keys, which cost one index lookup per candidate run; `driver` is the
-/// leaf the query is already driven from (rendered as TRUE).
-fn run_expr(b: &mut SqlBuilder, e: &Expr, driver: Option<&Comparison>) -> DomainResult<()> {
+/// Appends a filter expression, rendering each comparison with `leaf`.
+fn push_expr(
+    b: &mut SqlBuilder,
+    e: &Expr,
+    leaf: &dyn Fn(&mut SqlBuilder, &Comparison) -> DomainResult<()>,
+) -> DomainResult<()> {
     match e {
         Expr::And(parts) | Expr::Or(parts) => {
             let joiner = if matches!(e, Expr::And(_)) {
@@ -151,14 +153,25 @@ fn run_expr(b: &mut SqlBuilder, e: &Expr, driver: Option<&Comparison>) -> Domain
                 if i > 0 {
                     b.push(joiner);
                 }
-                run_expr(b, p, driver)?;
+                push_expr(b, p, leaf)?;
             }
             b.push(")");
+            Ok(())
         }
-        Expr::Cmp(c) if driver.is_some_and(|d| std::ptr::eq(d, c)) => {
+        Expr::Cmp(c) => leaf(b, c),
+    }
+}
+
+/// Appends the SQL of a run filter. Metric/param/tag tests become correlated `EXISTS` probes on
+/// the (run_id, key) primary keys, which cost one index lookup per candidate run; `driver` is the
+/// leaf the query is already driven from (rendered as TRUE).
+fn run_expr(b: &mut SqlBuilder, e: &Expr, driver: Option<&Comparison>) -> DomainResult<()> {
+    push_expr(b, e, &|b, c| {
+        if driver.is_some_and(|d| std::ptr::eq(d, c)) {
             b.push("1 = 1");
+            return Ok(());
         }
-        Expr::Cmp(c) => match c.entity {
+        match c.entity {
             Entity::Attribute => column_test(b, run_column(&c.key)?, c),
             _ => {
                 b.push(if c.op == Op::IsNull {
@@ -173,9 +186,9 @@ fn run_expr(b: &mut SqlBuilder, e: &Expr, driver: Option<&Comparison>) -> Domain
                 leaf_conditions(b, c);
                 b.push(")");
             }
-        },
-    }
-    Ok(())
+        }
+        Ok(())
+    })
 }
 
 /// Leaves ANDed at the top of a filter that could drive the query (they select runs by index).
@@ -327,33 +340,17 @@ impl Plan<'_> {
 
 /// Appends the SQL of an experiment filter.
 fn experiment_expr(b: &mut SqlBuilder, e: &Expr) -> DomainResult<()> {
-    match e {
-        Expr::And(parts) | Expr::Or(parts) => {
-            let joiner = if matches!(e, Expr::And(_)) {
-                " AND "
-            } else {
-                " OR "
-            };
-            b.push("(");
-            for (i, p) in parts.iter().enumerate() {
-                if i > 0 {
-                    b.push(joiner);
-                }
-                experiment_expr(b, p)?;
-            }
-            b.push(")");
-        }
-        Expr::Cmp(c) => match c.entity {
+    push_expr(b, e, &|b, c| {
+        match c.entity {
             Entity::Attribute => column_test(b, experiment_column(&c.key)?, c),
             Entity::Tag => {
-                let negate = c.op == Op::IsNull;
-                b.push(if negate { "e.id NOT IN" } else { "e.id IN" });
-                b.push(" (SELECT experiment_id FROM experiment_tags WHERE key = ")
-                    .bind_text(&c.key);
-                if !matches!(c.op, Op::IsNull | Op::IsNotNull) {
-                    b.push(" AND ");
-                    column_test(b, "value", c);
-                }
+                b.push(if c.op == Op::IsNull {
+                    "NOT EXISTS"
+                } else {
+                    "EXISTS"
+                });
+                b.push(" (SELECT 1 FROM experiment_tags x WHERE x.experiment_id = e.id AND ");
+                leaf_conditions(b, c);
                 b.push(")");
             }
             other => {
@@ -361,9 +358,9 @@ fn experiment_expr(b: &mut SqlBuilder, e: &Expr) -> DomainResult<()> {
                     "{other:?} cannot filter experiments"
                 )));
             }
-        },
-    }
-    Ok(())
+        }
+        Ok(())
+    })
 }
 
 impl Store {

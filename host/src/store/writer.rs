@@ -23,12 +23,10 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::logging::{LATEST_INSERT, LATEST_UPSERT};
-use super::rows::stored_value;
+use super::logging::{CHUNK_INSERT, LATEST_INSERT, LATEST_UPSERT};
 use super::runs::PreparedRun;
 use super::sql::{Bind, inserts, push_values};
 use super::{Dialect, LogBatch, SqliteSync};
-use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage};
 
 /// Most jobs committed together.
@@ -415,25 +413,8 @@ impl GroupPlan {
                 Bind::Text(v.clone()),
             ]);
         }
-        for (k, points) in batch.by_key() {
-            self.chunks.push(vec![
-                Bind::I64(key),
-                Bind::Text(k.into()),
-                Bind::I64(points.len() as i64),
-                Bind::Bytes(encode_chunk(points.iter())),
-            ]);
-        }
-        for (k, p) in batch.latest() {
-            let (v, nan) = stored_value(p.value);
-            self.latest.push(vec![
-                Bind::I64(key),
-                Bind::Text(k.into()),
-                Bind::F64(v),
-                Bind::I64(nan),
-                Bind::I64(p.step),
-                Bind::I64(p.timestamp),
-            ]);
-        }
+        self.chunks.extend(batch.chunk_rows(key));
+        self.latest.extend(batch.latest_rows(key));
         Ok(())
     }
 
@@ -481,13 +462,7 @@ impl GroupPlan {
                 3,
                 self.params,
             ),
-            inserts(
-                d,
-                "INSERT INTO metric_chunks (run_id, key, points, data) VALUES ",
-                "",
-                4,
-                self.chunks,
-            ),
+            inserts(d, CHUNK_INSERT, "", 4, self.chunks),
             inserts(d, LATEST_INSERT, LATEST_UPSERT, 6, self.latest),
         ];
         for ins in statements.into_iter().flatten() {

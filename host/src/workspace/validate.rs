@@ -100,6 +100,15 @@ pub fn tag_value(key: &str, value: &str) -> DomainResult<()> {
     Ok(())
 }
 
+/// Checks every key and value of a tag map.
+pub fn tags<'a>(tags: impl IntoIterator<Item = (&'a String, &'a String)>) -> DomainResult<()> {
+    for (k, v) in tags {
+        key("tag", k)?;
+        tag_value(k, v)?;
+    }
+    Ok(())
+}
+
 /// Checks a run id: 32 lower-case hex characters (also accepts MLflow's uuid4 hex).
 pub fn run_id(id: &str) -> DomainResult<()> {
     if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -1,7 +1,5 @@
 //! MLflow experiment endpoints.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -52,12 +50,7 @@ pub async fn create(
             "ignoring client artifact_location: artifacts live in the workspace datastore"
         );
     }
-    let mut tags = BTreeMap::new();
-    for t in req.tags {
-        validate::key("tag", &t.key)?;
-        validate::tag_value(&t.key, &t.value)?;
-        tags.insert(t.key, t.value);
-    }
+    let tags = super::tag_map(req.tags)?;
     let e = st
         .tracking
         .store

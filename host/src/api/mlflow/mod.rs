@@ -80,6 +80,16 @@ async fn server_info() -> Json<Value> {
     }))
 }
 
+/// Validates MLflow's `[{key, value}]` tags into a map (a repeated key: the last one wins).
+pub(crate) fn tag_map(
+    tags: Vec<experiments::Tag>,
+) -> Result<std::collections::BTreeMap<String, String>, crate::workspace::DomainError> {
+    let map: std::collections::BTreeMap<String, String> =
+        tags.into_iter().map(|t| (t.key, t.value)).collect();
+    crate::workspace::validate::tags(&map)?;
+    Ok(map)
+}
+
 #[derive(Serialize)]
 struct KeyValue<'a> {
     key: &'a str,

@@ -1,7 +1,5 @@
 //! MLflow run endpoints: lifecycle, logging, search, metric history.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
@@ -79,12 +77,7 @@ pub async fn create(
     } else {
         experiment_id(&req.experiment_id)?
     };
-    let mut tags = BTreeMap::new();
-    for t in req.tags {
-        validate::key("tag", &t.key)?;
-        validate::tag_value(&t.key, &t.value)?;
-        tags.insert(t.key, t.value);
-    }
+    let tags = super::tag_map(req.tags)?;
     let run = st
         .tracking
         .store
@@ -188,14 +181,7 @@ pub async fn search(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<SearchReq>,
 ) -> Reply {
-    let ids: Vec<String> = req
-        .experiment_ids
-        .iter()
-        .map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect();
+    let ids = search::id_strings(&req.experiment_ids);
     let view = req
         .run_view_type
         .as_deref()

@@ -50,21 +50,13 @@ pub struct CreateReq {
     tags: BTreeMap<String, String>,
 }
 
-fn check_tags(tags: &BTreeMap<String, String>) -> Result<(), DomainError> {
-    for (k, v) in tags {
-        validate::key("tag", k)?;
-        validate::tag_value(k, v)?;
-    }
-    Ok(())
-}
-
 pub async fn create(
     State(st): State<AppState>,
     Ws(ws): Ws,
     JsonBody(req): JsonBody<CreateReq>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     validate::experiment_name(&req.name)?;
-    check_tags(&req.tags)?;
+    validate::tags(&req.tags)?;
     let e = st
         .tracking
         .store
@@ -104,7 +96,7 @@ pub async fn update(
     if let Some(name) = &req.name {
         validate::experiment_name(name)?;
     }
-    check_tags(&req.tags)?;
+    validate::tags(&req.tags)?;
     if let Some(name) = &req.name {
         store.rename_experiment(ws.id, id, name).await?;
     }

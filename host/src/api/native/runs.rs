@@ -64,10 +64,7 @@ pub struct CreateReq {
 }
 
 fn new_run(req: CreateReq) -> Result<NewRun, DomainError> {
-    for (k, v) in &req.tags {
-        validate::key("tag", k)?;
-        validate::tag_value(k, v)?;
-    }
+    validate::tags(&req.tags)?;
     if let Some(p) = &req.parent_run_id {
         validate::run_id(p)?;
     }
@@ -269,14 +266,7 @@ pub struct SearchReq {
 }
 
 async fn run_search(st: &AppState, ws: &crate::workspace::Workspace, req: SearchReq) -> Reply {
-    let ids: Vec<String> = req
-        .experiment_ids
-        .iter()
-        .map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect();
+    let ids = search::id_strings(&req.experiment_ids);
     let view = req
         .view
         .as_deref()
