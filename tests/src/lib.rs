@@ -78,9 +78,8 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// Creates an empty PostgreSQL database and returns its URL.
-pub fn fresh_pg_database() -> String {
-    let name = format!("atrium_test_{}", uuid_like());
+/// Runs one statement on the admin database.
+fn pg_admin(sql: String) -> Result<(), String> {
     let admin = pg_admin_url();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -90,39 +89,31 @@ pub fn fresh_pg_database() -> String {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for this test: {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .map_err(|e| format!("PostgreSQL at {admin} is required for this test: {e}"))?;
+        sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&mut conn)
             .await
-            .unwrap();
-    });
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// Creates an empty PostgreSQL database and returns its URL.
+pub fn fresh_pg_database() -> String {
+    let name = format!("atrium_test_{}", uuid_like());
+    pg_admin(format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
+    let admin = pg_admin_url();
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     format!("{base}/{name}")
 }
 
-/// Drops a database made by [`fresh_pg_database`].
+/// Drops a database made by [`fresh_pg_database`] (best effort).
 pub fn drop_pg_database(url: &str) {
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    if !name.starts_with("atrium_test_") {
-        return;
+    if let Some((_, name)) = url.rsplit_once('/')
+        && name.starts_with("atrium_test_")
+    {
+        let _ = pg_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
-    let admin = pg_admin_url();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await;
-        }
-    });
 }
 
 fn uuid_like() -> String {
