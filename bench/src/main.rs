@@ -385,7 +385,7 @@ fn seed_atrium(base: &str, exp: &str, runs: usize) -> Duration {
 }
 
 /// Seeds MLflow's SQLite database directly with the same runs (its API would take hours).
-fn seed_mlflow(db: &PathBuf, exp: &str, runs: usize) {
+fn seed_mlflow(db: &std::path::Path, exp: &str, runs: usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -36,13 +36,7 @@ impl Tracking {
         let run = self.store.active_run(ws.id, run_id).await?;
         let ds = self.store.default_datastore(ws.id).await?;
         let backend = self.datastores.get(&ds)?;
-        if self
-            .store
-            .artifacts_under(run.key, path)
-            .await?
-            .first()
-            .is_some()
-        {
+        if !self.store.artifacts_under(run.key, path).await?.is_empty() {
             return Err(DomainError::InvalidState(format!(
                 "'{path}' is a directory of artifacts; it cannot become a file"
             )));

@@ -18,7 +18,7 @@ pub fn encode_chunk<'a>(points: impl IntoIterator<Item = &'a MetricPoint>) -> Ve
 
 /// Unpacks a history chunk, appending to `out`.
 pub fn decode_chunk(data: &[u8], out: &mut Vec<MetricPoint>) -> Result<(), DomainError> {
-    if data.len() % POINT_BYTES != 0 {
+    if !data.len().is_multiple_of(POINT_BYTES) {
         return Err(DomainError::Internal(format!(
             "corrupt metric chunk of {} bytes",
             data.len()
