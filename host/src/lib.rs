@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod datastore;
+pub mod plugins;
 pub mod server;
 pub mod store;
 pub mod tracking;

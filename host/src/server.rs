@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::api::{AppState, router};
 use crate::config::ServeConfig;
 use crate::datastore::Datastores;
+use crate::plugins::{Loader, PluginEngine};
 use crate::store::{Store, StoreError};
-use crate::tracking::Tracking;
+use crate::tracking::{Tracking, prepare_builtins};
 use crate::workspace::DomainError;
 
 /// Errors that stop the server from starting.
@@ -27,6 +28,9 @@ pub enum ServeError {
     /// Creating the default workspace failed.
     #[error("cannot prepare the default workspace: {0}")]
     Init(#[from] DomainError),
+    /// The plugin runtime could not start (engine, built-in components).
+    #[error("plugin runtime: {0}")]
+    Plugins(String),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -50,7 +54,24 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
         Some(url) => Store::open_url(url, cfg.sqlite_sync).await?,
         None => Store::open_sqlite(&cfg.data_dir.join("atrium.db"), cfg.sqlite_sync).await?,
     };
-    let tracking = Tracking::new(store, Datastores::new(cfg.data_dir.clone()));
+    let engine = Arc::new(PluginEngine::new().map_err(|e| ServeError::Plugins(e.to_string()))?);
+    tracing::info!(pooled = engine.pooled(), "plugin engine ready");
+    let loader = Arc::new(
+        Loader::new(engine, &cfg.data_dir.join("plugins"))
+            .map_err(|e| ServeError::Plugins(e.to_string()))?,
+    );
+    let builtins = {
+        let loader = loader.clone();
+        tokio::task::spawn_blocking(move || prepare_builtins(&loader))
+            .await
+            .map_err(|e| ServeError::Plugins(e.to_string()))?
+            .map_err(|e| ServeError::Plugins(e.to_string()))?
+    };
+    let tracking = Tracking::new(
+        store,
+        Datastores::new(cfg.data_dir.clone(), loader),
+        builtins,
+    );
     tracking.ensure_default_workspace().await?;
     let cleaned = tracking.clean_interrupted_uploads().await?;
     if cleaned > 0 {

@@ -93,7 +93,7 @@ fn tmp_files(s: &Server) -> usize {
         .unwrap()
         .flatten()
     {
-        n += std::fs::read_dir(ds.path().join("tmp"))
+        n += std::fs::read_dir(ds.path().join(".tmp"))
             .map(|d| d.count())
             .unwrap_or(0);
     }

@@ -38,6 +38,7 @@ pub fn code_and_status(e: &DomainError, flavor: Flavor) -> (&'static str, Status
                 StatusCode::CONFLICT
             },
         ),
+        DomainError::Plugin(_) => ("PLUGIN_FAILED", StatusCode::BAD_GATEWAY),
         DomainError::Internal(_) => ("INTERNAL_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
     }
 }

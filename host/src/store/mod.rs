@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod bulk;
+mod components;
 mod experiments;
 mod logging;
 mod rows;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 };
 
 pub use artifacts::ArtifactRow;
+pub use components::ComponentRow;
 pub use logging::LogBatch;
 pub use runs::{NewRun, RunUpdate};
 pub use search::{ExperimentQuery, RunQuery};

@@ -17,7 +17,18 @@ pub struct Datastore {
     pub kind: String,
     /// Backend configuration as JSON.
     pub config: serde_json::Value,
+    /// Whether new artifacts of the workspace go here unless an experiment says otherwise.
+    pub is_default: bool,
+    /// Name of the workspace it belongs to.
+    pub workspace: String,
 }
+
+/// Columns of a datastore row (table alias `d`).
+pub(crate) const DATASTORE_COLUMNS: &str =
+    "d.id, d.name, d.kind, d.config, d.is_default, w.name AS workspace";
+
+/// The tables a datastore row is selected from (`d`, with its workspace `w`).
+pub(crate) const DATASTORE_FROM: &str = "datastores d JOIN workspaces w ON w.id = d.workspace_id";
 
 fn workspace_from(r: &impl RowExt) -> DomainResult<Workspace> {
     Ok(Workspace {
@@ -28,7 +39,7 @@ fn workspace_from(r: &impl RowExt) -> DomainResult<Workspace> {
     })
 }
 
-fn datastore_from(r: &impl RowExt) -> DomainResult<Datastore> {
+pub(crate) fn datastore_from(r: &impl RowExt) -> DomainResult<Datastore> {
     let config = r.text("config")?;
     Ok(Datastore {
         id: r.i64("id")?,
@@ -36,6 +47,8 @@ fn datastore_from(r: &impl RowExt) -> DomainResult<Datastore> {
         kind: r.text("kind")?,
         config: serde_json::from_str(&config)
             .map_err(|e| DomainError::Internal(format!("datastore config is not JSON: {e}")))?,
+        is_default: r.i64("is_default")? != 0,
+        workspace: r.text("workspace")?,
     })
 }
 
@@ -47,6 +60,7 @@ impl Store {
         name: &str,
         description: &str,
         datastore_config: serde_json::Value,
+        builtins: &[super::ComponentRow],
     ) -> DomainResult<Workspace> {
         let now = now_millis();
         let config = datastore_config.to_string();
@@ -75,13 +89,30 @@ impl Store {
             .await?;
             sqlx::query(
                 "INSERT INTO datastores (workspace_id, name, kind, config, is_default, created_at) \
-                 VALUES ($1, 'default', 'local', $2, 1, $3)",
+                 VALUES ($1, 'default', 'plugin', $2, 1, $3)",
             )
             .bind(ws.id)
             .bind(&config)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            for c in builtins {
+                sqlx::query(
+                    "INSERT INTO components (workspace_id, name, version, kind, digest, size, api_version, manifest, builtin, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9)",
+                )
+                .bind(ws.id)
+                .bind(&c.name)
+                .bind(&c.version)
+                .bind(&c.kind)
+                .bind(&c.digest)
+                .bind(c.size)
+                .bind(&c.api_version)
+                .bind(&c.manifest)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             Ok(ws)
         }
@@ -152,7 +183,7 @@ impl Store {
                 return Err(not_found(name));
             };
             let id = row.i64("id")?;
-            let stores = sqlx::query("SELECT id, name, kind, config FROM datastores WHERE workspace_id = $1")
+            let stores = sqlx::query("SELECT d.id, d.name, d.kind, d.config, d.is_default, w.name AS workspace FROM datastores d JOIN workspaces w ON w.id = d.workspace_id WHERE d.workspace_id = $1")
                 .bind(id)
                 .fetch_all(&mut *tx)
                 .await?
@@ -179,7 +210,7 @@ impl Store {
     pub async fn default_datastore(&self, workspace_id: i64) -> DomainResult<Datastore> {
         let row = with_db!(self, read, |p| {
             sqlx::query(
-            "SELECT id, name, kind, config FROM datastores WHERE workspace_id = $1 AND is_default = 1"
+            "SELECT d.id, d.name, d.kind, d.config, d.is_default, w.name AS workspace FROM datastores d JOIN workspaces w ON w.id = d.workspace_id WHERE d.workspace_id = $1 AND d.is_default = 1"
         )
         .bind(workspace_id)
         .fetch_optional(p)
@@ -195,22 +226,24 @@ impl Store {
 
     /// A datastore by key.
     pub async fn datastore(&self, id: i64) -> DomainResult<Datastore> {
-        let row = with_db!(self, read, |p| sqlx::query(
-            "SELECT id, name, kind, config FROM datastores WHERE id = $1"
+        let row = with_db!(self, read, |p| {
+            sqlx::query(
+            "SELECT d.id, d.name, d.kind, d.config, d.is_default, w.name AS workspace FROM datastores d JOIN workspaces w ON w.id = d.workspace_id WHERE d.id = $1"
         )
         .bind(id)
         .fetch_optional(p)
         .await?
         .as_ref()
         .map(datastore_from)
-        .transpose())?;
+        .transpose()
+        })?;
         row.ok_or_else(|| DomainError::Internal(format!("datastore {id} is missing")))
     }
 
     /// All datastores of all workspaces (for garbage collection).
     pub async fn all_datastores(&self) -> DomainResult<Vec<Datastore>> {
         with_db!(self, read, |p| {
-            let rows = sqlx::query("SELECT id, name, kind, config FROM datastores ORDER BY id")
+            let rows = sqlx::query("SELECT d.id, d.name, d.kind, d.config, d.is_default, w.name AS workspace FROM datastores d JOIN workspaces w ON w.id = d.workspace_id ORDER BY d.id")
                 .fetch_all(p)
                 .await?;
             rows.iter().map(datastore_from).collect()

@@ -34,7 +34,10 @@ impl Tracking {
     {
         validate::artifact_path(path)?;
         let run = self.store.active_run(ws.id, run_id).await?;
-        let ds = self.store.default_datastore(ws.id).await?;
+        let ds = self
+            .store
+            .artifact_datastore(ws.id, run.experiment_id)
+            .await?;
         let backend = self.datastores.get(&ds)?;
         if !self.store.artifacts_under(run.key, path).await?.is_empty() {
             return Err(DomainError::InvalidState(format!(

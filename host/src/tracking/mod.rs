@@ -2,6 +2,7 @@
 //! (workspaces, artifacts, garbage collection). Both API flavours call into it.
 
 mod artifacts;
+mod components;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -10,9 +11,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub use artifacts::ArtifactUpload;
+pub use components::{ComponentUpload, DatastoreRequest, prepare_builtins};
 
-use crate::datastore::Datastores;
-use crate::store::Store;
+use crate::datastore::{Datastores, PluginDatastore};
+use crate::plugins::Grants;
+use crate::store::{ComponentRow, Store};
 use crate::workspace::{
     DEFAULT_WORKSPACE, DomainError, DomainResult, Millis, Workspace, now_millis, validate,
 };
@@ -43,17 +46,47 @@ pub struct Tracking {
     /// Uploads commit under the read side; garbage collection takes the write side so it never
     /// frees a blob that an upload is about to reference.
     gc_lock: tokio::sync::RwLock<()>,
+    /// Built-in components, registered in every new workspace.
+    builtins: Vec<ComponentRow>,
 }
 
 impl Tracking {
-    /// Wraps a store and datastores.
-    pub fn new(store: Store, datastores: Datastores) -> Self {
+    /// Wraps a store and datastores; `builtins` come from [`prepare_builtins`].
+    pub fn new(store: Store, datastores: Datastores, builtins: Vec<ComponentRow>) -> Self {
         Self {
             store,
             datastores,
             workspaces: RwLock::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
+            builtins,
         }
+    }
+
+    /// The configuration of a new workspace's default datastore: the built-in `storage-fs` on
+    /// a fresh directory under the data directory, mounted at `/data`.
+    fn default_datastore_config(&self) -> DomainResult<serde_json::Value> {
+        let fs = self
+            .builtins
+            .iter()
+            .find(|c| c.name == "storage-fs")
+            .ok_or_else(|| {
+                DomainError::Internal("the built-in storage-fs component is missing".into())
+            })?;
+        let manifest = serde_json::from_str(&fs.manifest)
+            .map_err(|e| DomainError::Internal(format!("storage-fs manifest: {e}")))?;
+        let grants = Grants {
+            dirs: [("/data".to_string(), Datastores::new_dir_name())].into(),
+            config: [("root".to_string(), "/data".to_string())].into(),
+            ..Grants::default()
+        };
+        let cfg = PluginDatastore {
+            component: fs.name.clone(),
+            version: fs.version.clone(),
+            digest: fs.digest.clone(),
+            manifest,
+            grants,
+        };
+        serde_json::to_value(cfg).map_err(|e| DomainError::Internal(e.to_string()))
     }
 
     /// Creates the `default` workspace unless it exists.
@@ -90,7 +123,12 @@ impl Tracking {
     pub async fn create_workspace(&self, name: &str, description: &str) -> DomainResult<Workspace> {
         validate::workspace_name(name)?;
         self.store
-            .create_workspace(name, description, Datastores::new_default_config())
+            .create_workspace(
+                name,
+                description,
+                self.default_datastore_config()?,
+                &self.builtins,
+            )
             .await
     }
 
@@ -171,7 +209,7 @@ impl Tracking {
             ..GcReport::default()
         };
         let stores = match &ws {
-            Some(w) => vec![self.store.default_datastore(w.id).await?],
+            Some(w) => self.store.list_datastores(w.id).await?,
             None => self.store.all_datastores().await?,
         };
         for ds in stores {

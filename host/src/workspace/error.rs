@@ -18,6 +18,9 @@ pub enum DomainError {
     /// The operation conflicts with the object's current state.
     #[error("{0}")]
     InvalidState(String),
+    /// A plugin failed while serving the request (deadline, memory cap, crash, its own error).
+    #[error("{0}")]
+    Plugin(String),
     /// A failure of the host itself (database, filesystem).
     #[error("internal error: {0}")]
     Internal(String),

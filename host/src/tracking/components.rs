@@ -1,0 +1,282 @@
+//! The component registry and datastores: uploads are validated off the request thread before
+//! anything is stored; datastores are storage-plugin instances with operator grants.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Tracking;
+use crate::datastore::{Datastores, PluginDatastore};
+use crate::plugins::builtin::BUILTINS;
+use crate::plugins::loader::digest_of;
+use crate::plugins::{Grants, Kind, Loader, Manifest, RuntimeError};
+use crate::store::{ComponentRow, Datastore};
+use crate::workspace::{DomainError, DomainResult, Workspace, now_millis};
+
+/// A component version to register.
+pub struct ComponentUpload {
+    /// Registry name.
+    pub name: String,
+    /// Version label.
+    pub version: String,
+    /// The manifest (TOML or JSON).
+    pub manifest: String,
+    /// The component bytes.
+    pub wasm: Vec<u8>,
+}
+
+/// A datastore to create.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatastoreRequest {
+    /// Storage component name.
+    pub component: String,
+    /// Its version.
+    pub version: String,
+    /// Config values (granted only where the manifest lists the key).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Directories: guest path → directory under the data directory's `datastores/` (created
+    /// if missing). Directories the manifest asks for and that are not given get a fresh one.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, String>,
+    /// Hosts the plugin may call.
+    #[serde(default)]
+    pub http: Vec<String>,
+    /// Whether those hosts may resolve to private addresses.
+    #[serde(default)]
+    pub http_private: bool,
+    /// Secret names granted.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+fn check_label(what: &str, s: &str) -> DomainResult<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'))
+        && s.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(format!(
+            "invalid {what} '{s}': use 1-64 characters of letters, digits, '-', '_', '.', '+', starting with a letter or digit"
+        )))
+    }
+}
+
+fn row(
+    name: &str,
+    version: &str,
+    manifest: &Manifest,
+    digest: String,
+    size: usize,
+    api_version: Option<String>,
+    builtin: bool,
+) -> ComponentRow {
+    ComponentRow {
+        name: name.to_string(),
+        version: version.to_string(),
+        kind: manifest.kind.as_str().to_string(),
+        digest,
+        size: size as i64,
+        api_version,
+        manifest: serde_json::to_string(manifest).expect("manifest serializes"),
+        builtin,
+        created_at: now_millis(),
+    }
+}
+
+/// Validates and keeps the built-in components (compiling them on first start); returns their
+/// registry rows. Blocking: run it off the async threads.
+pub fn prepare_builtins(loader: &Loader) -> Result<Vec<ComponentRow>, RuntimeError> {
+    let mut rows = Vec::new();
+    for b in BUILTINS {
+        let manifest = Manifest::parse(b.manifest)
+            .map_err(|e| RuntimeError::Internal(format!("built-in {}: {e}", b.name)))?;
+        let digest = digest_of(b.wasm);
+        let api_version = crate::plugins::loader::api_version(b.wasm);
+        if !loader.has(&digest) {
+            let v = loader.validate(b.wasm, manifest.kind)?;
+            loader.keep(b.wasm, &v)?;
+        }
+        let version = manifest.version.clone().unwrap_or_else(|| "builtin".into());
+        rows.push(row(
+            b.name,
+            &version,
+            &manifest,
+            digest,
+            b.wasm.len(),
+            api_version,
+            true,
+        ));
+    }
+    Ok(rows)
+}
+
+impl Tracking {
+    /// The plugin loader.
+    fn loader(&self) -> Arc<Loader> {
+        self.datastores.loader().clone()
+    }
+
+    /// Validates and registers a component version; returns it and whether it is new.
+    pub async fn push_component(
+        &self,
+        ws: &Workspace,
+        up: ComponentUpload,
+    ) -> DomainResult<(ComponentRow, bool)> {
+        check_label("component name", &up.name)?;
+        check_label("component version", &up.version)?;
+        let manifest =
+            Manifest::parse(&up.manifest).map_err(|e| DomainError::invalid(e.to_string()))?;
+        let loader = self.loader();
+        let kind = manifest.kind;
+        let (validated, wasm) = tokio::task::spawn_blocking(move || {
+            let v = loader.validate(&up.wasm, kind)?;
+            loader.keep(&up.wasm, &v)?;
+            Ok::<_, RuntimeError>((v, up.wasm))
+        })
+        .await
+        .map_err(|e| DomainError::Internal(format!("validation task: {e}")))??;
+        let c = row(
+            &up.name,
+            &up.version,
+            &manifest,
+            validated.digest,
+            wasm.len(),
+            validated.api_version,
+            false,
+        );
+        let created = self.store.register_component(ws.id, &c).await?;
+        if created {
+            tracing::info!(
+                workspace = ws.name.as_str(),
+                component = c.name.as_str(),
+                version = c.version.as_str(),
+                kind = c.kind.as_str(),
+                digest = c.digest.as_str(),
+                "component registered"
+            );
+        }
+        Ok((c, created))
+    }
+
+    /// A registered component version.
+    pub async fn component(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        version: &str,
+    ) -> DomainResult<ComponentRow> {
+        self.store
+            .component(ws.id, name, version)
+            .await?
+            .ok_or_else(|| {
+                DomainError::NotFound(format!("component {name}@{version} does not exist"))
+            })
+    }
+
+    /// Removes a component version (refused while a datastore uses it).
+    pub async fn delete_component(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        version: &str,
+    ) -> DomainResult<()> {
+        self.store.delete_component(ws.id, name, version).await
+    }
+
+    /// Creates a datastore served by a registered storage component, checks that it answers,
+    /// and returns it.
+    pub async fn create_datastore(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        req: DatastoreRequest,
+    ) -> DomainResult<Datastore> {
+        check_label("datastore name", name)?;
+        let c = self.component(ws, &req.component, &req.version).await?;
+        let manifest: Manifest =
+            serde_json::from_str(&c.manifest).map_err(|e| DomainError::Internal(e.to_string()))?;
+        if manifest.kind != Kind::Storage {
+            return Err(DomainError::invalid(format!(
+                "{}@{} is a {} plugin, not a storage plugin",
+                c.name, c.version, manifest.kind
+            )));
+        }
+        let mut dirs = BTreeMap::new();
+        for d in &manifest.capabilities.dirs {
+            let host = match req.dirs.get(&d.guest) {
+                Some(h) => format!("datastores/{}", h.trim_start_matches("datastores/")),
+                None => Datastores::new_dir_name(),
+            };
+            dirs.insert(d.guest.clone(), host);
+        }
+        if let Some(extra) = req.dirs.keys().find(|g| !dirs.contains_key(*g)) {
+            return Err(DomainError::invalid(format!(
+                "{}@{} does not ask for a directory at {extra}",
+                c.name, c.version
+            )));
+        }
+        let grants = Grants {
+            dirs,
+            http: req.http,
+            http_private: req.http_private,
+            secrets: req.secrets,
+            config: req.config,
+        };
+        let cfg = PluginDatastore {
+            component: c.name.clone(),
+            version: c.version.clone(),
+            digest: c.digest.clone(),
+            manifest,
+            grants,
+        };
+        let config = serde_json::to_value(cfg).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let ds = self
+            .store
+            .create_datastore(ws.id, name, "plugin", &config)
+            .await?;
+        // a first call proves the grants work (mounts exist, the component instantiates)
+        let probe = self.datastores.get(&ds).map_err(DomainError::from);
+        let answer = match probe {
+            Ok(backend) => tokio::task::spawn_blocking(move || backend.clean_temporary())
+                .await
+                .map_err(|e| DomainError::Internal(e.to_string()))
+                .and_then(|r| r.map(|_| ()).map_err(DomainError::from)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = answer {
+            let _ = self.store.delete_datastore(ws.id, name).await;
+            let _ = self.datastores.destroy(&ds);
+            return Err(DomainError::invalid(format!(
+                "datastore '{name}' does not work: {e}"
+            )));
+        }
+        Ok(ds)
+    }
+
+    /// Deletes a datastore that holds no artifacts and serves no experiment.
+    pub async fn delete_datastore(&self, ws: &Workspace, name: &str) -> DomainResult<()> {
+        let ds = self.store.delete_datastore(ws.id, name).await?;
+        self.datastores.destroy(&ds)?;
+        Ok(())
+    }
+
+    /// Chooses (or with `None` resets to the default) the datastore of an experiment's artifacts.
+    pub async fn set_experiment_datastore(
+        &self,
+        ws: &Workspace,
+        experiment_id: i64,
+        datastore: Option<&str>,
+    ) -> DomainResult<()> {
+        let id = match datastore {
+            Some(name) => Some(self.store.datastore_by_name(ws.id, name).await?.id),
+            None => None,
+        };
+        self.store
+            .set_experiment_datastore(ws.id, experiment_id, id)
+            .await
+    }
+}
