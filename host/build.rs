@@ -17,6 +17,7 @@ fn main() {
         "plugins/Cargo.lock",
         "plugins/storage-fs",
         "plugins/fixtures",
+        "plugins/examples",
         "sdk/src",
         "sdk/Cargo.toml",
         "wit",

@@ -4,7 +4,7 @@
 //! Implement the exported trait of your plugin's kind and call that kind's export macro (only
 //! the world of the macro you call ends up in the component):
 //!
-//! ```ignore
+//! ```text
 //! use atrium_sdk::storage::exports::atrium::plugin::storage::{Guest, GuestWriter, ObjectMeta, Writer};
 //! struct MyStore;
 //! impl Guest for MyStore { /* ... */ }

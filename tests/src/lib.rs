@@ -63,6 +63,15 @@ pub fn bin() -> PathBuf {
     .clone()
 }
 
+/// A component the build script compiled from `plugins/` (fixtures and examples included).
+pub fn plugin_wasm(stem: &str) -> Vec<u8> {
+    bin(); // building the host builds the plugins
+    let path = root()
+        .join("plugins/target/wasm32-wasip2/release")
+        .join(format!("{stem}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Which metadata database a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -375,5 +384,43 @@ impl Http {
     /// DELETE.
     pub fn delete(&self, path: &str) -> Resp {
         self.raw("DELETE", path, None)
+    }
+
+    /// Uploads a component with its manifest (multipart PUT).
+    pub fn push_component(
+        &self,
+        ws: &str,
+        name: &str,
+        version: &str,
+        wasm: Vec<u8>,
+        manifest: &str,
+    ) -> Resp {
+        let form = reqwest::blocking::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::blocking::multipart::Part::bytes(wasm).file_name("c.wasm"),
+            )
+            .part(
+                "manifest",
+                reqwest::blocking::multipart::Part::text(manifest.to_string()),
+            );
+        let r = self
+            .client
+            .put(format!(
+                "{}/api/v1/workspaces/{ws}/components/{name}/versions/{version}",
+                self.base
+            ))
+            .multipart(form)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .expect("request");
+        let status = r.status().as_u16();
+        let bytes = r.bytes().unwrap().to_vec();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            json,
+            bytes,
+        }
     }
 }

@@ -183,3 +183,116 @@ fn cli_verbs_against_a_server() {
     let (ok, _, err) = atrium_tests::Server::cli_at("http://127.0.0.1:9", &["workspace", "list"]);
     assert!(!ok && err.contains("cannot reach"), "{err}");
 }
+
+#[test]
+fn plugin_new_builds_and_pushes() {
+    let s = Server::start(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(atrium_tests::bin())
+        .args(["plugin", "new", "--kind", "stopper", "my-stopper"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let crate_dir = dir.path().join("my-stopper");
+    assert!(
+        std::fs::read_to_string(crate_dir.join("plugin.toml"))
+            .unwrap()
+            .contains("name = \"my-stopper\"")
+    );
+    // it builds for wasm32-wasip2 as is (sharing the plugins' target dir to reuse dependencies)
+    let target = atrium_tests::root().join("plugins/target");
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .current_dir(&crate_dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .unwrap();
+    assert!(status.success());
+    let wasm = target.join("wasm32-wasip2/release/my_stopper.wasm");
+    let (ok, out, err) = s.cli(&[
+        "component",
+        "push",
+        wasm.to_str().unwrap(),
+        "--manifest",
+        crate_dir.join("plugin.toml").to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            v["name"].as_str(),
+            v["version"].as_str(),
+            v["kind"].as_str()
+        ),
+        (Some("my-stopper"), Some("0.1.0"), Some("stopper"))
+    );
+    let (ok, out, _) = s.cli(&["component", "list"]);
+    assert!(
+        ok && out.contains("my-stopper") && out.contains("storage-fs"),
+        "{out}"
+    );
+    // the CLI reports upload refusals precisely
+    let (ok, _, err) = s.cli(&[
+        "component",
+        "push",
+        wasm.to_str().unwrap(),
+        "--manifest",
+        crate_dir.join("plugin.toml").to_str().unwrap(),
+        "--name",
+        "as-storage",
+    ]);
+    assert!(ok, "{err}");
+    let bad_manifest = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_manifest,
+        "kind = \"storage\"\nname = \"x\"\nversion = \"1\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = s.cli(&[
+        "component",
+        "push",
+        wasm.to_str().unwrap(),
+        "--manifest",
+        bad_manifest.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("does not export atrium:plugin/storage"),
+        "{err}"
+    );
+    // datastores through the CLI
+    let (ok, out, err) = s.cli(&[
+        "datastore",
+        "create",
+        "second",
+        "--component",
+        "storage-fs",
+        "--version",
+        "0.1.0",
+        "--config",
+        "root=/data",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("second"), "{out}");
+    let (ok, out, _) = s.cli(&["datastore", "list"]);
+    assert!(
+        ok && out.contains("default") && out.contains("second"),
+        "{out}"
+    );
+    let (ok, _, _) = s.cli(&["datastore", "delete", "second"]);
+    assert!(ok);
+}

@@ -169,6 +169,33 @@ impl Client {
         Ok(n)
     }
 
+    /// Uploads a component and its manifest as a multipart PUT.
+    pub async fn push_component(
+        &self,
+        path: &str,
+        wasm: Vec<u8>,
+        manifest: String,
+    ) -> Result<Value, ClientError> {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(wasm).file_name("component.wasm"),
+            )
+            .part(
+                "manifest",
+                reqwest::multipart::Part::text(manifest).file_name("plugin.toml"),
+            );
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.server))
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        resp.json().await.map_err(|e| self.transport(e))
+    }
+
     /// Streams a local file as a PUT body.
     pub async fn upload(&self, path: &str, file: &std::path::Path) -> Result<Value, ClientError> {
         let f = tokio::fs::File::open(file).await?;

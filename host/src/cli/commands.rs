@@ -5,12 +5,17 @@ use serde_json::{Value, json};
 
 use super::client::{Client, encode_path, encode_query};
 use super::output::{print, text, time};
-use super::{ArtifactCmd, CliError, Command, ExperimentCmd, Output, RunCmd, WorkspaceCmd};
+use super::{
+    ArtifactCmd, CliError, Command, ComponentCmd, DatastoreCmd, ExperimentCmd, Output, RunCmd,
+    WorkspaceCmd,
+};
 
 /// Runs a client command.
 pub async fn dispatch(c: &Client, cmd: Command, out: Output) -> Result<(), CliError> {
     match cmd {
-        Command::Serve(_) => unreachable!("serve is handled by the caller"),
+        Command::Serve(_) | Command::Plugin(_) => unreachable!("handled by the caller"),
+        Command::Component(cmd) => component(c, cmd, out).await,
+        Command::Datastore(cmd) => datastore(c, cmd, out).await,
         Command::Workspace(w) => workspace(c, w, out).await,
         Command::Experiment(e) => experiment(c, e, out).await,
         Command::Run(r) => run(c, r, out).await,
@@ -356,6 +361,148 @@ async fn artifact(c: &Client, cmd: ArtifactCmd, out: Output) -> Result<(), CliEr
                 &["path", "size", "sha256"],
                 vec![vec![text(&v["path"]), text(&v["size"]), text(&v["digest"])]],
             );
+        }
+    }
+    Ok(())
+}
+
+fn component_rows(list: &[Value]) -> Vec<Vec<String>> {
+    list.iter()
+        .map(|c| {
+            let digest = text(&c["digest"]);
+            vec![
+                text(&c["name"]),
+                text(&c["version"]),
+                text(&c["kind"]),
+                digest.chars().take(12).collect(),
+                text(&c["size"]),
+                if c["builtin"].as_bool() == Some(true) {
+                    "built-in".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect()
+}
+
+async fn component(c: &Client, cmd: ComponentCmd, out: Output) -> Result<(), CliError> {
+    let header = ["name", "version", "kind", "sha256", "size", ""];
+    match cmd {
+        ComponentCmd::Push {
+            file,
+            manifest,
+            name,
+            version,
+        } => {
+            let text_manifest = tokio::fs::read_to_string(&manifest).await.map_err(|e| {
+                CliError::Usage(format!("cannot read manifest {}: {e}", manifest.display()))
+            })?;
+            let parsed = crate::plugins::Manifest::parse(&text_manifest)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let name = name.or(parsed.name.clone()).ok_or_else(|| {
+                CliError::Usage("give --name or set `name` in the manifest".into())
+            })?;
+            let version = version.or(parsed.version.clone()).ok_or_else(|| {
+                CliError::Usage("give --version or set `version` in the manifest".into())
+            })?;
+            let wasm = tokio::fs::read(&file)
+                .await
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let path = c.ws_path(&format!(
+                "/components/{}/versions/{}",
+                encode_query(&name),
+                encode_query(&version)
+            ));
+            let v = c.push_component(&path, wasm, text_manifest).await?;
+            print(out, &v, &header, component_rows(std::slice::from_ref(&v)));
+        }
+        ComponentCmd::List => {
+            let v = c.get(&c.ws_path("/components")).await?;
+            let rows = component_rows(v["components"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            print(out, &v, &header, rows);
+        }
+        ComponentCmd::Delete { name, version } => {
+            let path = c.ws_path(&format!(
+                "/components/{}/versions/{}",
+                encode_query(&name),
+                encode_query(&version)
+            ));
+            let v = c.call(Method::DELETE, &path, None).await?;
+            if out == Output::Json {
+                println!("{v}");
+            } else {
+                println!("deleted component {name}@{version}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn datastore(c: &Client, cmd: DatastoreCmd, out: Output) -> Result<(), CliError> {
+    let header = ["name", "default", "component", "version"];
+    let rows = |list: &[Value]| -> Vec<Vec<String>> {
+        list.iter()
+            .map(|d| {
+                let default = if d["default"].as_bool() == Some(true) {
+                    "yes"
+                } else {
+                    ""
+                };
+                vec![
+                    text(&d["name"]),
+                    default.into(),
+                    text(&d["component"]),
+                    text(&d["version"]),
+                ]
+            })
+            .collect()
+    };
+    match cmd {
+        DatastoreCmd::Create {
+            name,
+            component,
+            version,
+            config,
+            dirs,
+            http,
+            secret,
+        } => {
+            let body = json!({
+                "component": component,
+                "version": version,
+                "config": config.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "dirs": dirs.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "http": http,
+                "secrets": secret,
+            });
+            let v = c
+                .call(
+                    Method::PUT,
+                    &c.ws_path(&format!("/datastores/{}", encode_query(&name))),
+                    Some(&body),
+                )
+                .await?;
+            print(out, &v, &header, rows(std::slice::from_ref(&v)));
+        }
+        DatastoreCmd::List => {
+            let v = c.get(&c.ws_path("/datastores")).await?;
+            let r = rows(v["datastores"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            print(out, &v, &header, r);
+        }
+        DatastoreCmd::Delete { name } => {
+            let v = c
+                .call(
+                    Method::DELETE,
+                    &c.ws_path(&format!("/datastores/{}", encode_query(&name))),
+                    None,
+                )
+                .await?;
+            if out == Output::Json {
+                println!("{v}");
+            } else {
+                println!("deleted datastore {name}");
+            }
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 mod client;
 mod commands;
 mod output;
+mod scaffold;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -65,6 +66,15 @@ pub enum Command {
     /// Fetch and list run artifacts.
     #[command(subcommand)]
     Artifact(ArtifactCmd),
+    /// Manage plugin components (WebAssembly).
+    #[command(subcommand)]
+    Component(ComponentCmd),
+    /// Manage datastores (storage plugin instances).
+    #[command(subcommand)]
+    Datastore(DatastoreCmd),
+    /// Plugin authoring helpers.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
     /// Purge deleted runs for good and free artifact bytes nothing references.
     Gc {
         /// Only this workspace (default: all).
@@ -155,6 +165,91 @@ pub enum RunCmd {
     },
 }
 
+/// `atrium component ...`
+#[derive(Debug, Subcommand)]
+pub enum ComponentCmd {
+    /// Upload a component (validated before anything is stored).
+    Push {
+        /// The `.wasm` component.
+        file: std::path::PathBuf,
+        /// Its manifest.
+        #[arg(long, default_value = "plugin.toml")]
+        manifest: std::path::PathBuf,
+        /// Registry name (default: the manifest's `name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Version (default: the manifest's `version`).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List registered components.
+    List,
+    /// Remove a component version.
+    Delete {
+        /// Name.
+        name: String,
+        /// Version.
+        version: String,
+    },
+}
+
+/// `atrium datastore ...`
+#[derive(Debug, Subcommand)]
+pub enum DatastoreCmd {
+    /// Create a datastore served by a storage component.
+    Create {
+        /// Datastore name.
+        name: String,
+        /// Storage component name.
+        #[arg(long)]
+        component: String,
+        /// Its version.
+        #[arg(long)]
+        version: String,
+        /// Config value KEY=VALUE (repeatable; only keys the manifest lists take effect).
+        #[arg(long = "config", value_parser = key_value)]
+        config: Vec<(String, String)>,
+        /// Directory grant GUEST=NAME, NAME under the data directory's datastores/ (repeatable).
+        #[arg(long = "dir", value_parser = key_value)]
+        dirs: Vec<(String, String)>,
+        /// Host the plugin may call over HTTP (repeatable).
+        #[arg(long)]
+        http: Vec<String>,
+        /// Secret name granted (repeatable).
+        #[arg(long)]
+        secret: Vec<String>,
+    },
+    /// List datastores.
+    List,
+    /// Delete an empty datastore.
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
+/// `atrium plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCmd {
+    /// Write a new plugin crate that builds with `cargo build --release --target wasm32-wasip2`.
+    New {
+        /// Plugin kind.
+        #[arg(long, value_parser = ["storage", "scorer", "sampler", "stopper", "target"])]
+        kind: String,
+        /// Crate name (also the directory created).
+        name: String,
+        /// Path to the atrium-sdk crate (default: the SDK of the sources this binary was built from).
+        #[arg(long)]
+        sdk: Option<std::path::PathBuf>,
+    },
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got '{s}'"))
+}
+
 /// `atrium artifact ...`
 #[derive(Debug, Subcommand)]
 pub enum ArtifactCmd {
@@ -212,6 +307,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => {
             let cfg = crate::config::ServeConfig::resolve(args)?;
             crate::server::serve(cfg).await?;
+            Ok(())
+        }
+        Command::Plugin(PluginCmd::New { kind, name, sdk }) => {
+            let dir = scaffold::new_plugin(&kind, &name, sdk.as_deref())?;
+            println!(
+                "created {}: build it with `cargo build --release --target wasm32-wasip2`",
+                dir.display()
+            );
             Ok(())
         }
         cmd => {

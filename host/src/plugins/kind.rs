@@ -136,6 +136,38 @@ impl FromStr for Kind {
 mod tests {
     use super::*;
 
+    /// The WIT parses, and every kind's world exists, exports the kind's interface and imports
+    /// exactly the atrium interfaces the host allows it.
+    #[test]
+    fn the_wit_defines_every_world() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/atrium-plugin-0.1");
+        let mut resolve = wit_parser::Resolve::default();
+        let (pkg, _) = resolve.push_dir(&dir).expect("the WIT parses");
+        assert_eq!(
+            resolve.packages[pkg].name.to_string(),
+            "atrium:plugin@0.1.0"
+        );
+        let iface_name = |key: &wit_parser::WorldKey| match key {
+            wit_parser::WorldKey::Interface(id) => resolve.id_of(*id).unwrap(),
+            wit_parser::WorldKey::Name(n) => n.clone(),
+        };
+        for kind in ALL_KINDS {
+            let world = resolve
+                .select_world(&[pkg], Some(kind.world()))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            let w = &resolve.worlds[world];
+            let exports: Vec<String> = w.exports.keys().map(iface_name).collect();
+            assert_eq!(exports, vec![kind.export().to_string()], "{kind}");
+            for key in w.imports.keys() {
+                let name = iface_name(key);
+                assert!(
+                    kind.allows_import(&name),
+                    "{kind} world imports {name}, which the host does not allow"
+                );
+            }
+        }
+    }
+
     #[test]
     fn imports_are_checked_per_kind() {
         assert!(Kind::Storage.allows_import("atrium:plugin/secrets@0.1.0"));

@@ -8,8 +8,8 @@ use crate::workspace::{
     DomainError, DomainResult, Experiment, LifecycleStage, experiment_artifact_location, now_millis,
 };
 
-pub(crate) const EXPERIMENT_COLUMNS: &str =
-    "e.id, e.number, e.name, e.lifecycle_stage, e.creation_time, e.last_update_time";
+pub(crate) const EXPERIMENT_COLUMNS: &str = "e.id, e.number, e.name, e.lifecycle_stage, e.creation_time, e.last_update_time, \
+     (SELECT d.name FROM datastores d WHERE d.id = e.datastore_id) AS datastore";
 
 pub(crate) fn experiment_from(r: &impl RowExt) -> DomainResult<Experiment> {
     let number = r.i64("number")?;
@@ -21,6 +21,7 @@ pub(crate) fn experiment_from(r: &impl RowExt) -> DomainResult<Experiment> {
         lifecycle_stage: r.text("lifecycle_stage")?.parse()?,
         creation_time: r.i64("creation_time")?,
         last_update_time: r.i64("last_update_time")?,
+        artifact_datastore: r.opt_text("datastore")?,
         tags: BTreeMap::new(),
     })
 }

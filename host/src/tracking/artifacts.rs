@@ -126,9 +126,24 @@ impl Tracking {
         let ds = self.store.datastore(row.datastore_id).await?;
         let backend = self.datastores.get(&ds)?;
         let digest = row.digest.clone();
-        let reader = tokio::task::spawn_blocking(move || backend.open(&digest))
-            .await
-            .map_err(task_err)??;
+        // Read the first chunk before answering, so that a failing datastore gives a precise
+        // error status rather than a 200 with a cut body.
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut reader = backend.open(&digest)?;
+            let mut first = vec![0u8; 256 * 1024];
+            let mut n = 0;
+            while n < first.len() {
+                match reader.read(&mut first[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) => return Err(crate::datastore::DatastoreError::Plugin(e.to_string())),
+                }
+            }
+            first.truncate(n);
+            Ok(Box::new(std::io::Cursor::new(first).chain(reader)) as Box<dyn Read + Send>)
+        })
+        .await
+        .map_err(task_err)??;
         let file = ArtifactFile {
             path: row.path,
             is_dir: false,

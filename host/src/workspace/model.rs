@@ -177,6 +177,8 @@ pub struct Experiment {
     pub creation_time: Millis,
     /// Last change of name, tags or stage.
     pub last_update_time: Millis,
+    /// Datastore its runs keep artifacts in, when not the workspace's default.
+    pub artifact_datastore: Option<String>,
     /// Experiment tags.
     pub tags: BTreeMap<String, String>,
 }

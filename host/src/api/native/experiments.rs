@@ -48,6 +48,9 @@ pub struct CreateReq {
     name: String,
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    /// Datastore for the experiment's artifacts (default: the workspace's).
+    #[serde(default)]
+    artifact_datastore: Option<String>,
 }
 
 pub async fn create(
@@ -57,11 +60,20 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     validate::experiment_name(&req.name)?;
     validate::tags(&req.tags)?;
-    let e = st
+    if let Some(ds) = &req.artifact_datastore {
+        st.tracking.store.datastore_by_name(ws.id, ds).await?;
+    }
+    let mut e = st
         .tracking
         .store
         .create_experiment(ws.id, &req.name, &req.tags)
         .await?;
+    if let Some(ds) = &req.artifact_datastore {
+        st.tracking
+            .set_experiment_datastore(&ws, e.id, Some(ds))
+            .await?;
+        e = st.tracking.store.experiment(ws.id, e.id).await?;
+    }
     Ok((StatusCode::CREATED, Json(json!(ExperimentJson::from(&e)))))
 }
 
@@ -82,6 +94,9 @@ pub struct UpdateReq {
     tags: BTreeMap<String, String>,
     #[serde(default)]
     remove_tags: Vec<String>,
+    /// Datastore for new artifacts of the experiment ("" for the workspace default).
+    #[serde(default)]
+    artifact_datastore: Option<String>,
 }
 
 pub async fn update(
@@ -105,6 +120,11 @@ pub async fn update(
     }
     for k in &req.remove_tags {
         store.set_experiment_tag(ws.id, id, k, None).await?;
+    }
+    if let Some(ds) = &req.artifact_datastore {
+        st.tracking
+            .set_experiment_datastore(&ws, id, Some(ds.as_str()).filter(|d| !d.is_empty()))
+            .await?;
     }
     let e = store.experiment(ws.id, id).await?;
     Ok(Json(json!(ExperimentJson::from(&e))))

@@ -1,6 +1,7 @@
 //! The native REST API, `/api/v1`: resource-oriented, cursor-paginated.
 
 mod artifacts;
+mod components;
 mod experiments;
 mod runs;
 mod workspaces;
@@ -42,6 +43,23 @@ pub fn routes() -> Router<AppState> {
         .route("/runs/{id}/log", post(runs::log))
         .route("/runs/{id}/metrics/{*key}", get(runs::metric_history))
         .route("/runs/{id}/tags/{*key}", delete(runs::delete_tag))
+        .route("/components", get(components::list))
+        .route(
+            "/components/{name}/versions/{version}",
+            put(components::push)
+                .get(components::get)
+                .delete(components::delete)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::plugins::manifest::MAX_COMPONENT_BYTES + (1 << 20),
+                )),
+        )
+        .route("/datastores", get(components::list_datastores))
+        .route(
+            "/datastores/{name}",
+            put(components::create_datastore)
+                .get(components::get_datastore)
+                .delete(components::delete_datastore),
+        )
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route(
             "/runs/{id}/artifacts/{*path}",
@@ -132,6 +150,7 @@ pub(crate) struct ExperimentJson<'a> {
     artifact_location: &'a str,
     creation_time: i64,
     last_update_time: i64,
+    artifact_datastore: Option<&'a str>,
     tags: &'a BTreeMap<String, String>,
 }
 
@@ -144,6 +163,7 @@ impl<'a> From<&'a Experiment> for ExperimentJson<'a> {
             artifact_location: &e.artifact_location,
             creation_time: e.creation_time,
             last_update_time: e.last_update_time,
+            artifact_datastore: e.artifact_datastore.as_deref(),
             tags: &e.tags,
         }
     }
