@@ -102,6 +102,8 @@ impl PluginState {
         b.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        // plugin calls run on blocking threads: do file I/O in place, not via spawn_blocking
+        b.allow_blocking_current_thread(true);
         for (host, guest, write) in &spec.effective.dirs {
             let perms = if *write {
                 FsPerms::ReadWrite
