@@ -135,13 +135,10 @@ async fn experiment(c: &Client, cmd: ExperimentCmd, out: Output) -> Result<(), C
             );
             print(out, &v, &header, r);
         }
-        ExperimentCmd::Create { name } => {
+        ExperimentCmd::Create { name, datastore } => {
+            let body = json!({ "name": name, "artifact_datastore": datastore });
             let v = c
-                .call(
-                    Method::POST,
-                    &c.ws_path("/experiments"),
-                    Some(&json!({ "name": name })),
-                )
+                .call(Method::POST, &c.ws_path("/experiments"), Some(&body))
                 .await?;
             print(out, &v, &header, rows(std::slice::from_ref(&v)));
         }

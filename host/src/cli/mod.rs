@@ -127,6 +127,9 @@ pub enum ExperimentCmd {
     Create {
         /// Name.
         name: String,
+        /// Datastore for its runs' artifacts (default: the workspace's).
+        #[arg(long)]
+        datastore: Option<String>,
     },
 }
 

@@ -120,10 +120,11 @@ impl PluginState {
             table,
             http_ctx: WasiHttpCtx::new(),
             http: HttpGrant::new(
-                spec.kind
-                    .may_use_http()
-                    .then(|| spec.effective.http.clone())
-                    .unwrap_or_default(),
+                if spec.kind.may_use_http() {
+                    spec.effective.http.clone()
+                } else {
+                    Vec::new()
+                },
                 spec.effective.http_private,
             ),
             limiter: MemoryLimiter {
