@@ -35,7 +35,7 @@ pub enum ConfigError {
 /// Server settings as flags and env vars give them (unset: not given).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// TOML file with any of: data_dir, listen, database_url, sqlite_sync.
+    /// TOML file with any of: data_dir, listen, database_url, sqlite_sync, job_slots, threads_per_slot.
     #[arg(long, env = "ATRIUM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory for the SQLite database and the local datastores [default: ./atrium-data].
@@ -50,6 +50,12 @@ pub struct ServeArgs {
     /// SQLite commit durability [default: full].
     #[arg(long, env = "ATRIUM_SQLITE_SYNC", value_enum)]
     pub sqlite_sync: Option<SqliteSync>,
+    /// Jobs the local compute target runs at once [default: 1].
+    #[arg(long, env = "ATRIUM_JOB_SLOTS")]
+    pub job_slots: Option<usize>,
+    /// Threads each running job may use [default: cores / job slots].
+    #[arg(long, env = "ATRIUM_THREADS_PER_SLOT")]
+    pub threads_per_slot: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +65,8 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     sqlite_sync: Option<SqliteSync>,
+    job_slots: Option<usize>,
+    threads_per_slot: Option<usize>,
 }
 
 /// Resolved server settings.
@@ -72,6 +80,10 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// SQLite commit durability.
     pub sqlite_sync: SqliteSync,
+    /// Jobs run at once on the local target.
+    pub job_slots: usize,
+    /// Threads per running job.
+    pub threads_per_slot: usize,
 }
 
 impl ServeConfig {
@@ -85,6 +97,7 @@ impl ServeConfig {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let job_slots = args.job_slots.or(file.job_slots).unwrap_or(1);
         Ok(Self {
             data_dir: args
                 .data_dir
@@ -98,8 +111,20 @@ impl ServeConfig {
                 .or(file.database_url)
                 .filter(|u| !u.is_empty()),
             sqlite_sync: args.sqlite_sync.or(file.sqlite_sync).unwrap_or_default(),
+            job_slots,
+            threads_per_slot: args
+                .threads_per_slot
+                .or(file.threads_per_slot)
+                .unwrap_or_else(|| (cores() / job_slots.max(1)).max(1)),
         })
     }
+}
+
+/// Cores this process may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn load(path: &Path) -> Result<FileConfig, ConfigError> {

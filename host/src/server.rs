@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::api::{AppState, router};
 use crate::config::ServeConfig;
 use crate::datastore::Datastores;
+use crate::jobs::{Executor, ExecutorConfig};
 use crate::plugins::{Loader, PluginEngine};
 use crate::store::{Store, StoreError};
 use crate::tracking::{Tracking, prepare_builtins};
@@ -31,6 +32,9 @@ pub enum ServeError {
     /// The plugin runtime could not start (engine, built-in components).
     #[error("plugin runtime: {0}")]
     Plugins(String),
+    /// The local compute target could not start (bad slot settings, job recovery).
+    #[error("jobs: {0}")]
+    Jobs(String),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -94,8 +98,21 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     // A line on stdout that scripts and tests wait for.
     println!("atrium listening on http://{addr}");
     let _ = std::io::stdout().flush();
+    let executor = Executor::new(
+        tracking.clone(),
+        ExecutorConfig {
+            slots: cfg.job_slots,
+            threads_per_slot: cfg.threads_per_slot,
+            base_url: format!("http://{addr}"),
+            data_dir: cfg.data_dir.clone(),
+        },
+    )
+    .await
+    .map_err(|e| ServeError::Jobs(e.to_string()))?;
+    executor.start();
     let app = router(AppState {
         tracking: tracking.clone(),
+        executor,
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

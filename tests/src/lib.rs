@@ -424,3 +424,50 @@ impl Http {
         }
     }
 }
+
+/// The pinned Python requirements of the suites that use the real `mlflow` client.
+const REQUIREMENTS: &str = "tests/python/requirements.txt";
+
+/// A Python with the pinned `mlflow` client: `ATRIUM_TEST_PYTHON`, or the virtualenv
+/// `tests/python/.venv`, created when missing or stale.
+pub fn python() -> PathBuf {
+    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    if let Ok(p) = std::env::var("ATRIUM_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = root().join("tests/python/.venv");
+    let py = venv.join("bin/python");
+    let stamp = venv.join(".requirements");
+    let wanted = std::fs::read_to_string(root().join(REQUIREMENTS)).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "python3 -m venv failed");
+        let ok = Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(root().join(REQUIREMENTS))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "pip install -r {REQUIREMENTS} failed");
+        std::fs::write(&stamp, wanted).unwrap();
+    }
+    py
+}
+
+/// A test dataset from `tests/data`.
+pub fn dataset(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("tests/data").join(name)).unwrap()
+}

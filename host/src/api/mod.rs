@@ -25,6 +25,8 @@ use crate::workspace::ArtifactFile;
 pub struct AppState {
     /// The tracking service.
     pub tracking: Arc<Tracking>,
+    /// The local compute target's executor.
+    pub executor: Arc<crate::jobs::Executor>,
 }
 
 /// Largest JSON body accepted (bulk imports); log-batch has its own 1 MB limit.

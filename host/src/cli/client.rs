@@ -212,4 +212,51 @@ impl Client {
         let resp = self.check(resp).await?;
         resp.json().await.map_err(|e| self.transport(e))
     }
+
+    /// POSTs raw bytes with a content type; returns the JSON answer.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<Value, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        resp.json().await.map_err(|e| self.transport(e))
+    }
+
+    /// POSTs a job spec (and a code archive) as multipart.
+    pub async fn submit_job(
+        &self,
+        path: &str,
+        spec: String,
+        code: Option<Vec<u8>>,
+    ) -> Result<Value, ClientError> {
+        let mut form = reqwest::multipart::Form::new().part(
+            "spec",
+            reqwest::multipart::Part::text(spec).file_name("job.toml"),
+        );
+        if let Some(tar) = code {
+            form = form.part(
+                "code",
+                reqwest::multipart::Part::bytes(tar).file_name("code.tar"),
+            );
+        }
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let resp = self.check(resp).await?;
+        resp.json().await.map_err(|e| self.transport(e))
+    }
 }

@@ -15,6 +15,9 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Output) -> Result<(), CliEr
     match cmd {
         Command::Serve(_) | Command::Plugin(_) => unreachable!("handled by the caller"),
         Command::Component(cmd) => component(c, cmd, out).await,
+        Command::Dataset(cmd) => super::jobs::dataset(c, cmd, out).await,
+        Command::Job(cmd) => super::jobs::job(c, cmd, out).await,
+        Command::Model(cmd) => super::model::model(c, cmd, out).await,
         Command::Datastore(cmd) => datastore(c, cmd, out).await,
         Command::Workspace(w) => workspace(c, w, out).await,
         Command::Experiment(e) => experiment(c, e, out).await,
@@ -285,6 +288,28 @@ async fn run(c: &Client, cmd: RunCmd, out: Output) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Downloads `url` to `dest` ('-' for stdout), atomically: a failed download leaves nothing.
+pub(super) async fn save(c: &Client, url: &str, dest: &str) -> Result<(), CliError> {
+    if dest == "-" {
+        c.download(url, &mut tokio::io::stdout()).await?;
+        return Ok(());
+    }
+    let tmp = format!("{dest}.part");
+    let mut f = tokio::fs::File::create(&tmp).await?;
+    match c.download(url, &mut f).await {
+        Ok(n) => {
+            f.sync_all().await?;
+            tokio::fs::rename(&tmp, dest).await?;
+            eprintln!("wrote {n} bytes to {dest}");
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e.into())
+        }
+    }
+}
+
 async fn artifact(c: &Client, cmd: ArtifactCmd, out: Output) -> Result<(), CliError> {
     match cmd {
         ArtifactCmd::Get {
@@ -299,24 +324,7 @@ async fn artifact(c: &Client, cmd: ArtifactCmd, out: Output) -> Result<(), CliEr
             ));
             let dest =
                 dest.unwrap_or_else(|| path.rsplit('/').next().unwrap_or("artifact").to_string());
-            if dest == "-" {
-                c.download(&url, &mut tokio::io::stdout()).await?;
-            } else {
-                // write next to the destination and rename, so a failed download leaves nothing half-written
-                let tmp = format!("{dest}.part");
-                let mut f = tokio::fs::File::create(&tmp).await?;
-                match c.download(&url, &mut f).await {
-                    Ok(n) => {
-                        f.sync_all().await?;
-                        tokio::fs::rename(&tmp, &dest).await?;
-                        eprintln!("wrote {n} bytes to {dest}");
-                    }
-                    Err(e) => {
-                        let _ = tokio::fs::remove_file(&tmp).await;
-                        return Err(e.into());
-                    }
-                }
-            }
+            save(c, &url, &dest).await?;
         }
         ArtifactCmd::List { run, path } => {
             let mut url = c.ws_path(&format!("/runs/{}/artifacts", encode_query(&run)));

@@ -2,12 +2,16 @@
 
 mod client;
 mod commands;
+mod jobs;
+mod model;
 mod output;
 mod scaffold;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use client::{Client, ClientError};
+pub use jobs::{DatasetCmd, JobCmd, snapshot};
+pub use model::ModelCmd;
 
 use crate::config::ServeArgs;
 
@@ -72,6 +76,15 @@ pub enum Command {
     /// Manage datastores (storage plugin instances).
     #[command(subcommand)]
     Datastore(DatastoreCmd),
+    /// Manage datasets (versioned CSV files).
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// Submit, follow and manage jobs on the local compute target.
+    #[command(subcommand)]
+    Job(JobCmd),
+    /// Use trained models.
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),
@@ -299,6 +312,9 @@ pub enum CliError {
     /// Local file or terminal I/O failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A followed job did not complete.
+    #[error("{0}")]
+    Job(String),
     /// The command line names something that does not exist or fits nothing.
     #[error("{0}")]
     Usage(String),

@@ -7,7 +7,9 @@
 mod artifacts;
 mod bulk;
 mod components;
+mod datasets;
 mod experiments;
+mod jobs;
 mod logging;
 mod rows;
 mod runs;
@@ -27,6 +29,8 @@ use sqlx::sqlite::{
 
 pub use artifacts::ArtifactRow;
 pub use components::ComponentRow;
+pub use datasets::DatasetRow;
+pub use jobs::{JobRow, JobState, NewJob};
 pub use logging::LogBatch;
 pub use runs::{NewRun, RunUpdate};
 pub use search::{ExperimentQuery, RunQuery};

@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod components;
+mod datasets;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 pub use artifacts::ArtifactUpload;
 pub use components::{ComponentUpload, DatastoreRequest, prepare_builtins};
+pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
 
 use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::Grants;
@@ -45,7 +47,7 @@ pub struct Tracking {
     workspaces: RwLock<HashMap<String, (Workspace, Instant)>>,
     /// Uploads commit under the read side; garbage collection takes the write side so it never
     /// frees a blob that an upload is about to reference.
-    gc_lock: tokio::sync::RwLock<()>,
+    pub(crate) gc_lock: tokio::sync::RwLock<()>,
     /// Built-in components, registered in every new workspace.
     builtins: Vec<ComponentRow>,
 }
@@ -213,7 +215,8 @@ impl Tracking {
             None => self.store.all_datastores().await?,
         };
         for ds in stores {
-            let referenced = self.store.referenced_digests(ds.id).await?;
+            let mut referenced = self.store.referenced_digests(ds.id).await?;
+            referenced.extend(self.store.dataset_digests(ds.id).await?);
             let backend = self.datastores.get(&ds)?;
             let (blobs, bytes) = tokio::task::spawn_blocking(move || {
                 let mut blobs = 0;

@@ -1,5 +1,6 @@
 //! Domain types and rules of a workspace: no I/O, no HTTP, no SQL.
 
+pub mod dataset;
 pub mod error;
 pub mod filter;
 pub mod metric;

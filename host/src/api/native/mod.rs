@@ -2,7 +2,9 @@
 
 mod artifacts;
 mod components;
+mod datasets;
 mod experiments;
+mod jobs;
 mod runs;
 mod workspaces;
 
@@ -60,6 +62,31 @@ pub fn routes() -> Router<AppState> {
                 .get(components::get_datastore)
                 .delete(components::delete_datastore),
         )
+        .route("/datasets", get(datasets::list))
+        .route(
+            "/datasets/{name}/versions",
+            post(datasets::create).layer(axum::extract::DefaultBodyLimit::max(
+                crate::tracking::MAX_DATASET_BYTES,
+            )),
+        )
+        .route(
+            "/datasets/{name}/versions/{version}",
+            get(datasets::get).delete(datasets::delete),
+        )
+        .route(
+            "/datasets/{name}/versions/{version}/data",
+            get(datasets::download),
+        )
+        .route(
+            "/jobs",
+            get(jobs::list)
+                .post(jobs::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    jobs::MAX_CODE_BYTES + (1 << 20),
+                )),
+        )
+        .route("/jobs/{id}", get(jobs::get).post(jobs::action))
+        .route("/jobs/{id}/logs", get(jobs::logs))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route(
             "/runs/{id}/artifacts/{*path}",

@@ -1,0 +1,240 @@
+//! Command jobs: materialize the code snapshot, run the command in its own process group with
+//! only the declared environment plus the MLflow variables that point it at its run, stream
+//! stdout/stderr into the job log, and stop it by signal on cancel or timeout.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use super::Running;
+use super::executor::{Executor, Failure};
+use super::logs::JobLogs;
+use super::spec::CommandSpec;
+use crate::store::JobRow;
+use crate::workspace::{DomainError, Workspace};
+
+/// How long a command gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Writes the snapshot files into `dir`.
+async fn materialize(
+    ex: &Executor,
+    ws: &Workspace,
+    run_id: &str,
+    spec: &CommandSpec,
+    dir: &Path,
+) -> Result<(), DomainError> {
+    let t = &ex.tracking;
+    let run = t.store.active_run(ws.id, run_id).await?;
+    let ds = t.store.artifact_datastore(ws.id, run.experiment_id).await?;
+    tokio::fs::create_dir_all(dir).await?;
+    for f in &spec.snapshot {
+        let bytes = t.read_bytes(&ds, &f.digest).await?;
+        let path = dir.join(&f.path);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(&path, bytes).await?;
+        if f.executable {
+            use std::os::unix::fs::PermissionsExt;
+            tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Kills the process groups of command jobs that a host which died without stopping them left
+/// running (identified by their `ATRIUM_JOB_ID`, so a reused pid is never hit), and removes
+/// their working directories. Returns how many were killed.
+pub(super) fn reap_orphans(logs: &JobLogs) -> usize {
+    let Ok(entries) = std::fs::read_dir(logs.dir()) else {
+        return 0;
+    };
+    let mut killed = 0;
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let job = e.file_name().to_string_lossy().to_string();
+        if let Some(pid) = std::fs::read_to_string(dir.join("pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            let marker = format!("ATRIUM_JOB_ID={job}");
+            let ours = std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
+                .unwrap_or(false);
+            if ours {
+                signal_group(pid, libc::SIGKILL);
+                killed += 1;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    killed
+}
+
+/// Sends `signal` to the whole process group led by `pid`.
+fn signal_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), signal);
+    }
+}
+
+fn describe(status: ExitStatus) -> Result<(), Failure> {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => Ok(()),
+        (Some(code), _) => Err(Failure::Failed(format!(
+            "the command exited with status {code}"
+        ))),
+        (None, Some(sig)) => Err(Failure::Failed(format!(
+            "the command was killed by signal {sig}"
+        ))),
+        (None, None) => Err(Failure::Failed("the command ended abnormally".into())),
+    }
+}
+
+/// Runs a command job's attempt.
+pub(super) async fn run(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    job: &JobRow,
+    spec: &CommandSpec,
+    run_id: &str,
+    running: &Arc<Running>,
+) -> Result<(), Failure> {
+    let work = ex.logs.work_dir(&job.id);
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    let code = work.join("code");
+    materialize(ex, ws, run_id, spec, &code).await?;
+    let run = ex.tracking.store.active_run(ws.id, run_id).await?;
+    let result = execute(ex, ws, job, spec, run_id, run.experiment_id, &code, running).await;
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    result
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the values are the attempt's context"
+)]
+async fn execute(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    job: &JobRow,
+    spec: &CommandSpec,
+    run_id: &str,
+    experiment_id: i64,
+    dir: &Path,
+    running: &Arc<Running>,
+) -> Result<(), Failure> {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(&spec.command)
+        .current_dir(dir)
+        .env_clear();
+    for var in ["PATH", "HOME", "LANG", "TMPDIR"] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd.env(var, v);
+        }
+    }
+    cmd.env("PYTHONUNBUFFERED", "1");
+    cmd.envs(&spec.env);
+    cmd.env(
+        "MLFLOW_TRACKING_URI",
+        format!("{}/ws/{}", ex.cfg.base_url.trim_end_matches('/'), ws.name),
+    )
+    .env("MLFLOW_RUN_ID", run_id)
+    .env("MLFLOW_EXPERIMENT_ID", experiment_id.to_string())
+    .env("ATRIUM_JOB_ID", &job.id);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    ex.logs.line(&job.id, &format!("$ {}", spec.command));
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::Failed(format!("cannot start the command: {e}")))?;
+    let pid = child.id().unwrap_or(0);
+    // remembered so that a host that crashes can kill the group when it starts again
+    let _ = std::fs::write(dir.parent().unwrap_or(dir).join("pid"), pid.to_string());
+    let mut pumps = Vec::new();
+    let outs: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ];
+    for mut out in outs.into_iter().flatten() {
+        let logs = ex.logs.clone();
+        let id = job.id.clone();
+        pumps.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 16 << 10];
+            while let Ok(n) = out.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                logs.append(&id, &buf[..n]);
+            }
+        }));
+    }
+    let deadline = spec
+        .timeout_secs
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut stop: Option<Failure> = None;
+    let mut termed: Option<tokio::time::Instant> = None;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        if let Some(at) = termed {
+            if at.elapsed() >= GRACE {
+                ex.logs
+                    .line(&job.id, "the command ignored SIGTERM; killing it (SIGKILL)");
+                signal_group(pid, libc::SIGKILL);
+                termed = None;
+            }
+            continue;
+        }
+        if stop.is_some() {
+            continue;
+        }
+        let timed_out = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        if running.cancel.load(Ordering::Relaxed) || timed_out {
+            stop = Some(if timed_out {
+                Failure::Failed(format!(
+                    "the command ran past its timeout of {} s",
+                    spec.timeout_secs.unwrap_or(0)
+                ))
+            } else {
+                Failure::Canceled
+            });
+            ex.logs.line(&job.id, "stopping the command (SIGTERM)");
+            signal_group(pid, libc::SIGTERM);
+            termed = Some(tokio::time::Instant::now());
+        }
+    };
+    // the command ended: whatever it left behind in its group goes too
+    signal_group(pid, libc::SIGKILL);
+    for p in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+    }
+    let status =
+        status.map_err(|e| Failure::Failed(format!("cannot wait for the command: {e}")))?;
+    match stop {
+        Some(f) => Err(f),
+        None => describe(status),
+    }
+}

@@ -1,0 +1,499 @@
+//! The local compute target: claims queued jobs into a fixed number of slots (each with its
+//! own thread budget, so slots × threads never exceeds the cores) and runs them.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::logs::JobLogs;
+use super::spec::{JobKind, JobSpec, SnapshotFile};
+use super::{Running, command, train};
+use crate::store::{JobRow, JobState, NewJob, NewRun, RunUpdate};
+use crate::tracking::Tracking;
+use crate::train::spec::dataset_ref;
+use crate::workspace::{
+    DomainError, DomainResult, LifecycleStage, RunStatus, Workspace, now_millis, validate,
+};
+
+/// How the local target runs jobs.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Jobs running at once.
+    pub slots: usize,
+    /// Threads each job may use.
+    pub threads_per_slot: usize,
+    /// Base URL of this host, for command jobs' `MLFLOW_TRACKING_URI`.
+    pub base_url: String,
+    /// The data directory (job logs and working directories).
+    pub data_dir: PathBuf,
+}
+
+/// How an attempt ended, when not successfully.
+pub(super) enum Failure {
+    /// Cancel was requested.
+    Canceled,
+    /// It failed, with the reason.
+    Failed(String),
+}
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// The executor of the local compute target.
+pub struct Executor {
+    pub(super) tracking: Arc<Tracking>,
+    pub(super) cfg: ExecutorConfig,
+    pub(super) logs: JobLogs,
+    running: Mutex<HashMap<String, Arc<Running>>>,
+    wake: Notify,
+}
+
+impl Executor {
+    /// Recovers jobs interrupted by a restart (re-queued if they have retries left, else
+    /// failed with the reason) and returns the executor; [`Executor::start`] starts it.
+    pub async fn new(tracking: Arc<Tracking>, cfg: ExecutorConfig) -> DomainResult<Arc<Self>> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if cfg.slots == 0 || cfg.threads_per_slot == 0 {
+            return Err(DomainError::invalid(
+                "job slots and threads per slot must be at least 1",
+            ));
+        }
+        if cfg.slots * cfg.threads_per_slot > cores {
+            return Err(DomainError::invalid(format!(
+                "{} slots × {} threads would oversubscribe the {cores} cores",
+                cfg.slots, cfg.threads_per_slot
+            )));
+        }
+        let (requeued, ended) = tracking.store.recover_jobs().await?;
+        if requeued > 0 || !ended.is_empty() {
+            tracing::warn!(
+                requeued,
+                ended = ended.len(),
+                "jobs interrupted by a restart"
+            );
+        }
+        let logs = JobLogs::new(&cfg.data_dir).map_err(DomainError::from)?;
+        let reaped = command::reap_orphans(&logs);
+        if reaped > 0 {
+            tracing::warn!(
+                reaped,
+                "killed commands a previous host process left running"
+            );
+        }
+        let me = Arc::new(Self {
+            tracking,
+            cfg,
+            logs,
+            running: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        });
+        for job in ended {
+            let (status, what) = if job.cancel_requested {
+                (RunStatus::Killed, "canceled")
+            } else {
+                (RunStatus::Failed, "failed: interrupted by a host restart")
+            };
+            me.logs.line(&job.id, &format!("job {what}"));
+            if let (Some(ws), Some(run)) = (me.workspace_of(&job).await, &job.run_id)
+                && let Err(e) = me.finish_run(&ws, run, status).await
+            {
+                tracing::warn!(job = job.id.as_str(), error = %e, "cannot end the run of an interrupted job");
+            }
+        }
+        Ok(me)
+    }
+
+    /// Starts claiming and running jobs.
+    pub fn start(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                while me.running.lock().expect("running jobs").len() < me.cfg.slots {
+                    match me.tracking.store.claim_job().await {
+                        Ok(Some(job)) => {
+                            let running = Running::new();
+                            me.running
+                                .lock()
+                                .expect("running jobs")
+                                .insert(job.id.clone(), running.clone());
+                            let me2 = me.clone();
+                            tokio::spawn(async move { me2.run(job, running).await });
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot claim jobs");
+                            break;
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = me.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+    }
+
+    /// The logs of jobs.
+    pub fn logs(&self) -> &JobLogs {
+        &self.logs
+    }
+
+    /// Progress of a running job.
+    pub fn progress(&self, job: &str) -> Option<serde_json::Value> {
+        self.running
+            .lock()
+            .expect("running jobs")
+            .get(job)
+            .map(|r| r.progress())
+    }
+
+    /// Requests cancellation: a queued job ends at once, a running one within one batch (train)
+    /// or by signal (command).
+    pub async fn cancel(&self, ws: &Workspace, id: &str) -> DomainResult<JobRow> {
+        let job = self.tracking.store.request_cancel(ws.id, id).await?;
+        if let Some(r) = self.running.lock().expect("running jobs").get(id) {
+            r.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if job.state == JobState::Canceled
+            && let Some(run) = &job.run_id
+        {
+            let _ = self.finish_run(ws, run, RunStatus::Killed).await;
+        }
+        Ok(job)
+    }
+
+    /// Submits a job: pins dataset versions, creates its run (SCHEDULED) in its experiment,
+    /// stores a command job's code snapshot (a tar archive) as the run's `code/` artifacts.
+    pub async fn submit(
+        &self,
+        ws: &Workspace,
+        mut spec: JobSpec,
+        code: Option<Vec<u8>>,
+    ) -> DomainResult<JobRow> {
+        spec.check()?;
+        let t = &self.tracking;
+        if let Some(train) = &mut spec.train {
+            for r in [Some(&mut train.dataset), train.validation_dataset.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                let (name, version) = dataset_ref(r)?;
+                let d = t.store.dataset(ws.id, name, version).await?;
+                *r = format!("{}:{}", d.name, d.version);
+            }
+        }
+        if let Some(train) = &spec.train {
+            self.check_train_data(ws, train).await?;
+        }
+        if spec.kind == JobKind::Train && code.is_some() {
+            return Err(DomainError::invalid("train jobs take no code snapshot"));
+        }
+        let exp_name = spec
+            .experiment
+            .clone()
+            .unwrap_or_else(|| crate::workspace::DEFAULT_EXPERIMENT_NAME.to_string());
+        let exp = match t.store.experiment_by_name(ws.id, &exp_name).await {
+            Ok(e) => e,
+            Err(DomainError::NotFound(_)) => {
+                validate::experiment_name(&exp_name)?;
+                match t
+                    .store
+                    .create_experiment(ws.id, &exp_name, &Default::default())
+                    .await
+                {
+                    Err(DomainError::AlreadyExists(_)) => {
+                        t.store.experiment_by_name(ws.id, &exp_name).await?
+                    }
+                    other => other?,
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if exp.lifecycle_stage != LifecycleStage::Active {
+            return Err(DomainError::InvalidState(format!(
+                "experiment '{exp_name}' is deleted"
+            )));
+        }
+        let run = t
+            .store
+            .create_run(
+                ws.id,
+                NewRun {
+                    experiment_id: exp.id,
+                    name: spec.name.clone(),
+                    user_id: "atrium-job".into(),
+                    start_time: now_millis(),
+                    status: Some(RunStatus::Scheduled),
+                    tags: [(
+                        "atrium.job.type".to_string(),
+                        spec.kind.as_str().to_string(),
+                    )]
+                    .into(),
+                    parent_run_id: None,
+                },
+            )
+            .await?;
+        if let (Some(cmd), Some(tar)) = (spec.command.as_mut(), code) {
+            cmd.snapshot = self.store_snapshot(ws, &run.id, tar).await?;
+        }
+        let json =
+            serde_json::to_string(&spec).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let name = spec.name.clone().unwrap_or_else(|| run.name.clone());
+        let datasets = spec.datasets();
+        let job = t
+            .store
+            .submit_job(
+                ws.id,
+                NewJob {
+                    kind: spec.kind.as_str(),
+                    name: &name,
+                    spec: &json,
+                    datasets: &datasets,
+                    retries: spec.retries as i64,
+                },
+            )
+            .await?;
+        t.store
+            .set_job_state(job.key, JobState::Queued, Some(&run.id), None)
+            .await?;
+        t.store
+            .log_batch(
+                ws.id,
+                &run.id,
+                crate::store::LogBatch {
+                    tags: vec![("atrium.job.id".to_string(), job.id.clone())],
+                    ..Default::default()
+                },
+            )
+            .await?;
+        self.wake.notify_one();
+        t.store.job(ws.id, &job.id).await
+    }
+
+    /// Prepares a train job's data once at submission, so a missing column, a stray value or
+    /// an unseen label is refused with a precise error instead of failing the job later.
+    async fn check_train_data(
+        &self,
+        ws: &Workspace,
+        spec: &crate::train::TrainSpec,
+    ) -> DomainResult<()> {
+        let t = &self.tracking;
+        let (name, version) = dataset_ref(&spec.dataset)?;
+        let table = t
+            .dataset_table(ws, &t.store.dataset(ws.id, name, version).await?)
+            .await?;
+        let val = match &spec.validation_dataset {
+            Some(v) => {
+                let (name, version) = dataset_ref(v)?;
+                Some(
+                    t.dataset_table(ws, &t.store.dataset(ws.id, name, version).await?)
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || train::prepare(&spec, &table, val.as_ref()).map(|_| ()))
+            .await
+            .map_err(|e| DomainError::Internal(e.to_string()))?
+    }
+
+    /// Stores each regular file of a tar archive as an artifact `code/<path>` of the run.
+    async fn store_snapshot(
+        &self,
+        ws: &Workspace,
+        run_id: &str,
+        tar: Vec<u8>,
+    ) -> DomainResult<Vec<SnapshotFile>> {
+        let files = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut archive = tar::Archive::new(&tar[..]);
+            let entries = archive.entries().map_err(|e| {
+                DomainError::invalid(format!("the code snapshot is not a tar archive: {e}"))
+            })?;
+            for entry in entries {
+                let mut entry = entry.map_err(|e| {
+                    DomainError::invalid(format!("the code snapshot is damaged: {e}"))
+                })?;
+                if !entry.header().entry_type().is_file() {
+                    continue;
+                }
+                let path = entry
+                    .path()
+                    .map_err(|e| DomainError::invalid(e.to_string()))?
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .to_string();
+                validate::artifact_path(&path)?;
+                let mode = entry.header().mode().unwrap_or(0o644);
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(|e| {
+                    DomainError::invalid(format!("the code snapshot is damaged: {e}"))
+                })?;
+                out.push((path, mode & 0o111 != 0, bytes));
+            }
+            Ok::<_, DomainError>(out)
+        })
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))??;
+        let mut snapshot = Vec::with_capacity(files.len());
+        for (path, executable, bytes) in files {
+            let size = bytes.len() as u64;
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+            let file = self
+                .tracking
+                .upload_artifact(ws, run_id, &format!("code/{path}"), stream)
+                .await?;
+            snapshot.push(SnapshotFile {
+                path,
+                digest: file.digest.unwrap_or_default(),
+                size,
+                executable,
+            });
+        }
+        Ok(snapshot)
+    }
+
+    async fn workspace_of(&self, job: &JobRow) -> Option<Workspace> {
+        self.tracking
+            .store
+            .list_workspaces()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|w| w.id == job.workspace_id)
+    }
+
+    async fn finish_run(
+        &self,
+        ws: &Workspace,
+        run_id: &str,
+        status: RunStatus,
+    ) -> DomainResult<()> {
+        self.tracking
+            .store
+            .update_run(
+                ws.id,
+                run_id,
+                RunUpdate {
+                    status: Some(status),
+                    end_time: Some(now_millis()),
+                    name: None,
+                },
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn run(self: Arc<Self>, job: JobRow, running: Arc<Running>) {
+        let id = job.id.clone();
+        let outcome = self.attempt(&job, &running).await;
+        self.running.lock().expect("running jobs").remove(&id);
+        let ws = self.workspace_of(&job).await;
+        let (state, status, error) = match outcome {
+            Ok(()) => (JobState::Completed, RunStatus::Finished, None),
+            Err(Failure::Canceled) => (JobState::Canceled, RunStatus::Killed, None),
+            Err(Failure::Failed(m)) => (JobState::Failed, RunStatus::Failed, Some(m)),
+        };
+        match &error {
+            Some(e) => self.logs.line(&id, &format!("job failed: {e}")),
+            None => self
+                .logs
+                .line(&id, &format!("job {}", state.as_str().to_lowercase())),
+        }
+        if let (Some(ws), Some(run)) = (&ws, &job.run_id) {
+            let log = self.logs.read_from(&id, 0).unwrap_or_default();
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(log))]);
+            if let Err(e) = self
+                .tracking
+                .upload_artifact(ws, run, "logs/job.log", stream)
+                .await
+            {
+                tracing::warn!(job = id.as_str(), error = %e, "cannot attach the job log to its run");
+            }
+            if let Err(e) = self.finish_run(ws, run, status).await {
+                tracing::warn!(job = id.as_str(), error = %e, "cannot end the job's run");
+            }
+        }
+        if let Err(e) = self
+            .tracking
+            .store
+            .set_job_state(job.key, state, None, error.as_deref())
+            .await
+        {
+            tracing::error!(job = id.as_str(), error = %e, "cannot record the job's end");
+        }
+        tracing::info!(job = id.as_str(), state = state.as_str(), "job ended");
+        self.wake.notify_one();
+    }
+
+    async fn attempt(
+        self: &Arc<Self>,
+        job: &JobRow,
+        running: &Arc<Running>,
+    ) -> Result<(), Failure> {
+        let spec: JobSpec = serde_json::from_str(&job.spec)
+            .map_err(|e| Failure::Failed(format!("stored spec: {e}")))?;
+        let ws = self
+            .workspace_of(job)
+            .await
+            .ok_or_else(|| Failure::Failed("the job's workspace is gone".into()))?;
+        let run_id = job
+            .run_id
+            .clone()
+            .ok_or_else(|| Failure::Failed("the job has no run".into()))?;
+        self.logs.line(
+            &job.id,
+            &format!(
+                "attempt {} of job {} ({}) on the local target",
+                job.attempts, job.id, job.kind
+            ),
+        );
+        self.tracking
+            .store
+            .set_job_state(job.key, JobState::Running, None, None)
+            .await?;
+        self.tracking
+            .store
+            .update_run(
+                ws.id,
+                &run_id,
+                RunUpdate {
+                    status: Some(RunStatus::Running),
+                    end_time: None,
+                    name: None,
+                },
+            )
+            .await?;
+        if job.cancel_requested {
+            return Err(Failure::Canceled);
+        }
+        match (spec.kind, &spec.train, &spec.command) {
+            (JobKind::Train, Some(t), _) => train::run(self, &ws, job, t, &run_id, running).await,
+            (JobKind::Command, _, Some(c)) => {
+                command::run(self, &ws, job, c, &run_id, running).await
+            }
+            _ => Err(Failure::Failed("the stored spec is incomplete".into())),
+        }
+    }
+
+    /// Moves a job to Finalizing.
+    pub(super) async fn finalizing(&self, job: &JobRow) -> Result<(), Failure> {
+        self.tracking
+            .store
+            .set_job_state(job.key, JobState::Finalizing, None, None)
+            .await?;
+        Ok(())
+    }
+}

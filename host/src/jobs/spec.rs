@@ -1,0 +1,185 @@
+//! The job spec: a train job (native Candle) or a command job (any script under tracking).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::train::TrainSpec;
+use crate::workspace::DomainError;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Train a model on a dataset with Candle.
+    Train,
+    /// Run a command on a code snapshot.
+    Command,
+}
+
+impl JobKind {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Train => "train",
+            JobKind::Command => "command",
+        }
+    }
+}
+
+/// A file of a command job's code snapshot (stored content-addressed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// Path relative to the code directory.
+    pub path: String,
+    /// sha256.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether the file is executable.
+    #[serde(default)]
+    pub executable: bool,
+}
+
+/// A command job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    /// Shell command line, run with `sh -c` in the code snapshot.
+    pub command: String,
+    /// Environment variables passed to it (nothing else of the host's environment is, but PATH).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Secret names to pass as environment variables.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Kill the command after this many seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// The code snapshot (filled in by the host at submission).
+    #[serde(default)]
+    pub snapshot: Vec<SnapshotFile>,
+}
+
+/// A job to submit (TOML, YAML or JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// `train` or `command`.
+    #[serde(rename = "type")]
+    pub kind: JobKind,
+    /// Display name (also the run's name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Experiment of the job's run, by name (created if missing; default `Default`).
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// How many times an attempt interrupted by a host restart is started again.
+    #[serde(default)]
+    pub retries: u32,
+    /// The train part (for `type = "train"`).
+    #[serde(default)]
+    pub train: Option<TrainSpec>,
+    /// The command part (for `type = "command"`).
+    #[serde(default)]
+    pub command: Option<CommandSpec>,
+}
+
+impl JobSpec {
+    /// Parses TOML, YAML or JSON (sniffed from the text).
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        let t = text.trim_start();
+        let spec: JobSpec = if t.starts_with('{') {
+            serde_json::from_str(text)
+                .map_err(|e| DomainError::invalid(format!("invalid job spec (JSON): {e}")))?
+        } else {
+            match toml::from_str(text) {
+                Ok(s) => s,
+                Err(toml_err) => serde_yaml::from_str(text).map_err(|yaml_err| {
+                    DomainError::invalid(format!(
+                        "invalid job spec: as TOML: {toml_err}; as YAML: {yaml_err}"
+                    ))
+                })?,
+            }
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Checks the parts match the type.
+    pub fn check(&self) -> Result<(), DomainError> {
+        match (self.kind, &self.train, &self.command) {
+            (JobKind::Train, Some(t), None) => t.check(),
+            (JobKind::Command, None, Some(c)) => {
+                if c.command.trim().is_empty() {
+                    return Err(DomainError::invalid("command must not be empty"));
+                }
+                if !c.secrets.is_empty() {
+                    return Err(DomainError::invalid(
+                        "command secrets need the workspace secret store, which this host does not have yet",
+                    ));
+                }
+                if let Some(bad) = c
+                    .env
+                    .keys()
+                    .find(|k| k.is_empty() || k.contains('=') || k.starts_with("MLFLOW_"))
+                {
+                    return Err(DomainError::invalid(format!(
+                        "invalid environment variable name '{bad}'"
+                    )));
+                }
+                Ok(())
+            }
+            (JobKind::Train, _, _) => Err(DomainError::invalid(
+                "a train job needs a [train] section and no [command]",
+            )),
+            (JobKind::Command, _, _) => Err(DomainError::invalid(
+                "a command job needs a [command] section and no [train]",
+            )),
+        }
+    }
+
+    /// Datasets the job reads (`name:version` as written).
+    pub fn datasets(&self) -> Vec<String> {
+        match &self.train {
+            Some(t) => std::iter::once(t.dataset.clone())
+                .chain(t.validation_dataset.clone())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_toml_yaml_json() {
+        let toml = "type = \"train\"\nexperiment = \"iris\"\n[train]\ndataset = \"iris:1\"\ntarget = \"target\"\ntask = \"classification\"\n";
+        let yaml = "type: train\nexperiment: iris\ntrain:\n  dataset: iris:1\n  target: target\n  task: classification\n";
+        let json = r#"{"type": "train", "experiment": "iris", "train": {"dataset": "iris:1", "target": "target", "task": "classification"}}"#;
+        let a = JobSpec::parse(toml).unwrap();
+        assert_eq!(a, JobSpec::parse(yaml).unwrap());
+        assert_eq!(a, JobSpec::parse(json).unwrap());
+        assert_eq!(a.datasets(), vec!["iris:1".to_string()]);
+    }
+
+    #[test]
+    fn refuses_mismatched_parts() {
+        assert!(
+            JobSpec::parse("type = \"train\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("[train]")
+        );
+        assert!(JobSpec::parse("type = \"command\"\n[command]\ncommand = \" \"\n").is_err());
+        assert!(
+            JobSpec::parse(
+                "type = \"command\"\n[command]\ncommand = \"x\"\nenv = { MLFLOW_RUN_ID = \"1\" }\n"
+            )
+            .is_err()
+        );
+        assert!(JobSpec::parse("type = \"jump\"\n").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! Datasets: validated at upload, stored in the workspace's default datastore by sha256.
+
+use std::io::Read;
+
+use super::Tracking;
+use crate::datastore::{BlobMeta, DatastoreError};
+use crate::store::{DatasetRow, Datastore};
+use crate::workspace::dataset::{Table, infer_schema, parse_csv};
+use crate::workspace::{DomainError, DomainResult, Workspace};
+
+/// Largest dataset file accepted.
+pub const MAX_DATASET_BYTES: usize = 512 << 20;
+
+fn task_err(e: tokio::task::JoinError) -> DomainError {
+    DomainError::Internal(format!("dataset task failed: {e}"))
+}
+
+/// Checks a dataset name: letters, digits, '-', '_', '.', starting with a letter or digit.
+pub fn check_name(name: &str) -> DomainResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(format!(
+            "invalid dataset name '{name}': use letters, digits, '-', '_' and '.', starting with a letter or digit"
+        )))
+    }
+}
+
+impl Tracking {
+    /// Stores bytes in a datastore (under the GC read lock, so the blob cannot be freed before
+    /// the caller references it — the caller must reference it before dropping the guard).
+    pub(crate) async fn store_bytes(
+        &self,
+        ds: &Datastore,
+        bytes: Vec<u8>,
+    ) -> DomainResult<(BlobMeta, tokio::sync::RwLockReadGuard<'_, ()>)> {
+        let backend = self.datastores.get(ds)?;
+        let guard = self.gc_lock.read().await;
+        let meta = tokio::task::spawn_blocking(move || {
+            let mut w = backend.writer()?;
+            for chunk in bytes.chunks(1 << 20) {
+                w.write(chunk)?;
+            }
+            w.finish()
+        })
+        .await
+        .map_err(task_err)??;
+        Ok((meta, guard))
+    }
+
+    /// Reads a whole blob.
+    pub(crate) async fn read_bytes(&self, ds: &Datastore, digest: &str) -> DomainResult<Vec<u8>> {
+        let backend = self.datastores.get(ds)?;
+        let digest = digest.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut r = backend.open(&digest)?;
+            let mut out = Vec::new();
+            r.read_to_end(&mut out)
+                .map_err(|e| DatastoreError::Plugin(e.to_string()))?;
+            Ok::<_, DatastoreError>(out)
+        })
+        .await
+        .map_err(task_err)?
+        .map_err(DomainError::from)
+    }
+
+    /// Validates a CSV and stores it as the next version of `name`.
+    pub async fn create_dataset(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> DomainResult<DatasetRow> {
+        check_name(name)?;
+        if bytes.len() > MAX_DATASET_BYTES {
+            return Err(DomainError::invalid(format!(
+                "the file is {} bytes; the limit is {MAX_DATASET_BYTES}",
+                bytes.len()
+            )));
+        }
+        let (bytes, rows, schema) = tokio::task::spawn_blocking(move || {
+            let t = parse_csv(&bytes)?;
+            let schema = serde_json::to_string(&infer_schema(&t)).expect("schema serializes");
+            Ok::<_, DomainError>((bytes, t.rows.len(), schema))
+        })
+        .await
+        .map_err(task_err)??;
+        let ds = self.store.default_datastore(ws.id).await?;
+        let size = bytes.len() as i64;
+        let (meta, _guard) = self.store_bytes(&ds, bytes).await?;
+        let row = DatasetRow {
+            name: name.to_string(),
+            version: 0,
+            datastore_id: ds.id,
+            digest: meta.digest,
+            size,
+            rows: rows as i64,
+            schema,
+            created_at: 0,
+        };
+        self.store.add_dataset_version(ws.id, &row).await
+    }
+
+    /// A dataset version's parsed table.
+    pub async fn dataset_table(&self, ws: &Workspace, d: &DatasetRow) -> DomainResult<Table> {
+        let ds = self.store.datastore(d.datastore_id).await?;
+        let bytes = self.read_bytes(&ds, &d.digest).await?;
+        tokio::task::spawn_blocking(move || parse_csv(&bytes))
+            .await
+            .map_err(task_err)?
+            .map_err(|e| {
+                DomainError::Internal(format!(
+                    "stored dataset of workspace {} no longer parses: {e}",
+                    ws.name
+                ))
+            })
+    }
+}
