@@ -133,8 +133,15 @@ fn datasets_are_versioned_validated_and_protected() {
             r.message()
         );
     }
-    let r = upload(&h, "../x", b"a\n1\n".to_vec());
-    assert_eq!(r.status, 400);
+    for bad_name in [".hidden", "a%20b", "x%2F..%2Fy"] {
+        let r = upload(&h, bad_name, b"a\n1\n".to_vec());
+        assert_eq!(r.status, 400, "{bad_name}: {}", r.json);
+        assert!(
+            r.message().contains("invalid dataset name"),
+            "{}",
+            r.message()
+        );
+    }
     let all = h.get(&format!("{WS}/datasets")).ok();
     assert_eq!(all["datasets"].as_array().unwrap().len(), 2, "{all}");
     assert_eq!(h.get(&format!("{WS}/datasets/nope/versions/1")).status, 404);
@@ -655,8 +662,9 @@ import mlflow
 p = argparse.ArgumentParser(); p.add_argument("--lr", type=float); p.add_argument("--fail", action="store_true")
 a = p.parse_args()
 print("undeclared:", os.environ.get("ATRIUM_TEST_UNDECLARED"), "declared:", os.environ.get("GREETING"))
+job_run = os.environ["MLFLOW_RUN_ID"]  # mlflow unsets it once start_run adopts it
 with mlflow.start_run() as run:
-    assert run.info.run_id == os.environ["MLFLOW_RUN_ID"]
+    assert run.info.run_id == job_run
     mlflow.log_param("lr", a.lr)
     for step in range(3):
         mlflow.log_metric("score", a.lr * step, step=step)

@@ -15,6 +15,7 @@ use std::time::Instant;
 pub use executor::{Executor, ExecutorConfig};
 pub use logs::JobLogs;
 pub use spec::{CommandSpec, JobKind, JobSpec, SnapshotFile};
+pub use train::{Prepared, prepare, split_rows};
 
 /// Live state of a running job, shared with the API.
 pub struct Running {
