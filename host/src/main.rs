@@ -2,9 +2,15 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = atrium::cli::Cli::parse();
+    if let atrium::cli::Command::Serve(args) = &cli.command {
+        // Candle sizes its matmul parallelism from RAYON_NUM_THREADS, not from the thread pool
+        // a job runs in: make it match the per-slot budget. Safe here: no other thread exists yet.
+        if let Ok(cfg) = atrium::config::ServeConfig::resolve(args.clone()) {
+            unsafe { std::env::set_var("RAYON_NUM_THREADS", cfg.threads_per_slot.to_string()) };
+        }
+    }
     let default_level = if matches!(cli.command, atrium::cli::Command::Serve(_)) {
         "info"
     } else {
@@ -17,7 +23,17 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match atrium::cli::run(cli).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(atrium::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -161,23 +161,46 @@ pub fn fit(
         return Err(DomainError::invalid("no feature columns"));
     }
     let schema = infer_schema(t);
+    let feature_cols = names
+        .iter()
+        .map(|n| col(t, n))
+        .collect::<Result<Vec<usize>, _>>()?;
+    // numeric columns: parse the training rows once, row by row (cache-friendly)
+    let numeric: Vec<usize> = feature_cols
+        .iter()
+        .copied()
+        .filter(|c| schema[*c].kind == ColumnKind::Numeric)
+        .collect();
+    let mut sums = vec![(0f64, 0usize); t.header.len()];
+    for r in train {
+        let row = &t.rows[*r];
+        for c in &numeric {
+            let v = row[*c].trim();
+            if !is_null(v) {
+                let s = &mut sums[*c];
+                s.0 += v.parse::<f64>().unwrap_or(0.0);
+                s.1 += 1;
+            }
+        }
+    }
+    let mut sq = vec![0f64; t.header.len()];
+    for r in train {
+        let row = &t.rows[*r];
+        for c in &numeric {
+            let v = row[*c].trim();
+            if !is_null(v) {
+                let mean = sums[*c].0 / sums[*c].1.max(1) as f64;
+                sq[*c] += (v.parse::<f64>().unwrap_or(0.0) - mean).powi(2);
+            }
+        }
+    }
     let mut out = Vec::with_capacity(names.len());
-    for name in &names {
-        let c = col(t, name)?;
-        let values: Vec<&str> = train
-            .iter()
-            .map(|r| t.rows[*r][c].trim())
-            .filter(|v| !is_null(v))
-            .collect();
+    for (name, c) in names.iter().zip(feature_cols) {
         match schema[c].kind {
             ColumnKind::Numeric => {
-                let nums: Vec<f64> = values
-                    .iter()
-                    .map(|v| v.parse::<f64>().unwrap_or(0.0))
-                    .collect();
-                let mean = nums.iter().sum::<f64>() / nums.len().max(1) as f64;
-                let var =
-                    nums.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / nums.len().max(1) as f64;
+                let n = sums[c].1.max(1) as f64;
+                let mean = sums[c].0 / n;
+                let var = sq[c] / n;
                 let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
                 out.push(Feature::Numeric {
                     name: name.clone(),
@@ -212,8 +235,11 @@ pub fn fit(
                     )));
                 }
                 let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-                for v in &values {
-                    *counts.entry(v).or_default() += 1;
+                for r in train {
+                    let v = t.rows[*r][c].trim();
+                    if !is_null(v) {
+                        *counts.entry(v).or_default() += 1;
+                    }
                 }
                 let mode = counts
                     .iter()
@@ -240,7 +266,8 @@ pub fn fit(
     }
     let target = match task {
         Task::Classification => {
-            let mut labels: Vec<String> = target_values.iter().map(|s| s.to_string()).collect();
+            let distinct: std::collections::HashSet<&str> = target_values.iter().copied().collect();
+            let mut labels: Vec<String> = distinct.into_iter().map(str::to_string).collect();
             labels.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
                 (Ok(x), Ok(y)) => x.total_cmp(&y),
                 _ => a.cmp(b),
@@ -302,14 +329,14 @@ impl Preprocessor {
     }
 
     /// Encodes the inputs of one row given as column → value.
-    pub fn encode_inputs(
+    pub fn encode_inputs<'a>(
         &self,
-        get: impl Fn(&str) -> Option<String>,
+        get: impl Fn(usize, &str) -> Option<&'a str>,
         out: &mut Vec<f32>,
         row: usize,
     ) -> Result<(), DomainError> {
-        for f in &self.features {
-            let raw = get(f.name()).filter(|v| !is_null(v));
+        for (i, f) in self.features.iter().enumerate() {
+            let raw = get(i, f.name()).filter(|v| !is_null(v));
             match f {
                 Feature::Numeric { name, mean, std } => {
                     let v = match raw {
@@ -336,8 +363,8 @@ impl Preprocessor {
                     mode,
                 } => {
                     let v = match raw {
-                        Some(v) => v.trim().to_string(),
-                        None if self.missing == MissingPolicy::Impute => mode.clone(),
+                        Some(v) => v.trim(),
+                        None if self.missing == MissingPolicy::Impute => mode.as_str(),
                         None => {
                             return Err(DomainError::invalid(format!(
                                 "row {}: no value for '{name}'",
@@ -347,7 +374,7 @@ impl Preprocessor {
                     };
                     let start = out.len();
                     out.resize(start + categories.len(), 0.0);
-                    if let Ok(i) = categories.binary_search(&v) {
+                    if let Ok(i) = categories.binary_search_by(|c| c.as_str().cmp(v)) {
                         out[start + i] = 1.0;
                     }
                 }
@@ -364,14 +391,15 @@ impl Preprocessor {
             .enumerate()
             .map(|(i, h)| (h.as_str(), i))
             .collect();
-        for f in &self.features {
-            if !index.contains_key(f.name()) {
-                return Err(DomainError::invalid(format!(
-                    "column '{}' is not in the dataset",
-                    f.name()
-                )));
-            }
-        }
+        let cols = self
+            .features
+            .iter()
+            .map(|f| {
+                index.get(f.name()).copied().ok_or_else(|| {
+                    DomainError::invalid(format!("column '{}' is not in the dataset", f.name()))
+                })
+            })
+            .collect::<Result<Vec<usize>, _>>()?;
         let mut e = Encoded {
             x: Vec::with_capacity(rows.len() * self.width()),
             n: rows.len(),
@@ -385,23 +413,27 @@ impl Preprocessor {
                 "the target column '{target_name}' is not in the dataset"
             ))
         })?;
+        let label_index: HashMap<&str, u32> = match &self.target {
+            TargetEncoding::Classes { labels, .. } => labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.as_str(), i as u32))
+                .collect(),
+            TargetEncoding::Number { .. } => HashMap::new(),
+        };
         for r in rows {
             let row = &t.rows[*r];
-            self.encode_inputs(
-                |name| index.get(name).map(|c| row[*c].clone()),
-                &mut e.x,
-                *r,
-            )?;
+            self.encode_inputs(|i, _| Some(row[cols[i]].as_str()), &mut e.x, *r)?;
             let y = row[tc].trim();
             match &self.target {
-                TargetEncoding::Classes { labels, .. } => {
-                    let i = labels.iter().position(|l| l == y).ok_or_else(|| {
+                TargetEncoding::Classes { .. } => {
+                    let i = *label_index.get(y).ok_or_else(|| {
                         DomainError::invalid(format!(
                             "row {}: class label '{y}' was never seen in training",
                             r + 1
                         ))
                     })?;
-                    e.classes.push(i as u32);
+                    e.classes.push(i);
                 }
                 TargetEncoding::Number { mean, std, .. } => {
                     let v: f64 = y.parse().map_err(|_| {

@@ -5,6 +5,7 @@
 pub mod data;
 pub mod model;
 pub mod net;
+pub mod ops;
 pub mod optim;
 pub mod spec;
 pub mod trainer;

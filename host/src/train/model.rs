@@ -142,7 +142,7 @@ impl TrainedModel {
         let pre = &self.card.preprocessor;
         let mut x = Vec::with_capacity(rows.len() * pre.width());
         for (i, row) in rows.iter().enumerate() {
-            pre.encode_inputs(|name| row.get(name).cloned(), &mut x, i)?;
+            pre.encode_inputs(|_, name| row.get(name).map(String::as_str), &mut x, i)?;
         }
         let kernel = |e: candle_core::Error| DomainError::Internal(format!("inference: {e}"));
         let input =

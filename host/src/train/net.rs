@@ -148,7 +148,12 @@ impl Net {
         let mut h = x.clone();
         let mut rng = train;
         for (i, ((w, b), norm)) in self.weights.iter().zip(&self.norms).enumerate() {
-            h = h.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?;
+            h = if i == 0 && rng.is_some() {
+                super::ops::input_matmul(&h, w.as_tensor())?
+            } else {
+                h.matmul(w.as_tensor())?
+            }
+            .broadcast_add(b.as_tensor())?;
             if i == last {
                 break;
             }

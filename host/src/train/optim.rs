@@ -172,6 +172,9 @@ impl Optimizer {
 
     /// One update of every parameter with its gradient, at learning rate `lr`.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> candle_core::Result<()> {
+        if self.vars.first().is_some_and(|v| !v.device().is_cpu()) {
+            return self.step_with_tensor_ops(grads, lr);
+        }
         self.step += 1;
         let s = &self.spec;
         let lr = lr as f32;
@@ -224,6 +227,49 @@ impl Optimizer {
     }
 }
 
+impl Optimizer {
+    /// The same update as `step` written as tensor operations, for devices without the fused
+    /// CPU kernels (CUDA): a few temporaries per parameter, identical arithmetic.
+    fn step_with_tensor_ops(&mut self, grads: &GradStore, lr: f64) -> candle_core::Result<()> {
+        self.step += 1;
+        let s = &self.spec;
+        for (var, state) in self.vars.iter().zip(self.state.iter_mut()) {
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
+            let shape = var.as_tensor().shape().clone();
+            let w = var.as_tensor().flatten_all()?;
+            let mut g = g.flatten_all()?;
+            if s.weight_decay > 0.0 && s.kind != OptimizerKind::Adamw {
+                g = (g + (&w * s.weight_decay)?)?;
+            }
+            let new_w = match s.kind {
+                OptimizerKind::Sgd => {
+                    let v = ((&*state * s.momentum)? + g)?;
+                    let new_w = (&w - (&v * lr)?)?;
+                    *state = v;
+                    new_w
+                }
+                OptimizerKind::Adam | OptimizerKind::Adamw => {
+                    let n = w.elem_count();
+                    let m = ((state.narrow(0, 0, n)? * s.beta1)? + (&g * (1.0 - s.beta1))?)?;
+                    let v = ((state.narrow(0, n, n)? * s.beta2)? + (g.sqr()? * (1.0 - s.beta2))?)?;
+                    let mhat = (&m / (1.0 - s.beta1.powi(self.step)))?;
+                    let vhat = (&v / (1.0 - s.beta2.powi(self.step)))?;
+                    let mut update = (mhat / (vhat.sqrt()? + s.eps)?)?;
+                    if s.kind == OptimizerKind::Adamw && s.weight_decay > 0.0 {
+                        update = (update + (&w * s.weight_decay)?)?;
+                    }
+                    *state = Tensor::cat(&[&m, &v], 0)?;
+                    (&w - (update * lr)?)?
+                }
+            };
+            var.set(&new_w.reshape(shape)?)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +306,60 @@ mod tests {
             }
             let v = w.as_tensor().to_vec1::<f32>().unwrap();
             assert!(v.iter().all(|x| (x - 3.0).abs() < 0.05), "{kind:?}: {v:?}");
+        }
+    }
+
+    /// The tensor-op path (used off the CPU) computes what the fused kernels compute.
+    #[test]
+    fn tensor_op_updates_match_the_fused_kernels() {
+        for kind in [
+            OptimizerKind::Sgd,
+            OptimizerKind::Adam,
+            OptimizerKind::Adamw,
+        ] {
+            let spec = OptimizerSpec {
+                kind,
+                lr: 0.05,
+                weight_decay: 0.01,
+                ..Default::default()
+            };
+            let start = [0.5f32, -1.0, 2.0, 4.0, -3.0, 0.25];
+            let fused = Var::from_slice(&start, (2, 3), &Device::Cpu).unwrap();
+            let plain = Var::from_slice(&start, (2, 3), &Device::Cpu).unwrap();
+            let mut a = Optimizer::new(&spec, vec![fused.clone()]).unwrap();
+            let mut b = Optimizer::new(&spec, vec![plain.clone()]).unwrap();
+            for _ in 0..25 {
+                let loss = |w: &Var| {
+                    (w.as_tensor() - 1.5)
+                        .unwrap()
+                        .sqr()
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                };
+                a.step(&loss(&fused).backward().unwrap(), spec.lr).unwrap();
+                b.step_with_tensor_ops(&loss(&plain).backward().unwrap(), spec.lr)
+                    .unwrap();
+            }
+            let (x, y) = (
+                fused
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+                plain
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
+            assert_eq!(plain.as_tensor().dims(), &[2, 3]);
+            for (p, q) in x.iter().zip(&y) {
+                assert!((p - q).abs() < 1e-5, "{kind:?}: {x:?} vs {y:?}");
+            }
+            assert_ne!(x, start.to_vec(), "{kind:?} moved nothing");
         }
     }
 }

@@ -80,7 +80,7 @@ pub fn lr_at(spec: &TrainSpec, epoch: usize) -> f64 {
 
 fn loss_of(task: Task, out: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
     match task {
-        Task::Classification => candle_nn::loss::cross_entropy(out, y),
+        Task::Classification => super::ops::cross_entropy(out, y),
         Task::Regression => (out.squeeze(D::Minus1)? - y)?.sqr()?.mean_all(),
     }
 }
@@ -175,6 +175,9 @@ pub fn evaluate(
     Ok((loss, metrics))
 }
 
+/// The best epoch so far: validation loss, weights, metrics.
+type Best = (f64, HashMap<String, Tensor>, Vec<(String, f64)>);
+
 /// Trains a network on encoded data.
 pub fn train(
     spec: &TrainSpec,
@@ -193,7 +196,7 @@ pub fn train(
     let batch = spec.batch_size.min(train.n.max(1));
     let batches = train.n.div_ceil(batch);
     let mut buf: Vec<f32> = Vec::with_capacity(batch * width);
-    let mut best: Option<(f64, HashMap<String, Tensor>, Vec<(String, f64)>)> = None;
+    let mut best: Option<Best> = None;
     let mut since_best = 0;
     let mut stopped_early = false;
     let mut epochs = 0;

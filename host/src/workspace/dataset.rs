@@ -1,6 +1,6 @@
 //! Tabular datasets: CSV parsing with precise errors, and schema inference.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -115,36 +115,50 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Table, DomainError> {
 /// otherwise categorical when distinct values are few (at most 50) and some repeat,
 /// else text.
 pub fn infer_schema(t: &Table) -> Vec<ColumnSchema> {
-    (0..t.header.len())
-        .map(|c| {
-            let mut nullable = false;
-            let mut numeric = true;
-            let mut distinct = BTreeSet::new();
-            for row in &t.rows {
-                let v = row[c].trim();
-                if is_null(v) {
-                    nullable = true;
-                    continue;
-                }
-                if numeric && v.parse::<f64>().is_err() {
-                    numeric = false;
-                }
-                if distinct.len() <= 10_000 {
-                    distinct.insert(v);
-                }
+    // one row-major pass (cells of a row are close in memory), per-column state
+    struct State<'a> {
+        nullable: bool,
+        numeric: bool,
+        distinct: foldhash::HashSet<&'a str>,
+    }
+    let mut cols: Vec<State> = (0..t.header.len())
+        .map(|_| State {
+            nullable: false,
+            numeric: true,
+            distinct: foldhash::HashSet::default(),
+        })
+        .collect();
+    for row in &t.rows {
+        for (st, cell) in cols.iter_mut().zip(row) {
+            let v = cell.trim();
+            if is_null(v) {
+                st.nullable = true;
+                continue;
             }
-            let kind = if numeric && !distinct.is_empty() {
+            if st.numeric && v.parse::<f64>().is_err() {
+                st.numeric = false;
+            }
+            if st.distinct.len() <= 10_000 {
+                st.distinct.insert(v);
+            }
+        }
+    }
+    cols.into_iter()
+        .zip(&t.header)
+        .map(|(st, name)| {
+            let distinct = st.distinct.len();
+            let kind = if st.numeric && distinct > 0 {
                 ColumnKind::Numeric
-            } else if distinct.len() <= 50 && distinct.len() < t.rows.len() {
+            } else if distinct <= 50 && distinct < t.rows.len() {
                 ColumnKind::Categorical
             } else {
                 ColumnKind::Text
             };
             ColumnSchema {
-                name: t.header[c].clone(),
+                name: name.clone(),
                 kind,
-                nullable,
-                distinct: distinct.len(),
+                nullable: st.nullable,
+                distinct,
             }
         })
         .collect()
