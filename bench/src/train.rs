@@ -22,9 +22,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const SYN_WIDTH: usize = 784;
 const SYN_TRAIN: usize = 60_000;
 const SYN_TEST: usize = 10_000;
