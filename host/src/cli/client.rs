@@ -115,6 +115,22 @@ impl Client {
         })
     }
 
+    /// Sends a request; a non-2xx answer becomes `ClientError::Api`.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        self.check(resp).await
+    }
+
+    /// Sends a request and parses the JSON answer.
+    async fn send_json(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let resp = self.send(req).await?;
+        resp.json().await.map_err(|e| self.transport(e))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
     /// Sends a JSON request and returns the JSON answer.
     pub async fn call(
         &self,
@@ -122,13 +138,11 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let mut req = self.http.request(method, format!("{}{path}", self.server));
+        let mut req = self.http.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = self
-            .check(req.send().await.map_err(|e| self.transport(e))?)
-            .await?;
+        let resp = self.send(req).await?;
         let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
         if bytes.is_empty() {
             return Ok(Value::Null);
@@ -151,13 +165,7 @@ impl Client {
         path: &str,
         out: &mut W,
     ) -> Result<u64, ClientError> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.server))
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        let resp = self.check(resp).await?;
+        let resp = self.send(self.http.get(self.url(path))).await?;
         let mut stream = resp.bytes_stream();
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -185,15 +193,8 @@ impl Client {
                 "manifest",
                 reqwest::multipart::Part::text(manifest).file_name("plugin.toml"),
             );
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.server))
-            .multipart(form)
-            .send()
+        self.send_json(self.http.put(self.url(path)).multipart(form))
             .await
-            .map_err(|e| self.transport(e))?;
-        let resp = self.check(resp).await?;
-        resp.json().await.map_err(|e| self.transport(e))
     }
 
     /// Streams a local file as a PUT body.
@@ -201,16 +202,13 @@ impl Client {
         let f = tokio::fs::File::open(file).await?;
         let len = f.metadata().await?.len();
         let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.server))
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        let resp = self.check(resp).await?;
-        resp.json().await.map_err(|e| self.transport(e))
+        self.send_json(
+            self.http
+                .put(self.url(path))
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(body),
+        )
+        .await
     }
 
     /// POSTs raw bytes with a content type; returns the JSON answer.
@@ -220,16 +218,13 @@ impl Client {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<Value, ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.server))
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.transport(e))?;
-        let resp = self.check(resp).await?;
-        resp.json().await.map_err(|e| self.transport(e))
+        self.send_json(
+            self.http
+                .post(self.url(path))
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body),
+        )
+        .await
     }
 
     /// POSTs a job spec (and a code archive) as multipart.
@@ -249,14 +244,7 @@ impl Client {
                 reqwest::multipart::Part::bytes(tar).file_name("code.tar"),
             );
         }
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.server))
-            .multipart(form)
-            .send()
+        self.send_json(self.http.post(self.url(path)).multipart(form))
             .await
-            .map_err(|e| self.transport(e))?;
-        let resp = self.check(resp).await?;
-        resp.json().await.map_err(|e| self.transport(e))
     }
 }

@@ -14,6 +14,9 @@ use crate::workspace::{ArtifactFile, DomainError, DomainResult, Workspace, valid
 /// A stored artifact, as reported after upload.
 pub type ArtifactUpload = ArtifactFile;
 
+/// Most bytes of a failed upload read and discarded before answering.
+const DRAIN_LIMIT: usize = 64 << 20;
+
 fn task_err(e: tokio::task::JoinError) -> DomainError {
     DomainError::Internal(format!("storage task failed: {e}"))
 }
@@ -66,7 +69,17 @@ impl Tracking {
             match chunk {
                 Ok(c) => {
                     if tx.send(c).await.is_err() {
-                        break; // the writer failed: its error is reported below
+                        // The writer failed (its error is reported below). Read the rest of a
+                        // moderate body so the client receives that answer instead of a reset
+                        // connection in the middle of its upload.
+                        let mut left = DRAIN_LIMIT;
+                        while let Some(Ok(c)) = body.next().await {
+                            left = left.saturating_sub(c.len());
+                            if left == 0 {
+                                break;
+                            }
+                        }
+                        break;
                     }
                 }
                 Err(e) => {

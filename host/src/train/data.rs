@@ -171,26 +171,19 @@ pub fn fit(
         .copied()
         .filter(|c| schema[*c].kind == ColumnKind::Numeric)
         .collect();
-    let mut sums = vec![(0f64, 0usize); t.header.len()];
+    // running mean and sum of squared deviations (Welford): one parse per value, stable
+    let mut stats = vec![(0usize, 0f64, 0f64); t.header.len()];
     for r in train {
         let row = &t.rows[*r];
         for c in &numeric {
             let v = row[*c].trim();
             if !is_null(v) {
-                let s = &mut sums[*c];
-                s.0 += v.parse::<f64>().unwrap_or(0.0);
-                s.1 += 1;
-            }
-        }
-    }
-    let mut sq = vec![0f64; t.header.len()];
-    for r in train {
-        let row = &t.rows[*r];
-        for c in &numeric {
-            let v = row[*c].trim();
-            if !is_null(v) {
-                let mean = sums[*c].0 / sums[*c].1.max(1) as f64;
-                sq[*c] += (v.parse::<f64>().unwrap_or(0.0) - mean).powi(2);
+                let x = v.parse::<f64>().unwrap_or(0.0);
+                let (n, mean, m2) = &mut stats[*c];
+                *n += 1;
+                let d = x - *mean;
+                *mean += d / *n as f64;
+                *m2 += d * (x - *mean);
             }
         }
     }
@@ -198,9 +191,8 @@ pub fn fit(
     for (name, c) in names.iter().zip(feature_cols) {
         match schema[c].kind {
             ColumnKind::Numeric => {
-                let n = sums[c].1.max(1) as f64;
-                let mean = sums[c].0 / n;
-                let var = sq[c] / n;
+                let (n, mean, m2) = stats[c];
+                let var = m2 / n.max(1) as f64;
                 let std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
                 out.push(Feature::Numeric {
                     name: name.clone(),
