@@ -1,0 +1,154 @@
+//! Exports a [`Strategy`] as the WIT `sampler` interface:
+//!
+//! ```text
+//! pub struct Plugin;
+//! impl atrium_sdk::sampler::exports::atrium::plugin::sampler::Guest for Plugin {
+//!     type Study = strategy_core::guest::SamplerStudy<MyStrategy>;
+//! }
+//! atrium_sdk::export_sampler!(Plugin);
+//! ```
+//!
+//! Only this module touches the bindings; the logic it forwards to ([`Engine`]) is plain Rust.
+
+use std::cell::RefCell;
+
+use atrium_sdk::sampler::atrium::plugin::types::{ParamValue, PluginError};
+use atrium_sdk::sampler::exports::atrium::plugin::sampler::{Dimension, GuestStudy, Study, Trial};
+
+use crate::Error;
+use crate::options::OptValue;
+use crate::space::{DimSpec, Value};
+use crate::study::{Engine, Strategy};
+
+/// The `study` resource of a sampler built on strategy `S`.
+pub struct SamplerStudy<S> {
+    engine: RefCell<Engine<S>>,
+}
+
+/// Maps a strategy error onto the WIT error.
+pub fn plugin_error(e: Error) -> PluginError {
+    match e {
+        Error::InvalidArgument(m) => PluginError::InvalidArgument(m),
+        Error::Unsupported(m) => PluginError::Unsupported(m),
+    }
+}
+
+/// The WIT dimension as a [`DimSpec`].
+pub fn dim_spec(d: Dimension) -> DimSpec {
+    DimSpec {
+        name: d.name,
+        kind: d.kind,
+        low: d.low,
+        high: d.high,
+        choices: d.choices,
+        log: d.log,
+        q: d.q,
+    }
+}
+
+/// A WIT param value as an option value.
+pub fn opt_value(v: ParamValue) -> OptValue {
+    match v {
+        ParamValue::Int(i) => OptValue::Int(i),
+        ParamValue::Float(f) => OptValue::Float(f),
+        ParamValue::Text(t) => OptValue::Text(t),
+        ParamValue::Flag(b) => OptValue::Flag(b),
+    }
+}
+
+/// A parameter value as a WIT param value.
+pub fn param_value(v: Value) -> ParamValue {
+    match v {
+        Value::Int(i) => ParamValue::Int(i),
+        Value::Float(f) => ParamValue::Float(f),
+        Value::Text(t) => ParamValue::Text(t),
+    }
+}
+
+impl<S: Strategy + 'static> GuestStudy for SamplerStudy<S> {
+    fn create(
+        space: Vec<Dimension>,
+        goal_maximize: bool,
+        seed: u64,
+        options: Vec<(String, ParamValue)>,
+    ) -> Result<Study, PluginError> {
+        let space: Vec<DimSpec> = space.into_iter().map(dim_spec).collect();
+        let options = options
+            .into_iter()
+            .map(|(k, v)| (k, opt_value(v)))
+            .collect();
+        let engine =
+            Engine::<S>::create(&space, goal_maximize, seed, options).map_err(plugin_error)?;
+        Ok(Study::new(SamplerStudy {
+            engine: RefCell::new(engine),
+        }))
+    }
+
+    fn suggest(&self, n: u32) -> Result<Vec<Trial>, PluginError> {
+        let trials = self.engine.borrow_mut().suggest(n);
+        Ok(trials
+            .into_iter()
+            .map(|(id, params)| Trial {
+                id,
+                params: params
+                    .into_iter()
+                    .map(|(k, v)| (k, param_value(v)))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn observe(&self, trial_id: u64, final_value: Option<f64>, failed: bool) {
+        self.engine
+            .borrow_mut()
+            .observe(trial_id, final_value, failed);
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.engine.borrow().snapshot()
+    }
+
+    fn restore(state: Vec<u8>) -> Result<Study, PluginError> {
+        let engine = Engine::<S>::restore(&state).map_err(plugin_error)?;
+        Ok(Study::new(SamplerStudy {
+            engine: RefCell::new(engine),
+        }))
+    }
+}
+
+/// A stopper's rule: (goal_maximize, options, history, running) -> the trials to stop, or why
+/// the options are invalid.
+pub type StopRule = fn(bool, &str, &[crate::traces::Report], &[u64]) -> Result<Vec<u64>, String>;
+
+/// The body of a stopper's `decide`: converts the history, runs the rule, and on an error
+/// (invalid options) logs a warning through the host and stops nothing. The ids returned are a
+/// subset of `running`, ascending.
+pub fn run_stopper(
+    name: &str,
+    goal_maximize: bool,
+    options: &str,
+    history: &[atrium_sdk::stopper::exports::atrium::plugin::early_stop::Progress],
+    running: &[u64],
+    rule: StopRule,
+) -> Vec<u64> {
+    let reports: Vec<crate::traces::Report> = history
+        .iter()
+        .map(|p| crate::traces::Report {
+            trial: p.trial_id,
+            step: p.step,
+            value: p.value,
+        })
+        .collect();
+    match rule(goal_maximize, options, &reports, running) {
+        Ok(mut stop) => {
+            stop.retain(|id| running.contains(id));
+            stop.sort_unstable();
+            stop.dedup();
+            stop
+        }
+        Err(msg) => {
+            atrium_sdk::log!(atrium_sdk::stopper, Warn, "{name}: {msg}; stopping nothing");
+            Vec::new()
+        }
+    }
+}
