@@ -6,7 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Built-in plugins registered in every workspace: (crate dir, wasm file stem).
-const BUILTINS: &[(&str, &str)] = &[("storage-fs", "storage_fs")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("storage-fs", "storage_fs"),
+    ("sampler-random", "sampler_random"),
+    ("sampler-grid", "sampler_grid"),
+    ("sampler-tpe", "sampler_tpe"),
+    ("stop-bandit", "stop_bandit"),
+    ("stop-median", "stop_median"),
+    ("stop-truncation", "stop_truncation"),
+    ("stop-asha", "stop_asha"),
+];
 
 fn main() {
     let host = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -16,6 +25,14 @@ fn main() {
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
         "plugins/storage-fs",
+        "plugins/sampler-random",
+        "plugins/sampler-grid",
+        "plugins/sampler-tpe",
+        "plugins/stop-bandit",
+        "plugins/stop-median",
+        "plugins/stop-truncation",
+        "plugins/stop-asha",
+        "plugins/strategy-core",
         "plugins/fixtures",
         "plugins/examples",
         "sdk/src",

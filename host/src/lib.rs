@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod plugins;
 pub mod server;
 pub mod store;
+pub mod sweep;
 pub mod tracking;
 pub mod train;
 pub mod workspace;

@@ -6,12 +6,14 @@ mod jobs;
 mod model;
 mod output;
 mod scaffold;
+mod sweep;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use client::{Client, ClientError};
 pub use jobs::{DatasetCmd, JobCmd, snapshot};
 pub use model::ModelCmd;
+pub use sweep::SweepCmd;
 
 use crate::config::ServeArgs;
 
@@ -82,6 +84,9 @@ pub enum Command {
     /// Submit, follow and manage jobs on the local compute target.
     #[command(subcommand)]
     Job(JobCmd),
+    /// Hyperparameter sweeps and AutoML: submit, follow, leaderboard.
+    #[command(subcommand)]
+    Sweep(SweepCmd),
     /// Use trained models.
     #[command(subcommand)]
     Model(ModelCmd),

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::logs::JobLogs;
 use super::spec::{JobKind, JobSpec, SnapshotFile};
-use super::{Running, command, train};
+use super::{Running, command, sweep, train};
 use crate::store::{JobRow, JobState, NewJob, NewRun, RunUpdate};
 use crate::tracking::Tracking;
 use crate::train::spec::dataset_ref;
@@ -149,6 +149,13 @@ impl Executor {
         &self.logs
     }
 
+    /// The live trials of a running sweep or AutoML job.
+    pub fn sweep_view(&self, job: &str) -> Option<crate::sweep::SweepState> {
+        let running = self.running.lock().expect("running jobs").get(job).cloned()?;
+        let view = running.sweep.get()?;
+        Some(view.lock().expect("sweep view").clone())
+    }
+
     /// Progress of a running job.
     pub fn progress(&self, job: &str) -> Option<serde_json::Value> {
         self.running
@@ -195,6 +202,28 @@ impl Executor {
         }
         if let Some(train) = &spec.train {
             self.check_train_data(ws, train).await?;
+        }
+        if let Some(a) = &mut spec.automl {
+            for r in [Some(&mut a.dataset), a.validation_dataset.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                *r = self.pin_dataset(ws, r).await?;
+            }
+        }
+        if let Some(s) = &mut spec.sweep
+            && let Some(train) = s.trial.get_mut("train").and_then(|t| t.as_object_mut())
+        {
+            for key in ["dataset", "validation_dataset"] {
+                if let Some(serde_json::Value::String(r)) = train.get_mut(key)
+                    && !r.contains("${{")
+                {
+                    *r = self.pin_dataset(ws, r).await?;
+                }
+            }
+        }
+        if matches!(spec.kind, JobKind::Sweep | JobKind::Automl) {
+            self.check_sweep(ws, &spec).await?;
         }
         if spec.kind == JobKind::Train && code.is_some() {
             return Err(DomainError::invalid("train jobs take no code snapshot"));
@@ -281,13 +310,77 @@ impl Executor {
         t.store.job(ws.id, &job.id).await
     }
 
+    /// `name` or `name:version` → `name:version` of an existing dataset version.
+    async fn pin_dataset(&self, ws: &Workspace, r: &str) -> DomainResult<String> {
+        let (name, version) = dataset_ref(r)?;
+        let d = self.tracking.store.dataset(ws.id, name, version).await?;
+        Ok(format!("{}:{}", d.name, d.version))
+    }
+
+    /// Checks a sweep before it is queued: the sampler accepts the search space (it is asked
+    /// for one trial, which is discarded), that trial's train spec is valid on the data, the
+    /// primary metric is one the trials log, and the early-termination component answers.
+    async fn check_sweep(&self, ws: &Workspace, spec: &JobSpec) -> DomainResult<()> {
+        let plan = sweep::Plan::of(spec)?;
+        let t = &self.tracking;
+        let (sampler_ref, opts) = plan.sweep.sampler.resolve()?;
+        let sampler = t
+            .strategy_plugin(ws, &sampler_ref, crate::plugins::Kind::Sampler)
+            .await?;
+        let label = sampler.label.clone();
+        let dims = plan.sweep.dimensions();
+        let maximize = plan.sweep.objective.goal == crate::sweep::Goal::Maximize;
+        let (seed, opts) = (plan.sweep.seed, crate::sweep::spec::options_to_params(&opts)?);
+        let sample = tokio::task::spawn_blocking(move || {
+            let mut study = crate::plugins::strategy::Study::create(sampler, &dims, maximize, seed, &opts)?;
+            study.suggest(1)
+        })
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?
+        .map_err(|e| DomainError::invalid(format!("the sampler {label} refuses this sweep: {e}")))?;
+        let first = sample.into_iter().next().ok_or_else(|| {
+            DomainError::invalid(format!("the sampler {label} has no trial to propose for this search space"))
+        })?;
+        let params = plan.params_of(&first)?;
+        let train = plan.trial_spec(&params).map_err(|e| {
+            DomainError::invalid(format!(
+                "trial 1 ({}) is not a valid train job: {e}",
+                serde_json::to_string(&params).unwrap_or_default()
+            ))
+        })?;
+        let (outputs, validated) = self.check_train_data(ws, &train).await?;
+        let logged = sweep::logged_metrics(train.task, validated, outputs);
+        let primary = &plan.sweep.objective.primary_metric;
+        if !logged.contains(primary) {
+            return Err(DomainError::invalid(format!(
+                "the trials do not log the primary metric '{primary}'; they log {}",
+                logged.join(", ")
+            )));
+        }
+        if let Some(e) = &plan.sweep.early_termination {
+            let (c, opts) = e.resolve()?;
+            let plugin = t
+                .strategy_plugin(ws, &c, crate::plugins::Kind::Stopper)
+                .await?;
+            let label = plugin.label.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::plugins::strategy::Stopper::new(plugin).decide(maximize, &opts, &[], &[])
+            })
+            .await
+            .map_err(|e| DomainError::Internal(e.to_string()))?
+            .map_err(|e| DomainError::invalid(format!("the early-termination component {label} does not work: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Prepares a train job's data once at submission, so a missing column, a stray value or
     /// an unseen label is refused with a precise error instead of failing the job later.
+    /// Returns the model's outputs (classes) and whether there are validation rows.
     async fn check_train_data(
         &self,
         ws: &Workspace,
         spec: &crate::train::TrainSpec,
-    ) -> DomainResult<()> {
+    ) -> DomainResult<(usize, bool)> {
         let t = &self.tracking;
         let (name, version) = dataset_ref(&spec.dataset)?;
         let table = t
@@ -304,7 +397,10 @@ impl Executor {
             None => None,
         };
         let spec = spec.clone();
-        tokio::task::spawn_blocking(move || train::prepare(&spec, &table, val.as_ref()).map(|_| ()))
+        tokio::task::spawn_blocking(move || {
+            train::prepare(&spec, &table, val.as_ref())
+                .map(|p| (p.pre.outputs(), p.val.as_ref().is_some_and(|v| v.n > 0)))
+        })
             .await
             .map_err(|e| DomainError::Internal(e.to_string()))?
     }
@@ -483,6 +579,9 @@ impl Executor {
             (JobKind::Train, Some(t), _) => train::run(self, &ws, job, t, &run_id, running).await,
             (JobKind::Command, _, Some(c)) => {
                 command::run(self, &ws, job, c, &run_id, running).await
+            }
+            (JobKind::Sweep | JobKind::Automl, _, _) => {
+                sweep::run(self, &ws, job, &spec, &run_id, running).await
             }
             _ => Err(Failure::Failed("the stored spec is incomplete".into())),
         }

@@ -6,9 +6,10 @@ mod command;
 mod executor;
 mod logs;
 pub mod spec;
+pub mod sweep;
 mod train;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -16,6 +17,8 @@ pub use executor::{Executor, ExecutorConfig};
 pub use logs::JobLogs;
 pub use spec::{CommandSpec, JobKind, JobSpec, SnapshotFile};
 pub use train::{Prepared, prepare, split_rows};
+
+use crate::sweep::SweepState;
 
 /// Live state of a running job, shared with the API.
 pub struct Running {
@@ -31,6 +34,8 @@ pub struct Running {
     pub batches: AtomicU64,
     /// When the attempt started.
     pub started: Instant,
+    /// The live trials of a sweep or AutoML job.
+    pub sweep: OnceLock<Arc<Mutex<SweepState>>>,
 }
 
 impl Running {
@@ -42,6 +47,7 @@ impl Running {
             batch: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             started: Instant::now(),
+            sweep: OnceLock::new(),
         })
     }
 

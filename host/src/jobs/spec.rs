@@ -1,9 +1,11 @@
-//! The job spec: a train job (native Candle) or a command job (any script under tracking).
+//! The job spec: a train job (native Candle), a command job (any script under tracking), a
+//! hyperparameter sweep over train trials, or an AutoML search.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::sweep::{AutomlSpec, SweepSpec};
 use crate::train::TrainSpec;
 use crate::workspace::DomainError;
 
@@ -15,6 +17,10 @@ pub enum JobKind {
     Train,
     /// Run a command on a code snapshot.
     Command,
+    /// A hyperparameter sweep: trials of a train template proposed by a sampler plugin.
+    Sweep,
+    /// AutoML: a sweep over model families and their hyperparameters.
+    Automl,
 }
 
 impl JobKind {
@@ -23,6 +29,8 @@ impl JobKind {
         match self {
             JobKind::Train => "train",
             JobKind::Command => "command",
+            JobKind::Sweep => "sweep",
+            JobKind::Automl => "automl",
         }
     }
 }
@@ -83,6 +91,12 @@ pub struct JobSpec {
     /// The command part (for `type = "command"`).
     #[serde(default)]
     pub command: Option<CommandSpec>,
+    /// The sweep part (for `type = "sweep"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepSpec>,
+    /// The AutoML part (for `type = "automl"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automl: Option<AutomlSpec>,
 }
 
 impl JobSpec {
@@ -108,6 +122,40 @@ impl JobSpec {
 
     /// Checks the parts match the type.
     pub fn check(&self) -> Result<(), DomainError> {
+        let parts = [
+            ("train", self.train.is_some(), JobKind::Train),
+            ("command", self.command.is_some(), JobKind::Command),
+            ("sweep", self.sweep.is_some(), JobKind::Sweep),
+            ("automl", self.automl.is_some(), JobKind::Automl),
+        ];
+        let kind = self.kind.as_str();
+        for (name, present, owner) in parts {
+            if present && owner != self.kind {
+                return Err(DomainError::invalid(format!(
+                    "a {kind} job takes no [{name}] section"
+                )));
+            }
+            if !present && owner == self.kind {
+                return Err(DomainError::invalid(format!(
+                    "a {kind} job needs a [{kind}] section"
+                )));
+            }
+        }
+        if let Some(s) = &self.sweep {
+            s.check()?;
+            let kind = s.trial.get("type").and_then(|t| t.as_str()).unwrap_or("");
+            if kind != "train" {
+                return Err(DomainError::invalid(format!(
+                    "the trial template must be a train job (type = \"train\"), got '{kind}': \
+                     trials run in-process on Candle"
+                )));
+            }
+            // the filled-in template is checked at submission, with a sampled trial
+            return Ok(());
+        }
+        if let Some(a) = &self.automl {
+            return a.check();
+        }
         match (self.kind, &self.train, &self.command) {
             (JobKind::Train, Some(t), None) => t.check(),
             (JobKind::Command, None, Some(c)) => {
@@ -130,17 +178,24 @@ impl JobSpec {
                 }
                 Ok(())
             }
-            (JobKind::Train, _, _) => Err(DomainError::invalid(
-                "a train job needs a [train] section and no [command]",
-            )),
-            (JobKind::Command, _, _) => Err(DomainError::invalid(
-                "a command job needs a [command] section and no [train]",
-            )),
+            _ => Ok(()),
         }
     }
 
     /// Datasets the job reads (`name:version` as written).
     pub fn datasets(&self) -> Vec<String> {
+        if let Some(a) = &self.automl {
+            return a.datasets();
+        }
+        if let Some(s) = &self.sweep {
+            let train = s.trial.get("train");
+            return ["dataset", "validation_dataset"]
+                .iter()
+                .filter_map(|k| train.and_then(|t| t.get(*k)).and_then(|v| v.as_str()))
+                .filter(|v| !v.contains("${{"))
+                .map(str::to_string)
+                .collect();
+        }
         match &self.train {
             Some(t) => std::iter::once(t.dataset.clone())
                 .chain(t.validation_dataset.clone())

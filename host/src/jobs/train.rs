@@ -157,7 +157,7 @@ fn used_columns(spec: &TrainSpec, t: &Table) -> Result<Vec<usize>, DomainError> 
 }
 
 /// Flattens the spec into MLflow params (`model.hidden` = `[64,32]`, ...).
-fn params_of(spec: &TrainSpec) -> Vec<(String, String)> {
+pub(super) fn params_of(spec: &TrainSpec) -> Vec<(String, String)> {
     fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
         match v {
             serde_json::Value::Object(m) => {
@@ -262,6 +262,29 @@ impl Observer for RunObserver {
     }
 }
 
+/// Stores a trained model as the run's `model/` artifacts (spec, weights, MLmodel).
+pub(super) async fn save_model(
+    t: &crate::tracking::Tracking,
+    ws: &Workspace,
+    run_id: &str,
+    model: TrainedModel,
+) -> Result<(), DomainError> {
+    let (json, weights) = model.to_files()?;
+    let mlmodel = format!(
+        "artifact_path: model\nflavors:\n  atrium_tabular:\n    format: {}\n    spec: model.json\n    weights: model.safetensors\nrun_id: {run_id}\n",
+        crate::train::model::FORMAT
+    );
+    for (path, bytes) in [
+        ("model/model.json", json),
+        ("model/model.safetensors", weights),
+        ("model/MLmodel", mlmodel.into_bytes()),
+    ] {
+        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+        t.upload_artifact(ws, run_id, path, stream).await?;
+    }
+    Ok(())
+}
+
 /// Runs a train job's attempt.
 pub(super) async fn run(
     ex: &Arc<Executor>,
@@ -358,19 +381,7 @@ pub(super) async fn run(
         ),
     );
     let model = TrainedModel::new(outcome.net, spec.task, pre, dataset, &outcome.metrics);
-    let (json, weights) = model.to_files()?;
-    let mlmodel = format!(
-        "artifact_path: model\nflavors:\n  atrium_tabular:\n    format: {}\n    spec: model.json\n    weights: model.safetensors\nrun_id: {run_id}\n",
-        crate::train::model::FORMAT
-    );
-    for (path, bytes) in [
-        ("model/model.json", json),
-        ("model/model.safetensors", weights),
-        ("model/MLmodel", mlmodel.into_bytes()),
-    ] {
-        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
-        t.upload_artifact(ws, run_id, path, stream).await?;
-    }
+    save_model(t, ws, run_id, model).await?;
     t.store
         .log_batch(
             ws.id,

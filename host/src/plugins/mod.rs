@@ -3,7 +3,7 @@
 //! unless requested by the manifest *and* granted by the operator.
 //!
 //! `v0_1` holds the host bindings of plugin API 0.1 (`wit/atrium-plugin-0.1`); one module per
-//! kind-specific use (`storage` for datastores so far).
+//! kind-specific use (`storage` for datastores, `strategy` for sweep samplers and stoppers).
 
 pub mod builtin;
 pub mod engine;
@@ -13,6 +13,7 @@ pub mod loader;
 pub mod manifest;
 pub mod state;
 pub mod storage;
+pub mod strategy;
 pub mod v0_1;
 
 use std::time::Duration;

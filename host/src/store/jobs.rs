@@ -289,7 +289,8 @@ impl Store {
     }
 
     /// After a restart: jobs that were starting or running were interrupted. Those with
-    /// retries left are queued again; the others end (Canceled when cancel was requested, else
+    /// retries left, and every sweep and AutoML job (they resume from their saved state), are
+    /// queued again; the others end (Canceled when cancel was requested, else
     /// Failed with the reason). Returns how many were re-queued and the jobs that ended.
     pub async fn recover_jobs(&self) -> DomainResult<(u64, Vec<JobRow>)> {
         let now = now_millis();
@@ -299,7 +300,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let requeued = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET state = 'Queued', updated_at = $1 \
-                 WHERE {interrupted} AND attempts <= retries AND cancel_requested = 0"
+                 WHERE {interrupted} AND (attempts <= retries OR kind IN ('sweep', 'automl')) AND cancel_requested = 0"
             )))
             .bind(now)
             .execute(&mut *tx)

@@ -15,6 +15,7 @@ mod rows;
 mod runs;
 mod search;
 mod sql;
+mod sweeps;
 mod workspaces;
 mod writer;
 

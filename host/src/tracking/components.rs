@@ -8,7 +8,10 @@ use super::Tracking;
 use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::builtin::BUILTINS;
 use crate::plugins::loader::digest_of;
-use crate::plugins::{Grants, Kind, Loader, Manifest, RuntimeError};
+use crate::plugins::engine::MAX_MEMORY;
+use crate::plugins::strategy::StrategyPlugin;
+use crate::plugins::{Effective, Grants, Kind, Loader, LogTags, Manifest, RuntimeError, StoreSpec};
+use crate::sweep::spec::ComponentRef;
 use crate::store::{ComponentRow, Datastore};
 use crate::workspace::{DomainError, DomainResult, Workspace, now_millis};
 
@@ -118,6 +121,65 @@ impl Tracking {
     /// The plugin loader.
     fn loader(&self) -> Arc<Loader> {
         self.datastores.loader().clone()
+    }
+
+    /// A built-in component by registry name.
+    pub fn builtin(&self, name: &str) -> Option<&ComponentRow> {
+        self.builtins.iter().find(|c| c.name == name)
+    }
+
+    /// The sampler or stopper component a sweep names (a built-in, or a version uploaded to the
+    /// workspace), with its store settings: no capabilities, its manifest's limits.
+    pub async fn strategy_plugin(
+        &self,
+        ws: &Workspace,
+        c: &ComponentRef,
+        kind: Kind,
+    ) -> DomainResult<StrategyPlugin> {
+        let row = match c {
+            ComponentRef::Builtin(name) => self.builtin(name).cloned().ok_or_else(|| {
+                DomainError::Internal(format!("the built-in component {name} is missing"))
+            })?,
+            ComponentRef::Uploaded { name, version } => self.component(ws, name, version).await?,
+        };
+        let manifest: Manifest = serde_json::from_str(&row.manifest)
+            .map_err(|e| DomainError::Internal(e.to_string()))?;
+        if manifest.kind != kind {
+            return Err(DomainError::invalid(format!(
+                "{}@{} is a {} plugin, not a {kind} plugin",
+                row.name, row.version, manifest.kind
+            )));
+        }
+        let memory = manifest
+            .limits
+            .memory_mb
+            .map(|m| m << 20)
+            .unwrap_or(kind.default_memory())
+            .min(MAX_MEMORY);
+        let deadline = manifest
+            .limits
+            .timeout_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(kind.default_deadline())
+            .min(std::time::Duration::from_secs(120));
+        let spec = StoreSpec {
+            kind,
+            effective: Arc::new(Effective::of(&manifest, &Grants::default())),
+            secrets: Arc::new(Default::default()),
+            memory,
+            tags: Arc::new(LogTags {
+                workspace: ws.name.clone(),
+                component: row.name.clone(),
+                version: row.version.clone(),
+            }),
+        };
+        Ok(StrategyPlugin {
+            loader: self.loader(),
+            digest: row.digest.clone(),
+            spec,
+            deadline,
+            label: format!("{}@{}", row.name, row.version),
+        })
     }
 
     /// Validates and registers a component version; returns it and whether it is new.

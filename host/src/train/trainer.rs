@@ -120,7 +120,14 @@ pub fn evaluate(
         let y = targets(task, e, &rows, &dev)?;
         loss_sum += loss_of(task, &out, &y)?.to_scalar::<f32>()? as f64 * rows.len() as f64;
         match task {
-            Task::Classification => classes.extend(out.argmax(D::Minus1)?.to_vec1::<u32>()?),
+            Task::Classification => {
+                classes.extend(out.argmax(D::Minus1)?.to_vec1::<u32>()?);
+                if out.dim(D::Minus1)? == 2 {
+                    // the margin of class 1 ranks rows like its probability does
+                    let margin = (out.narrow(D::Minus1, 1, 1)? - out.narrow(D::Minus1, 0, 1)?)?;
+                    preds.extend(margin.squeeze(D::Minus1)?.to_vec1::<f32>()?);
+                }
+            }
             Task::Regression => preds.extend(out.squeeze(D::Minus1)?.to_vec1::<f32>()?),
         }
     }
@@ -150,10 +157,14 @@ pub fn evaluate(
                 })
                 .sum::<f64>()
                 / k as f64;
-            vec![
+            let mut m = vec![
                 ("accuracy".to_string(), correct as f64 / e.n.max(1) as f64),
                 ("f1_macro".to_string(), f1),
-            ]
+            ];
+            if k == 2 && preds.len() == e.n {
+                m.push(("auc".to_string(), auc(&preds, &e.classes)));
+            }
+            m
         }
         (TargetEncoding::Number { std, .. }, _) => {
             let n = e.n.max(1) as f64;
@@ -173,6 +184,33 @@ pub fn evaluate(
         _ => Vec::new(),
     };
     Ok((loss, metrics))
+}
+
+/// Area under the ROC curve of scores for class 1 (ties count half), by ranks.
+pub fn auc(scores: &[f32], classes: &[u32]) -> f64 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
+    let (mut rank_sum, mut pos) = (0.0f64, 0usize);
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        for r in &idx[i..=j] {
+            if classes[*r] == 1 {
+                rank_sum += mid;
+                pos += 1;
+            }
+        }
+        i = j + 1;
+    }
+    let neg = scores.len() - pos;
+    if pos == 0 || neg == 0 {
+        return 0.5;
+    }
+    (rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64
 }
 
 /// The best epoch so far: validation loss, weights, metrics.
@@ -274,4 +312,17 @@ pub fn train(
         stopped_early,
         metrics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auc;
+
+    #[test]
+    fn auc_by_ranks() {
+        assert_eq!(auc(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]), 0.75);
+        assert_eq!(auc(&[1.0, 2.0], &[0, 1]), 1.0);
+        assert_eq!(auc(&[1.0, 1.0], &[0, 1]), 0.5);
+        assert_eq!(auc(&[1.0, 2.0], &[1, 1]), 0.5);
+    }
 }

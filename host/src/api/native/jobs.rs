@@ -129,6 +129,33 @@ pub async fn get(
     Ok(Json(job_json(&st, &job)))
 }
 
+/// `GET .../jobs/{id}/trials`: the leaderboard of a sweep or AutoML job (live while it runs).
+pub async fn trials(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Path((_, id)): Path<(String, String)>,
+) -> Reply {
+    let job = st.tracking.store.job(ws.id, &id).await?;
+    if !matches!(job.kind.as_str(), "sweep" | "automl") {
+        return Err(DomainError::invalid(format!(
+            "job {id} is a {} job; only sweep and automl jobs have trials",
+            job.kind
+        ))
+        .into());
+    }
+    let state = match st.executor.sweep_view(&job.id) {
+        Some(s) => s,
+        None => match st.tracking.store.sweep_state(job.key).await? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| DomainError::Internal(format!("sweep state: {e}")))?,
+            None => crate::sweep::SweepState::default(),
+        },
+    };
+    let mut board = state.leaderboard();
+    board["job"] = job_json(&st, &job);
+    Ok(Json(board))
+}
+
 /// `POST .../jobs/{id}:cancel`.
 pub async fn action(
     State(st): State<AppState>,

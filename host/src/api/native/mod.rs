@@ -87,6 +87,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/jobs/{id}", get(jobs::get).post(jobs::action))
         .route("/jobs/{id}/logs", get(jobs::logs))
+        .route("/jobs/{id}/trials", get(jobs::trials))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route(
             "/runs/{id}/artifacts/{*path}",

@@ -1,0 +1,1036 @@
+//! Sweep and AutoML jobs: the sampler plugin proposes trials, each trial trains in-process on
+//! Candle as a child run of the sweep's run, every epoch's primary metric goes to the
+//! early-termination plugin, and the study state is saved after every suggestion and
+//! observation so a restarted host resumes where it was.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::executor::{Executor, Failure};
+use super::spec::JobSpec;
+use super::train::{device_for, prepare, save_model};
+use super::{Prepared, Running};
+use crate::plugins::Kind;
+use crate::plugins::strategy::{Progress, Stopper, Study};
+use crate::store::{JobRow, LogBatch, NewRun, RunUpdate};
+use crate::sweep::spec::{choice_text, options_to_params, substitute};
+use crate::sweep::{AutomlSpec, Goal, SweepSpec, SweepState, TrialRecord, TrialState, better};
+use crate::train::TrainSpec;
+use crate::train::model::TrainedModel;
+use crate::train::net::Net;
+use crate::train::spec::{Task, dataset_ref};
+use crate::train::trainer::{self, EpochReport, Observer, TrainError};
+use crate::workspace::dataset::Table;
+use crate::workspace::{DomainError, Metric, MetricPoint, RunStatus, Workspace, now_millis};
+
+/// How trials are built from sampled parameters.
+#[derive(Clone)]
+pub enum TrialSource {
+    /// A train job template with placeholders.
+    Template(Value),
+    /// AutoML's model-family search.
+    Automl(Box<AutomlSpec>),
+}
+
+/// A sweep ready to run: the search and the way to build trials.
+#[derive(Clone)]
+pub struct Plan {
+    /// Space, objective, strategies and limits.
+    pub sweep: SweepSpec,
+    /// Trial builder.
+    pub source: TrialSource,
+    /// Stop once a trial reaches this value.
+    pub exit_score: Option<f64>,
+}
+
+impl Plan {
+    /// The plan of a sweep or AutoML job spec.
+    pub fn of(spec: &JobSpec) -> Result<Self, DomainError> {
+        if let Some(s) = &spec.sweep {
+            return Ok(Plan {
+                sweep: s.clone(),
+                source: TrialSource::Template(s.trial.clone()),
+                exit_score: None,
+            });
+        }
+        if let Some(a) = &spec.automl {
+            return Ok(Plan {
+                sweep: a.sweep(),
+                source: TrialSource::Automl(Box::new(a.clone())),
+                exit_score: a.limits.exit_score,
+            });
+        }
+        Err(DomainError::invalid("not a sweep or AutoML job"))
+    }
+
+    /// The train spec of a trial with these parameters.
+    pub fn trial_spec(&self, params: &BTreeMap<String, Value>) -> Result<TrainSpec, DomainError> {
+        match &self.source {
+            TrialSource::Automl(a) => a.trial(params),
+            TrialSource::Template(t) => {
+                let filled = substitute(t, params);
+                let job: JobSpec = serde_json::from_value(filled).map_err(|e| {
+                    DomainError::invalid(format!("the filled-in trial template is not a job spec: {e}"))
+                })?;
+                let train = job
+                    .train
+                    .ok_or_else(|| DomainError::invalid("the trial template has no [train] section"))?;
+                train.check()?;
+                Ok(train)
+            }
+        }
+    }
+
+    /// Parameters as JSON values from a sampler trial.
+    pub fn params_of(
+        &self,
+        trial: &crate::plugins::strategy::Trial,
+    ) -> Result<BTreeMap<String, Value>, DomainError> {
+        let mut out = BTreeMap::new();
+        for (name, dim) in &self.sweep.search_space {
+            let p = trial
+                .params
+                .iter()
+                .find(|(n, _)| n == name)
+                .ok_or_else(|| {
+                    DomainError::Plugin(format!("the sampler's trial {} lacks '{name}'", trial.id))
+                })?;
+            out.insert(name.clone(), dim.value_of(name, &p.1)?);
+        }
+        Ok(out)
+    }
+
+    fn maximize(&self) -> bool {
+        self.sweep.objective.goal == Goal::Maximize
+    }
+}
+
+/// Metric names a train trial logs per epoch, for checking the primary metric at submission.
+pub fn logged_metrics(task: Task, validated: bool, classes: usize) -> Vec<String> {
+    let mut names = vec!["loss".to_string(), "lr".to_string()];
+    let base: Vec<&str> = match task {
+        Task::Classification if classes == 2 => vec!["accuracy", "f1_macro", "auc"],
+        Task::Classification => vec!["accuracy", "f1_macro"],
+        Task::Regression => vec!["rmse", "r2"],
+    };
+    if validated {
+        names.push("val_loss".into());
+        names.extend(base.iter().map(|b| format!("val_{b}")));
+    } else {
+        names.extend(base.iter().map(|b| b.to_string()));
+    }
+    names
+}
+
+/// The value of `metric` in an epoch report.
+fn metric_in(r: &EpochReport, metric: &str) -> Option<f64> {
+    match metric {
+        "loss" => Some(r.loss),
+        "lr" => Some(r.lr),
+        m => r.metrics.iter().find(|(k, _)| k == m).map(|(_, v)| *v),
+    }
+}
+
+/// Loaded tables and prepared data, shared by the trials of one sweep.
+#[derive(Default)]
+struct DataCache {
+    tables: tokio::sync::Mutex<HashMap<String, Arc<(String, Table)>>>,
+    prepared: tokio::sync::Mutex<HashMap<String, Arc<Prepared>>>,
+}
+
+/// What is shared by every trial of one sweep attempt.
+struct Ctx {
+    ex: Arc<Executor>,
+    ws: Workspace,
+    job: JobRow,
+    parent_run: String,
+    experiment_id: i64,
+    plan: Plan,
+    data: DataCache,
+    threads: usize,
+    sweep_name: String,
+}
+
+/// A running trial's controls.
+#[derive(Default)]
+struct TrialCtl {
+    cancel: AtomicBool,
+    reason: Mutex<Option<TrialState>>,
+    /// The primary metric's latest value.
+    last: Mutex<Option<f64>>,
+}
+
+impl TrialCtl {
+    fn stop(&self, reason: TrialState) {
+        let mut r = self.reason.lock().expect("trial reason");
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What trials tell the sweep.
+enum Event {
+    Started {
+        trial: u64,
+        run_id: String,
+    },
+    Progress {
+        trial: u64,
+        step: u64,
+        value: f64,
+        /// The trial's last epoch: recorded, not judged.
+        last: bool,
+        reply: std::sync::mpsc::SyncSender<bool>,
+    },
+    Done {
+        trial: u64,
+        state: TrialState,
+        value: Option<f64>,
+        error: Option<String>,
+    },
+}
+
+impl Ctx {
+    async fn table(&self, r: &str) -> Result<Arc<(String, Table)>, DomainError> {
+        let mut tables = self.data.tables.lock().await;
+        if let Some(t) = tables.get(r) {
+            return Ok(t.clone());
+        }
+        let t = &self.ex.tracking;
+        let (name, version) = dataset_ref(r)?;
+        let d = t.store.dataset(self.ws.id, name, version).await?;
+        let table = t.dataset_table(&self.ws, &d).await?;
+        let loaded = Arc::new((format!("{}:{}", d.name, d.version), table));
+        tables.insert(r.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The prepared data of a trial (prepared once per distinct data setting).
+    async fn prepared(&self, spec: &TrainSpec) -> Result<(String, Arc<Prepared>), DomainError> {
+        let key = serde_json::json!([
+            spec.dataset,
+            spec.validation_dataset,
+            spec.target,
+            spec.features,
+            spec.task,
+            spec.missing,
+            spec.validation_split,
+            spec.seed
+        ])
+        .to_string();
+        let train = self.table(&spec.dataset).await?;
+        let mut cache = self.data.prepared.lock().await;
+        if let Some(p) = cache.get(&key) {
+            return Ok((train.0.clone(), p.clone()));
+        }
+        let val = match &spec.validation_dataset {
+            Some(v) => Some(self.table(v).await?),
+            None => None,
+        };
+        let (spec2, train2) = (spec.clone(), train.clone());
+        let p = tokio::task::spawn_blocking(move || {
+            prepare(&spec2, &train2.1, val.as_ref().map(|v| &v.1))
+        })
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))??;
+        let p = Arc::new(p);
+        cache.insert(key, p.clone());
+        Ok((train.0.clone(), p))
+    }
+}
+
+/// Logs a trial's epochs to its run, reports the primary metric and waits for the verdict.
+struct TrialObserver {
+    ctx: Arc<Ctx>,
+    rt: tokio::runtime::Handle,
+    trial: u64,
+    run_id: String,
+    ctl: Arc<TrialCtl>,
+    tx: mpsc::UnboundedSender<Event>,
+    epochs: usize,
+}
+
+impl Observer for TrialObserver {
+    fn batch(&mut self, _: usize, _: usize, _: usize) {}
+
+    fn epoch(&mut self, r: &EpochReport, _net: &Net, _checkpoint: bool) -> Result<(), String> {
+        let now = now_millis();
+        let point = |key: &str, value: f64| Metric {
+            key: key.to_string(),
+            point: MetricPoint {
+                value,
+                timestamp: now,
+                step: r.epoch as i64,
+            },
+        };
+        let mut metrics = vec![point("loss", r.loss), point("lr", r.lr)];
+        metrics.extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
+        self.rt
+            .block_on(self.ctx.ex.tracking.store.log_batch(
+                self.ctx.ws.id,
+                &self.run_id,
+                LogBatch {
+                    metrics,
+                    ..Default::default()
+                },
+            ))
+            .map_err(|e| format!("cannot log metrics: {e}"))?;
+        let primary = &self.ctx.plan.sweep.objective.primary_metric;
+        let Some(value) = metric_in(r, primary) else {
+            let mut names = vec!["loss".to_string(), "lr".to_string()];
+            names.extend(r.metrics.iter().map(|m| m.0.clone()));
+            return Err(format!(
+                "the trial does not log the primary metric '{primary}'; it logs {}",
+                names.join(", ")
+            ));
+        };
+        *self.ctl.last.lock().expect("trial value") = Some(value);
+        let (reply, verdict) = std::sync::mpsc::sync_channel(1);
+        let sent = self.tx.send(Event::Progress {
+            trial: self.trial,
+            step: r.epoch as u64,
+            value,
+            last: r.epoch >= self.epochs,
+            reply,
+        });
+        if sent.is_ok() && verdict.recv().unwrap_or(false) {
+            self.ctl.stop(TrialState::EarlyTerminated);
+        }
+        Ok(())
+    }
+
+    fn canceled(&self) -> bool {
+        self.ctl.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs one trial to its end and reports it.
+async fn run_trial(
+    ctx: Arc<Ctx>,
+    trial: TrialRecord,
+    ctl: Arc<TrialCtl>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let id = trial.id;
+    let (state, value, error) = match trial_body(&ctx, &trial, &ctl, &tx).await {
+        Ok(v) => (TrialState::Completed, Some(v), None),
+        Err(TrialFailure::Stopped(best)) => {
+            let reason = (*ctl.reason.lock().expect("trial reason")).unwrap_or(TrialState::Canceled);
+            (reason, best, None)
+        }
+        Err(TrialFailure::Failed(m)) => (TrialState::Failed, None, Some(m)),
+    };
+    let _ = tx.send(Event::Done {
+        trial: id,
+        state,
+        value,
+        error,
+    });
+}
+
+enum TrialFailure {
+    /// Stopped by the policy, a timeout or the sweep's end; the best value reached.
+    Stopped(Option<f64>),
+    Failed(String),
+}
+
+impl From<DomainError> for TrialFailure {
+    fn from(e: DomainError) -> Self {
+        TrialFailure::Failed(e.to_string())
+    }
+}
+
+async fn trial_body(
+    ctx: &Arc<Ctx>,
+    trial: &TrialRecord,
+    ctl: &Arc<TrialCtl>,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> Result<f64, TrialFailure> {
+    let t = &ctx.ex.tracking;
+    let run = t
+        .store
+        .create_run(
+            ctx.ws.id,
+            NewRun {
+                experiment_id: ctx.experiment_id,
+                name: Some(format!("{}-trial-{}", ctx.sweep_name, trial.id)),
+                user_id: "atrium-sweep".into(),
+                start_time: now_millis(),
+                status: Some(RunStatus::Running),
+                tags: [
+                    ("atrium.sweep.trial".to_string(), trial.id.to_string()),
+                    ("atrium.job.id".to_string(), ctx.job.id.clone()),
+                    ("atrium.job.type".to_string(), "trial".to_string()),
+                ]
+                .into(),
+                parent_run_id: Some(ctx.parent_run.clone()),
+            },
+        )
+        .await?;
+    let _ = tx.send(Event::Started {
+        trial: trial.id,
+        run_id: run.id.clone(),
+    });
+    let outcome = train_trial(ctx, trial, ctl, tx, &run.id).await;
+    let (status, reason) = match &outcome {
+        Ok(_) => (RunStatus::Finished, None),
+        Err(TrialFailure::Stopped(_)) => {
+            let r = (*ctl.reason.lock().expect("trial reason")).unwrap_or(TrialState::Canceled);
+            (RunStatus::Killed, Some(r.as_str().to_string()))
+        }
+        Err(TrialFailure::Failed(m)) => (RunStatus::Failed, Some(format!("failed: {m}"))),
+    };
+    let mut tags = Vec::new();
+    if let Some(r) = reason {
+        tags.push(("atrium.sweep.end_reason".to_string(), r));
+    }
+    if !tags.is_empty() {
+        let _ = t
+            .store
+            .log_batch(
+                ctx.ws.id,
+                &run.id,
+                LogBatch {
+                    tags,
+                    ..Default::default()
+                },
+            )
+            .await;
+    }
+    let _ = t
+        .store
+        .update_run(
+            ctx.ws.id,
+            &run.id,
+            RunUpdate {
+                status: Some(status),
+                end_time: Some(now_millis()),
+                name: None,
+            },
+        )
+        .await;
+    outcome
+}
+
+async fn train_trial(
+    ctx: &Arc<Ctx>,
+    trial: &TrialRecord,
+    ctl: &Arc<TrialCtl>,
+    tx: &mpsc::UnboundedSender<Event>,
+    run_id: &str,
+) -> Result<f64, TrialFailure> {
+    let t = &ctx.ex.tracking;
+    let params: Vec<(String, String)> = trial
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), choice_text(v)))
+        .collect();
+    t.store
+        .log_batch(
+            ctx.ws.id,
+            run_id,
+            LogBatch {
+                params,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let spec = ctx.plan.trial_spec(&trial.params)?;
+    let (dataset, prepared) = ctx.prepared(&spec).await?;
+    t.store
+        .log_batch(
+            ctx.ws.id,
+            run_id,
+            LogBatch {
+                tags: vec![("atrium.dataset".into(), dataset.clone())],
+                ..Default::default()
+            },
+        )
+        .await?;
+    let device = device_for(spec.device)?;
+    let mut obs = TrialObserver {
+        ctx: ctx.clone(),
+        rt: tokio::runtime::Handle::current(),
+        trial: trial.id,
+        run_id: run_id.to_string(),
+        ctl: ctl.clone(),
+        tx: tx.clone(),
+        epochs: spec.epochs,
+    };
+    let threads = ctx.threads;
+    let (spec2, p) = (spec.clone(), prepared.clone());
+    let trained = tokio::task::spawn_blocking(move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(move |i| format!("atrium-trial-{i}"))
+            .build()
+            .map_err(|e| TrialFailure::Failed(format!("cannot start the training threads: {e}")))?;
+        pool.install(|| {
+            trainer::train(&spec2, &p.pre, &p.train, p.val.as_ref(), &device, &mut obs)
+        })
+        .map_err(|e| match e {
+            TrainError::Canceled => TrialFailure::Stopped(None),
+            other => TrialFailure::Failed(other.to_string()),
+        })
+    })
+    .await
+    .map_err(|e| TrialFailure::Failed(format!("the trial's task failed: {e}")))?;
+    let outcome = match trained {
+        Ok(o) => o,
+        Err(TrialFailure::Stopped(_)) => return Err(TrialFailure::Stopped(None)),
+        Err(other) => return Err(other),
+    };
+    let primary = &ctx.plan.sweep.objective.primary_metric;
+    let value = match primary.as_str() {
+        "loss" | "lr" => None,
+        m => outcome.metrics.iter().find(|(k, _)| k == m).map(|(_, v)| *v),
+    }
+    .or(*ctl.last.lock().expect("trial value"));
+    let model = TrainedModel::new(
+        outcome.net,
+        spec.task,
+        prepared.pre.clone(),
+        dataset,
+        &outcome.metrics,
+    );
+    save_model(t, &ctx.ws, run_id, model).await?;
+    t.store
+        .log_batch(
+            ctx.ws.id,
+            run_id,
+            LogBatch {
+                tags: vec![("atrium.train.epochs".into(), outcome.epochs.to_string())],
+                ..Default::default()
+            },
+        )
+        .await?;
+    value.ok_or(TrialFailure::Stopped(None))
+}
+
+/// Calls the study off the async threads.
+async fn with_study<R: Send + 'static>(
+    study: &mut Option<Study>,
+    f: impl FnOnce(&mut Study) -> Result<R, crate::plugins::RuntimeError> + Send + 'static,
+) -> Result<R, String> {
+    let mut s = study.take().ok_or("the sampler failed earlier")?;
+    let (s, r) = tokio::task::spawn_blocking(move || {
+        let r = f(&mut s);
+        (s, r)
+    })
+    .await
+    .map_err(|e| format!("sampler task: {e}"))?;
+    let r = r.map_err(|e| e.to_string());
+    if r.is_ok() {
+        *study = Some(s);
+    }
+    r
+}
+
+/// Runs (or resumes) a sweep or AutoML job's attempt.
+pub(super) async fn run(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    job: &JobRow,
+    spec: &JobSpec,
+    run_id: &str,
+    running: &Arc<Running>,
+) -> Result<(), Failure> {
+    let plan = Plan::of(spec)?;
+    let t = &ex.tracking;
+    let (sampler_ref, sampler_opts) = plan.sweep.sampler.resolve()?;
+    let sampler = t.strategy_plugin(ws, &sampler_ref, Kind::Sampler).await?;
+    let stopper = match &plan.sweep.early_termination {
+        Some(e) => {
+            let (c, opts) = e.resolve()?;
+            Some((
+                Arc::new(Mutex::new(Stopper::new(
+                    t.strategy_plugin(ws, &c, Kind::Stopper).await?,
+                ))),
+                opts,
+            ))
+        }
+        None => None,
+    };
+    let saved = t.store.sweep_state(job.key).await?;
+    let (mut state, mut study) = match saved {
+        Some(text) => {
+            let mut st: SweepState = serde_json::from_str(&text)
+                .map_err(|e| Failure::Failed(format!("the saved sweep state is damaged: {e}")))?;
+            let snap = base64::engine::general_purpose::STANDARD
+                .decode(st.sampler.as_deref().unwrap_or(""))
+                .map_err(|e| Failure::Failed(format!("the saved sampler state is damaged: {e}")))?;
+            let last = st.last_id;
+            let plugin = sampler.clone();
+            let study = tokio::task::spawn_blocking(move || Study::restore(plugin, &snap, last))
+                .await
+                .map_err(|e| Failure::Failed(e.to_string()))?
+                .map_err(|e| Failure::Failed(format!("cannot restore the sampler: {e}")))?;
+            let mut interrupted = 0;
+            for tr in st.trials.iter_mut().filter(|t| t.state == TrialState::Running) {
+                if let Some(run) = tr.run_id.take() {
+                    let _ = t
+                        .store
+                        .log_batch(
+                            ws.id,
+                            &run,
+                            LogBatch {
+                                tags: vec![(
+                                    "atrium.sweep.end_reason".into(),
+                                    "interrupted by a host restart; the trial runs again".into(),
+                                )],
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                    let _ = t
+                        .store
+                        .update_run(
+                            ws.id,
+                            &run,
+                            RunUpdate {
+                                status: Some(RunStatus::Killed),
+                                end_time: Some(now_millis()),
+                                name: None,
+                            },
+                        )
+                        .await;
+                }
+                tr.state = TrialState::Pending;
+                tr.steps.clear();
+                interrupted += 1;
+            }
+            ex.logs.line(
+                &job.id,
+                &format!(
+                    "resuming the sweep: {} trials finished, {interrupted} interrupted trials run again",
+                    st.trials.iter().filter(|t| t.state.is_terminal()).count()
+                ),
+            );
+            (st, Some(study))
+        }
+        None => {
+            let plugin = sampler.clone();
+            let dims = plan.sweep.dimensions();
+            let (max, seed) = (plan.maximize(), plan.sweep.seed);
+            let opts = options_to_params(&sampler_opts)?;
+            let study = tokio::task::spawn_blocking(move || {
+                Study::create(plugin, &dims, max, seed, &opts)
+            })
+            .await
+            .map_err(|e| Failure::Failed(e.to_string()))?
+            .map_err(|e| Failure::Failed(format!("cannot start the sampler: {e}")))?;
+            let st = SweepState {
+                started_at: now_millis(),
+                goal: Some(plan.sweep.objective.goal),
+                primary_metric: plan.sweep.objective.primary_metric.clone(),
+                ..Default::default()
+            };
+            (st, Some(study))
+        }
+    };
+    let parent = t.store.run(ws.id, run_id).await?;
+    let limits = plan.sweep.limits.clone();
+    let cores = ex.cfg.threads_per_slot.max(1);
+    let concurrent = (limits.max_concurrent_trials as usize).min(cores).max(1);
+    let threads = (cores / concurrent).max(1);
+    ex.logs.line(
+        &job.id,
+        &format!(
+            "sweep over {} dimensions with {}; up to {} trials, {concurrent} at once ({threads} threads each){}",
+            plan.sweep.search_space.len(),
+            sampler.label,
+            limits.max_total_trials,
+            if (limits.max_concurrent_trials as usize) > concurrent {
+                format!(
+                    "; max_concurrent_trials {} is capped by the slot's {cores} threads",
+                    limits.max_concurrent_trials
+                )
+            } else {
+                String::new()
+            }
+        ),
+    );
+    let ctx = Arc::new(Ctx {
+        ex: ex.clone(),
+        ws: ws.clone(),
+        job: job.clone(),
+        parent_run: run_id.to_string(),
+        experiment_id: parent.experiment_id,
+        plan: plan.clone(),
+        data: DataCache::default(),
+        threads,
+        sweep_name: parent.name.clone(),
+    });
+    let shared = Arc::new(Mutex::new(state.clone()));
+    let _ = running.sweep.set(shared.clone());
+    let publish = |st: &SweepState| {
+        *shared.lock().expect("sweep view") = st.clone();
+    };
+    let save = |st: &SweepState| {
+        let text = serde_json::to_string(st).unwrap_or_default();
+        let store = &t.store;
+        let key = job.key;
+        async move { store.save_sweep_state(key, &text).await }
+    };
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let mut ctls: HashMap<u64, Arc<TrialCtl>> = HashMap::new();
+    let mut started: HashMap<u64, Instant> = HashMap::new();
+    let mut failure: Option<Failure> = None;
+    let mut stop_starting = false;
+    let deadline = limits
+        .timeout
+        .map(|s| state.started_at + (s as i64) * 1000);
+    let maximize = plan.maximize();
+    loop {
+        // start trials while there is room
+        while failure.is_none() && !stop_starting && ctls.len() < concurrent {
+            if running.cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            if deadline.is_some_and(|d| now_millis() >= d) {
+                state.note = Some(format!(
+                    "the sweep timeout of {} s was reached",
+                    limits.timeout.unwrap_or(0)
+                ));
+                stop_starting = true;
+                break;
+            }
+            let next = match state.trials.iter().position(|t| t.state == TrialState::Pending) {
+                Some(i) => Some(i),
+                None if state.exhausted
+                    || state.trials.len() >= limits.max_total_trials as usize =>
+                {
+                    None
+                }
+                None => match with_study(&mut study, |s| s.suggest(1)).await {
+                    Ok(mut ts) if !ts.is_empty() => {
+                        let tr = ts.remove(0);
+                        match plan.params_of(&tr) {
+                            Ok(params) => {
+                                state.last_id = tr.id;
+                                state.trials.push(TrialRecord {
+                                    id: tr.id,
+                                    params,
+                                    state: TrialState::Pending,
+                                    run_id: None,
+                                    value: None,
+                                    steps: Vec::new(),
+                                    error: None,
+                                    started_at: None,
+                                    ended_at: None,
+                                });
+                                match with_study(&mut study, |s| s.snapshot()).await {
+                                    Ok(snap) => {
+                                        state.sampler = Some(
+                                            base64::engine::general_purpose::STANDARD.encode(snap),
+                                        );
+                                        save(&state).await?;
+                                        Some(state.trials.len() - 1)
+                                    }
+                                    Err(e) => {
+                                        failure = Some(Failure::Failed(format!("the sampler failed: {e}")));
+                                        None
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                failure = Some(Failure::Failed(format!("the sampler failed: {e}")));
+                                None
+                            }
+                        }
+                    }
+                    Ok(_) => {
+                        state.exhausted = true;
+                        ex.logs.line(&job.id, "the sampler has nothing more to try");
+                        save(&state).await?;
+                        None
+                    }
+                    Err(e) => {
+                        failure = Some(Failure::Failed(format!("the sampler failed: {e}")));
+                        None
+                    }
+                },
+            };
+            let Some(i) = next else { break };
+            let tr = &mut state.trials[i];
+            tr.state = TrialState::Running;
+            tr.started_at = Some(now_millis());
+            tr.steps.clear();
+            let ctl = Arc::new(TrialCtl::default());
+            ctls.insert(tr.id, ctl.clone());
+            started.insert(tr.id, Instant::now());
+            ex.logs.line(
+                &job.id,
+                &format!(
+                    "trial {} started: {}",
+                    tr.id,
+                    serde_json::to_string(&tr.params).unwrap_or_default()
+                ),
+            );
+            tokio::spawn(run_trial(ctx.clone(), tr.clone(), ctl, tx.clone()));
+            publish(&state);
+        }
+        if ctls.is_empty() {
+            break;
+        }
+        let event = tokio::select! {
+            e = rx.recv() => e,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => None,
+        };
+        // cancel, timeouts
+        if running.cancel.load(Ordering::Relaxed) {
+            stop_starting = true;
+            for c in ctls.values() {
+                c.stop(TrialState::Canceled);
+            }
+        }
+        if deadline.is_some_and(|d| now_millis() >= d) && !stop_starting {
+            state.note = Some(format!(
+                "the sweep timeout of {} s was reached",
+                limits.timeout.unwrap_or(0)
+            ));
+            stop_starting = true;
+            for c in ctls.values() {
+                c.stop(TrialState::Canceled);
+            }
+        }
+        if let Some(tt) = limits.trial_timeout {
+            for (id, s) in &started {
+                if s.elapsed() >= Duration::from_secs(tt)
+                    && let Some(c) = ctls.get(id)
+                {
+                    c.stop(TrialState::TimedOut);
+                }
+            }
+        }
+        let Some(event) = event else { continue };
+        match event {
+            Event::Started { trial, run_id } => {
+                if let Some(tr) = state.trials.iter_mut().find(|t| t.id == trial) {
+                    tr.run_id = Some(run_id);
+                }
+                save(&state).await?;
+            }
+            Event::Progress {
+                trial,
+                step,
+                value,
+                last,
+                reply,
+            } => {
+                if let Some(tr) = state.trials.iter_mut().find(|t| t.id == trial) {
+                    tr.steps.push((step, value));
+                }
+                let mut stop = false;
+                if let Some((policy, opts)) = &stopper
+                    && failure.is_none()
+                    && !last
+                {
+                    // every report up to the reporting trial's step (the rules look no further)
+                    let history: Vec<Progress> = state
+                        .trials
+                        .iter()
+                        .flat_map(|t| {
+                            t.steps.iter().filter(|s| s.0 <= step).map(move |s| Progress {
+                                trial_id: t.id,
+                                step: s.0,
+                                value: s.1,
+                            })
+                        })
+                        .collect();
+                    let (policy, opts) = (policy.clone(), opts.clone());
+                    let verdict = tokio::task::spawn_blocking(move || {
+                        policy
+                            .lock()
+                            .expect("stopper")
+                            .decide(maximize, &opts, &history, &[trial])
+                    })
+                    .await
+                    .map_err(|e| Failure::Failed(e.to_string()))?;
+                    match verdict {
+                        Ok(ids) => stop = ids.contains(&trial),
+                        Err(e) => {
+                            failure = Some(Failure::Failed(format!(
+                                "the early-termination policy failed: {e}"
+                            )));
+                            for c in ctls.values() {
+                                c.stop(TrialState::Canceled);
+                            }
+                        }
+                    }
+                }
+                if stop {
+                    ex.logs.line(
+                        &job.id,
+                        &format!("trial {trial} early-terminated at step {step} ({value:.6})"),
+                    );
+                    if let Some(c) = ctls.get(&trial) {
+                        c.stop(TrialState::EarlyTerminated);
+                    }
+                }
+                let _ = reply.send(stop);
+                publish(&state);
+            }
+            Event::Done {
+                trial,
+                state: end,
+                value,
+                error,
+            } => {
+                ctls.remove(&trial);
+                started.remove(&trial);
+                let goal = plan.sweep.objective.goal;
+                let Some(tr) = state.trials.iter_mut().find(|t| t.id == trial) else {
+                    continue;
+                };
+                tr.state = end;
+                tr.ended_at = Some(now_millis());
+                tr.error = error.clone();
+                tr.value = match end {
+                    TrialState::Completed => value,
+                    TrialState::EarlyTerminated | TrialState::TimedOut => tr.best_step(goal),
+                    _ => None,
+                };
+                let (v, failed) = (tr.value, matches!(end, TrialState::Failed));
+                ex.logs.line(
+                    &job.id,
+                    &format!(
+                        "trial {trial} {}{}{}",
+                        end.as_str(),
+                        v.map(|v| format!(": {} = {v:.6}", plan.sweep.objective.primary_metric))
+                            .unwrap_or_default(),
+                        error.map(|e| format!(": {e}")).unwrap_or_default()
+                    ),
+                );
+                // a trial canceled with the sweep tells the sampler nothing
+                if end != TrialState::Canceled && failure.is_none() {
+                    let observed = with_study(&mut study, move |s| {
+                        s.observe(trial, v, failed)?;
+                        s.snapshot()
+                    })
+                    .await;
+                    match observed {
+                        Ok(snap) => {
+                            state.sampler =
+                                Some(base64::engine::general_purpose::STANDARD.encode(snap));
+                        }
+                        Err(e) => {
+                            failure = Some(Failure::Failed(format!("the sampler failed: {e}")));
+                            for c in ctls.values() {
+                                c.stop(TrialState::Canceled);
+                            }
+                        }
+                    }
+                }
+                save(&state).await?;
+                let finished = state.trials.iter().filter(|t| t.state.is_terminal()).count();
+                if let Some(best) = state.best() {
+                    let best_value = best.value.unwrap_or(f64::NAN);
+                    let _ = t
+                        .store
+                        .log_batch(
+                            ws.id,
+                            run_id,
+                            LogBatch {
+                                metrics: vec![Metric {
+                                    key: format!("best_{}", plan.sweep.objective.primary_metric),
+                                    point: MetricPoint {
+                                        value: best_value,
+                                        timestamp: now_millis(),
+                                        step: finished as i64,
+                                    },
+                                }],
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                    if let Some(exit) = plan.exit_score
+                        && !stop_starting
+                        && (best_value == exit || better(goal, best_value, exit))
+                    {
+                        state.note = Some(format!(
+                            "trial {} reached the exit score {exit}",
+                            best.id
+                        ));
+                        stop_starting = true;
+                        for c in ctls.values() {
+                            c.stop(TrialState::Canceled);
+                        }
+                    }
+                }
+                publish(&state);
+            }
+        }
+    }
+    // canceled trials that never started stay pending; they are not part of the result
+    publish(&state);
+    save(&state).await?;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if running.cancel.load(Ordering::Relaxed) {
+        return Err(Failure::Canceled);
+    }
+    ex.finalizing(job).await?;
+    if let Some(best) = state.best().cloned() {
+        let mut tags = vec![
+            ("atrium.sweep.best_trial".to_string(), best.id.to_string()),
+            (
+                "atrium.sweep.best_value".to_string(),
+                best.value.unwrap_or(f64::NAN).to_string(),
+            ),
+        ];
+        if let Some(r) = &best.run_id {
+            tags.push(("atrium.sweep.best_run_id".to_string(), r.clone()));
+            // the best model is ready to register
+            let _ = t
+                .store
+                .log_batch(
+                    ws.id,
+                    r,
+                    LogBatch {
+                        tags: vec![("atrium.sweep.best".into(), "true".into())],
+                        ..Default::default()
+                    },
+                )
+                .await;
+        }
+        for (k, v) in &best.params {
+            tags.push((format!("atrium.sweep.best.{k}"), choice_text(v)));
+        }
+        t.store
+            .log_batch(
+                ws.id,
+                run_id,
+                LogBatch {
+                    tags,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        ex.logs.line(
+            &job.id,
+            &format!(
+                "best trial {}: {} = {} with {}",
+                best.id,
+                plan.sweep.objective.primary_metric,
+                best.value.unwrap_or(f64::NAN),
+                serde_json::to_string(&best.params).unwrap_or_default()
+            ),
+        );
+    } else {
+        return Err(Failure::Failed(
+            "no trial finished with a value of the primary metric".into(),
+        ));
+    }
+    Ok(())
+}
