@@ -173,14 +173,45 @@ fn grid_stops_at_the_grid_and_refuses_continuous_spaces() {
     let s = Server::start(Backend::Sqlite);
     let h = s.http();
     upload(&h, "iris", "iris.csv");
-    let spec = iris_sweep(
-        json!("grid"),
-        small_space(),
-        json!({ "max_total_trials": 10 }),
-        5,
-    );
-    let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"]
-        .as_str()
+    // submitted as TOML through the CLI, followed to the end
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grid.toml");
+    std::fs::write(
+        &path,
+        r#"type = "sweep"
+name = "iris-grid"
+experiment = "sweeps"
+
+[sweep]
+sampler = "grid"
+objective = { primary_metric = "val_accuracy", goal = "maximize" }
+limits = { max_total_trials = 10 }
+
+[sweep.search_space]
+lr = { kind = "choice", values = [0.01, 0.05] }
+hidden = { kind = "choice", values = [[8], [16, 8]] }
+batch = { kind = "choice", values = [16] }
+
+[sweep.trial]
+type = "train"
+[sweep.trial.train]
+dataset = "iris"
+target = "target"
+task = "classification"
+epochs = 5
+batch_size = "${{search_space.batch}}"
+model = { hidden = "${{search_space.hidden}}" }
+optimizer = { lr = "${{search_space.lr}}" }
+"#,
+    )
+    .unwrap();
+    let (ok, out, err) = s.cli(&["sweep", "submit", path.to_str().unwrap(), "--follow"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("trial 4 completed") && out.contains("best trial"), "{out}");
+    let id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
         .unwrap()
         .to_string();
     let b = wait_until(&h, &id, 300, ended);
