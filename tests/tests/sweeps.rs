@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Http, Server, dataset, plugin_wasm};
+use atrium_tests::{Backend, Http, Server, dataset, plugin_wasm, python};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
@@ -448,4 +448,96 @@ fn automl_classification_and_regression() {
     );
     assert_eq!(r.status, 400);
     assert!(r.message().contains("classification"), "{}", r.message());
+}
+
+/// A sweep over a command template: each trial runs the script (an MLflow script) on the
+/// sweep's code snapshot with its parameters on the command line; the primary metric the script
+/// logs is judged as it appears, and its last value is the trial's value.
+#[test]
+fn command_template_sweeps_run_mlflow_scripts() {
+    let py = python();
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    let code = tempfile::tempdir().unwrap();
+    std::fs::write(
+        code.path().join("objective.py"),
+        r#"import argparse, time
+import mlflow
+p = argparse.ArgumentParser(); p.add_argument("--x", type=float); p.add_argument("--tag")
+a = p.parse_args()
+with mlflow.start_run():
+    for step in range(1, 7):
+        mlflow.log_metric("score", 1.0 - (a.x - 0.3) ** 2 - 0.1 / step, step=step)
+        time.sleep(0.3)
+"#,
+    )
+    .unwrap();
+    let spec = code.path().join("sweep.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"type: sweep
+name: objective
+experiment: scripts
+sweep:
+  trial:
+    type: command
+    command:
+      command: "{} objective.py --x ${{{{search_space.x}}}} --tag ${{{{search_space.tag}}}}"
+  search_space:
+    x: {{ kind: uniform, low: 0.0, high: 1.0 }}
+    tag: {{ kind: choice, values: [a, b] }}
+  objective: {{ primary_metric: score, goal: maximize }}
+  sampler: random
+  early_termination: {{ policy: bandit, slack_amount: 0.05, delay_evaluation: 2 }}
+  limits: {{ max_total_trials: 4, max_concurrent_trials: 2 }}
+  seed: 9
+"#,
+            py.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = s.cli(&[
+        "sweep",
+        "submit",
+        spec.to_str().unwrap(),
+        "--code",
+        code.path().to_str().unwrap(),
+        "--follow",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let id = err
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let b = board(&h, &id);
+    let trials = b["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4, "{b}");
+    for t in trials {
+        let r = run(&h, t["run_id"].as_str().unwrap());
+        let x = r["params"]["x"].as_str().unwrap().parse::<f64>().unwrap();
+        let history = h
+            .get(&format!("{WS}/runs/{}/metrics/score", t["run_id"].as_str().unwrap()))
+            .ok();
+        let points = history["points"].as_array().unwrap();
+        assert!(!points.is_empty(), "{r}");
+        match t["state"].as_str().unwrap() {
+            "completed" => {
+                assert_eq!(points.len(), 6);
+                let last = 1.0 - (x - 0.3f64).powi(2) - 0.1 / 6.0;
+                assert!((t["value"].as_f64().unwrap() - last).abs() < 1e-9, "{t}");
+            }
+            "early-terminated" => {
+                assert!(points.len() < 6, "stopped before the end: {t}");
+                assert_eq!(r["status"], "KILLED");
+            }
+            other => panic!("trial {t} ended {other}"),
+        }
+        let arts = h
+            .get(&format!("{WS}/runs/{}/artifacts?path=logs", t["run_id"].as_str().unwrap()))
+            .ok();
+        assert!(arts.to_string().contains("trial.log"), "{arts}");
+    }
 }

@@ -24,6 +24,9 @@ pub enum SweepCmd {
         /// Experiment of the runs (created if missing).
         #[arg(long, short = 'e')]
         experiment: Option<String>,
+        /// Code directory to snapshot for a sweep over a command template (respects .gitignore).
+        #[arg(long)]
+        code: Option<std::path::PathBuf>,
         /// Wait with a live table of trials; exit non-zero unless the sweep completes.
         #[arg(long)]
         follow: bool,
@@ -129,6 +132,7 @@ pub async fn sweep(c: &Client, cmd: SweepCmd, out: Output) -> Result<(), CliErro
             spec,
             name,
             experiment,
+            code,
             follow,
         } => {
             let text_in = tokio::fs::read_to_string(&spec)
@@ -149,7 +153,11 @@ pub async fn sweep(c: &Client, cmd: SweepCmd, out: Output) -> Result<(), CliErro
             parsed.name = name.or(parsed.name);
             parsed.experiment = experiment.or(parsed.experiment);
             let body = serde_json::to_string(&parsed).expect("json");
-            let v = c.submit_job(&c.ws_path("/jobs"), body, None).await?;
+            let tar = match &code {
+                Some(dir) => Some(super::snapshot(dir)?),
+                None => None,
+            };
+            let v = c.submit_job(&c.ws_path("/jobs"), body, tar).await?;
             let id = text(&v["id"]);
             if out == Output::Json && !follow {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

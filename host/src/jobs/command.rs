@@ -21,7 +21,7 @@ use crate::workspace::{DomainError, Workspace};
 const GRACE: Duration = Duration::from_secs(5);
 
 /// Writes the snapshot files into `dir`.
-async fn materialize(
+pub(super) async fn materialize(
     ex: &Executor,
     ws: &Workspace,
     run_id: &str,
@@ -48,7 +48,7 @@ async fn materialize(
 }
 
 /// Kills the process groups of command jobs that a host which died without stopping them left
-/// running (identified by their `ATRIUM_JOB_ID`, so a reused pid is never hit), and removes
+/// running (identified by their `ATRIUM_WORK_KEY`, so a reused pid is never hit), and removes
 /// their working directories. Returns how many were killed.
 pub(super) fn reap_orphans(logs: &JobLogs) -> usize {
     let Ok(entries) = std::fs::read_dir(logs.dir()) else {
@@ -65,7 +65,7 @@ pub(super) fn reap_orphans(logs: &JobLogs) -> usize {
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
         {
-            let marker = format!("ATRIUM_JOB_ID={job}");
+            let marker = format!("ATRIUM_WORK_KEY={job}");
             let ours = std::fs::read(format!("/proc/{pid}/environ"))
                 .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
                 .unwrap_or(false);
@@ -115,25 +115,55 @@ pub(super) async fn run(
     let code = work.join("code");
     materialize(ex, ws, run_id, spec, &code).await?;
     let run = ex.tracking.store.active_run(ws.id, run_id).await?;
-    let result = execute(ex, ws, job, spec, run_id, run.experiment_id, &code, running).await;
+    let result = execute(
+        ex,
+        ws,
+        Work {
+            key: &job.id,
+            job: &job.id,
+            run_id,
+            experiment_id: run.experiment_id,
+            dir: &code,
+            cancel: &running.cancel,
+        },
+        spec,
+    )
+    .await;
     let _ = tokio::fs::remove_dir_all(&work).await;
     result
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the values are the attempt's context"
-)]
-async fn execute(
+/// Where and for whom a command runs.
+pub(super) struct Work<'a> {
+    /// Log and working-directory key (the job id, or a sweep trial's own key).
+    pub key: &'a str,
+    /// The job it belongs to.
+    pub job: &'a str,
+    /// The run it logs into.
+    pub run_id: &'a str,
+    /// That run's experiment.
+    pub experiment_id: i64,
+    /// The materialized code.
+    pub dir: &'a Path,
+    /// Set to stop it (SIGTERM, then SIGKILL after the grace period).
+    pub cancel: &'a std::sync::atomic::AtomicBool,
+}
+
+/// Runs a command to its end, streaming its output into the log of `work.key`.
+pub(super) async fn execute(
     ex: &Arc<Executor>,
     ws: &Workspace,
-    job: &JobRow,
+    work: Work<'_>,
     spec: &CommandSpec,
-    run_id: &str,
-    experiment_id: i64,
-    dir: &Path,
-    running: &Arc<Running>,
 ) -> Result<(), Failure> {
+    let Work {
+        key,
+        job,
+        run_id,
+        experiment_id,
+        dir,
+        cancel,
+    } = work;
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(&spec.command)
@@ -152,13 +182,14 @@ async fn execute(
     )
     .env("MLFLOW_RUN_ID", run_id)
     .env("MLFLOW_EXPERIMENT_ID", experiment_id.to_string())
-    .env("ATRIUM_JOB_ID", &job.id);
+    .env("ATRIUM_JOB_ID", job)
+    .env("ATRIUM_WORK_KEY", key);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    ex.logs.line(&job.id, &format!("$ {}", spec.command));
+    ex.logs.line(key, &format!("$ {}", spec.command));
     let mut child = cmd
         .spawn()
         .map_err(|e| Failure::Failed(format!("cannot start the command: {e}")))?;
@@ -178,7 +209,7 @@ async fn execute(
     ];
     for mut out in outs.into_iter().flatten() {
         let logs = ex.logs.clone();
-        let id = job.id.clone();
+        let id = key.to_string();
         pumps.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 16 << 10];
             while let Ok(n) = out.read(&mut buf).await {
@@ -202,7 +233,7 @@ async fn execute(
         if let Some(at) = termed {
             if at.elapsed() >= GRACE {
                 ex.logs
-                    .line(&job.id, "the command ignored SIGTERM; killing it (SIGKILL)");
+                    .line(key, "the command ignored SIGTERM; killing it (SIGKILL)");
                 signal_group(pid, libc::SIGKILL);
                 termed = None;
             }
@@ -212,7 +243,7 @@ async fn execute(
             continue;
         }
         let timed_out = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-        if running.cancel.load(Ordering::Relaxed) || timed_out {
+        if cancel.load(Ordering::Relaxed) || timed_out {
             stop = Some(if timed_out {
                 Failure::Failed(format!(
                     "the command ran past its timeout of {} s",
@@ -221,7 +252,7 @@ async fn execute(
             } else {
                 Failure::Canceled
             });
-            ex.logs.line(&job.id, "stopping the command (SIGTERM)");
+            ex.logs.line(key, "stopping the command (SIGTERM)");
             signal_group(pid, libc::SIGTERM);
             termed = Some(tokio::time::Instant::now());
         }

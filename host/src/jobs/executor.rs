@@ -225,8 +225,14 @@ impl Executor {
         if matches!(spec.kind, JobKind::Sweep | JobKind::Automl) {
             self.check_sweep(ws, &spec).await?;
         }
-        if spec.kind == JobKind::Train && code.is_some() {
-            return Err(DomainError::invalid("train jobs take no code snapshot"));
+        let command_sweep = spec
+            .sweep
+            .as_ref()
+            .is_some_and(|s| s.trial.get("type").and_then(|t| t.as_str()) == Some("command"));
+        if code.is_some() && !(spec.kind == JobKind::Command || command_sweep) {
+            return Err(DomainError::invalid(
+                "only command jobs and sweeps over a command template take a code snapshot",
+            ));
         }
         let exp_name = spec
             .experiment
@@ -273,8 +279,18 @@ impl Executor {
                 },
             )
             .await?;
-        if let (Some(cmd), Some(tar)) = (spec.command.as_mut(), code) {
+        if let (Some(cmd), Some(tar)) = (spec.command.as_mut(), code.clone()) {
             cmd.snapshot = self.store_snapshot(ws, &run.id, tar).await?;
+        }
+        // a command sweep's trials all run the snapshot stored with the sweep's run
+        if let (Some(s), Some(tar)) = (spec.sweep.as_mut(), code)
+            && let Some(cmd) = s.trial.get_mut("command").and_then(|c| c.as_object_mut())
+        {
+            let files = self.store_snapshot(ws, &run.id, tar).await?;
+            cmd.insert(
+                "snapshot".into(),
+                serde_json::to_value(files).map_err(|e| DomainError::Internal(e.to_string()))?,
+            );
         }
         let json =
             serde_json::to_string(&spec).map_err(|e| DomainError::Internal(e.to_string()))?;
@@ -342,20 +358,23 @@ impl Executor {
             DomainError::invalid(format!("the sampler {label} has no trial to propose for this search space"))
         })?;
         let params = plan.params_of(&first)?;
-        let train = plan.trial_spec(&params).map_err(|e| {
+        let trial = plan.trial_job(&params).map_err(|e| {
             DomainError::invalid(format!(
-                "trial 1 ({}) is not a valid train job: {e}",
+                "trial 1 ({}) is not a valid job: {e}",
                 serde_json::to_string(&params).unwrap_or_default()
             ))
         })?;
-        let (outputs, validated) = self.check_train_data(ws, &train).await?;
-        let logged = sweep::logged_metrics(train.task, validated, outputs);
-        let primary = &plan.sweep.objective.primary_metric;
-        if !logged.contains(primary) {
-            return Err(DomainError::invalid(format!(
-                "the trials do not log the primary metric '{primary}'; they log {}",
-                logged.join(", ")
-            )));
+        // a command trial's metrics are whatever its script logs; a train trial's are known
+        if let sweep::TrialJob::Train(train) = trial {
+            let (outputs, validated) = self.check_train_data(ws, &train).await?;
+            let logged = sweep::logged_metrics(train.task, validated, outputs);
+            let primary = &plan.sweep.objective.primary_metric;
+            if !logged.contains(primary) {
+                return Err(DomainError::invalid(format!(
+                    "the trials do not log the primary metric '{primary}'; they log {}",
+                    logged.join(", ")
+                )));
+            }
         }
         if let Some(e) = &plan.sweep.early_termination {
             let (c, opts) = e.resolve()?;

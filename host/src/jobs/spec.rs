@@ -144,10 +144,9 @@ impl JobSpec {
         if let Some(s) = &self.sweep {
             s.check()?;
             let kind = s.trial.get("type").and_then(|t| t.as_str()).unwrap_or("");
-            if kind != "train" {
+            if kind != "train" && kind != "command" {
                 return Err(DomainError::invalid(format!(
-                    "the trial template must be a train job (type = \"train\"), got '{kind}': \
-                     trials run in-process on Candle"
+                    "the trial template must be a train or a command job (type = \"train\" or \"command\"), got '{kind}'"
                 )));
             }
             // the filled-in template is checked at submission, with a sampled trial

@@ -13,7 +13,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::executor::{Executor, Failure};
-use super::spec::JobSpec;
+use super::command::{self, Work};
+use super::spec::{CommandSpec, JobSpec};
 use super::train::{device_for, prepare, save_model};
 use super::{Prepared, Running};
 use crate::plugins::Kind;
@@ -36,6 +37,14 @@ pub enum TrialSource {
     Template(Value),
     /// AutoML's model-family search.
     Automl(Box<AutomlSpec>),
+}
+
+/// What one trial runs.
+pub enum TrialJob {
+    /// In-process training on Candle.
+    Train(TrainSpec),
+    /// A command on the sweep's code snapshot, logging through MLflow into the trial's run.
+    Command(CommandSpec),
 }
 
 /// A sweep ready to run: the search and the way to build trials.
@@ -69,20 +78,23 @@ impl Plan {
         Err(DomainError::invalid("not a sweep or AutoML job"))
     }
 
-    /// The train spec of a trial with these parameters.
-    pub fn trial_spec(&self, params: &BTreeMap<String, Value>) -> Result<TrainSpec, DomainError> {
+    /// The job of a trial with these parameters.
+    pub fn trial_job(&self, params: &BTreeMap<String, Value>) -> Result<TrialJob, DomainError> {
         match &self.source {
-            TrialSource::Automl(a) => a.trial(params),
+            TrialSource::Automl(a) => a.trial(params).map(TrialJob::Train),
             TrialSource::Template(t) => {
                 let filled = substitute(t, params);
                 let job: JobSpec = serde_json::from_value(filled).map_err(|e| {
                     DomainError::invalid(format!("the filled-in trial template is not a job spec: {e}"))
                 })?;
-                let train = job
-                    .train
-                    .ok_or_else(|| DomainError::invalid("the trial template has no [train] section"))?;
-                train.check()?;
-                Ok(train)
+                job.check()?;
+                match (job.train, job.command) {
+                    (Some(t), _) => Ok(TrialJob::Train(t)),
+                    (_, Some(c)) => Ok(TrialJob::Command(c)),
+                    _ => Err(DomainError::invalid(
+                        "the trial template must be a train or a command job",
+                    )),
+                }
             }
         }
     }
@@ -379,7 +391,14 @@ async fn trial_body(
         trial: trial.id,
         run_id: run.id.clone(),
     });
-    let outcome = train_trial(ctx, trial, ctl, tx, &run.id).await;
+    let outcome = match ctx.plan.trial_job(&trial.params) {
+        Err(e) => {
+            log_params(ctx, trial, &run.id).await;
+            Err(TrialFailure::Failed(e.to_string()))
+        }
+        Ok(TrialJob::Train(spec)) => train_trial(ctx, trial, ctl, tx, &run.id, spec).await,
+        Ok(TrialJob::Command(spec)) => command_trial(ctx, trial, ctl, tx, &run.id, spec).await,
+    };
     let (status, reason) = match &outcome {
         Ok(_) => (RunStatus::Finished, None),
         Err(TrialFailure::Stopped(_)) => {
@@ -420,20 +439,16 @@ async fn trial_body(
     outcome
 }
 
-async fn train_trial(
-    ctx: &Arc<Ctx>,
-    trial: &TrialRecord,
-    ctl: &Arc<TrialCtl>,
-    tx: &mpsc::UnboundedSender<Event>,
-    run_id: &str,
-) -> Result<f64, TrialFailure> {
-    let t = &ctx.ex.tracking;
+/// Logs the sampled parameters as the trial run's params.
+async fn log_params(ctx: &Arc<Ctx>, trial: &TrialRecord, run_id: &str) -> bool {
     let params: Vec<(String, String)> = trial
         .params
         .iter()
         .map(|(k, v)| (k.clone(), choice_text(v)))
         .collect();
-    t.store
+    ctx.ex
+        .tracking
+        .store
         .log_batch(
             ctx.ws.id,
             run_id,
@@ -442,8 +457,20 @@ async fn train_trial(
                 ..Default::default()
             },
         )
-        .await?;
-    let spec = ctx.plan.trial_spec(&trial.params)?;
+        .await
+        .is_ok()
+}
+
+async fn train_trial(
+    ctx: &Arc<Ctx>,
+    trial: &TrialRecord,
+    ctl: &Arc<TrialCtl>,
+    tx: &mpsc::UnboundedSender<Event>,
+    run_id: &str,
+    spec: TrainSpec,
+) -> Result<f64, TrialFailure> {
+    let t = &ctx.ex.tracking;
+    log_params(ctx, trial, run_id).await;
     let (dataset, prepared) = ctx.prepared(&spec).await?;
     t.store
         .log_batch(
@@ -513,6 +540,119 @@ async fn train_trial(
         )
         .await?;
     value.ok_or(TrialFailure::Stopped(None))
+}
+
+/// Runs a command trial: the sweep's code snapshot, the filled-in command with `MLFLOW_RUN_ID`
+/// pointing at the trial's run; the primary metric the script logs is polled and judged.
+async fn command_trial(
+    ctx: &Arc<Ctx>,
+    trial: &TrialRecord,
+    ctl: &Arc<TrialCtl>,
+    tx: &mpsc::UnboundedSender<Event>,
+    run_id: &str,
+    spec: CommandSpec,
+) -> Result<f64, TrialFailure> {
+    let ex = &ctx.ex;
+    log_params(ctx, trial, run_id).await;
+    let key = format!("{}-trial-{}", ctx.job.id, trial.id);
+    let work = ex.logs.work_dir(&key);
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    let code = work.join("code");
+    command::materialize(ex, &ctx.ws, run_id, &spec, &code).await?;
+    let poller = tokio::spawn(poll_metric(
+        ctx.clone(),
+        trial.id,
+        run_id.to_string(),
+        ctl.clone(),
+        tx.clone(),
+    ));
+    let result = command::execute(
+        ex,
+        &ctx.ws,
+        Work {
+            key: &key,
+            job: &ctx.job.id,
+            run_id,
+            experiment_id: ctx.experiment_id,
+            dir: &code,
+            cancel: &ctl.cancel,
+        },
+        &spec,
+    )
+    .await;
+    poller.abort();
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    let log = ex.logs.read_from(&key, 0).unwrap_or_default();
+    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(log))]);
+    let _ = ex
+        .tracking
+        .upload_artifact(&ctx.ws, run_id, "logs/trial.log", stream)
+        .await;
+    let _ = std::fs::remove_file(ex.logs.path(&key));
+    let primary = &ctx.plan.sweep.objective.primary_metric;
+    let points = ex
+        .tracking
+        .store
+        .metric_history(ctx.ws.id, run_id, primary)
+        .await?;
+    match result {
+        _ if ctl.cancel.load(Ordering::Relaxed) => Err(TrialFailure::Stopped(None)),
+        Ok(()) => points.last().map(|p| p.value).ok_or_else(|| {
+            TrialFailure::Failed(format!(
+                "the command never logged the primary metric '{primary}'"
+            ))
+        }),
+        Err(Failure::Canceled) => Err(TrialFailure::Stopped(None)),
+        Err(Failure::Failed(m)) => Err(TrialFailure::Failed(m)),
+    }
+}
+
+/// Reports the primary metric a command trial logs, as it appears, and applies the verdicts.
+async fn poll_metric(
+    ctx: Arc<Ctx>,
+    trial: u64,
+    run_id: String,
+    ctl: Arc<TrialCtl>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let primary = ctx.plan.sweep.objective.primary_metric.clone();
+    let mut reported = 0usize;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Ok(points) = ctx
+            .ex
+            .tracking
+            .store
+            .metric_history(ctx.ws.id, &run_id, &primary)
+            .await
+        else {
+            continue;
+        };
+        for p in points.iter().skip(reported) {
+            reported += 1;
+            *ctl.last.lock().expect("trial value") = Some(p.value);
+            let (reply, verdict) = std::sync::mpsc::sync_channel(1);
+            if tx
+                .send(Event::Progress {
+                    trial,
+                    step: p.step.max(0) as u64,
+                    value: p.value,
+                    last: false,
+                    reply,
+                })
+                .is_err()
+            {
+                return;
+            }
+            let stop = tokio::task::spawn_blocking(move || verdict.recv().unwrap_or(false))
+                .await
+                .unwrap_or(false);
+            if stop {
+                ctl.stop(TrialState::EarlyTerminated);
+                return;
+            }
+        }
+    }
 }
 
 /// Calls the study off the async threads.
