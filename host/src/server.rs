@@ -77,6 +77,7 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
         builtins,
     );
     tracking.ensure_default_workspace().await?;
+    tracking.register_new_builtins().await?;
     let cleaned = tracking.clean_interrupted_uploads().await?;
     if cleaned > 0 {
         tracing::info!(cleaned, "removed leftovers of interrupted uploads");

@@ -273,6 +273,11 @@ fn bad_sweep_specs_are_refused_precisely() {
     assert!(post(spec).contains("'colour'"));
     let jobs = h.get(&format!("{WS}/jobs")).ok();
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "nothing was queued");
+    // the strategies are registered components of the workspace
+    let listed = h.get(&format!("{WS}/components")).ok().to_string();
+    for name in ["sampler-random", "sampler-grid", "sampler-tpe", "stop-bandit", "stop-median", "stop-truncation", "stop-asha"] {
+        assert!(listed.contains(name), "{name} missing from {listed}");
+    }
 }
 
 /// A host restart in the middle resumes the sweep: finished trials keep their runs and values

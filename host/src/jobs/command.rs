@@ -48,32 +48,51 @@ pub(super) async fn materialize(
 }
 
 /// Kills the process groups of command jobs that a host which died without stopping them left
-/// running (identified by their `ATRIUM_WORK_KEY`, so a reused pid is never hit), and removes
-/// their working directories. Returns how many were killed.
+/// running, and removes their working directories. Returns how many groups were killed.
+///
+/// Commands are found by the `ATRIUM_WORK_KEY` in their environment (so a reused pid is never
+/// hit), by scanning the processes rather than trusting the pid file alone: a host killed
+/// between starting a command and writing its pid file leaves no file behind.
 pub(super) fn reap_orphans(logs: &JobLogs) -> usize {
     let Ok(entries) = std::fs::read_dir(logs.dir()) else {
         return 0;
     };
-    let mut killed = 0;
+    let mut left: Vec<std::path::PathBuf> = Vec::new();
+    let mut markers: Vec<Vec<u8>> = Vec::new();
     for e in entries.flatten() {
         let dir = e.path();
-        if !dir.is_dir() {
-            continue;
+        if dir.is_dir() {
+            let key = e.file_name().to_string_lossy().to_string();
+            markers.push(format!("ATRIUM_WORK_KEY={key}").into_bytes());
+            left.push(dir);
         }
-        let job = e.file_name().to_string_lossy().to_string();
-        if let Some(pid) = std::fs::read_to_string(dir.join("pid"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        {
-            let marker = format!("ATRIUM_WORK_KEY={job}");
-            let ours = std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
-                .unwrap_or(false);
-            if ours {
-                signal_group(pid, libc::SIGKILL);
-                killed += 1;
+    }
+    let mut killed = 0;
+    if !markers.is_empty() {
+        // SAFETY: getpgrp(2) only reads this process's group id.
+        let own = unsafe { libc::getpgrp() };
+        let mut groups = std::collections::BTreeSet::new();
+        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(p.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|kv| markers.iter().any(|m| kv == &m[..])) {
+                // SAFETY: getpgid(2) only reads another process's group id.
+                let pgid = unsafe { libc::getpgid(pid) };
+                if pgid > 0 && pgid != own {
+                    groups.insert(pgid);
+                }
             }
         }
+        for g in groups {
+            signal_group(g as u32, libc::SIGKILL);
+            killed += 1;
+        }
+    }
+    for dir in left {
         let _ = std::fs::remove_dir_all(&dir);
     }
     killed

@@ -123,6 +123,22 @@ impl Tracking {
         self.datastores.loader().clone()
     }
 
+    /// Registers built-ins this host added since a workspace was created (a host upgrade), so
+    /// every workspace lists every built-in; versions it already has are left as they are.
+    pub async fn register_new_builtins(&self) -> DomainResult<()> {
+        for ws in self.store.list_workspaces().await? {
+            for b in &self.builtins {
+                if self.store.component(ws.id, &b.name, &b.version).await?.is_none() {
+                    match self.store.register_component(ws.id, b).await {
+                        Ok(_) | Err(DomainError::AlreadyExists(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A built-in component by registry name.
     pub fn builtin(&self, name: &str) -> Option<&ComponentRow> {
         self.builtins.iter().find(|c| c.name == name)
