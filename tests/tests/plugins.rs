@@ -81,12 +81,28 @@ fn registry_validates_uploads() {
     let h = s.http();
     // built-ins are registered in every workspace
     let list = h.get(&format!("{WS}/components")).ok();
-    let builtin = &list["components"][0];
-    assert_eq!(
-        (builtin["name"].as_str(), builtin["builtin"].as_bool()),
-        (Some("storage-fs"), Some(true))
-    );
-    assert_eq!(builtin["api_version"], "0.1.0");
+    let components = list["components"].as_array().unwrap();
+    for (name, kind) in [
+        ("storage-fs", "storage"),
+        ("sampler-random", "sampler"),
+        ("sampler-grid", "sampler"),
+        ("sampler-tpe", "sampler"),
+        ("stop-bandit", "stopper"),
+        ("stop-median", "stopper"),
+        ("stop-truncation", "stopper"),
+        ("stop-asha", "stopper"),
+    ] {
+        let builtin = components
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("built-in {name} missing: {list}"));
+        assert_eq!(
+            (builtin["kind"].as_str(), builtin["builtin"].as_bool()),
+            (Some(kind), Some(true)),
+            "{builtin}"
+        );
+        assert_eq!(builtin["api_version"], "0.1.0");
+    }
 
     // every example loads as its kind (all five worlds)
     for kind in ["storage", "scorer", "sampler", "stopper", "target"] {
