@@ -50,6 +50,29 @@ def train(directory, device):
         torch.backends.cudnn.allow_tf32 = tf32
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
 
+        for variant in ("torch", "torch-ref"):
+            results.append(
+                train_one(torch, name, variant, tensors, dims, batch, steps, warmup, distinct,
+                          lr, wd, tf32, device)
+            )
+    doc = {
+        "engine": "torch",
+        "torch": torch.__version__,
+        "device": device,
+        "card": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+        "results": results,
+    }
+    with open(os.path.join(directory, "torch.json"), "w") as f:
+        json.dump(doc, f)
+
+
+def train_one(torch, name, variant, tensors, dims, batch, steps, warmup, distinct, lr, wd, tf32,
+              device):
+    """One training run. "torch" is the peer: nn.Linear layers and the default (foreach) AdamW.
+    "torch-ref" is the same computation arranged differently, to measure how far two correct
+    fp32 implementations drift apart: weights kept (in, out) as Atrium keeps them
+    (torch.addmm(b, h, W), another cuBLAS transposition) and the fused AdamW kernel."""
+    if variant == "torch":
         layers = []
         for i in range(len(dims) - 1):
             lin = torch.nn.Linear(dims[i], dims[i + 1])
@@ -60,53 +83,58 @@ def train(directory, device):
             if i < len(dims) - 2:
                 layers.append(torch.nn.ReLU())
         model = torch.nn.Sequential(*layers).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd, betas=(0.9, 0.999), eps=1e-8)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        data = [
-            (tensors[f"x{k}"].to(device), tensors[f"y{k}"].to(device)) for k in range(distinct)
-        ]
+        params = list(model.parameters())
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=(0.9, 0.999), eps=1e-8)
+    else:
+        ws = [torch.nn.Parameter(tensors[f"w{i}"].clone().to(device)) for i in range(len(dims) - 1)]
+        bs = [torch.nn.Parameter(tensors[f"b{i}"].clone().to(device)) for i in range(len(dims) - 1)]
 
-        def sync():
-            if device == "cuda":
-                torch.cuda.synchronize()
+        def model(h):
+            for i, (w, b) in enumerate(zip(ws, bs)):
+                h = torch.addmm(b, h, w)
+                if i < len(ws) - 1:
+                    h = torch.relu(h)
+            return h
 
-        losses, times = [], []
+        params = ws + bs
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=(0.9, 0.999), eps=1e-8,
+                                fused=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    data = [
+        (tensors[f"x{k}"].to(device), tensors[f"y{k}"].to(device)) for k in range(distinct)
+    ]
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    losses, times = [], []
+    sync()
+    wall = time.perf_counter()
+    for s in range(steps):
+        x, y = data[s % distinct]
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
         sync()
-        wall = time.perf_counter()
-        for s in range(steps):
-            x, y = data[s % distinct]
-            t = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            losses.append(loss.item())
-            loss.backward()
-            opt.step()
-            sync()
-            times.append((time.perf_counter() - t) * 1e3)
-        wall = time.perf_counter() - wall
-        timed = times[warmup:]
-        med = statistics.median(timed)
-        print(
-            f"torch  {name:<10} batch {batch:>5}: median {med:8.3f} ms/step, first loss "
-            f"{losses[0]:.5f}, last {losses[-1]:.5f} ({steps} steps, {wall:.1f} s)",
-            file=sys.stderr,
-        )
-        results.append(
-            {
-                "name": name, "dims": dims, "batch": batch, "steps": steps, "warmup": warmup,
-                "tf32": tf32, "median_ms": med, "mean_ms": sum(timed) / len(timed),
-                "step_ms": times, "losses": losses, "wall_s": wall,
-            }
-        )
-    doc = {
-        "engine": "torch",
-        "torch": torch.__version__,
-        "device": device,
-        "card": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-        "results": results,
+        times.append((time.perf_counter() - t) * 1e3)
+    wall = time.perf_counter() - wall
+    timed = times[warmup:]
+    med = statistics.median(timed)
+    print(
+        f"{variant:<9} {name:<10} batch {batch:>5}: median {med:8.3f} ms/step, first loss "
+        f"{losses[0]:.5f}, last {losses[-1]:.5f} ({steps} steps, {wall:.1f} s)",
+        file=sys.stderr,
+    )
+    return {
+        "name": name if variant == "torch" else f"{name}/{variant}", "peer": name,
+        "variant": variant, "dims": dims, "batch": batch, "steps": steps, "warmup": warmup,
+        "tf32": tf32, "median_ms": med, "mean_ms": sum(timed) / len(timed),
+        "step_ms": times, "losses": losses, "wall_s": wall,
     }
-    with open(os.path.join(directory, "torch.json"), "w") as f:
-        json.dump(doc, f)
 
 
 def rel(a, b):
@@ -121,6 +149,20 @@ def compare(directory):
     theirs = {r["name"]: r for r in peer_doc["results"]}
     rows, ok = [], True
     for name, a in ours.items():
+        if "error" not in a and name == a.get("peer", name) and f"{name}/torch-ref" in theirs:
+            # the drift of two correct fp32 implementations: PyTorch against PyTorch arranged
+            # differently (torch-ref), as the yardstick for Atrium against PyTorch
+            r, b0 = theirs[f"{name}/torch-ref"], theirs[name]
+            n = min(len(r["losses"]), len(b0["losses"]))
+            spans = []
+            for steps, _ in TIERS:
+                k = min(n, steps)
+                spans.append(f"{max(rel(r['losses'][i], b0['losses'][i]) for i in range(k)):.1e} (0-{k - 1})")
+            whole = max(rel(r["losses"][i], b0["losses"][i]) for i in range(n))
+            rows.append((
+                f"{name}/torch-ref", r["batch"], None, r["median_ms"], None,
+                f"reference, PyTorch vs PyTorch: max rel {', '.join(spans)}, {whole:.1e} (all {n})",
+            ))
         b = theirs.get(a.get("peer", name))
         if "error" in a or b is None:
             why = f"atrium failed: {a['error']}" if "error" in a else "no PyTorch result"
@@ -151,11 +193,13 @@ def compare(directory):
         + ", ".join(f"{tol:g} over the first {steps} steps" for steps, tol in TIERS)
         + " (fp32 sizes; tf32 reported only)"
     )
+    print("torch-ref rows: PyTorch (addmm on (in, out) weights, fused AdamW) against the PyTorch peer; "
+          "their PyTorch column is that variant's time")
     hdr = f"| {'size':<40} | {'batch':>5} | {'Atrium ms/step':>14} | {'PyTorch ms/step':>15} | {'ratio':>6} | loss agreement"
     print(hdr)
     print("|" + "-" * 42 + "|" + "-" * 7 + "|" + "-" * 16 + "|" + "-" * 17 + "|" + "-" * 8 + "|" + "-" * 20)
     for name, batch, am, bm, ratio, note in rows:
-        dims = "-".join(str(d) for d in ours[name].get("dims", []))
+        dims = "-".join(str(d) for d in ours.get(name, {}).get("dims", []))
         label = f"{name} {dims}"
         ams = f"{am:.3f}" if am is not None else "-"
         bms = f"{bm:.3f}" if bm is not None else "-"

@@ -385,8 +385,11 @@ impl Optimizer {
                 continue;
             };
             let shape = var.as_tensor().shape().clone();
-            let w = var.as_tensor().flatten_all()?;
-            let mut g = g.flatten_all()?;
+            // detached: a variable's gradient still references the step's forward graph (its
+            // activations), and the moments computed from it are kept across steps, so without
+            // this every step's graph stayed alive (GPU memory grew by the activations per step)
+            let w = var.as_tensor().flatten_all()?.detach();
+            let mut g = g.flatten_all()?.detach();
             if s.weight_decay > 0.0 && s.kind != OptimizerKind::Adamw {
                 g = (g + (&w * s.weight_decay)?)?;
             }
