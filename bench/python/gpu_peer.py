@@ -18,11 +18,15 @@ import time
 
 # The loss curves agree when every step's loss a is within REL * |b| of the peer's b, for each
 # (STEPS, REL) tier: tight over the first steps (an error in the model, the initialization, the
-# data order, the loss or the optimizer shows there at once), looser later, since two fp32
-# implementations with different kernels and summation orders drift apart under Adam (measured
-# on CPU, Candle vs PyTorch: 1e-7 at step 0, ~1e-5 by step 10, ~1e-3 by step 45 for
-# 784-1024-1024-10). Steps after the last tier are reported, not judged.
+# data order, the loss or the optimizer shows there at once), looser later, since two correct
+# fp32 implementations with different kernels and summation orders drift apart under Adam.
+# For the later tier the bound is also at least REF_FACTOR times the drift between PyTorch and
+# PyTorch arranged differently (the torch-ref run): on the H200 the 784-4096x3-10 net drifted
+# 4.8e-2 from itself within 50 steps, beyond the 5e-3 that CPU runs of smaller nets suggested
+# (the first GPU run judged by the fixed 5e-3 alone; see bench/RESULTS.md).
+# Steps after the last tier are reported, not judged.
 TIERS = [(10, 1e-4), (50, 5e-3)]
+REF_FACTOR = 2.0
 
 
 def train(directory, device):
@@ -148,16 +152,25 @@ def compare(directory):
         peer_doc = json.load(f)
     theirs = {r["name"]: r for r in peer_doc["results"]}
     rows, ok = [], True
+    ref_drift = {}  # peer name -> [max rel drift of torch-ref vs torch per tier]
+    for name, b0 in theirs.items():
+        r = theirs.get(f"{name}/torch-ref")
+        if r is None or b0.get("variant", "torch") != "torch":
+            continue
+        n = min(len(r["losses"]), len(b0["losses"]))
+        ref_drift[name] = [
+            max(rel(r["losses"][i], b0["losses"][i]) for i in range(min(n, steps)))
+            for steps, _ in TIERS
+        ]
     for name, a in ours.items():
-        if "error" not in a and name == a.get("peer", name) and f"{name}/torch-ref" in theirs:
+        if "error" not in a and name == a.get("peer", name) and name in ref_drift:
             # the drift of two correct fp32 implementations: PyTorch against PyTorch arranged
             # differently (torch-ref), as the yardstick for Atrium against PyTorch
             r, b0 = theirs[f"{name}/torch-ref"], theirs[name]
             n = min(len(r["losses"]), len(b0["losses"]))
-            spans = []
-            for steps, _ in TIERS:
-                k = min(n, steps)
-                spans.append(f"{max(rel(r['losses'][i], b0['losses'][i]) for i in range(k)):.1e} (0-{k - 1})")
+            spans = [
+                f"{d:.1e} (0-{min(n, steps) - 1})" for d, (steps, _) in zip(ref_drift[name], TIERS)
+            ]
             whole = max(rel(r["losses"][i], b0["losses"][i]) for i in range(n))
             rows.append((
                 f"{name}/torch-ref", r["batch"], None, r["median_ms"], None,
@@ -173,11 +186,13 @@ def compare(directory):
         n = min(len(la), len(lb))
         strict = not a["tf32"]
         agree, spans = True, []
-        for steps, tol in TIERS:
+        refs = ref_drift.get(a.get("peer", name))
+        for t, (steps, tol) in enumerate(TIERS):
             k = min(n, steps)
             worst = max(rel(la[i], lb[i]) for i in range(k))
-            agree = agree and worst <= tol
-            spans.append(f"{worst:.1e} (0-{k - 1})")
+            bound = tol if t == 0 or refs is None else max(tol, REF_FACTOR * refs[t])
+            agree = agree and worst <= bound
+            spans.append(f"{worst:.1e} (0-{k - 1}, bound {bound:.1e})")
         whole = max(rel(la[i], lb[i]) for i in range(n))
         if strict and not agree:
             ok = False
@@ -190,8 +205,12 @@ def compare(directory):
     print(f"card: {peer_doc.get('card')}, torch {peer_doc.get('torch')}, device {peer_doc.get('device')}")
     print(
         "loss agreement: max over steps of |atrium - torch| / |torch| <= "
-        + ", ".join(f"{tol:g} over the first {steps} steps" for steps, tol in TIERS)
-        + " (fp32 sizes; tf32 reported only)"
+        + ", ".join(
+            f"{tol:g} over the first {steps} steps" + ("" if t == 0 else
+            f" (or {REF_FACTOR:g}x the PyTorch-vs-PyTorch drift there, if larger)")
+            for t, (steps, tol) in enumerate(TIERS)
+        )
+        + "; fp32 sizes judged, tf32 reported only"
     )
     print("torch-ref rows: PyTorch (addmm on (in, out) weights, fused AdamW) against the PyTorch peer; "
           "their PyTorch column is that variant's time")

@@ -189,7 +189,11 @@ fn sync(dev: &Device) -> candle_core::Result<()> {
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if s.is_empty() { f64::NAN } else { s[s.len() / 2] }
+    if s.is_empty() {
+        f64::NAN
+    } else {
+        s[s.len() / 2]
+    }
 }
 
 /// Trains one configuration (with the fused optimizer kernels, or with the tensor-op form of the
@@ -214,7 +218,11 @@ fn run(
     let t0 = Instant::now();
     let data = batches(c);
     let net = Net::new(arch, SEED, dev)?;
-    let cfg = Config { steps, warmup, ..*c };
+    let cfg = Config {
+        steps,
+        warmup,
+        ..*c
+    };
     let inputs = out.join(format!("{}.safetensors", c.name));
     if !inputs.exists() {
         write_inputs(&inputs, &cfg, &net, &data)?;
@@ -291,7 +299,10 @@ fn main() -> anyhow::Result<()> {
     let mut no_tensor_ops = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| anyhow::anyhow!("{a} needs a value"));
+        let mut val = || {
+            args.next()
+                .ok_or_else(|| anyhow::anyhow!("{a} needs a value"))
+        };
         match a.as_str() {
             "--device" => device = val()?,
             "--out" => out = PathBuf::from(val()?),
@@ -315,7 +326,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     let mut results = Vec::new();
     for c in CONFIGS {
-        if only.as_ref().is_some_and(|o| !o.iter().any(|n| n == c.name)) {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| n == c.name))
+        {
             continue;
         }
         for fused in [true, false] {
@@ -332,7 +346,8 @@ fn main() -> anyhow::Result<()> {
                         format!("{}/tensor-op-adamw", c.name)
                     };
                     eprintln!("atrium {name}: FAILED: {e:#}");
-                    results.push(json!({ "name": name, "peer": c.name, "error": format!("{e:#}") }));
+                    results
+                        .push(json!({ "name": name, "peer": c.name, "error": format!("{e:#}") }));
                 }
             }
         }

@@ -110,7 +110,14 @@ impl InplaceOp2 for AdamApply {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
-        cuda::launch("adam_apply", s1, l1, s2, l2, &[self.lr, self.c1, self.c2, self.eps, self.decoupled_wd])
+        cuda::launch(
+            "adam_apply",
+            s1,
+            l1,
+            s2,
+            l2,
+            &[self.lr, self.c1, self.c2, self.eps, self.decoupled_wd],
+        )
     }
 }
 
@@ -261,7 +268,8 @@ extern "C" __global__ void sgd_apply(float *w, const float *v, unsigned int n, f
         let mut dv = d.slice_mut(ds..de);
         let s = src.as_cuda_slice::<f32>()?;
         let sv = s.slice(ss..se);
-        let n32 = u32::try_from(n).map_err(|_| candle_core::Error::Msg("tensor too large".into()))?;
+        let n32 =
+            u32::try_from(n).map_err(|_| candle_core::Error::Msg("tensor too large".into()))?;
         let mut b = func.builder();
         b.arg(&mut dv);
         b.arg(&sv);
