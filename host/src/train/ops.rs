@@ -1,7 +1,7 @@
 //! Fused CPU training ops where candle's generic graph does needless work: the input layer's
 //! matmul (candle's backward also computes the gradient of the data, a third of that layer's
 //! cost) and softmax cross-entropy (one pass forward, one pass backward, instead of about ten
-//! tensor ops). Other devices use the plain candle ops.
+//! tensor ops). The input matmul also runs on CUDA; other devices use the plain candle ops.
 
 use std::sync::Mutex;
 
@@ -31,6 +31,24 @@ impl CustomOp1 for DataMatmul {
         Ok((xs.matmul(w, (1, m, n, k), xl, wl)?, Shape::from((m, n))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        w: &candle_core::CudaStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (m, k) = self.x.dims2()?;
+        let (k2, n) = wl.shape().dims2()?;
+        if k != k2 {
+            candle_core::bail!("data-matmul: inputs have {k} columns, the weight {k2} rows");
+        }
+        let (xs, xl) = self.x.storage_and_layout();
+        let Storage::Cuda(xs) = &*xs else {
+            candle_core::bail!("data-matmul: the data is not on the GPU");
+        };
+        Ok((xs.matmul(w, (1, m, n, k), xl, wl)?, Shape::from((m, n))))
+    }
+
     fn bwd(
         &self,
         _w: &Tensor,
@@ -41,9 +59,11 @@ impl CustomOp1 for DataMatmul {
     }
 }
 
-/// `x @ w` for the first layer in training: on the CPU without computing `x`'s gradient.
+/// `x @ w` for the first layer in training, without computing `x`'s gradient (CPU and CUDA).
 pub fn input_matmul(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    if x.device().is_cpu() && w.device().is_cpu() && x.is_contiguous() {
+    let fused = (x.device().is_cpu() && w.device().is_cpu())
+        || (x.device().is_cuda() && x.device().same_device(w.device()));
+    if fused && x.is_contiguous() {
         w.apply_op1(DataMatmul { x: x.clone() })
     } else {
         x.matmul(w)
