@@ -268,6 +268,34 @@ struct TrialObserver {
     ctl: Arc<TrialCtl>,
     tx: mpsc::UnboundedSender<Event>,
     epochs: usize,
+    /// Epoch metrics not yet written.
+    pending: Vec<Metric>,
+    /// When they were last written.
+    flushed: Instant,
+}
+
+/// How often a trial's buffered epoch metrics are written to its run.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+impl TrialObserver {
+    /// Writes the buffered metrics to the trial's run.
+    fn flush(&mut self) -> Result<(), String> {
+        self.flushed = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let metrics = std::mem::take(&mut self.pending);
+        self.rt
+            .block_on(self.ctx.ex.tracking.store.log_batch(
+                self.ctx.ws.id,
+                &self.run_id,
+                LogBatch {
+                    metrics,
+                    ..Default::default()
+                },
+            ))
+            .map_err(|e| format!("cannot log metrics: {e}"))
+    }
 }
 
 impl Observer for TrialObserver {
@@ -283,18 +311,13 @@ impl Observer for TrialObserver {
                 step: r.epoch as i64,
             },
         };
-        let mut metrics = vec![point("loss", r.loss), point("lr", r.lr)];
-        metrics.extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
-        self.rt
-            .block_on(self.ctx.ex.tracking.store.log_batch(
-                self.ctx.ws.id,
-                &self.run_id,
-                LogBatch {
-                    metrics,
-                    ..Default::default()
-                },
-            ))
-            .map_err(|e| format!("cannot log metrics: {e}"))?;
+        self.pending.push(point("loss", r.loss));
+        self.pending.push(point("lr", r.lr));
+        self.pending.extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
+        // trials are short: one commit per FLUSH_EVERY instead of one per epoch
+        if self.flushed.elapsed() >= FLUSH_EVERY || r.epoch >= self.epochs {
+            self.flush()?;
+        }
         let primary = &self.ctx.plan.sweep.objective.primary_metric;
         let Some(value) = metric_in(r, primary) else {
             let mut names = vec!["loss".to_string(), "lr".to_string()];
@@ -491,6 +514,8 @@ async fn train_trial(
         ctl: ctl.clone(),
         tx: tx.clone(),
         epochs: spec.epochs,
+        pending: Vec::new(),
+        flushed: Instant::now(),
     };
     let threads = ctx.threads;
     let (spec2, p) = (spec.clone(), prepared.clone());
@@ -500,13 +525,17 @@ async fn train_trial(
             .thread_name(move |i| format!("atrium-trial-{i}"))
             .build()
             .map_err(|e| TrialFailure::Failed(format!("cannot start the training threads: {e}")))?;
-        pool.install(|| {
+        let out = pool.install(|| {
             trainer::train(&spec2, &p.pre, &p.train, p.val.as_ref(), &device, &mut obs)
-        })
-        .map_err(|e| match e {
+        });
+        // what a stopped or failed trial reported still lands in its run
+        let flushed = obs.flush();
+        let out = out.map_err(|e| match e {
             TrainError::Canceled => TrialFailure::Stopped(None),
             other => TrialFailure::Failed(other.to_string()),
-        })
+        })?;
+        flushed.map_err(TrialFailure::Failed)?;
+        Ok(out)
     })
     .await
     .map_err(|e| TrialFailure::Failed(format!("the trial's task failed: {e}")))?;
