@@ -684,6 +684,15 @@ async fn poll_metric(
     }
 }
 
+/// Whether the policy judges a trial at `step`: at `delay_evaluation` and later, on multiples
+/// of `evaluation_interval` (ASHA judges at its own rungs, so only the delay applies to it).
+/// The plugin applies the same schedule; skipping the other calls saves moving the history.
+fn judged_at(e: Option<&crate::sweep::spec::EarlyTermination>, step: u64) -> bool {
+    let Some(e) = e else { return false };
+    let interval = e.evaluation_interval.max(1);
+    step >= e.delay_evaluation && (e.policy.as_deref() == Some("asha") || step % interval == 0)
+}
+
 /// Calls the study off the async threads.
 async fn with_study<R: Send + 'static>(
     study: &mut Option<Study>,
@@ -1003,6 +1012,7 @@ pub(super) async fn run(
                 if let Some((policy, opts)) = &stopper
                     && failure.is_none()
                     && !last
+                    && judged_at(plan.sweep.early_termination.as_ref(), step)
                 {
                     // every report up to the reporting trial's step (the rules look no further)
                     let history: Vec<Progress> = state
