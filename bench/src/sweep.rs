@@ -3,10 +3,12 @@
 //! (`bench/python/strategy_peer.py`, run from here).
 //!
 //! Per trial, as `host/src/jobs/sweep.rs` does with one trial at a time: `suggest(1)` and a
-//! snapshot; then for each of up to 20 steps a report and a stop decision (the history handed
-//! to the stopper is every report of every trial up to the current step, rebuilt each time as
-//! the host rebuilds it; running = this trial), ending early when the stopper says so; then
-//! `observe` and a snapshot. The objective is a synthetic function of the parameters with a
+//! snapshot; then for each of up to 20 steps a report, and a stop decision at the steps the
+//! schedule judges (step >= `delay_evaluation` = 5, on multiples of `evaluation_interval` = 1,
+//! not the last epoch: 15 calls for a trial that runs to the end; the history handed to the
+//! stopper is every report of every trial up to the current step, rebuilt each time as the host
+//! rebuilds it; running = this trial), ending early when the stopper says so; then `observe`
+//! and a snapshot. The objective is a synthetic function of the parameters with a
 //! saturating learning curve (identical on both sides), so the time is the strategy's alone.
 //!
 //! Reported: mean time per trial over the 20 trials ending at trial 100, 500 and 1000, for
@@ -25,6 +27,9 @@ use atrium::plugins::{Kind, Loader, PluginEngine};
 use serde_json::{Value, json};
 
 const STEPS: u64 = 20;
+/// The median policy's schedule (the host's `judged_at` and the plugin apply the same).
+const DELAY: u64 = 5;
+const INTERVAL: u64 = 1;
 const WINDOW: usize = 20;
 const MARKS: [usize; 3] = [100, 500, 1000];
 const HIDDEN: [&str; 5] = ["[32]", "[64]", "[128]", "[64,64]", "[128,64]"];
@@ -114,7 +119,7 @@ fn simulate(
     trials: usize,
     seed: u64,
 ) -> Outcome {
-    let opts = r#"{"evaluation_interval":1,"delay_evaluation":5}"#;
+    let opts = format!(r#"{{"evaluation_interval":{INTERVAL},"delay_evaluation":{DELAY}}}"#);
     // as the wall-time sweeps and Optuna's TPESampler(n_startup_trials=10); random takes none
     let options = if sampler.label == "sampler-tpe" {
         vec![("n_startup_trials".to_string(), ParamValue::Int(10))]
@@ -144,7 +149,8 @@ fn simulate(
         for step in 1..=STEPS {
             value = curve(&trial.params, step);
             steps.last_mut().expect("this trial").1.push((step, value));
-            if let Some(st) = stop.as_mut() {
+            let judged = step >= DELAY && step % INTERVAL == 0 && step < STEPS;
+            if let Some(st) = stop.as_mut().filter(|_| judged) {
                 let t = Instant::now();
                 let history: Vec<Progress> = steps
                     .iter()
@@ -156,7 +162,9 @@ fn simulate(
                         })
                     })
                     .collect();
-                let ids = st.decide(true, opts, &history, &[trial.id]).expect("decide");
+                let ids = st
+                    .decide(true, &opts, &history, &[trial.id])
+                    .expect("decide");
                 s.decide += t.elapsed().as_secs_f64();
                 if ids.contains(&trial.id) {
                     was_stopped = true;
@@ -181,7 +189,9 @@ fn simulate(
             best = best.max(value);
         }
         let t = Instant::now();
-        study.observe(trial.id, Some(reported), false).expect("observe");
+        study
+            .observe(trial.id, Some(reported), false)
+            .expect("observe");
         s.observe = t.elapsed().as_secs_f64();
         if snapshots {
             let t = Instant::now();
@@ -208,7 +218,7 @@ fn profile_decide(
     nothing: Option<&StrategyPlugin>,
     reps: usize,
 ) -> (usize, f64, Option<f64>, f64) {
-    let opts = r#"{"evaluation_interval":1,"delay_evaluation":5}"#;
+    let opts = format!(r#"{{"evaluation_interval":{INTERVAL},"delay_evaluation":{DELAY}}}"#);
     let build = || -> Vec<Progress> {
         steps
             .iter()
@@ -230,10 +240,10 @@ fn profile_decide(
     let history = build();
     let time_call = |p: &StrategyPlugin| {
         let mut st = Stopper::new(p.clone());
-        st.decide(true, opts, &history, &running).expect("decide");
+        st.decide(true, &opts, &history, &running).expect("decide");
         let t = Instant::now();
         for _ in 0..reps {
-            std::hint::black_box(st.decide(true, opts, &history, &running).expect("decide"));
+            std::hint::black_box(st.decide(true, &opts, &history, &running).expect("decide"));
         }
         t.elapsed().as_secs_f64() / reps as f64 * 1e3
     };
@@ -278,7 +288,10 @@ fn peer(python: &Path, trials: usize) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/strategy_peer.py");
     let out = std::process::Command::new(python)
         .arg(script)
-        .arg(json!({ "trials": trials, "steps": STEPS, "window": WINDOW, "marks": MARKS }).to_string())
+        .arg(
+            json!({ "trials": trials, "steps": STEPS, "window": WINDOW, "marks": MARKS })
+                .to_string(),
+        )
         .output()
         .expect("run the Optuna peer");
     assert!(
@@ -304,7 +317,8 @@ fn main() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let engine = Arc::new(PluginEngine::new().expect("plugin engine"));
-    let loader = Arc::new(Loader::new(engine.clone(), &tmp.path().join("plugins")).expect("loader"));
+    let loader =
+        Arc::new(Loader::new(engine.clone(), &tmp.path().join("plugins")).expect("loader"));
     let random = plugin(&loader, "sampler-random", Kind::Sampler);
     let tpe = plugin(&loader, "sampler-tpe", Kind::Sampler);
     let median = plugin(&loader, "stop-median", Kind::Stopper);
@@ -350,11 +364,17 @@ fn main() {
             }
         }
     }
-    let theirs = if skip_peer { Value::Null } else { peer(&python, trials) };
+    let theirs = if skip_peer {
+        Value::Null
+    } else {
+        peer(&python, trials)
+    };
 
+    let judged_last = STEPS - 1;
     println!(
-        "# sweep strategy overhead per trial (suggest + snapshot + ≤{STEPS} stop decisions + observe + snapshot), \
-         mean of the {WINDOW} trials ending at each mark; {trials} trials; one thread\n"
+        "# sweep strategy overhead per trial (suggest + snapshot + stop decisions at steps \
+         {DELAY}..={judged_last} + observe + snapshot), mean of the {WINDOW} trials ending at each \
+         mark; {trials} trials; one thread\n"
     );
     print!("| strategy | snapshots |");
     for m in MARKS {
@@ -374,7 +394,14 @@ fn main() {
             print!(" {} |", fmt(window(&totals, m)));
         }
         for m in MARKS {
-            print!(" {} |", if *snapshots { fmt(peer_ms(m)) } else { "″".into() });
+            print!(
+                " {} |",
+                if *snapshots {
+                    fmt(peer_ms(m))
+                } else {
+                    "″".into()
+                }
+            );
         }
         let last = *MARKS.last().unwrap();
         let ratio = match (window(&totals, last), peer_ms(last)) {
@@ -384,11 +411,16 @@ fn main() {
         println!(
             " {ratio} | {} / {} |",
             o.stopped,
-            p["stopped"].as_u64().map(|v| v.to_string()).unwrap_or("—".into())
+            p["stopped"]
+                .as_u64()
+                .map(|v| v.to_string())
+                .unwrap_or("—".into())
         );
     }
     let last = *MARKS.last().unwrap();
-    println!("\nwhere the time goes at trial {last} (mean of the last {WINDOW} trials, with snapshots):\n");
+    println!(
+        "\nwhere the time goes at trial {last} (mean of the last {WINDOW} trials, with snapshots):\n"
+    );
     println!("| strategy | suggest | snapshots (2) | stop decisions | observe |");
     println!("|---|---|---|---|---|");
     for (name, snapshots, o, _) in &rows {
@@ -429,7 +461,8 @@ fn main() {
         );
         println!("|---|---|---|---|---|");
         for step in [1, 5, 10, 20] {
-            let (n, build, transfer, call) = profile_decide(&o.steps, step, &median, nothing.as_ref(), 20);
+            let (n, build, transfer, call) =
+                profile_decide(&o.steps, step, &median, nothing.as_ref(), 20);
             println!(
                 "| {step} | {n} | {} | {} | {} |",
                 fmt(Some(build)),
