@@ -157,14 +157,20 @@ fn digits_sweep_finds_a_good_model_and_records_every_trial() {
     }
     let p = run(&h, parent);
     assert_eq!(p["status"], "FINISHED");
-    assert_eq!(p["tags"]["atrium.sweep.best_trial"], b["best"]["trial"].to_string());
+    assert_eq!(
+        p["tags"]["atrium.sweep.best_trial"],
+        b["best"]["trial"].to_string()
+    );
     assert_eq!(p["tags"]["atrium.sweep.best_run_id"], b["best"]["run_id"]);
     let best_run = run(&h, b["best"]["run_id"].as_str().unwrap());
     assert_eq!(best_run["tags"]["atrium.sweep.best"], "true");
     // the leaderboard from the CLI
     let (ok, out, err) = s.cli(&["sweep", "show", &id, "--top", "3"]);
     assert!(ok, "{err}");
-    assert!(out.contains("best trial") && out.contains("val_accuracy"), "{out}");
+    assert!(
+        out.contains("best trial") && out.contains("val_accuracy"),
+        "{out}"
+    );
 }
 
 /// Grid stops at the grid; a search space the sampler cannot handle is refused at submit.
@@ -207,7 +213,10 @@ optimizer = { lr = "${{search_space.lr}}" }
     .unwrap();
     let (ok, out, err) = s.cli(&["sweep", "submit", path.to_str().unwrap(), "--follow"]);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("trial 4 completed") && out.contains("best trial"), "{out}");
+    assert!(
+        out.contains("trial 4 completed") && out.contains("best trial"),
+        "{out}"
+    );
     let id = err
         .split_whitespace()
         .skip_while(|w| *w != "job")
@@ -216,7 +225,11 @@ optimizer = { lr = "${{search_space.lr}}" }
         .to_string();
     let b = wait_until(&h, &id, 300, ended);
     assert_eq!(b["job"]["state"], "Completed", "{b}");
-    assert_eq!(b["trials"].as_array().unwrap().len(), 4, "2 × 2 × 1 points: {b}");
+    assert_eq!(
+        b["trials"].as_array().unwrap().len(),
+        4,
+        "2 × 2 × 1 points: {b}"
+    );
     assert_eq!(b["exhausted"], true);
     let mut seen: Vec<String> = b["trials"]
         .as_array()
@@ -260,7 +273,10 @@ fn bad_sweep_specs_are_refused_precisely() {
     let mut spec = iris_sweep(json!("tpe"), small_space(), json!({}), 5);
     spec["sweep"]["trial"]["train"]["epochs"] = json!("${{search_space.epochs}}");
     assert!(post(spec).contains("search_space.epochs"));
-    assert!(post(iris_sweep(json!("annealing"), small_space(), json!({}), 5)).contains("unknown sampler"));
+    assert!(
+        post(iris_sweep(json!("annealing"), small_space(), json!({}), 5))
+            .contains("unknown sampler")
+    );
     let mut spec = iris_sweep(json!("random"), small_space(), json!({}), 5);
     spec["sweep"]["early_termination"] = json!({ "policy": "bandit" });
     assert!(post(spec).contains("slack_factor or slack_amount"));
@@ -272,10 +288,22 @@ fn bad_sweep_specs_are_refused_precisely() {
     spec["sweep"]["trial"]["train"]["target"] = json!("colour");
     assert!(post(spec).contains("'colour'"));
     let jobs = h.get(&format!("{WS}/jobs")).ok();
-    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 0, "nothing was queued");
+    assert_eq!(
+        jobs["jobs"].as_array().unwrap().len(),
+        0,
+        "nothing was queued"
+    );
     // the strategies are registered components of the workspace
     let listed = h.get(&format!("{WS}/components")).ok().to_string();
-    for name in ["sampler-random", "sampler-grid", "sampler-tpe", "stop-bandit", "stop-median", "stop-truncation", "stop-asha"] {
+    for name in [
+        "sampler-random",
+        "sampler-grid",
+        "sampler-tpe",
+        "stop-bandit",
+        "stop-median",
+        "stop-truncation",
+        "stop-asha",
+    ] {
         assert!(listed.contains(name), "{name} missing from {listed}");
     }
 }
@@ -309,7 +337,11 @@ fn a_sweep_resumes_after_a_host_restart() {
     assert_eq!(trials.len(), 8, "{after}");
     let mut ids: Vec<u64> = trials.iter().map(|t| t["id"].as_u64().unwrap()).collect();
     ids.sort();
-    assert_eq!(ids, (1..=8).collect::<Vec<_>>(), "no trial repeated or skipped");
+    assert_eq!(
+        ids,
+        (1..=8).collect::<Vec<_>>(),
+        "no trial repeated or skipped"
+    );
     for t in before["trials"].as_array().unwrap() {
         if t["state"] == "completed" {
             let now = trials.iter().find(|x| x["id"] == t["id"]).unwrap();
@@ -329,15 +361,21 @@ fn cancel_and_failing_samplers() {
     let s = Server::start(Backend::Sqlite);
     let h = s.http();
     upload(&h, "iris", "iris.csv");
-    let spec = iris_sweep(json!("random"), small_space(), json!({ "max_total_trials": 4 }), 100_000);
+    let spec = iris_sweep(
+        json!("random"),
+        small_space(),
+        json!({ "max_total_trials": 4 }),
+        100_000,
+    );
     let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"]
         .as_str()
         .unwrap()
         .to_string();
     let b = wait_until(&h, &id, 120, |b| {
-        b["trials"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["state"] == "running" && t["step"].as_u64().is_some()))
+        b["trials"].as_array().is_some_and(|t| {
+            t.iter()
+                .any(|t| t["state"] == "running" && t["step"].as_u64().is_some())
+        })
     });
     let trial_run = b["trials"][0]["run_id"].as_str().unwrap().to_string();
     h.post(&format!("{WS}/jobs/{id}:cancel"), json!({})).ok();
@@ -349,7 +387,13 @@ fn cancel_and_failing_samplers() {
 
     for (mode, expect) in [("trap", "crashed"), ("spin", "deadline")] {
         let manifest = "kind = \"sampler\"\nname = \"bad\"\n[limits]\ntimeout_ms = 500\n";
-        let r = h.push_component("default", "bad-sampler", mode, plugin_wasm("bad_sampler"), manifest);
+        let r = h.push_component(
+            "default",
+            "bad-sampler",
+            mode,
+            plugin_wasm("bad_sampler"),
+            manifest,
+        );
         assert!(r.status < 300, "{}", r.message());
         let spec = iris_sweep(
             json!({ "component": "bad-sampler", "version": mode, "options": { "mode": mode, "after": 2 } }),
@@ -365,7 +409,9 @@ fn cancel_and_failing_samplers() {
         assert_eq!(b["job"]["state"], "Failed", "{b}");
         let err = b["job"]["error"].as_str().unwrap();
         assert!(
-            err.contains("sampler") && err.contains(&format!("bad-sampler@{mode}")) && err.contains(expect),
+            err.contains("sampler")
+                && err.contains(&format!("bad-sampler@{mode}"))
+                && err.contains(expect),
             "{err}"
         );
         assert_eq!(b["counts"]["completed"], 2, "finished trials stay: {b}");
@@ -406,7 +452,9 @@ fn automl_classification_and_regression() {
     assert!(b["best"]["value"].as_f64().unwrap() > 0.85, "{b}");
     let best = b["best"]["run_id"].as_str().unwrap();
     assert_eq!(run(&h, best)["tags"]["atrium.sweep.best"], "true");
-    let arts = h.get(&format!("{WS}/runs/{best}/artifacts?path=model")).ok();
+    let arts = h
+        .get(&format!("{WS}/runs/{best}/artifacts?path=model"))
+        .ok();
     assert!(arts.to_string().contains("model.safetensors"), "{arts}");
     let models: Vec<String> = b["trials"]
         .as_array()
@@ -442,9 +490,17 @@ fn automl_classification_and_regression() {
         .filter_map(|t| t["value"].as_f64())
         .collect();
     let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
-    assert_eq!(b["best"]["value"].as_f64().unwrap(), min, "the lowest RMSE wins");
+    assert_eq!(
+        b["best"]["value"].as_f64().unwrap(),
+        min,
+        "the lowest RMSE wins"
+    );
     assert!(
-        b["trials"].as_array().unwrap().iter().all(|t| t["params"]["model"] == "linear"),
+        b["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["params"]["model"] == "linear"),
         "{b}"
     );
     let r = h.post(
@@ -524,7 +580,10 @@ sweep:
         let r = run(&h, t["run_id"].as_str().unwrap());
         let x = r["params"]["x"].as_str().unwrap().parse::<f64>().unwrap();
         let history = h
-            .get(&format!("{WS}/runs/{}/metrics/score", t["run_id"].as_str().unwrap()))
+            .get(&format!(
+                "{WS}/runs/{}/metrics/score",
+                t["run_id"].as_str().unwrap()
+            ))
             .ok();
         let points = history["points"].as_array().unwrap();
         assert!(!points.is_empty(), "{r}");
@@ -541,7 +600,10 @@ sweep:
             other => panic!("trial {t} ended {other}"),
         }
         let arts = h
-            .get(&format!("{WS}/runs/{}/artifacts?path=logs", t["run_id"].as_str().unwrap()))
+            .get(&format!(
+                "{WS}/runs/{}/artifacts?path=logs",
+                t["run_id"].as_str().unwrap()
+            ))
             .ok();
         assert!(arts.to_string().contains("trial.log"), "{arts}");
     }

@@ -163,7 +163,11 @@ pub async fn sweep(c: &Client, cmd: SweepCmd, out: Output) -> Result<(), CliErro
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 return Ok(());
             }
-            eprintln!("submitted {} job {id} (run {})", text(&v["type"]), text(&v["run_id"]));
+            eprintln!(
+                "submitted {} job {id} (run {})",
+                text(&v["type"]),
+                text(&v["run_id"])
+            );
             if !follow {
                 println!("{id}");
                 return Ok(());
@@ -226,7 +230,10 @@ async fn follow_sweep(c: &Client, id: &str, out: Output) -> Result<(), CliError>
     let job = &board["job"];
     let state = text(&job["state"]);
     if out == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&board).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&board).unwrap_or_default()
+        );
     } else if !tty {
         println!("{}", table(&board, 20));
     }

@@ -79,7 +79,10 @@ pub(super) fn reap_orphans(logs: &JobLogs) -> usize {
             let Ok(env) = std::fs::read(p.path().join("environ")) else {
                 continue;
             };
-            if env.split(|b| *b == 0).any(|kv| markers.iter().any(|m| kv == &m[..])) {
+            if env
+                .split(|b| *b == 0)
+                .any(|kv| markers.iter().any(|m| kv == &m[..]))
+            {
                 // SAFETY: getpgid(2) only reads another process's group id.
                 let pgid = unsafe { libc::getpgid(pid) };
                 if pgid > 0 && pgid != own {

@@ -151,7 +151,12 @@ impl Executor {
 
     /// The live trials of a running sweep or AutoML job.
     pub fn sweep_view(&self, job: &str) -> Option<crate::sweep::SweepState> {
-        let running = self.running.lock().expect("running jobs").get(job).cloned()?;
+        let running = self
+            .running
+            .lock()
+            .expect("running jobs")
+            .get(job)
+            .cloned()?;
         let view = running.sweep.get()?;
         Some(view.lock().expect("sweep view").clone())
     }
@@ -346,16 +351,24 @@ impl Executor {
         let label = sampler.label.clone();
         let dims = plan.sweep.dimensions();
         let maximize = plan.sweep.objective.goal == crate::sweep::Goal::Maximize;
-        let (seed, opts) = (plan.sweep.seed, crate::sweep::spec::options_to_params(&opts)?);
+        let (seed, opts) = (
+            plan.sweep.seed,
+            crate::sweep::spec::options_to_params(&opts)?,
+        );
         let sample = tokio::task::spawn_blocking(move || {
-            let mut study = crate::plugins::strategy::Study::create(sampler, &dims, maximize, seed, &opts)?;
+            let mut study =
+                crate::plugins::strategy::Study::create(sampler, &dims, maximize, seed, &opts)?;
             study.suggest(1)
         })
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?
-        .map_err(|e| DomainError::invalid(format!("the sampler {label} refuses this sweep: {e}")))?;
+        .map_err(|e| {
+            DomainError::invalid(format!("the sampler {label} refuses this sweep: {e}"))
+        })?;
         let first = sample.into_iter().next().ok_or_else(|| {
-            DomainError::invalid(format!("the sampler {label} has no trial to propose for this search space"))
+            DomainError::invalid(format!(
+                "the sampler {label} has no trial to propose for this search space"
+            ))
         })?;
         let params = plan.params_of(&first)?;
         let trial = plan.trial_job(&params).map_err(|e| {
@@ -387,7 +400,11 @@ impl Executor {
             })
             .await
             .map_err(|e| DomainError::Internal(e.to_string()))?
-            .map_err(|e| DomainError::invalid(format!("the early-termination component {label} does not work: {e}")))?;
+            .map_err(|e| {
+                DomainError::invalid(format!(
+                    "the early-termination component {label} does not work: {e}"
+                ))
+            })?;
         }
         Ok(())
     }
@@ -420,8 +437,8 @@ impl Executor {
             train::prepare(&spec, &table, val.as_ref())
                 .map(|p| (p.pre.outputs(), p.val.as_ref().is_some_and(|v| v.n > 0)))
         })
-            .await
-            .map_err(|e| DomainError::Internal(e.to_string()))?
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?
     }
 
     /// Stores each regular file of a tar archive as an artifact `code/<path>` of the run.

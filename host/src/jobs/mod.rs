@@ -9,8 +9,8 @@ pub mod spec;
 pub mod sweep;
 mod train;
 
-use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 pub use executor::{Executor, ExecutorConfig};

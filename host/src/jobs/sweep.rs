@@ -12,8 +12,8 @@ use base64::Engine as _;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::executor::{Executor, Failure};
 use super::command::{self, Work};
+use super::executor::{Executor, Failure};
 use super::spec::{CommandSpec, JobSpec};
 use super::train::{device_for, prepare, save_model};
 use super::{Prepared, Running};
@@ -85,7 +85,9 @@ impl Plan {
             TrialSource::Template(t) => {
                 let filled = substitute(t, params);
                 let job: JobSpec = serde_json::from_value(filled).map_err(|e| {
-                    DomainError::invalid(format!("the filled-in trial template is not a job spec: {e}"))
+                    DomainError::invalid(format!(
+                        "the filled-in trial template is not a job spec: {e}"
+                    ))
                 })?;
                 job.check()?;
                 match (job.train, job.command) {
@@ -313,7 +315,8 @@ impl Observer for TrialObserver {
         };
         self.pending.push(point("loss", r.loss));
         self.pending.push(point("lr", r.lr));
-        self.pending.extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
+        self.pending
+            .extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
         // trials are short: one commit per FLUSH_EVERY instead of one per epoch
         if self.flushed.elapsed() >= FLUSH_EVERY || r.epoch >= self.epochs {
             self.flush()?;
@@ -358,7 +361,8 @@ async fn run_trial(
     let (state, value, error) = match trial_body(&ctx, &trial, &ctl, &tx).await {
         Ok(v) => (TrialState::Completed, Some(v), None),
         Err(TrialFailure::Stopped(best)) => {
-            let reason = (*ctl.reason.lock().expect("trial reason")).unwrap_or(TrialState::Canceled);
+            let reason =
+                (*ctl.reason.lock().expect("trial reason")).unwrap_or(TrialState::Canceled);
             (reason, best, None)
         }
         Err(TrialFailure::Failed(m)) => (TrialState::Failed, None, Some(m)),
@@ -547,7 +551,11 @@ async fn train_trial(
     let primary = &ctx.plan.sweep.objective.primary_metric;
     let value = match primary.as_str() {
         "loss" | "lr" => None,
-        m => outcome.metrics.iter().find(|(k, _)| k == m).map(|(_, v)| *v),
+        m => outcome
+            .metrics
+            .iter()
+            .find(|(k, _)| k == m)
+            .map(|(_, v)| *v),
     }
     .or(*ctl.last.lock().expect("trial value"));
     let model = TrainedModel::new(
@@ -752,7 +760,11 @@ pub(super) async fn run(
                 .map_err(|e| Failure::Failed(e.to_string()))?
                 .map_err(|e| Failure::Failed(format!("cannot restore the sampler: {e}")))?;
             let mut interrupted = 0;
-            for tr in st.trials.iter_mut().filter(|t| t.state == TrialState::Running) {
+            for tr in st
+                .trials
+                .iter_mut()
+                .filter(|t| t.state == TrialState::Running)
+            {
                 if let Some(run) = tr.run_id.take() {
                     let _ = t
                         .store
@@ -799,12 +811,11 @@ pub(super) async fn run(
             let dims = plan.sweep.dimensions();
             let (max, seed) = (plan.maximize(), plan.sweep.seed);
             let opts = options_to_params(&sampler_opts)?;
-            let study = tokio::task::spawn_blocking(move || {
-                Study::create(plugin, &dims, max, seed, &opts)
-            })
-            .await
-            .map_err(|e| Failure::Failed(e.to_string()))?
-            .map_err(|e| Failure::Failed(format!("cannot start the sampler: {e}")))?;
+            let study =
+                tokio::task::spawn_blocking(move || Study::create(plugin, &dims, max, seed, &opts))
+                    .await
+                    .map_err(|e| Failure::Failed(e.to_string()))?
+                    .map_err(|e| Failure::Failed(format!("cannot start the sampler: {e}")))?;
             let st = SweepState {
                 started_at: now_millis(),
                 goal: Some(plan.sweep.objective.goal),
@@ -864,9 +875,7 @@ pub(super) async fn run(
     let mut started: HashMap<u64, Instant> = HashMap::new();
     let mut failure: Option<Failure> = None;
     let mut stop_starting = false;
-    let deadline = limits
-        .timeout
-        .map(|s| state.started_at + (s as i64) * 1000);
+    let deadline = limits.timeout.map(|s| state.started_at + (s as i64) * 1000);
     let maximize = plan.maximize();
     loop {
         // start trials while there is room
@@ -882,7 +891,11 @@ pub(super) async fn run(
                 stop_starting = true;
                 break;
             }
-            let next = match state.trials.iter().position(|t| t.state == TrialState::Pending) {
+            let next = match state
+                .trials
+                .iter()
+                .position(|t| t.state == TrialState::Pending)
+            {
                 Some(i) => Some(i),
                 None if state.exhausted
                     || state.trials.len() >= limits.max_total_trials as usize =>
@@ -915,7 +928,9 @@ pub(super) async fn run(
                                         Some(state.trials.len() - 1)
                                     }
                                     Err(e) => {
-                                        failure = Some(Failure::Failed(format!("the sampler failed: {e}")));
+                                        failure = Some(Failure::Failed(format!(
+                                            "the sampler failed: {e}"
+                                        )));
                                         None
                                     }
                                 }
@@ -1019,11 +1034,14 @@ pub(super) async fn run(
                         .trials
                         .iter()
                         .flat_map(|t| {
-                            t.steps.iter().filter(|s| s.0 <= step).map(move |s| Progress {
-                                trial_id: t.id,
-                                step: s.0,
-                                value: s.1,
-                            })
+                            t.steps
+                                .iter()
+                                .filter(|s| s.0 <= step)
+                                .map(move |s| Progress {
+                                    trial_id: t.id,
+                                    step: s.0,
+                                    value: s.1,
+                                })
                         })
                         .collect();
                     let (policy, opts) = (policy.clone(), opts.clone());
@@ -1111,7 +1129,11 @@ pub(super) async fn run(
                     }
                 }
                 save(&state).await?;
-                let finished = state.trials.iter().filter(|t| t.state.is_terminal()).count();
+                let finished = state
+                    .trials
+                    .iter()
+                    .filter(|t| t.state.is_terminal())
+                    .count();
                 if let Some(best) = state.best() {
                     let best_value = best.value.unwrap_or(f64::NAN);
                     let _ = t
@@ -1136,10 +1158,8 @@ pub(super) async fn run(
                         && !stop_starting
                         && (best_value == exit || better(goal, best_value, exit))
                     {
-                        state.note = Some(format!(
-                            "trial {} reached the exit score {exit}",
-                            best.id
-                        ));
+                        state.note =
+                            Some(format!("trial {} reached the exit score {exit}", best.id));
                         stop_starting = true;
                         for c in ctls.values() {
                             c.stop(TrialState::Canceled);

@@ -134,7 +134,11 @@ impl Study {
     }
 
     /// Rebuilds a study from a [`Study::snapshot`]; `last_id` is the highest trial id issued.
-    pub fn restore(plugin: StrategyPlugin, state: &[u8], last_id: u64) -> Result<Self, RuntimeError> {
+    pub fn restore(
+        plugin: StrategyPlugin,
+        state: &[u8],
+        last_id: u64,
+    ) -> Result<Self, RuntimeError> {
         let mut store = plugin.store()?;
         let bindings = sampler_bindings(&plugin, &mut store).map_err(|e| plugin.named(e))?;
         let study = bindings
@@ -257,15 +261,26 @@ impl Stopper {
             };
             let b = pre
                 .instantiate(&mut store)
-                .map_err(|e| call_error(store.data(), e, self.plugin.deadline, self.plugin.spec.memory))
+                .map_err(|e| {
+                    call_error(
+                        store.data(),
+                        e,
+                        self.plugin.deadline,
+                        self.plugin.spec.memory,
+                    )
+                })
                 .map_err(|e| self.plugin.named(e))?;
             self.live = Some((store, b));
         }
         let (store, b) = self.live.as_mut().expect("instantiated above");
         store.set_epoch_deadline(PluginEngine::ticks(self.plugin.deadline));
-        let out = b
-            .atrium_plugin_early_stop()
-            .call_decide(&mut *store, maximize, options, history, running);
+        let out = b.atrium_plugin_early_stop().call_decide(
+            &mut *store,
+            maximize,
+            options,
+            history,
+            running,
+        );
         match out {
             Ok(ids) => {
                 if let Some(bad) = ids.iter().find(|id| !running.contains(id)) {
@@ -276,7 +291,12 @@ impl Stopper {
                 Ok(ids)
             }
             Err(e) => {
-                let err = call_error(store.data(), e, self.plugin.deadline, self.plugin.spec.memory);
+                let err = call_error(
+                    store.data(),
+                    e,
+                    self.plugin.deadline,
+                    self.plugin.spec.memory,
+                );
                 self.live = None;
                 Err(self.plugin.named(err))
             }
@@ -322,7 +342,13 @@ mod tests {
                 ("lr", ParamValue::Float(f)) => (f.log10() + 2.0).powi(2),
                 ("x", ParamValue::Float(f)) => 4.0 * (f - 0.3).powi(2),
                 ("n", ParamValue::Int(i)) => ((*i - 7) as f64 / 5.0).powi(2),
-                ("act", ParamValue::Text(t)) => if t == "b" { 0.0 } else { 0.5 },
+                ("act", ParamValue::Text(t)) => {
+                    if t == "b" {
+                        0.0
+                    } else {
+                        0.5
+                    }
+                }
                 other => panic!("unexpected {other:?}"),
             };
         }
@@ -353,7 +379,8 @@ mod tests {
         let (_tmp, l) = loader();
         let tpe = plugin(&l, "sampler-tpe", Kind::Sampler);
         let random = plugin(&l, "sampler-random", Kind::Sampler);
-        let mean = |p: &StrategyPlugin| (0..10).map(|seed| best_after(p, seed, 40)).sum::<f64>() / 10.0;
+        let mean =
+            |p: &StrategyPlugin| (0..10).map(|seed| best_after(p, seed, 40)).sum::<f64>() / 10.0;
         let (t, r) = (mean(&tpe), mean(&random));
         eprintln!("mean best after 40 trials: tpe {t:.4}, random {r:.4}");
         assert!(t < r, "TPE {t} should beat random {r}");
@@ -372,7 +399,8 @@ mod tests {
             let mut a = Study::create(p.clone(), &space, true, 3, &[]).unwrap();
             for _ in 0..12 {
                 let t = a.suggest(1).unwrap().remove(0);
-                a.observe(t.id, Some(objective(&t.params[..1])), false).unwrap();
+                a.observe(t.id, Some(objective(&t.params[..1])), false)
+                    .unwrap();
             }
             let snap = a.snapshot().unwrap();
             let mut b = Study::restore(p.clone(), &snap, a.last_id()).unwrap();
@@ -396,7 +424,12 @@ mod tests {
 
     /// Replays per-step reports in order, asking the stopper after each; returns
     /// (trial, step) of each stop.
-    fn replay(s: &mut Stopper, maximize: bool, opts: &str, traces: &[(u64, &[f64])]) -> Vec<(u64, u64)> {
+    fn replay(
+        s: &mut Stopper,
+        maximize: bool,
+        opts: &str,
+        traces: &[(u64, &[f64])],
+    ) -> Vec<(u64, u64)> {
         let steps = traces.iter().map(|t| t.1.len()).max().unwrap_or(0);
         let mut history = Vec::new();
         let mut stopped = Vec::new();
@@ -405,8 +438,15 @@ mod tests {
                 if stopped.iter().any(|(t, _)| t == id) || vals.len() < step as usize {
                     continue;
                 }
-                history.push(Progress { trial_id: *id, step, value: vals[step as usize - 1] });
-                if s.decide(maximize, opts, &history, &[*id]).unwrap().contains(id) {
+                history.push(Progress {
+                    trial_id: *id,
+                    step,
+                    value: vals[step as usize - 1],
+                });
+                if s.decide(maximize, opts, &history, &[*id])
+                    .unwrap()
+                    .contains(id)
+                {
                     stopped.push((*id, step));
                 }
             }
@@ -448,7 +488,12 @@ mod tests {
         // 25% of four trials is one: the worst, judged when the fourth reports step 1
         let worst_last: &[(u64, &[f64])] = &[traces[0], traces[1], traces[3], traces[2]];
         assert_eq!(
-            replay(&mut trunc, true, r#"{"truncation_percentage":25}"#, worst_last),
+            replay(
+                &mut trunc,
+                true,
+                r#"{"truncation_percentage":25}"#,
+                worst_last
+            ),
             vec![(3, 1)]
         );
         // with the best reporting last there is never a trial to cut when one is judged
@@ -460,7 +505,12 @@ mod tests {
         // rungs at steps 1, 2, 4 (eta 2): at rung 1 trial 2 meets trial 1 (keep 1 of 2) and
         // trial 3 meets 1 and 2 (keep 1 of 3); trial 4 is best of four (keep 2)
         assert_eq!(
-            replay(&mut asha, true, r#"{"reduction_factor":2,"grace_period":1}"#, traces),
+            replay(
+                &mut asha,
+                true,
+                r#"{"reduction_factor":2,"grace_period":1}"#,
+                traces
+            ),
             vec![(2, 1), (3, 1)]
         );
     }

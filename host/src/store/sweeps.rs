@@ -8,7 +8,8 @@ impl Store {
     /// Replaces the saved state of the sweep run by job `job_key`.
     pub async fn save_sweep_state(&self, job_key: i64, state: &str) -> DomainResult<()> {
         let now = now_millis();
-        with_db!(self, write, |p| sqlx::query(
+        with_db!(self, write, |p| {
+            sqlx::query(
             "INSERT INTO sweep_states (job_id, state, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
         )
@@ -17,7 +18,8 @@ impl Store {
         .bind(now)
         .execute(p)
         .await
-        .map(|_| ()))?;
+        .map(|_| ())
+        })?;
         Ok(())
     }
 

@@ -181,7 +181,9 @@ impl AutomlSpec {
                 }
             )));
         }
-        if self.validation_dataset.is_none() && !(self.validation_split > 0.0 && self.validation_split < 0.9) {
+        if self.validation_dataset.is_none()
+            && !(self.validation_split > 0.0 && self.validation_split < 0.9)
+        {
             return Err(DomainError::invalid(
                 "AutoML ranks trials on validation rows: give validation_dataset or a validation_split in (0, 0.9)",
             ));
@@ -189,7 +191,9 @@ impl AutomlSpec {
         if self.allowed_models.as_ref().is_some_and(Vec::is_empty) {
             return Err(DomainError::invalid("allowed_models must not be empty"));
         }
-        if !(1..=100_000).contains(&self.limits.max_trials) || self.limits.max_concurrent_trials == 0 {
+        if !(1..=100_000).contains(&self.limits.max_trials)
+            || self.limits.max_concurrent_trials == 0
+        {
             return Err(DomainError::invalid(
                 "limits.max_trials must be between 1 and 100000 and max_concurrent_trials at least 1",
             ));
@@ -253,24 +257,51 @@ impl AutomlSpec {
             sigma: None,
         };
         let space: BTreeMap<String, Dim> = [
-            ("model".to_string(), dim(DimKind::Choice, None, None, Some(self.models()))),
+            (
+                "model".to_string(),
+                dim(DimKind::Choice, None, None, Some(self.models())),
+            ),
             (
                 "width".to_string(),
-                dim(DimKind::Choice, None, None, Some(vec![json!(32), json!(64), json!(128), json!(256)])),
+                dim(
+                    DimKind::Choice,
+                    None,
+                    None,
+                    Some(vec![json!(32), json!(64), json!(128), json!(256)]),
+                ),
             ),
-            ("lr".to_string(), dim(DimKind::Loguniform, Some(3e-4), Some(3e-2), None)),
+            (
+                "lr".to_string(),
+                dim(DimKind::Loguniform, Some(3e-4), Some(3e-2), None),
+            ),
             (
                 "batch_size".to_string(),
-                dim(DimKind::Choice, None, None, Some(vec![json!(16), json!(32), json!(64), json!(128)])),
+                dim(
+                    DimKind::Choice,
+                    None,
+                    None,
+                    Some(vec![json!(16), json!(32), json!(64), json!(128)]),
+                ),
             ),
-            ("weight_decay".to_string(), dim(DimKind::Loguniform, Some(1e-6), Some(1e-2), None)),
-            ("dropout".to_string(), dim(DimKind::Uniform, Some(0.0), Some(0.3), None)),
+            (
+                "weight_decay".to_string(),
+                dim(DimKind::Loguniform, Some(1e-6), Some(1e-2), None),
+            ),
+            (
+                "dropout".to_string(),
+                dim(DimKind::Uniform, Some(0.0), Some(0.3), None),
+            ),
         ]
         .into();
         let template = Value::Object(
             space
                 .keys()
-                .map(|k| (k.clone(), Value::String(format!("${{{{search_space.{k}}}}}"))))
+                .map(|k| {
+                    (
+                        k.clone(),
+                        Value::String(format!("${{{{search_space.{k}}}}}")),
+                    )
+                })
                 .collect(),
         );
         SweepSpec {
@@ -381,6 +412,11 @@ mod tests {
             "task = \"regression\"\ndataset = \"d:1\"\ntarget = \"y\"\nprimary_metric = \"auc\"\n",
         )
         .unwrap();
-        assert!(bad.check().unwrap_err().to_string().contains("classification"));
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .to_string()
+                .contains("classification")
+        );
     }
 }

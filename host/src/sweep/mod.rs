@@ -148,7 +148,11 @@ impl SweepState {
                 ) && t.value.is_some_and(f64::is_finite)
             })
             .reduce(|a, b| {
-                if better(goal, b.value.unwrap_or(f64::NAN), a.value.unwrap_or(f64::NAN)) {
+                if better(
+                    goal,
+                    b.value.unwrap_or(f64::NAN),
+                    a.value.unwrap_or(f64::NAN),
+                ) {
                     b
                 } else {
                     a

@@ -317,7 +317,8 @@ impl SamplerRef {
         };
         match self {
             SamplerRef::Name(n) => builtin(n, BTreeMap::new()),
-            SamplerRef::Table(t) => match (uploaded("sampler", &t.component, &t.version)?, &t.name) {
+            SamplerRef::Table(t) => match (uploaded("sampler", &t.component, &t.version)?, &t.name)
+            {
                 (Some(_), Some(_)) => Err(DomainError::invalid(
                     "sampler: give either `name` (a built-in) or `component` and `version`",
                 )),
@@ -391,7 +392,10 @@ impl EarlyTermination {
             }
             (Some(c), None) => c,
             (None, None) => {
-                return bad("give `policy` (bandit, median, truncation, asha) or `component` and `version`".into());
+                return bad(
+                    "give `policy` (bandit, median, truncation, asha) or `component` and `version`"
+                        .into(),
+                );
             }
             (None, Some(p)) => {
                 let only = |field: &str, set: bool, owner: &str| {
@@ -422,7 +426,9 @@ impl EarlyTermination {
                         (Some(f), None) if f > 0.0 && f.is_finite() => {}
                         (None, Some(a)) if a >= 0.0 && a.is_finite() => {}
                         (Some(_), Some(_)) => {
-                            return bad("bandit takes slack_factor or slack_amount, not both".into());
+                            return bad(
+                                "bandit takes slack_factor or slack_amount, not both".into()
+                            );
                         }
                         (None, None) => {
                             return bad("bandit needs slack_factor or slack_amount".into());
@@ -465,7 +471,10 @@ impl EarlyTermination {
             }
         };
         let mut opts = serde_json::Map::new();
-        opts.insert("evaluation_interval".into(), self.evaluation_interval.into());
+        opts.insert(
+            "evaluation_interval".into(),
+            self.evaluation_interval.into(),
+        );
         opts.insert("delay_evaluation".into(), self.delay_evaluation.into());
         for (k, v) in [
             ("slack_factor", self.slack_factor),
@@ -551,7 +560,9 @@ impl SweepSpec {
     /// Checks what needs no plugin and no data: dimensions, limits, references, placeholders.
     pub fn check(&self) -> Result<(), DomainError> {
         if self.search_space.is_empty() {
-            return Err(DomainError::invalid("search_space must have at least one dimension"));
+            return Err(DomainError::invalid(
+                "search_space must have at least one dimension",
+            ));
         }
         for (name, d) in &self.search_space {
             if name.is_empty()
@@ -577,10 +588,14 @@ impl SweepSpec {
             ));
         }
         if l.timeout == Some(0) || l.trial_timeout == Some(0) {
-            return Err(DomainError::invalid("limits: timeouts must be positive seconds"));
+            return Err(DomainError::invalid(
+                "limits: timeouts must be positive seconds",
+            ));
         }
         if self.objective.primary_metric.trim().is_empty() {
-            return Err(DomainError::invalid("objective.primary_metric must not be empty"));
+            return Err(DomainError::invalid(
+                "objective.primary_metric must not be empty",
+            ));
         }
         self.sampler.resolve()?;
         if let Some(e) = &self.early_termination {
@@ -591,7 +606,11 @@ impl SweepSpec {
         if let Some(unknown) = used.iter().find(|n| !self.search_space.contains_key(*n)) {
             return Err(DomainError::invalid(format!(
                 "the trial template uses ${{{{search_space.{unknown}}}}}, which is not in search_space ({})",
-                self.search_space.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.search_space
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         if let Some(unused) = self.search_space.keys().find(|n| !used.contains(n)) {
@@ -604,10 +623,7 @@ impl SweepSpec {
 
     /// The search space in the plugin API's terms (in name order).
     pub fn dimensions(&self) -> Vec<Dimension> {
-        self.search_space
-            .iter()
-            .map(|(n, d)| d.to_wit(n))
-            .collect()
+        self.search_space.iter().map(|(n, d)| d.to_wit(n)).collect()
     }
 }
 
@@ -721,7 +737,10 @@ mod tests {
     fn parses_and_checks() {
         let s = spec("").unwrap();
         assert_eq!(s.limits.max_total_trials, 20);
-        assert_eq!(s.sampler.resolve().unwrap().0, ComponentRef::Builtin("sampler-random".into()));
+        assert_eq!(
+            s.sampler.resolve().unwrap().0,
+            ComponentRef::Builtin("sampler-random".into())
+        );
         let s = spec("sampler = \"sobol\"").unwrap();
         assert_eq!(s.sampler.resolve().unwrap().1["sobol"], json!(true));
         let e = spec("sampler = \"annealing\"").unwrap_err();
@@ -730,9 +749,13 @@ mod tests {
         assert!(e.contains("slack_factor or slack_amount"), "{e}");
         let e = spec("[early_termination]\npolicy = \"median\"\nslack_factor = 0.1").unwrap_err();
         assert!(e.contains("applies to the bandit policy"), "{e}");
-        let e = spec("[early_termination]\npolicy = \"truncation\"\ntruncation_percentage = 120").unwrap_err();
+        let e = spec("[early_termination]\npolicy = \"truncation\"\ntruncation_percentage = 120")
+            .unwrap_err();
         assert!(e.contains("between 1 and 99"), "{e}");
-        let ok = spec("[early_termination]\npolicy = \"bandit\"\nslack_factor = 0.1\ndelay_evaluation = 5").unwrap();
+        let ok = spec(
+            "[early_termination]\npolicy = \"bandit\"\nslack_factor = 0.1\ndelay_evaluation = 5",
+        )
+        .unwrap();
         let (c, opts) = ok.early_termination.unwrap().resolve().unwrap();
         assert_eq!(c, ComponentRef::Builtin("stop-bandit".into()));
         let opts: Value = serde_json::from_str(&opts).unwrap();
@@ -756,13 +779,22 @@ mod tests {
         assert!(bad("{ kind = \"normal\", mu = 0 }").contains("sigma"));
         let text = "trial = { x = \"${{search_space.b}}\" }\n[search_space]\na = { kind = \"uniform\", low = 0, high = 1 }\n[objective]\nprimary_metric = \"m\"\ngoal = \"minimize\"\n";
         let s: SweepSpec = toml::from_str(text).unwrap();
-        assert!(s.check().unwrap_err().to_string().contains("search_space.b"));
+        assert!(
+            s.check()
+                .unwrap_err()
+                .to_string()
+                .contains("search_space.b")
+        );
     }
 
     #[test]
     fn substitutes_typed_and_textual() {
         let t = json!({"lr": "${{search_space.lr}}", "hidden": "${{ search_space.h }}", "cmd": "python t.py --lr ${{search_space.lr}} --h ${{search_space.h}}"});
-        let p: BTreeMap<String, Value> = [("lr".to_string(), json!(0.01)), ("h".to_string(), json!([64, 32]))].into();
+        let p: BTreeMap<String, Value> = [
+            ("lr".to_string(), json!(0.01)),
+            ("h".to_string(), json!([64, 32])),
+        ]
+        .into();
         let out = substitute(&t, &p);
         assert_eq!(out["lr"], json!(0.01));
         assert_eq!(out["hidden"], json!([64, 32]));
@@ -771,13 +803,25 @@ mod tests {
 
     #[test]
     fn values_map_back_from_the_plugin() {
-        let d: Dim = serde_json::from_value(json!({"kind": "choice", "values": [[64], [64, 64], "wide"]})).unwrap();
+        let d: Dim =
+            serde_json::from_value(json!({"kind": "choice", "values": [[64], [64, 64], "wide"]}))
+                .unwrap();
         assert_eq!(d.to_wit("h").choices, vec!["[64]", "[64,64]", "wide"]);
-        assert_eq!(d.value_of("h", &ParamValue::Text("[64,64]".into())).unwrap(), json!([64, 64]));
+        assert_eq!(
+            d.value_of("h", &ParamValue::Text("[64,64]".into()))
+                .unwrap(),
+            json!([64, 64])
+        );
         assert!(d.value_of("h", &ParamValue::Text("[1]".into())).is_err());
-        let q: Dim = serde_json::from_value(json!({"kind": "quniform", "low": 16, "high": 256, "q": 16})).unwrap();
-        assert_eq!(q.value_of("b", &ParamValue::Float(64.0)).unwrap(), json!(64));
-        let n: Dim = serde_json::from_value(json!({"kind": "normal", "mu": 1.0, "sigma": 0.5})).unwrap();
+        let q: Dim =
+            serde_json::from_value(json!({"kind": "quniform", "low": 16, "high": 256, "q": 16}))
+                .unwrap();
+        assert_eq!(
+            q.value_of("b", &ParamValue::Float(64.0)).unwrap(),
+            json!(64)
+        );
+        let n: Dim =
+            serde_json::from_value(json!({"kind": "normal", "mu": 1.0, "sigma": 0.5})).unwrap();
         let w = n.to_wit("n");
         assert_eq!((w.low, w.high), (Some(1.0), Some(0.5)));
     }

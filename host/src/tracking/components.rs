@@ -7,12 +7,12 @@ use std::sync::Arc;
 use super::Tracking;
 use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::builtin::BUILTINS;
-use crate::plugins::loader::digest_of;
 use crate::plugins::engine::MAX_MEMORY;
+use crate::plugins::loader::digest_of;
 use crate::plugins::strategy::StrategyPlugin;
 use crate::plugins::{Effective, Grants, Kind, Loader, LogTags, Manifest, RuntimeError, StoreSpec};
-use crate::sweep::spec::ComponentRef;
 use crate::store::{ComponentRow, Datastore};
+use crate::sweep::spec::ComponentRef;
 use crate::workspace::{DomainError, DomainResult, Workspace, now_millis};
 
 /// A component version to register.
@@ -128,7 +128,12 @@ impl Tracking {
     pub async fn register_new_builtins(&self) -> DomainResult<()> {
         for ws in self.store.list_workspaces().await? {
             for b in &self.builtins {
-                if self.store.component(ws.id, &b.name, &b.version).await?.is_none() {
+                if self
+                    .store
+                    .component(ws.id, &b.name, &b.version)
+                    .await?
+                    .is_none()
+                {
                     match self.store.register_component(ws.id, b).await {
                         Ok(_) | Err(DomainError::AlreadyExists(_)) => {}
                         Err(e) => return Err(e),
