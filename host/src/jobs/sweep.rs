@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::command::{self, Work};
 use super::executor::{Executor, Failure};
 use super::spec::{CommandSpec, JobSpec};
-use super::train::{device_for, prepare, save_model};
+use super::train::{device_for, epoch_metrics, prepare, save_model};
 use super::{Prepared, Running};
 use crate::plugins::Kind;
 use crate::plugins::strategy::{Progress, Stopper, Study};
@@ -304,19 +304,7 @@ impl Observer for TrialObserver {
     fn batch(&mut self, _: usize, _: usize, _: usize) {}
 
     fn epoch(&mut self, r: &EpochReport, _net: &Net, _checkpoint: bool) -> Result<(), String> {
-        let now = now_millis();
-        let point = |key: &str, value: f64| Metric {
-            key: key.to_string(),
-            point: MetricPoint {
-                value,
-                timestamp: now,
-                step: r.epoch as i64,
-            },
-        };
-        self.pending.push(point("loss", r.loss));
-        self.pending.push(point("lr", r.lr));
-        self.pending
-            .extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
+        self.pending.extend(epoch_metrics(r));
         // trials are short: one commit per FLUSH_EVERY instead of one per epoch
         if self.flushed.elapsed() >= FLUSH_EVERY || r.epoch >= self.epochs {
             self.flush()?;

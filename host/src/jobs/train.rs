@@ -184,6 +184,22 @@ pub(super) fn params_of(spec: &TrainSpec) -> Vec<(String, String)> {
     out
 }
 
+/// An epoch's report as run metrics (`loss`, `lr` and the evaluation metrics, step = epoch).
+pub(super) fn epoch_metrics(r: &EpochReport) -> Vec<Metric> {
+    let now = now_millis();
+    let point = |key: &str, value: f64| Metric {
+        key: key.to_string(),
+        point: MetricPoint {
+            value,
+            timestamp: now,
+            step: r.epoch as i64,
+        },
+    };
+    let mut metrics = vec![point("loss", r.loss), point("lr", r.lr)];
+    metrics.extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
+    metrics
+}
+
 /// Logs epochs to the run and keeps the live progress.
 struct RunObserver {
     ex: Arc<Executor>,
@@ -218,17 +234,7 @@ impl Observer for RunObserver {
     }
 
     fn epoch(&mut self, r: &EpochReport, net: &Net, checkpoint: bool) -> Result<(), String> {
-        let now = now_millis();
-        let point = |key: &str, value: f64| Metric {
-            key: key.to_string(),
-            point: MetricPoint {
-                value,
-                timestamp: now,
-                step: r.epoch as i64,
-            },
-        };
-        let mut metrics = vec![point("loss", r.loss), point("lr", r.lr)];
-        metrics.extend(r.metrics.iter().map(|(k, v)| point(k, *v)));
+        let metrics = epoch_metrics(r);
         let line = metrics
             .iter()
             .map(|m| format!("{}={:.6}", m.key, m.point.value))
