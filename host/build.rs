@@ -15,6 +15,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("stop-median", "stop_median"),
     ("stop-truncation", "stop_truncation"),
     ("stop-asha", "stop_asha"),
+    ("scorer-tabular", "scorer_tabular"),
 ];
 
 fn main() {
@@ -32,6 +33,7 @@ fn main() {
         "plugins/stop-median",
         "plugins/stop-truncation",
         "plugins/stop-asha",
+        "plugins/scorer-tabular",
         "plugins/strategy-core",
         "plugins/fixtures",
         "plugins/examples",
