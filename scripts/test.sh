@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace "$@"
 (cd plugins && cargo test -p strategy-core -p sampler-random -p sampler-grid -p sampler-tpe \
-  -p stop-bandit -p stop-median -p stop-truncation -p stop-asha -p bad-sampler -p scorer-tabular)
+  -p stop-bandit -p stop-median -p stop-truncation -p stop-asha -p bad-sampler -p scorer-tabular -p scorer-digits)
