@@ -35,7 +35,13 @@ pub fn parse(sig: &Signature, max: usize, v: &Value) -> Result<Vec<f32>, Error> 
     }
     let w = sig.width();
     if let [one] = inputs.as_slice() {
-        if one.shape.len() == 2 && one.shape[1] == w {
+        let positional = match one.shape.as_slice() {
+            [_, c] => *c == w,
+            // a one-feature model: a 1-D tensor is its column, whatever its name
+            [_] => w == 1,
+            _ => false,
+        };
+        if positional {
             check_rows(one.shape[0], max)?;
             let mut data = Vec::with_capacity(one.values.len());
             for (k, v) in one.values.iter().enumerate() {

@@ -425,6 +425,13 @@ fn oip_responses() {
         ]})
     );
     let r = Core::new(Some(REGRESSOR), "{}", "m", None).unwrap();
+    let one = r#"{"inputs":[{"name":"input-0","shape":[3],"datatype":"INT64","data":[1,2,3]}]}"#;
+    assert_eq!(
+        r.parse("application/json; format=oip", one.as_bytes())
+            .unwrap()
+            .data,
+        [1.0, 2.0, 3.0]
+    );
     let req = Request {
         format: Format::Oip,
         rows: 2,
