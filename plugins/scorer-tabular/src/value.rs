@@ -63,10 +63,10 @@ pub fn from_text(feature: &Feature, s: &str, row: usize) -> Result<f32, Error> {
             if is_na(t) {
                 return Ok(f32::NAN);
             }
-            if t.len() != s.len() {
-                if let Some(i) = lookup(feature, t) {
-                    return Ok(i);
-                }
+            if t.len() != s.len()
+                && let Some(i) = lookup(feature, t)
+            {
+                return Ok(i);
             }
             Ok(-1.0)
         }
