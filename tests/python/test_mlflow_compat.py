@@ -286,7 +286,10 @@ class ModelRegistry(unittest.TestCase):
         )
         with tempfile.TemporaryDirectory() as d:
             local = mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=d)
-            self.assertEqual(sorted(os.listdir(local)), ["MLmodel", "model.json"])
+            # the client adds its own registered_model_meta file next to the version's files
+            self.assertLessEqual({"MLmodel", "model.json"}, set(os.listdir(local)))
+            with open(os.path.join(local, "model.json")) as f:
+                self.assertEqual(json.load(f), {"dataset": "iris:1"})
 
     def test_client_registry_calls(self):
         run_id = self.log_model_dir()
@@ -349,8 +352,13 @@ class ModelRegistry(unittest.TestCase):
             sorted(v.version for v in models[0].latest_versions), ["1", "2"]
         )
         # rename, delete
-        renamed = self.client.rename_registered_model(name, name + "-x")
-        self.assertEqual(renamed.name, name + "-x")
+        # MlflowClient.rename_registered_model drops the server's answer: read the model back
+        self.client.rename_registered_model(name, name + "-x")
+        renamed = self.client.get_registered_model(name + "-x")
+        self.assertEqual(sorted(v.version for v in renamed.latest_versions), ["1", "2"])
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.get_registered_model(name)
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
         self.client.delete_model_version(name + "-x", "2")
         with self.assertRaises(MlflowException) as ctx:
             self.client.get_model_version(name + "-x", "2")

@@ -314,6 +314,9 @@ fn eval_cmp(c: &Comparison, attr: &dyn Fn(&str) -> Field, tags: &BTreeMap<String
     match (c.op, &c.value, &field) {
         (Op::IsNull, _, f) => *f == Field::Null,
         (Op::IsNotNull, _, f) => *f != Field::Null,
+        // an absent tag differs from every value (MLflow's client filters prompts out of model
+        // searches with `tag.mlflow.prompt.is_prompt != 'true'`)
+        (Op::Ne | Op::NotIn, _, Field::Null) => c.entity == Entity::Tag,
         (_, _, Field::Null) => false,
         (Op::In, Value::List(l), Field::Text(t)) => l.contains(t),
         (Op::NotIn, Value::List(l), Field::Text(t)) => !l.contains(t),
@@ -485,6 +488,17 @@ mod tests {
         assert!(eval_filter(&e, &name("iris-x"), &tags));
         assert!(!eval_filter(&e, &name("digits"), &tags));
         assert!(!eval_filter(&e, &name("iris-x"), &BTreeMap::new()));
+        let not_prompt = parse(
+            "name = 'iris-x' AND tag.`mlflow.prompt.is_prompt` != 'true'",
+            model_attribute,
+            &[Entity::Tag, Entity::Attribute],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(eval_filter(&not_prompt, &name("iris-x"), &BTreeMap::new()));
+        let prompt: BTreeMap<String, String> =
+            [("mlflow.prompt.is_prompt".to_string(), "true".to_string())].into();
+        assert!(!eval_filter(&not_prompt, &name("iris-x"), &prompt));
         let v = parse(
             "version_number >= 2",
             version_attribute,

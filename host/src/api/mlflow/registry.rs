@@ -29,8 +29,10 @@ use crate::workspace::{DomainError, Workspace, validate};
 
 type Reply = Result<Json<Value>, MlflowError>;
 
-/// Most results of one search page.
-const MAX_RESULTS: i64 = 1000;
+/// Most registered models in one search page (MLflow's limit).
+const MAX_MODEL_RESULTS: i64 = 1000;
+/// Most model versions in one search page (MLflow's limit; its client asks for 10,000).
+const MAX_VERSION_RESULTS: i64 = 200_000;
 
 /// Request parameters: the query string's values (repeated keys as lists) overlaid by the JSON
 /// body's fields, deserialized into `T`.
@@ -289,11 +291,11 @@ pub struct SearchReq {
     page_token: Option<String>,
 }
 
-fn page_bounds(req: &SearchReq, default: i64) -> Result<(usize, usize), DomainError> {
+fn page_bounds(req: &SearchReq, default: i64, max: i64) -> Result<(usize, usize), DomainError> {
     let limit = req.max_results.unwrap_or(default);
-    if !(1..=MAX_RESULTS).contains(&limit) {
+    if !(1..=max).contains(&limit) {
         return Err(DomainError::invalid(format!(
-            "max_results must be between 1 and {MAX_RESULTS}, got {limit}"
+            "max_results must be between 1 and {max}, got {limit}"
         )));
     }
     Ok((paging::decode(req.page_token.as_deref())?, limit as usize))
@@ -373,7 +375,7 @@ pub async fn search_models(
     MlflowWs(ws): MlflowWs,
     Params(req): Params<SearchReq>,
 ) -> Reply {
-    let (offset, limit) = page_bounds(&req, 100)?;
+    let (offset, limit) = page_bounds(&req, 100, MAX_MODEL_RESULTS)?;
     let filter = filter_of(req.filter.as_deref(), model_attribute)?;
     let mut models = st.tracking.store.registered_models(ws.id, None).await?;
     if let Some(f) = &filter {
@@ -735,7 +737,7 @@ pub async fn search_versions(
     MlflowWs(ws): MlflowWs,
     Params(req): Params<SearchReq>,
 ) -> Reply {
-    let (offset, limit) = page_bounds(&req, 1000)?;
+    let (offset, limit) = page_bounds(&req, 10_000, MAX_VERSION_RESULTS)?;
     let filter = filter_of(req.filter.as_deref(), version_attribute)?;
     let mut versions = st.tracking.store.model_versions(ws.id, None, None).await?;
     if let Some(f) = &filter {
