@@ -210,7 +210,11 @@ fn scenario(backend: Backend) {
             &format!("{WS}/models/iris-clf/aliases/{bad}"),
             json!({ "version": 1 }),
         );
-        assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER_VALUE"), "{bad}");
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "INVALID_PARAMETER_VALUE"),
+            "{bad}"
+        );
         assert!(r.message().contains(bad), "{}", r.message());
     }
     let r = h.put(
@@ -256,8 +260,10 @@ fn scenario(backend: Backend) {
     assert_eq!(up["dataset"], "iris:1", "lineage from the model card");
     assert_eq!(up["tags"]["origin"], "laptop");
     assert_eq!(
-        h.get(&format!("{WS}/models/uploaded/versions/1/files/extra/notes.txt"))
-            .bytes,
+        h.get(&format!(
+            "{WS}/models/uploaded/versions/1/files/extra/notes.txt"
+        ))
+        .bytes,
         b"hand made"
     );
     let list = cli_json(&s, &["model", "list"]);
@@ -278,7 +284,14 @@ fn scenario(backend: Backend) {
     assert_eq!(file("2", "model.json").bytes, card);
     let again = cli_json(
         &s,
-        &["model", "predict", "--model", "iris-clf@champion", "-f", csv],
+        &[
+            "model",
+            "predict",
+            "--model",
+            "iris-clf@champion",
+            "-f",
+            csv,
+        ],
     );
     assert_eq!(again, from_run);
     let v = h.get(&format!("{WS}/models/iris-clf/versions/1")).ok();
@@ -304,8 +317,10 @@ fn scenario(backend: Backend) {
     assert!(!dup.0 && dup.2.contains("'iris-clf'"), "{}", dup.2);
     h.post("/api/v1/gc", json!({})).ok();
     assert_eq!(
-        h.get(&format!("{WS}/models/uploaded/versions/latest/files/model.safetensors"))
-            .bytes,
+        h.get(&format!(
+            "{WS}/models/uploaded/versions/latest/files/model.safetensors"
+        ))
+        .bytes,
         weights,
         "the uploaded version still holds its files"
     );

@@ -205,14 +205,15 @@ impl Client {
         meta: &Value,
         files: Vec<(String, Vec<u8>)>,
     ) -> Result<Value, ClientError> {
-        let mut form = reqwest::multipart::Form::new()
-            .percent_encode_noop()
-            .part(
-                "meta",
-                reqwest::multipart::Part::text(meta.to_string()).file_name("meta.json"),
-            );
+        let mut form = reqwest::multipart::Form::new().percent_encode_noop().part(
+            "meta",
+            reqwest::multipart::Part::text(meta.to_string()).file_name("meta.json"),
+        );
         for (name, bytes) in files {
-            form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
+            );
         }
         self.send_json(self.http.post(self.url(path)).multipart(form))
             .await

@@ -200,7 +200,8 @@ pub async fn model(c: &Client, cmd: ModelCmd, out: Output) -> Result<(), CliErro
                 }
                 (None, Some(dir)) => {
                     let files = read_dir_files(&dir)?;
-                    let meta = json!({ "description": description, "tags": tags, "aliases": alias });
+                    let meta =
+                        json!({ "description": description, "tags": tags, "aliases": alias });
                     c.upload_model(&url, &meta, files).await?
                 }
                 (None, None) => unreachable!("clap requires --run or --dir"),
@@ -241,7 +242,14 @@ pub async fn model(c: &Client, cmd: ModelCmd, out: Output) -> Result<(), CliErro
             print(
                 out,
                 &v,
-                &["name", "latest", "versions", "aliases", "description", "updated"],
+                &[
+                    "name",
+                    "latest",
+                    "versions",
+                    "aliases",
+                    "description",
+                    "updated",
+                ],
                 rows,
             );
             Ok(())
@@ -257,8 +265,7 @@ pub async fn model(c: &Client, cmd: ModelCmd, out: Output) -> Result<(), CliErro
                     return Ok(());
                 }
                 println!("{}  {}", text(&v["name"]), text(&v["description"]));
-                let rows =
-                    version_rows(v["versions"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+                let rows = version_rows(v["versions"].as_array().map(Vec::as_slice).unwrap_or(&[]));
                 print(out, &v, &version_header, rows);
                 return Ok(());
             }

@@ -79,7 +79,8 @@ impl Store {
         tags: &BTreeMap<String, String>,
     ) -> DomainResult<RegisteredModel> {
         let now = now_millis();
-        with_db!(self, write, |p| async {
+        with_db!(self, write, |p| {
+            async {
             let mut tx = p.begin().await?;
             let id = sqlx::query(
                 "INSERT INTO registered_models (workspace_id, name, description, last_version, created_at, updated_at) \
@@ -112,7 +113,8 @@ impl Store {
             tx.commit().await?;
             Ok::<_, DomainError>(())
         }
-        .await)?;
+        .await
+        })?;
         self.registered_model(workspace_id, name).await
     }
 
@@ -215,7 +217,8 @@ impl Store {
     ) -> DomainResult<RegisteredModel> {
         let now = now_millis();
         let target = u.new_name.clone().unwrap_or_else(|| name.to_string());
-        with_db!(self, write, |p| async {
+        with_db!(self, write, |p| {
+            async {
             let mut tx = p.begin().await?;
             let Some(row) = sqlx::query(
                 "UPDATE registered_models SET updated_at = $3, description = COALESCE($4, description) \
@@ -268,7 +271,8 @@ impl Store {
             tx.commit().await?;
             Ok::<_, DomainError>(())
         }
-        .await)?;
+        .await
+        })?;
         self.registered_model(workspace_id, &target).await
     }
 
@@ -296,7 +300,8 @@ impl Store {
         v: &NewModelVersion,
     ) -> DomainResult<ModelVersion> {
         let now = now_millis();
-        let version = with_db!(self, write, |p| async {
+        let version = with_db!(self, write, |p| {
+            async {
             let mut tx = p.begin().await?;
             if v.create_model {
                 sqlx::query(
@@ -375,7 +380,8 @@ impl Store {
             tx.commit().await?;
             Ok::<_, DomainError>(version)
         }
-        .await)?;
+        .await
+        })?;
         self.model_version(workspace_id, &v.name, version).await
     }
 
@@ -501,7 +507,8 @@ impl Store {
         u: &VersionUpdate,
     ) -> DomainResult<ModelVersion> {
         let now = now_millis();
-        let found = with_db!(self, write, |p| async {
+        let found = with_db!(self, write, |p| {
+            async {
             let mut tx = p.begin().await?;
             let Some(row) = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE model_versions SET updated_at = $4, description = COALESCE($5, description), \
@@ -548,7 +555,8 @@ impl Store {
             tx.commit().await?;
             Ok::<_, DomainError>(true)
         }
-        .await)?;
+        .await
+        })?;
         if !found {
             self.registered_model(workspace_id, name).await?;
             return Err(version_missing(name, version));
@@ -634,7 +642,8 @@ impl Store {
     ) -> DomainResult<()> {
         // checks model and version, with a precise error
         self.model_version(workspace_id, name, version).await?;
-        let n = with_db!(self, write, |p| sqlx::query(sqlx::AssertSqlSafe(format!(
+        let n = with_db!(self, write, |p| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO model_aliases (model_id, alias, version) \
              SELECT v.model_id, $3, v.version FROM model_versions v WHERE v.model_id = {MODEL_ID} AND v.version = $4 \
              ON CONFLICT (model_id, alias) DO UPDATE SET version = excluded.version"
@@ -645,7 +654,8 @@ impl Store {
         .bind(version)
         .execute(p)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
         if n == 0 {
             // deleted between the check and the insert
             return Err(version_missing(name, version));

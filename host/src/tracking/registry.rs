@@ -14,7 +14,9 @@ use crate::store::{ArtifactRow, NewModelVersion};
 use crate::workspace::registry::{
     ModelRef, ModelVersion, Selector, check_alias, check_description, check_model_name,
 };
-use crate::workspace::{ArtifactFile, DomainError, DomainResult, LifecycleStage, Workspace, validate};
+use crate::workspace::{
+    ArtifactFile, DomainError, DomainResult, LifecycleStage, Workspace, validate,
+};
 
 /// Largest total size of the files of one uploaded model version.
 pub const MAX_MODEL_UPLOAD_BYTES: usize = 1 << 30;
@@ -241,7 +243,11 @@ impl Tracking {
     }
 
     /// The version a reference selects, in the workspace named `ws`.
-    pub async fn resolve_model_version(&self, ws: &str, r: &ModelRef) -> DomainResult<ModelVersion> {
+    pub async fn resolve_model_version(
+        &self,
+        ws: &str,
+        r: &ModelRef,
+    ) -> DomainResult<ModelVersion> {
         let ws = self.workspace(ws).await?;
         self.resolve_in(&ws, &r.name, &r.selector).await
     }
@@ -286,7 +292,10 @@ impl Tracking {
         if let Some(f) = files.iter().find(|f| f.path == path) {
             return Ok(f.clone());
         }
-        if files.iter().any(|f| f.path.starts_with(&format!("{path}/"))) {
+        if files
+            .iter()
+            .any(|f| f.path.starts_with(&format!("{path}/")))
+        {
             return Err(DomainError::invalid(format!(
                 "'{path}' is a directory of model version {name}/{version}; name a file"
             )));
@@ -344,7 +353,9 @@ impl Tracking {
         name: &str,
         version: i64,
     ) -> DomainResult<()> {
-        self.store.delete_model_version(ws.id, name, version).await?;
+        self.store
+            .delete_model_version(ws.id, name, version)
+            .await?;
         tracing::info!(workspace = %ws.name, model = %name, version, "model version deleted");
         Ok(())
     }

@@ -118,7 +118,10 @@ impl ModelRef {
             let sel = if v.eq_ignore_ascii_case("latest") {
                 Selector::Latest
             } else {
-                Selector::Version(parse_version(v).map_err(|_| bad("the version must be a positive integer or 'latest'"))?)
+                Selector::Version(
+                    parse_version(v)
+                        .map_err(|_| bad("the version must be a positive integer or 'latest'"))?,
+                )
             };
             (name, sel)
         } else {
@@ -147,14 +150,11 @@ impl std::fmt::Display for ModelRef {
 
 /// Parses a version number (a positive integer).
 pub fn parse_version(v: &str) -> DomainResult<i64> {
-    v.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            DomainError::invalid(format!(
-                "model version must be a positive integer, got '{v}'"
-            ))
-        })
+    v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        DomainError::invalid(format!(
+            "model version must be a positive integer, got '{v}'"
+        ))
+    })
 }
 
 /// Checks a registered model name: 1–256 characters of letters, digits, `-`, `_`, `.`,
@@ -195,8 +195,7 @@ pub fn check_alias(alias: &str) -> DomainResult<()> {
             "the alias 'latest' is reserved: models:/NAME/latest always means the highest version",
         ));
     }
-    if lower.len() > 1 && lower.starts_with('v') && lower[1..].bytes().all(|b| b.is_ascii_digit())
-    {
+    if lower.len() > 1 && lower.starts_with('v') && lower[1..].bytes().all(|b| b.is_ascii_digit()) {
         return Err(DomainError::invalid(format!(
             "the alias '{alias}' is reserved: it reads as a version number"
         )));
@@ -323,9 +322,9 @@ fn eval_cmp(c: &Comparison, attr: &dyn Fn(&str) -> Field, tags: &BTreeMap<String
         (Op::Like, Value::Text(p), Field::Text(t)) => like(p, t, false),
         (Op::ILike, Value::Text(p), Field::Text(t)) => like(p, t, true),
         (op, Value::Text(v), Field::Text(t)) => compare(op, t.as_str().cmp(v.as_str())),
-        (op, Value::Number(v), Field::Number(n)) => n
-            .partial_cmp(v)
-            .is_some_and(|o| compare(op, o)),
+        (op, Value::Number(v), Field::Number(n)) => {
+            n.partial_cmp(v).is_some_and(|o| compare(op, o))
+        }
         _ => false,
     }
 }
@@ -392,7 +391,10 @@ mod tests {
             ModelRef::parse("models:/iris/latest").unwrap().selector,
             Selector::Latest
         );
-        assert_eq!(ModelRef::parse("iris/7").unwrap().selector, Selector::Version(7));
+        assert_eq!(
+            ModelRef::parse("iris/7").unwrap().selector,
+            Selector::Version(7)
+        );
         assert_eq!(
             ModelRef::parse("iris@prod-2").unwrap(),
             ModelRef {
@@ -402,7 +404,9 @@ mod tests {
         );
         assert_eq!(ModelRef::parse("iris").unwrap().selector, Selector::Latest);
         assert_eq!(
-            ModelRef::parse("models:/iris@champion").unwrap().to_string(),
+            ModelRef::parse("models:/iris@champion")
+                .unwrap()
+                .to_string(),
             "models:/iris@champion"
         );
         for bad in [
@@ -419,7 +423,10 @@ mod tests {
         ] {
             let e = ModelRef::parse(bad).unwrap_err();
             assert!(matches!(e, DomainError::InvalidArgument(_)), "{bad}: {e:?}");
-            assert!(e.to_string().contains("invalid model reference"), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("invalid model reference"),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -455,7 +462,10 @@ mod tests {
             Some((run.to_string(), "m/x".to_string()))
         );
         assert_eq!(parse_run_source("s3://bucket/model"), None);
-        assert_eq!(parse_run_source(&format!("mlflow-artifacts:/1/{run}/other/m")), None);
+        assert_eq!(
+            parse_run_source(&format!("mlflow-artifacts:/1/{run}/other/m")),
+            None
+        );
         assert_eq!(parse_run_source("runs:/"), None);
     }
 
@@ -481,9 +491,11 @@ mod tests {
         .unwrap()
         .unwrap();
         let tags: BTreeMap<String, String> = [("team".to_string(), "a".to_string())].into();
-        let name = |n: &'static str| move |k: &str| match k {
-            "name" => Field::Text(n.to_string()),
-            _ => Field::Null,
+        let name = |n: &'static str| {
+            move |k: &str| match k {
+                "name" => Field::Text(n.to_string()),
+                _ => Field::Null,
+            }
         };
         assert!(eval_filter(&e, &name("iris-x"), &tags));
         assert!(!eval_filter(&e, &name("digits"), &tags));
@@ -506,9 +518,11 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let num = |n: f64| move |k: &str| match k {
-            "version_number" => Field::Number(n),
-            _ => Field::Null,
+        let num = |n: f64| {
+            move |k: &str| match k {
+                "version_number" => Field::Number(n),
+                _ => Field::Null,
+            }
         };
         assert!(eval_filter(&v, &num(2.0), &BTreeMap::new()));
         assert!(!eval_filter(&v, &num(1.0), &BTreeMap::new()));

@@ -40,7 +40,10 @@ async fn list_registry(
     version: i64,
     dir: &str,
 ) -> Result<Vec<ArtifactFile>, DomainError> {
-    st.tracking.store.model_version(ws.id, name, version).await?;
+    st.tracking
+        .store
+        .model_version(ws.id, name, version)
+        .await?;
     let dir = dir.trim_matches('/');
     let base = if dir.is_empty() {
         String::new()

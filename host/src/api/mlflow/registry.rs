@@ -56,7 +56,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Params<T> {
         }
         match parse_json::<Value>(&bytes)? {
             Value::Object(body) => merged.extend(body),
-            _ => return Err(DomainError::Malformed("the body must be a JSON object".into()).into()),
+            _ => {
+                return Err(DomainError::Malformed("the body must be a JSON object".into()).into());
+            }
         }
         let t = serde_json::from_value(Value::Object(merged))
             .map_err(|e| DomainError::invalid(format!("invalid request: {e}")))?;
@@ -155,7 +157,9 @@ async fn model_reply(st: &AppState, ws: &Workspace, name: &str) -> Reply {
         .store
         .model_versions(ws.id, Some(name), None)
         .await?;
-    Ok(Json(json!({ "registered_model": model_json(&m, &versions) })))
+    Ok(Json(
+        json!({ "registered_model": model_json(&m, &versions) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -362,11 +366,7 @@ fn filter_of(
     f: Option<&str>,
     resolver: crate::workspace::filter::AttributeResolver,
 ) -> Result<Option<Expr>, DomainError> {
-    parse(
-        f.unwrap_or(""),
-        resolver,
-        &[Entity::Tag, Entity::Attribute],
-    )
+    parse(f.unwrap_or(""), resolver, &[Entity::Tag, Entity::Attribute])
 }
 
 /// `GET registered-models/search`.
@@ -487,10 +487,9 @@ pub async fn delete_model_tag(
     let key = required(&req.key, "key")?;
     let m = st.tracking.store.registered_model(ws.id, name).await?;
     if !m.tags.contains_key(key) {
-        return Err(DomainError::NotFound(format!(
-            "registered model '{name}' has no tag '{key}'"
-        ))
-        .into());
+        return Err(
+            DomainError::NotFound(format!("registered model '{name}' has no tag '{key}'")).into(),
+        );
     }
     st.tracking
         .store
@@ -799,7 +798,11 @@ pub async fn delete_version_tag(
     let name = required(&req.name, "name")?;
     let version = version_of(&req.version)?;
     let key = required(&req.key, "key")?;
-    let v = st.tracking.store.model_version(ws.id, name, version).await?;
+    let v = st
+        .tracking
+        .store
+        .model_version(ws.id, name, version)
+        .await?;
     if !v.tags.contains_key(key) {
         return Err(DomainError::NotFound(format!(
             "model version {name}/{version} has no tag '{key}'"

@@ -98,11 +98,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/models/{name}/versions",
-            get(models::list_versions)
-                .post(models::register)
-                .layer(axum::extract::DefaultBodyLimit::max(
+            get(models::list_versions).post(models::register).layer(
+                axum::extract::DefaultBodyLimit::max(
                     crate::tracking::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
-                )),
+                ),
+            ),
         )
         .route(
             "/models/{name}/versions/{version}",
