@@ -241,5 +241,149 @@ class WorkspaceSelection(unittest.TestCase):
         mlflow.set_tracking_uri(BASE)
 
 
+class ModelRegistry(unittest.TestCase):
+    """registered-models/* and model-versions/* through the real client."""
+
+    def setUp(self):
+        mlflow.set_tracking_uri(BASE)
+        mlflow.set_registry_uri(BASE)
+        self.client = MlflowClient(BASE, BASE)
+
+    def tearDown(self):
+        while mlflow.active_run():
+            mlflow.end_run()
+
+    def log_model_dir(self):
+        """A run with a `model/` directory holding an MLmodel file, as register_model expects."""
+        mlflow.set_experiment(unique("registry"))
+        with mlflow.start_run() as run:
+            mlflow.log_text("artifact_path: model\nflavors: {}\n", "model/MLmodel")
+            mlflow.log_text('{"dataset": "iris:1"}', "model/model.json")
+        return run.info.run_id
+
+    def test_register_model_from_a_run(self):
+        run_id = self.log_model_dir()
+        name = unique("reg")
+        v1 = mlflow.register_model(f"runs:/{run_id}/model", name)
+        self.assertEqual(v1.name, name)
+        self.assertEqual(v1.version, "1")
+        self.assertEqual(v1.run_id, run_id)
+        self.assertEqual(v1.status, "READY")
+        self.assertTrue(v1.source.endswith(f"{run_id}/artifacts/model"), v1.source)
+        # a second registration is version 2 of the same model
+        v2 = mlflow.register_model(f"runs:/{run_id}/model", name, tags={"k": "v"})
+        self.assertEqual(v2.version, "2")
+        self.assertEqual(v2.tags, {"k": "v"})
+        latest = self.client.get_latest_versions(name)
+        self.assertEqual([v.version for v in latest], ["2"])
+        self.assertEqual(latest[0].current_stage, "None")
+        # the version's files come from the registry, even once the run is deleted
+        uri = self.client.get_model_version_download_uri(name, "1")
+        self.assertTrue(uri.startswith("mlflow-artifacts:/_registry/"), uri)
+        self.client.delete_run(run_id)
+        self.assertEqual(
+            mlflow.artifacts.load_text(f"{uri}/model.json"), '{"dataset": "iris:1"}'
+        )
+        with tempfile.TemporaryDirectory() as d:
+            local = mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=d)
+            # the client adds its own registered_model_meta file next to the version's files
+            self.assertLessEqual({"MLmodel", "model.json"}, set(os.listdir(local)))
+            with open(os.path.join(local, "model.json")) as f:
+                self.assertEqual(json.load(f), {"dataset": "iris:1"})
+
+    def test_client_registry_calls(self):
+        run_id = self.log_model_dir()
+        name = unique("client")
+        rm = self.client.create_registered_model(name, tags={"team": "a"}, description="d0")
+        self.assertEqual(rm.name, name)
+        self.assertEqual(rm.tags, {"team": "a"})
+        self.assertEqual(rm.description, "d0")
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.create_registered_model(name)
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_ALREADY_EXISTS")
+        run = self.client.get_run(run_id)
+        source = f"{run.info.artifact_uri}/model"
+        mv1 = self.client.create_model_version(name, source, run_id, description="first")
+        mv2 = self.client.create_model_version(name, f"runs:/{run_id}/model", run_id)
+        self.assertEqual((mv1.version, mv2.version), ("1", "2"))
+        self.assertEqual(mv1.description, "first")
+        self.assertEqual(mv1.source, source)
+        # aliases
+        self.client.set_registered_model_alias(name, "champion", 1)
+        got = self.client.get_model_version_by_alias(name, "champion")
+        self.assertEqual((got.version, got.aliases), ("1", ["champion"]))
+        self.client.set_registered_model_alias(name, "champion", "2")
+        self.assertEqual(self.client.get_model_version_by_alias(name, "champion").version, "2")
+        self.assertEqual(self.client.get_registered_model(name).aliases, {"champion": "2"})
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.set_registered_model_alias(name, "champion", "7")
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.get_model_version_by_alias(name, "ghost")
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+        self.client.delete_registered_model_alias(name, "champion")
+        self.assertEqual(self.client.get_registered_model(name).aliases, {})
+        # tags, updates, stages
+        self.client.set_registered_model_tag(name, "owner", "ana")
+        self.client.delete_registered_model_tag(name, "team")
+        self.assertEqual(self.client.get_registered_model(name).tags, {"owner": "ana"})
+        self.client.update_registered_model(name, description="d1")
+        self.assertEqual(self.client.get_registered_model(name).description, "d1")
+        self.client.set_model_version_tag(name, "1", "validated", "yes")
+        self.assertEqual(self.client.get_model_version(name, "1").tags, {"validated": "yes"})
+        self.client.delete_model_version_tag(name, "1", "validated")
+        self.assertEqual(self.client.get_model_version(name, "1").tags, {})
+        self.client.update_model_version(name, "1", description="changed")
+        self.assertEqual(self.client.get_model_version(name, "1").description, "changed")
+        moved = self.client.transition_model_version_stage(name, "1", "Production")
+        self.assertEqual(moved.current_stage, "Production")
+        latest = self.client.get_latest_versions(name, stages=["Production"])
+        self.assertEqual([v.version for v in latest], ["1"])
+        # search, with filters and pagination
+        found = self.client.search_model_versions(f"name='{name}'")
+        self.assertEqual(sorted(v.version for v in found), ["1", "2"])
+        found = self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+        self.assertEqual(len(found), 2)
+        page = self.client.search_registered_models(f"name LIKE '{name[:8]}%'", max_results=1)
+        self.assertEqual(len(page), 1)
+        models = self.client.search_registered_models(f"name = '{name}'")
+        self.assertEqual([m.name for m in models], [name])
+        self.assertEqual(
+            sorted(v.version for v in models[0].latest_versions), ["1", "2"]
+        )
+        # rename, delete
+        # MlflowClient.rename_registered_model drops the server's answer: read the model back
+        self.client.rename_registered_model(name, name + "-x")
+        renamed = self.client.get_registered_model(name + "-x")
+        self.assertEqual(sorted(v.version for v in renamed.latest_versions), ["1", "2"])
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.get_registered_model(name)
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+        self.client.delete_model_version(name + "-x", "2")
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.get_model_version(name + "-x", "2")
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+        self.assertEqual(
+            [v.version for v in self.client.search_model_versions(f"name='{name}-x'")], ["1"]
+        )
+        self.client.delete_registered_model(name + "-x")
+        with self.assertRaises(MlflowException) as ctx:
+            self.client.get_registered_model(name + "-x")
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+
+    def test_search_pages_through_models(self):
+        prefix = unique("page")
+        for i in range(3):
+            self.client.create_registered_model(f"{prefix}-{i}")
+        first = self.client.search_registered_models(f"name LIKE '{prefix}%'", max_results=2)
+        self.assertEqual([m.name for m in first], [f"{prefix}-0", f"{prefix}-1"])
+        self.assertIsNotNone(first.token)
+        second = self.client.search_registered_models(
+            f"name LIKE '{prefix}%'", max_results=2, page_token=first.token
+        )
+        self.assertEqual([m.name for m in second], [f"{prefix}-2"])
+        self.assertFalse(second.token)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

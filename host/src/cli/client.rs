@@ -197,6 +197,28 @@ impl Client {
             .await
     }
 
+    /// Uploads model files as a multipart POST: a `file` part per `(path, bytes)` (the filename
+    /// is the path inside the version, not percent-encoded) and a `meta` JSON part.
+    pub async fn upload_model(
+        &self,
+        path: &str,
+        meta: &Value,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<Value, ClientError> {
+        let mut form = reqwest::multipart::Form::new().percent_encode_noop().part(
+            "meta",
+            reqwest::multipart::Part::text(meta.to_string()).file_name("meta.json"),
+        );
+        for (name, bytes) in files {
+            form = form.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name),
+            );
+        }
+        self.send_json(self.http.post(self.url(path)).multipart(form))
+            .await
+    }
+
     /// Streams a local file as a PUT body.
     pub async fn upload(&self, path: &str, file: &std::path::Path) -> Result<Value, ClientError> {
         let f = tokio::fs::File::open(file).await?;

@@ -232,6 +232,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let used = sqlx::query(
                 "SELECT (SELECT count(*) FROM artifacts WHERE datastore_id = $1) + \
+                        (SELECT count(*) FROM model_files WHERE datastore_id = $1) + \
                         (SELECT count(*) FROM experiments WHERE datastore_id = $1) AS n",
             )
             .bind(ds.id)
@@ -240,7 +241,7 @@ impl Store {
             .i64("n")?;
             if used > 0 {
                 return Err(DomainError::InvalidState(format!(
-                    "datastore '{name}' still holds artifacts or serves experiments"
+                    "datastore '{name}' still holds artifacts or model files, or serves experiments"
                 )));
             }
             sqlx::query("DELETE FROM datastores WHERE id = $1")

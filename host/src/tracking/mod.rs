@@ -4,6 +4,7 @@
 mod artifacts;
 mod components;
 mod datasets;
+mod registry;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -14,6 +15,7 @@ use serde::Serialize;
 pub use artifacts::ArtifactUpload;
 pub use components::{ComponentUpload, DatastoreRequest, prepare_builtins};
 pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
+pub use registry::{MAX_MODEL_UPLOAD_BYTES, ModelFileUpload, RegisterRequest};
 
 use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::Grants;
@@ -217,6 +219,7 @@ impl Tracking {
         for ds in stores {
             let mut referenced = self.store.referenced_digests(ds.id).await?;
             referenced.extend(self.store.dataset_digests(ds.id).await?);
+            referenced.extend(self.store.model_file_digests(ds.id).await?);
             let backend = self.datastores.get(&ds)?;
             let (blobs, bytes) = tokio::task::spawn_blocking(move || {
                 let mut blobs = 0;

@@ -350,7 +350,12 @@ pub fn experiment_attribute(name: &str) -> Option<&'static str> {
 pub fn is_numeric_attribute(name: &str) -> bool {
     matches!(
         name,
-        "start_time" | "end_time" | "creation_time" | "last_update_time" | "experiment_id"
+        "start_time"
+            | "end_time"
+            | "creation_time"
+            | "last_update_time"
+            | "experiment_id"
+            | "version_number"
     )
 }
 

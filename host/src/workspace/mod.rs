@@ -5,6 +5,7 @@ pub mod error;
 pub mod filter;
 pub mod metric;
 pub mod model;
+pub mod registry;
 pub mod validate;
 
 pub use error::{DomainError, DomainResult};

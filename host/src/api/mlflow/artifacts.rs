@@ -14,6 +14,79 @@ use crate::workspace::{ArtifactFile, DomainError, Workspace, validate};
 
 type Reply = Result<Json<Value>, MlflowError>;
 
+/// First segment of proxy paths that address a registered model version's own files:
+/// `_registry/<name>/<version>/<path>`.
+pub(crate) const REGISTRY_PREFIX: &str = "_registry";
+
+/// Splits `_registry/<name>/<version>[/<path>]` into its parts; `None` for other paths.
+fn split_registry_path(path: &str) -> Option<Result<(&str, i64, &str), DomainError>> {
+    let rest = path
+        .trim_matches('/')
+        .strip_prefix(REGISTRY_PREFIX)?
+        .strip_prefix('/')?;
+    let mut parts = rest.splitn(3, '/');
+    let (name, version) = (parts.next()?, parts.next()?);
+    Some(
+        crate::workspace::registry::parse_version(version)
+            .map(|v| (name, v, parts.next().unwrap_or(""))),
+    )
+}
+
+/// The immediate children of a directory of a model version's files.
+async fn list_registry(
+    st: &AppState,
+    ws: &Workspace,
+    name: &str,
+    version: i64,
+    dir: &str,
+) -> Result<Vec<ArtifactFile>, DomainError> {
+    st.tracking
+        .store
+        .model_version(ws.id, name, version)
+        .await?;
+    let dir = dir.trim_matches('/');
+    let base = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
+    let mut out: std::collections::BTreeMap<String, ArtifactFile> = Default::default();
+    for f in st.tracking.store.model_files(ws.id, name, version).await? {
+        let Some(rest) = f.path.strip_prefix(&base) else {
+            continue;
+        };
+        match rest.split_once('/') {
+            Some((child, _)) => {
+                let p = format!("{base}{child}");
+                out.entry(p.clone()).or_insert(ArtifactFile {
+                    path: p,
+                    is_dir: true,
+                    size: None,
+                    digest: None,
+                });
+            }
+            None => {
+                out.insert(
+                    f.path.clone(),
+                    ArtifactFile {
+                        path: f.path,
+                        is_dir: false,
+                        size: Some(f.size as u64),
+                        digest: Some(f.digest),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+fn read_only(path: &str) -> DomainError {
+    DomainError::InvalidState(format!(
+        "'{path}' belongs to a registered model version, whose files are read-only"
+    ))
+}
+
 /// Splits `<exp>/<run>/artifacts[/<rest>]` into the run id and the path inside the run.
 fn split_proxy_path(path: &str) -> Result<(&str, &str, &str), DomainError> {
     let path = path.trim_matches('/');
@@ -58,6 +131,18 @@ pub async fn list(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMa
     if path.trim_matches('/').is_empty() {
         return Ok(Json(json!({})));
     }
+    if let Some(reg) = split_registry_path(path) {
+        let (name, version, dir) = reg?;
+        let files = list_registry(&st, &ws, name, version, dir).await?;
+        let strip = if dir.trim_matches('/').is_empty() {
+            0
+        } else {
+            dir.trim_matches('/').len() + 1
+        };
+        return Ok(Json(
+            json!({ "files": files.iter().map(|f| file_json(f, strip)).collect::<Vec<_>>() }),
+        ));
+    }
     let (exp, run, dir) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, run).await?;
     let files = st.tracking.list_artifacts(&ws, run, dir).await?;
@@ -77,6 +162,14 @@ pub async fn download(
     Path(p): Path<Vec<(String, String)>>,
 ) -> Result<Response, MlflowError> {
     let path = wildcard(&p);
+    if let Some(reg) = split_registry_path(path) {
+        let (name, version, rel) = reg?;
+        let (file, reader) = st
+            .tracking
+            .open_model_version_file(&ws, name, version, rel)
+            .await?;
+        return Ok(artifact_response(&file, reader));
+    }
     let (exp, run, rel) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, run).await?;
     let (file, reader) = st.tracking.open_artifact(&ws, run, rel).await?;
@@ -90,6 +183,9 @@ pub async fn upload(
     body: Body,
 ) -> Reply {
     let path = wildcard(&p);
+    if split_registry_path(path).is_some() {
+        return Err(read_only(path).into());
+    }
     let (exp, run, rel) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, run).await?;
     st.tracking
@@ -104,6 +200,9 @@ pub async fn delete(
     Path(p): Path<Vec<(String, String)>>,
 ) -> Reply {
     let path = wildcard(&p);
+    if split_registry_path(path).is_some() {
+        return Err(read_only(path).into());
+    }
     let (exp, run, rel) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, run).await?;
     st.tracking.delete_artifact(&ws, run, rel).await?;
@@ -159,5 +258,19 @@ mod tests {
         assert_eq!(split_proxy_path(&p).unwrap(), ("1", run, ""));
         assert!(split_proxy_path("1/x/artifacts/a").is_err());
         assert!(split_proxy_path(&format!("1/{run}/other/a")).is_err());
+    }
+
+    #[test]
+    fn registry_paths() {
+        assert_eq!(
+            split_registry_path("_registry/iris/3/model.json").map(Result::unwrap),
+            Some(("iris", 3, "model.json"))
+        );
+        assert_eq!(
+            split_registry_path("_registry/iris/3").map(Result::unwrap),
+            Some(("iris", 3, ""))
+        );
+        assert!(split_registry_path("_registry/iris/x/a").unwrap().is_err());
+        assert!(split_registry_path("1/abc/artifacts/a").is_none());
     }
 }

@@ -5,6 +5,7 @@ mod components;
 mod datasets;
 mod experiments;
 mod jobs;
+mod models;
 mod runs;
 mod workspaces;
 
@@ -88,6 +89,35 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs/{id}", get(jobs::get).post(jobs::action))
         .route("/jobs/{id}/logs", get(jobs::logs))
         .route("/jobs/{id}/trials", get(jobs::trials))
+        .route("/models", get(models::list))
+        .route(
+            "/models/{name}",
+            get(models::get)
+                .patch(models::update)
+                .delete(models::delete),
+        )
+        .route(
+            "/models/{name}/versions",
+            get(models::list_versions).post(models::register).layer(
+                axum::extract::DefaultBodyLimit::max(
+                    crate::tracking::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
+                ),
+            ),
+        )
+        .route(
+            "/models/{name}/versions/{version}",
+            get(models::get_version)
+                .patch(models::update_version)
+                .delete(models::delete_version),
+        )
+        .route(
+            "/models/{name}/versions/{version}/files/{*path}",
+            get(models::download),
+        )
+        .route(
+            "/models/{name}/aliases/{alias}",
+            put(models::put_alias).delete(models::delete_alias),
+        )
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route(
             "/runs/{id}/artifacts/{*path}",

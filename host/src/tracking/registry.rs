@@ -1,0 +1,385 @@
+//! The model registry service: register versions from a run's artifacts or from uploaded
+//! files, resolve `models:/` references, read a version's files, delete.
+//!
+//! A version owns references to the content-addressed blobs of its files (`model_files`);
+//! garbage collection keeps every blob a version references, so a version keeps serving its
+//! files after its source run is deleted and purged.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+
+use super::Tracking;
+use crate::datastore::{BlobMeta, DatastoreError};
+use crate::store::{ArtifactRow, NewModelVersion};
+use crate::workspace::registry::{
+    ModelRef, ModelVersion, Selector, check_alias, check_description, check_model_name,
+};
+use crate::workspace::{
+    ArtifactFile, DomainError, DomainResult, LifecycleStage, Workspace, validate,
+};
+
+/// Largest total size of the files of one uploaded model version.
+pub const MAX_MODEL_UPLOAD_BYTES: usize = 1 << 30;
+
+/// Run tag naming the training dataset version (set by train jobs).
+const DATASET_TAG: &str = "atrium.dataset";
+/// Run tag naming the job that produced the run.
+const JOB_TAG: &str = "atrium.job.id";
+
+/// What to register, whatever the files' origin.
+#[derive(Debug, Clone, Default)]
+pub struct RegisterRequest {
+    /// Registered model name.
+    pub name: String,
+    /// Create the registered model when absent (the native API does; MLflow's
+    /// `model-versions/create` does not).
+    pub create_model: bool,
+    /// Description of the version.
+    pub description: String,
+    /// Tags of the version.
+    pub tags: BTreeMap<String, String>,
+    /// Aliases to point at the new version.
+    pub aliases: Vec<String>,
+}
+
+/// One uploaded file of a model version.
+#[derive(Debug, Clone)]
+pub struct ModelFileUpload {
+    /// Path inside the version (e.g. `model.json`).
+    pub path: String,
+    /// Content.
+    pub bytes: Vec<u8>,
+}
+
+fn task_err(e: tokio::task::JoinError) -> DomainError {
+    DomainError::Internal(format!("registry task failed: {e}"))
+}
+
+impl RegisterRequest {
+    fn check(&self) -> DomainResult<()> {
+        check_model_name(&self.name)?;
+        check_description(&self.description)?;
+        validate::tags(&self.tags)?;
+        for a in &self.aliases {
+            check_alias(a)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `dataset` field of a train job's `model.json`, if it has one.
+fn dataset_of_card(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    v.get("dataset")?.as_str().map(String::from)
+}
+
+impl Tracking {
+    /// Registers the files under a run's artifact directory `path` as the next version of
+    /// `req.name`. Lineage comes from the run: its dataset tag (or the model card's `dataset`)
+    /// and the job that produced it. `source` defaults to `runs:/<run>/<path>`.
+    pub async fn register_model_from_run(
+        &self,
+        ws: &Workspace,
+        req: RegisterRequest,
+        run_id: &str,
+        path: &str,
+        source: Option<String>,
+    ) -> DomainResult<ModelVersion> {
+        req.check()?;
+        validate::run_id(run_id)?;
+        let path = path.trim_matches('/');
+        if path.is_empty() {
+            return Err(DomainError::invalid(
+                "name the run's artifact directory that holds the model (e.g. 'model')",
+            ));
+        }
+        validate::artifact_path(path)?;
+        let run = self.store.run(ws.id, run_id).await?;
+        if run.lifecycle_stage != LifecycleStage::Active {
+            return Err(DomainError::InvalidState(format!(
+                "run '{run_id}' is deleted; restore it to register its model"
+            )));
+        }
+        let job_key = match run.tags.get(JOB_TAG) {
+            Some(job) => match self.store.job(ws.id, job).await {
+                Ok(j) => Some(j.key),
+                Err(DomainError::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        // hold the GC read lock from reading the run's artifact rows until the version
+        // references the same blobs, so no collection runs in between
+        let _guard = self.gc_lock.read().await;
+        let rows = self.store.artifacts_under(run.key, path).await?;
+        if rows.is_empty() {
+            if self.store.artifact(run.key, path).await?.is_some() {
+                return Err(DomainError::invalid(format!(
+                    "'{path}' is a file of run '{run_id}'; register the directory that holds the model"
+                )));
+            }
+            return Err(DomainError::NotFound(format!(
+                "run '{run_id}' has no artifacts under '{path}'"
+            )));
+        }
+        let prefix = format!("{path}/");
+        let files: Vec<ArtifactRow> = rows
+            .into_iter()
+            .map(|r| ArtifactRow {
+                path: r.path[prefix.len()..].to_string(),
+                ..r
+            })
+            .collect();
+        let dataset = match run.tags.get(DATASET_TAG) {
+            Some(d) => Some(d.clone()),
+            None => self.card_dataset(&files).await?,
+        };
+        let new = NewModelVersion {
+            name: req.name,
+            create_model: req.create_model,
+            description: req.description,
+            tags: req.tags,
+            aliases: req.aliases,
+            run_id: Some(run.id.clone()),
+            source: source.unwrap_or_else(|| format!("runs:/{}/{path}", run.id)),
+            dataset,
+            job_key,
+            files,
+        };
+        let v = self.store.add_model_version(ws.id, &new).await?;
+        tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, run = %run_id, "model version registered");
+        Ok(v)
+    }
+
+    /// Registers uploaded files as the next version of `req.name`.
+    pub async fn register_model_upload(
+        &self,
+        ws: &Workspace,
+        req: RegisterRequest,
+        files: Vec<ModelFileUpload>,
+    ) -> DomainResult<ModelVersion> {
+        req.check()?;
+        if files.is_empty() {
+            return Err(DomainError::invalid(
+                "an upload needs at least one file part",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut total = 0usize;
+        for f in &files {
+            validate::artifact_path(&f.path)?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(DomainError::invalid(format!(
+                    "the upload holds '{}' twice",
+                    f.path
+                )));
+            }
+            total += f.bytes.len();
+        }
+        for f in &files {
+            if seen.iter().any(|p| p.starts_with(&format!("{}/", f.path))) {
+                return Err(DomainError::invalid(format!(
+                    "'{}' is both a file and a directory in the upload",
+                    f.path
+                )));
+            }
+        }
+        if total > MAX_MODEL_UPLOAD_BYTES {
+            return Err(DomainError::invalid(format!(
+                "the upload holds {total} bytes; the limit is {MAX_MODEL_UPLOAD_BYTES}"
+            )));
+        }
+        let dataset = files
+            .iter()
+            .find(|f| f.path == "model.json")
+            .and_then(|f| dataset_of_card(&f.bytes));
+        let ds = self.store.default_datastore(ws.id).await?;
+        let backend = self.datastores.get(&ds)?;
+        // blobs become visible and referenced under one GC read lock
+        let _guard = self.gc_lock.read().await;
+        let rows = tokio::task::spawn_blocking(move || {
+            let mut rows = Vec::with_capacity(files.len());
+            for f in files {
+                let mut w = backend.writer()?;
+                for chunk in f.bytes.chunks(1 << 20) {
+                    w.write(chunk)?;
+                }
+                let BlobMeta { digest, size } = w.finish()?;
+                rows.push(ArtifactRow {
+                    path: f.path,
+                    datastore_id: ds.id,
+                    digest,
+                    size: size as i64,
+                });
+            }
+            Ok::<_, DatastoreError>(rows)
+        })
+        .await
+        .map_err(task_err)??;
+        let new = NewModelVersion {
+            name: req.name,
+            create_model: req.create_model,
+            description: req.description,
+            tags: req.tags,
+            aliases: req.aliases,
+            run_id: None,
+            source: "upload".into(),
+            dataset,
+            job_key: None,
+            files: rows,
+        };
+        let v = self.store.add_model_version(ws.id, &new).await?;
+        tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, "model version uploaded");
+        Ok(v)
+    }
+
+    /// The `dataset` of a `model.json` among the files, if any.
+    async fn card_dataset(&self, files: &[ArtifactRow]) -> DomainResult<Option<String>> {
+        let Some(card) = files.iter().find(|f| f.path == "model.json") else {
+            return Ok(None);
+        };
+        let ds = self.store.datastore(card.datastore_id).await?;
+        Ok(dataset_of_card(&self.read_bytes(&ds, &card.digest).await?))
+    }
+
+    /// The version a reference selects, in the workspace named `ws`.
+    pub async fn resolve_model_version(
+        &self,
+        ws: &str,
+        r: &ModelRef,
+    ) -> DomainResult<ModelVersion> {
+        let ws = self.workspace(ws).await?;
+        self.resolve_in(&ws, &r.name, &r.selector).await
+    }
+
+    /// The version a selector picks among a model's versions.
+    pub async fn resolve_in(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        selector: &Selector,
+    ) -> DomainResult<ModelVersion> {
+        match selector {
+            Selector::Version(v) => self.store.model_version(ws.id, name, *v).await,
+            Selector::Alias(a) => {
+                let v = self.store.model_alias(ws.id, name, a).await?;
+                self.store.model_version(ws.id, name, v).await
+            }
+            Selector::Latest => {
+                let m = self.store.registered_model(ws.id, name).await?;
+                let v = m.latest_version.ok_or_else(|| {
+                    DomainError::NotFound(format!("registered model '{name}' has no versions"))
+                })?;
+                self.store.model_version(ws.id, name, v).await
+            }
+        }
+    }
+
+    /// The stored row of one file of a version; errors name what is missing.
+    async fn model_file_row(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        version: i64,
+        path: &str,
+    ) -> DomainResult<ArtifactRow> {
+        validate::artifact_path(path)?;
+        let files = self.store.model_files(ws.id, name, version).await?;
+        if files.is_empty() {
+            // a missing model or version gets its own message
+            self.store.model_version(ws.id, name, version).await?;
+        }
+        if let Some(f) = files.iter().find(|f| f.path == path) {
+            return Ok(f.clone());
+        }
+        if files
+            .iter()
+            .any(|f| f.path.starts_with(&format!("{path}/")))
+        {
+            return Err(DomainError::invalid(format!(
+                "'{path}' is a directory of model version {name}/{version}; name a file"
+            )));
+        }
+        Err(DomainError::NotFound(format!(
+            "model version {name}/{version} has no file '{path}'"
+        )))
+    }
+
+    /// A whole file of a version (path relative to the version's root, e.g. `model.json`).
+    pub async fn read_model_version_file(
+        &self,
+        ws: &str,
+        name: &str,
+        version: i64,
+        path: &str,
+    ) -> DomainResult<Vec<u8>> {
+        let ws = self.workspace(ws).await?;
+        let row = self.model_file_row(&ws, name, version, path).await?;
+        let ds = self.store.datastore(row.datastore_id).await?;
+        self.read_bytes(&ds, &row.digest).await
+    }
+
+    /// Opens a file of a version for streaming.
+    pub async fn open_model_version_file(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        version: i64,
+        path: &str,
+    ) -> DomainResult<(ArtifactFile, Box<dyn Read + Send>)> {
+        let row = self.model_file_row(ws, name, version, path).await?;
+        let ds = self.store.datastore(row.datastore_id).await?;
+        let backend = self.datastores.get(&ds)?;
+        let digest = row.digest.clone();
+        let reader = tokio::task::spawn_blocking(move || backend.open(&digest))
+            .await
+            .map_err(task_err)??;
+        Ok((
+            ArtifactFile {
+                path: row.path,
+                is_dir: false,
+                size: Some(row.size as u64),
+                digest: Some(row.digest),
+            },
+            reader,
+        ))
+    }
+
+    /// Deletes one model version (its blobs are freed by the next GC unless still referenced).
+    /// Every deletion of a version goes through here.
+    pub async fn delete_model_version(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        version: i64,
+    ) -> DomainResult<()> {
+        self.store
+            .delete_model_version(ws.id, name, version)
+            .await?;
+        tracing::info!(workspace = %ws.name, model = %name, version, "model version deleted");
+        Ok(())
+    }
+
+    /// Deletes a registered model with all its versions. Every deletion of a model goes
+    /// through here.
+    pub async fn delete_registered_model(&self, ws: &Workspace, name: &str) -> DomainResult<()> {
+        self.store.delete_registered_model(ws.id, name).await?;
+        tracing::info!(workspace = %ws.name, model = %name, "registered model deleted");
+        Ok(())
+    }
+
+    /// Points an alias at a version, after checking the alias name.
+    pub async fn set_model_alias(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        alias: &str,
+        version: i64,
+    ) -> DomainResult<ModelVersion> {
+        check_alias(alias)?;
+        self.store
+            .set_model_alias(ws.id, name, alias, version)
+            .await?;
+        self.store.model_version(ws.id, name, version).await
+    }
+}
