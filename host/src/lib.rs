@@ -10,6 +10,7 @@ pub mod datastore;
 pub mod jobs;
 pub mod plugins;
 pub mod server;
+pub mod serving;
 pub mod store;
 pub mod sweep;
 pub mod tracking;

@@ -111,9 +111,13 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     .await
     .map_err(|e| ServeError::Jobs(e.to_string()))?;
     executor.start();
+    let serving = crate::serving::Serving::start(tracking.clone())
+        .await
+        .map_err(ServeError::Init)?;
     let app = router(AppState {
         tracking: tracking.clone(),
         executor,
+        serving,
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -5,6 +5,7 @@ pub mod extract;
 mod mlflow;
 mod native;
 pub mod paging;
+mod scoring;
 pub mod search;
 pub mod wire;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub tracking: Arc<Tracking>,
     /// The local compute target's executor.
     pub executor: Arc<crate::jobs::Executor>,
+    /// Online endpoints.
+    pub serving: Arc<crate::serving::Serving>,
 }
 
 /// Largest JSON body accepted (bulk imports); log-batch has its own 1 MB limit.
@@ -37,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .nest("/api/v1", native::routes())
+        .merge(scoring::routes())
         .merge(mlflow::routes())
         .nest("/ws/{ws}", mlflow::routes())
         .fallback(error::not_found)

@@ -233,6 +233,32 @@ impl Client {
         .await
     }
 
+    /// Scores a request on an endpoint's raw route; returns the status and body as they are.
+    pub async fn score(
+        &self,
+        endpoint: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        key: Option<&str>,
+        deployment: Option<&str>,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let mut req = self
+            .http
+            .post(self.url(&format!("/endpoints/{}/score", encode_segment(endpoint))))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(d) = deployment {
+            req = req.header("x-atrium-deployment", d);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        Ok((status, bytes.to_vec()))
+    }
+
     /// POSTs raw bytes with a content type; returns the JSON answer.
     pub async fn post_bytes(
         &self,

@@ -18,6 +18,7 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Output) -> Result<(), CliEr
         Command::Dataset(cmd) => super::jobs::dataset(c, cmd, out).await,
         Command::Job(cmd) => super::jobs::job(c, cmd, out).await,
         Command::Model(cmd) => super::model::model(c, cmd, out).await,
+        Command::Endpoint(cmd) => super::endpoint::endpoint(c, cmd, out).await,
         Command::Sweep(cmd) => super::sweep::sweep(c, cmd, out).await,
         Command::Datastore(cmd) => datastore(c, cmd, out).await,
         Command::Workspace(w) => workspace(c, w, out).await,

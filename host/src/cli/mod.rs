@@ -2,6 +2,7 @@
 
 mod client;
 mod commands;
+mod endpoint;
 mod jobs;
 mod model;
 mod output;
@@ -11,6 +12,7 @@ mod sweep;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use client::{Client, ClientError};
+pub use endpoint::EndpointCmd;
 pub use jobs::{DatasetCmd, JobCmd, snapshot};
 pub use model::ModelCmd;
 pub use sweep::SweepCmd;
@@ -90,6 +92,9 @@ pub enum Command {
     /// Use trained models.
     #[command(subcommand)]
     Model(ModelCmd),
+    /// Online endpoints: deploy models behind scorers, split traffic, score, metrics.
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),

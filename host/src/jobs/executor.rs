@@ -208,6 +208,10 @@ impl Executor {
         if let Some(train) = &spec.train {
             self.check_train_data(ws, train).await?;
         }
+        if let Some(b) = &mut spec.batch_score {
+            b.dataset = self.pin_dataset(ws, &b.dataset).await?;
+            crate::serving::model::resolve(t, ws, &b.model).await?;
+        }
         if let Some(a) = &mut spec.automl {
             for r in [Some(&mut a.dataset), a.validation_dataset.as_mut()]
                 .into_iter()
@@ -618,6 +622,10 @@ impl Executor {
             }
             (JobKind::Sweep | JobKind::Automl, _, _) => {
                 sweep::run(self, &ws, job, &spec, &run_id, running).await
+            }
+            (JobKind::BatchScore, _, _) if spec.batch_score.is_some() => {
+                let b = spec.batch_score.as_ref().expect("checked");
+                super::batch::run(self, &ws, job, b, &run_id, running).await
             }
             _ => Err(Failure::Failed("the stored spec is incomplete".into())),
         }

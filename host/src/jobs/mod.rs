@@ -2,12 +2,14 @@
 //! slots and threads per slot, train jobs on Candle, command jobs as subprocesses, logs,
 //! cancellation and recovery after a restart.
 
+mod batch;
 mod command;
 mod executor;
 mod logs;
 pub mod spec;
 pub mod sweep;
 mod train;
+pub use train::device_for;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -21,6 +21,9 @@ pub enum JobKind {
     Sweep,
     /// AutoML: a sweep over model families and their hyperparameters.
     Automl,
+    /// Batch scoring: a dataset version in, a scored dataset version out.
+    #[serde(rename = "batch-score")]
+    BatchScore,
 }
 
 impl JobKind {
@@ -31,6 +34,7 @@ impl JobKind {
             JobKind::Command => "command",
             JobKind::Sweep => "sweep",
             JobKind::Automl => "automl",
+            JobKind::BatchScore => "batch-score",
         }
     }
 }
@@ -97,6 +101,9 @@ pub struct JobSpec {
     /// The AutoML part (for `type = "automl"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automl: Option<AutomlSpec>,
+    /// The batch scoring part (for `type = "batch-score"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_score: Option<super::batch::BatchScoreSpec>,
 }
 
 impl JobSpec {
@@ -127,6 +134,11 @@ impl JobSpec {
             ("command", self.command.is_some(), JobKind::Command),
             ("sweep", self.sweep.is_some(), JobKind::Sweep),
             ("automl", self.automl.is_some(), JobKind::Automl),
+            (
+                "batch_score",
+                self.batch_score.is_some(),
+                JobKind::BatchScore,
+            ),
         ];
         let kind = self.kind.as_str();
         for (name, present, owner) in parts {
@@ -137,7 +149,7 @@ impl JobSpec {
             }
             if !present && owner == self.kind {
                 return Err(DomainError::invalid(format!(
-                    "a {kind} job needs a [{kind}] section"
+                    "a {kind} job needs a [{name}] section"
                 )));
             }
         }
@@ -154,6 +166,9 @@ impl JobSpec {
         }
         if let Some(a) = &self.automl {
             return a.check();
+        }
+        if let Some(b) = &self.batch_score {
+            return b.check();
         }
         match (self.kind, &self.train, &self.command) {
             (JobKind::Train, Some(t), None) => t.check(),
@@ -183,6 +198,9 @@ impl JobSpec {
 
     /// Datasets the job reads (`name:version` as written).
     pub fn datasets(&self) -> Vec<String> {
+        if let Some(b) = &self.batch_score {
+            return vec![b.dataset.clone()];
+        }
         if let Some(a) = &self.automl {
             return a.datasets();
         }

@@ -16,7 +16,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const MAX_MEMORY: u64 = 512 << 20;
 
 /// Component instances the pool keeps slots for.
-const POOL_COMPONENTS: u32 = 256;
+const POOL_COMPONENTS: u32 = 2048;
 
 /// The shared engine and its ticker.
 pub struct PluginEngine {

@@ -72,7 +72,17 @@ fn linker(engine: &wasmtime::Engine, kind: Kind) -> Result<Linker<PluginState>, 
             config(&mut l, |s| s)?;
             secrets(&mut l, |s| s)?;
         }
-        Kind::Scorer => config(&mut l, |s| s)?,
+        Kind::Scorer => {
+            config(&mut l, |s| s)?;
+            scorer::atrium::plugin::tensors::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut l,
+                |s| s,
+            )?;
+            scorer::atrium::plugin::models::add_to_linker::<_, HasSelf<PluginState>>(
+                &mut l,
+                |s| s,
+            )?;
+        }
         Kind::Sampler | Kind::Stopper => {}
     }
     Ok(l)
@@ -243,16 +253,10 @@ impl Loader {
                 target::TargetPluginPre::new(base.instantiate_pre(component).map_err(wrong)?)
                     .map_err(wrong)?,
             ),
-            Kind::Scorer => {
-                // tensors/models are served with deployments; until then they trap if called
-                let mut l = base.clone();
-                l.define_unknown_imports_as_traps(component)
-                    .map_err(wrong)?;
-                KindPre::Scorer(
-                    scorer::ScorerPluginPre::new(l.instantiate_pre(component).map_err(wrong)?)
-                        .map_err(wrong)?,
-                )
-            }
+            Kind::Scorer => KindPre::Scorer(
+                scorer::ScorerPluginPre::new(base.instantiate_pre(component).map_err(wrong)?)
+                    .map_err(wrong)?,
+            ),
         })
     }
 

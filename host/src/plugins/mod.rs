@@ -11,6 +11,7 @@ pub mod http;
 pub mod kind;
 pub mod loader;
 pub mod manifest;
+pub mod scorer;
 pub mod state;
 pub mod storage;
 pub mod strategy;

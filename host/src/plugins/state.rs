@@ -46,6 +46,7 @@ pub struct PluginState {
     config: Arc<BTreeMap<String, String>>,
     secrets: Arc<SecretValues>,
     tags: Arc<LogTags>,
+    scoring: Option<super::scorer::ScoringCtx>,
 }
 
 /// Caps linear memory and remembers whether the cap was hit (to explain the trap).
@@ -98,7 +99,26 @@ impl PluginState {
     /// A fresh state: no environment, no sockets, no ambient filesystem; only the effective
     /// preopens; stdout/stderr discarded (plugins log through `log`).
     pub fn new(spec: &StoreSpec) -> Result<Self, RuntimeError> {
+        Self::build(spec, None)
+    }
+
+    /// A fresh state whose stdout and stderr go to `output` (scorers keep the tail to explain
+    /// a crash).
+    pub fn new_with_output(
+        spec: &StoreSpec,
+        output: super::scorer::TailPipe,
+    ) -> Result<Self, RuntimeError> {
+        Self::build(spec, Some(output))
+    }
+
+    fn build(
+        spec: &StoreSpec,
+        output: Option<super::scorer::TailPipe>,
+    ) -> Result<Self, RuntimeError> {
         let mut b = WasiCtxBuilder::new();
+        if let Some(out) = output {
+            b.stdout(out.clone()).stderr(out);
+        }
         b.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
@@ -135,6 +155,7 @@ impl PluginState {
             config: Arc::new(spec.effective.config.clone()),
             secrets: spec.secrets.clone(),
             tags: spec.tags.clone(),
+            scoring: None,
         })
     }
 
@@ -155,7 +176,34 @@ impl PluginState {
         self.hostcalls == 0
     }
 
-    fn charge(&mut self) -> wasmtime::Result<()> {
+    /// Serves a deployment's model to this store and adds the deployment's config keys.
+    pub fn set_scoring(
+        &mut self,
+        ctx: super::scorer::ScoringCtx,
+        extra: Arc<BTreeMap<String, String>>,
+    ) {
+        if !extra.is_empty() {
+            let mut merged = (*self.config).clone();
+            merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            self.config = Arc::new(merged);
+        }
+        self.scoring = Some(ctx);
+    }
+
+    pub(crate) fn scoring_mut(&mut self) -> Option<&mut super::scorer::ScoringCtx> {
+        self.scoring.as_mut()
+    }
+
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// Gives a long-lived store a fresh hostcall budget (scorers: once per request).
+    pub fn refill_hostcalls(&mut self) {
+        self.hostcalls = HOSTCALL_BUDGET;
+    }
+
+    pub(crate) fn charge(&mut self) -> wasmtime::Result<()> {
         if self.hostcalls == 0 {
             return Err(wasmtime::Error::msg("hostcall budget exhausted"));
         }

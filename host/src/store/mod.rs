@@ -8,6 +8,7 @@ mod artifacts;
 mod bulk;
 mod components;
 mod datasets;
+mod endpoints;
 mod experiments;
 mod jobs;
 mod logging;
@@ -32,6 +33,7 @@ use sqlx::sqlite::{
 pub use artifacts::ArtifactRow;
 pub use components::ComponentRow;
 pub use datasets::DatasetRow;
+pub use endpoints::DeploymentUse;
 pub use jobs::{JobRow, JobState, NewJob};
 pub use logging::LogBatch;
 pub use registry::{ModelUpdate, NewModelVersion, VersionUpdate};

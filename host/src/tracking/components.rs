@@ -9,11 +9,53 @@ use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::builtin::BUILTINS;
 use crate::plugins::engine::MAX_MEMORY;
 use crate::plugins::loader::digest_of;
+use crate::plugins::scorer::{Predictor, ScorerComponent};
 use crate::plugins::strategy::StrategyPlugin;
 use crate::plugins::{Effective, Grants, Kind, Loader, LogTags, Manifest, RuntimeError, StoreSpec};
 use crate::store::{ComponentRow, Datastore};
 use crate::sweep::spec::ComponentRef;
 use crate::workspace::{DomainError, DomainResult, Workspace, now_millis};
+
+/// The store settings of a component for `kind`: no capabilities beyond its manifest's, its
+/// manifest's limits (memory cap, call deadline) within the host's bounds.
+fn plugin_store_spec(
+    ws: &Workspace,
+    row: &ComponentRow,
+    kind: Kind,
+) -> DomainResult<(StoreSpec, std::time::Duration)> {
+    let manifest: Manifest =
+        serde_json::from_str(&row.manifest).map_err(|e| DomainError::Internal(e.to_string()))?;
+    if manifest.kind != kind {
+        return Err(DomainError::invalid(format!(
+            "{}@{} is a {} plugin, not a {kind} plugin",
+            row.name, row.version, manifest.kind
+        )));
+    }
+    let memory = manifest
+        .limits
+        .memory_mb
+        .map(|m| m << 20)
+        .unwrap_or(kind.default_memory())
+        .min(MAX_MEMORY);
+    let deadline = manifest
+        .limits
+        .timeout_ms
+        .map(std::time::Duration::from_millis)
+        .unwrap_or(kind.default_deadline())
+        .min(std::time::Duration::from_secs(120));
+    let spec = StoreSpec {
+        kind,
+        effective: Arc::new(Effective::of(&manifest, &Grants::default())),
+        secrets: Arc::new(Default::default()),
+        memory,
+        tags: Arc::new(LogTags {
+            workspace: ws.name.clone(),
+            component: row.name.clone(),
+            version: row.version.clone(),
+        }),
+    };
+    Ok((spec, deadline))
+}
 
 /// A component version to register.
 pub struct ComponentUpload {
@@ -163,37 +205,7 @@ impl Tracking {
             })?,
             ComponentRef::Uploaded { name, version } => self.component(ws, name, version).await?,
         };
-        let manifest: Manifest = serde_json::from_str(&row.manifest)
-            .map_err(|e| DomainError::Internal(e.to_string()))?;
-        if manifest.kind != kind {
-            return Err(DomainError::invalid(format!(
-                "{}@{} is a {} plugin, not a {kind} plugin",
-                row.name, row.version, manifest.kind
-            )));
-        }
-        let memory = manifest
-            .limits
-            .memory_mb
-            .map(|m| m << 20)
-            .unwrap_or(kind.default_memory())
-            .min(MAX_MEMORY);
-        let deadline = manifest
-            .limits
-            .timeout_ms
-            .map(std::time::Duration::from_millis)
-            .unwrap_or(kind.default_deadline())
-            .min(std::time::Duration::from_secs(120));
-        let spec = StoreSpec {
-            kind,
-            effective: Arc::new(Effective::of(&manifest, &Grants::default())),
-            secrets: Arc::new(Default::default()),
-            memory,
-            tags: Arc::new(LogTags {
-                workspace: ws.name.clone(),
-                component: row.name.clone(),
-                version: row.version.clone(),
-            }),
-        };
+        let (spec, deadline) = plugin_store_spec(ws, &row, kind)?;
         Ok(StrategyPlugin {
             loader: self.loader(),
             digest: row.digest.clone(),
@@ -260,14 +272,64 @@ impl Tracking {
             })
     }
 
-    /// Removes a component version (refused while a datastore uses it).
+    /// Removes a component version (refused while a datastore or a deployment uses it).
     pub async fn delete_component(
         &self,
         ws: &Workspace,
         name: &str,
         version: &str,
     ) -> DomainResult<()> {
+        let used = self
+            .store
+            .deployments_using_component(ws.id, name, version)
+            .await?;
+        if let Some(u) = used.first() {
+            return Err(DomainError::InvalidState(format!(
+                "component {name}@{version} is the scorer of deployment '{}' of endpoint '{}'; update or delete that deployment first",
+                u.deployment, u.endpoint
+            )));
+        }
         self.store.delete_component(ws.id, name, version).await
+    }
+
+    /// A registered scorer component, ready to open sessions for one deployment: `model` is
+    /// what `models.load` serves, `config` the keys the host adds, `session_config` what
+    /// `session.open` receives.
+    pub fn scorer_component(
+        &self,
+        ws: &Workspace,
+        row: &ComponentRow,
+        model: Arc<dyn Predictor>,
+        config: BTreeMap<String, String>,
+        session_config: String,
+    ) -> DomainResult<ScorerComponent> {
+        let (spec, deadline) = plugin_store_spec(ws, row, Kind::Scorer)?;
+        Ok(ScorerComponent {
+            loader: self.loader(),
+            digest: row.digest.clone(),
+            spec,
+            config: Arc::new(config),
+            model,
+            session_config,
+            open_deadline: deadline,
+            label: format!("{}@{}", row.name, row.version),
+        })
+    }
+
+    /// The most recently registered version of a component in a workspace.
+    pub async fn latest_component(&self, ws: &Workspace, name: &str) -> DomainResult<ComponentRow> {
+        self.store
+            .list_components(ws.id)
+            .await?
+            .into_iter()
+            .filter(|c| c.name == name)
+            .max_by_key(|c| c.created_at)
+            .ok_or_else(|| {
+                DomainError::NotFound(format!(
+                    "component '{name}' does not exist in workspace '{}'",
+                    ws.name
+                ))
+            })
     }
 
     /// Creates a datastore served by a registered storage component, checks that it answers,

@@ -345,6 +345,30 @@ impl Tracking {
         ))
     }
 
+    /// Refuses to delete a model (one version, or any) that a deployment serves, naming it.
+    async fn refuse_if_deployed(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        version: Option<i64>,
+    ) -> DomainResult<()> {
+        let used = self
+            .store
+            .deployments_using_model(ws.id, name, version)
+            .await?;
+        if let Some(u) = used.first() {
+            let what = match version {
+                Some(v) => format!("version {v} of model '{name}'"),
+                None => format!("model '{name}'"),
+            };
+            return Err(DomainError::InvalidState(format!(
+                "{what} is served by deployment '{}' of endpoint '{}'; update or delete that deployment first",
+                u.deployment, u.endpoint
+            )));
+        }
+        Ok(())
+    }
+
     /// Deletes one model version (its blobs are freed by the next GC unless still referenced).
     /// Every deletion of a version goes through here.
     pub async fn delete_model_version(
@@ -353,6 +377,7 @@ impl Tracking {
         name: &str,
         version: i64,
     ) -> DomainResult<()> {
+        self.refuse_if_deployed(ws, name, Some(version)).await?;
         self.store
             .delete_model_version(ws.id, name, version)
             .await?;
@@ -363,6 +388,7 @@ impl Tracking {
     /// Deletes a registered model with all its versions. Every deletion of a model goes
     /// through here.
     pub async fn delete_registered_model(&self, ws: &Workspace, name: &str) -> DomainResult<()> {
+        self.refuse_if_deployed(ws, name, None).await?;
         self.store.delete_registered_model(ws.id, name).await?;
         tracing::info!(workspace = %ws.name, model = %name, "registered model deleted");
         Ok(())

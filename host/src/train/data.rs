@@ -375,6 +375,75 @@ impl Preprocessor {
         Ok(())
     }
 
+    /// Encodes rows of raw values in feature order (`cols` per row): numbers as they are,
+    /// categories as their index in the training categories (`-1` for an unseen one), `NaN`
+    /// for a missing value (imputed when training imputed, refused otherwise).
+    pub fn encode_raw(
+        &self,
+        raw: &[f32],
+        cols: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), DomainError> {
+        if cols != self.features.len() {
+            let names: Vec<&str> = self.features.iter().map(Feature::name).collect();
+            return Err(DomainError::invalid(format!(
+                "the model takes {} features ({}), got {cols} per row",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        if cols == 0 || raw.len() % cols != 0 {
+            return Err(DomainError::invalid(format!(
+                "{} values do not make whole rows of {cols}",
+                raw.len()
+            )));
+        }
+        out.reserve(raw.len() / cols * self.width());
+        for (row, values) in raw.chunks_exact(cols).enumerate() {
+            for (f, &v) in self.features.iter().zip(values) {
+                let missing = v.is_nan();
+                if missing && self.missing != MissingPolicy::Impute {
+                    return Err(DomainError::invalid(format!(
+                        "row {}: no value for '{}'",
+                        row + 1,
+                        f.name()
+                    )));
+                }
+                match f {
+                    Feature::Numeric { mean, std, .. } => {
+                        let v = if missing { *mean } else { v as f64 };
+                        out.push(((v - mean) / std) as f32);
+                    }
+                    Feature::Categorical {
+                        name,
+                        categories,
+                        mode,
+                    } => {
+                        let start = out.len();
+                        out.resize(start + categories.len(), 0.0);
+                        let index = if missing {
+                            categories.binary_search(mode).ok()
+                        } else if v == -1.0 {
+                            None
+                        } else if v >= 0.0 && v.fract() == 0.0 && (v as usize) < categories.len() {
+                            Some(v as usize)
+                        } else {
+                            return Err(DomainError::invalid(format!(
+                                "row {}: '{name}' is categorical; {v} is not the index of one of its {} categories (or -1 for an unseen one)",
+                                row + 1,
+                                categories.len()
+                            )));
+                        };
+                        if let Some(i) = index {
+                            out[start + i] = 1.0;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Encodes `rows` of a table (inputs and target).
     pub fn encode(&self, t: &Table, rows: &[usize]) -> Result<Encoded, DomainError> {
         let index: HashMap<&str, usize> = t

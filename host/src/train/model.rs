@@ -134,6 +134,57 @@ impl TrainedModel {
         Ok(Self { card, net })
     }
 
+    /// Predicts `rows` of raw feature values (see [`Preprocessor::encode_raw`]): class
+    /// probabilities `[rows, classes]`, or values in target units `[rows, 1]`.
+    ///
+    /// [`Preprocessor::encode_raw`]: super::data::Preprocessor::encode_raw
+    pub fn predict_raw(
+        &self,
+        raw: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(Vec<u64>, Vec<f32>), DomainError> {
+        let pre = &self.card.preprocessor;
+        if rows.checked_mul(cols) != Some(raw.len()) {
+            return Err(DomainError::invalid(format!(
+                "{} values are not {rows} rows of {cols}",
+                raw.len()
+            )));
+        }
+        let mut x = Vec::new();
+        pre.encode_raw(raw, cols, &mut x)?;
+        let kernel = |e: candle_core::Error| DomainError::Internal(format!("inference: {e}"));
+        let input = Tensor::from_vec(x, (rows, pre.width()), self.net.device()).map_err(kernel)?;
+        match &pre.target {
+            TargetEncoding::Classes { labels, .. } => {
+                let probs = self
+                    .net
+                    .probabilities(&input)
+                    .map_err(kernel)?
+                    .flatten_all()
+                    .map_err(kernel)?
+                    .to_vec1::<f32>()
+                    .map_err(kernel)?;
+                Ok((vec![rows as u64, labels.len() as u64], probs))
+            }
+            TargetEncoding::Number { mean, std, .. } => {
+                let out = self
+                    .net
+                    .forward(&input, None)
+                    .map_err(kernel)?
+                    .flatten_all()
+                    .map_err(kernel)?
+                    .to_vec1::<f32>()
+                    .map_err(kernel)?;
+                let values = out
+                    .into_iter()
+                    .map(|v| (v as f64 * std + mean) as f32)
+                    .collect();
+                Ok((vec![rows as u64, 1], values))
+            }
+        }
+    }
+
     /// Predicts rows given as column → value maps (values as text, like CSV cells).
     pub fn predict(
         &self,

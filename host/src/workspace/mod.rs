@@ -1,6 +1,7 @@
 //! Domain types and rules of a workspace: no I/O, no HTTP, no SQL.
 
 pub mod dataset;
+pub mod endpoint;
 pub mod error;
 pub mod filter;
 pub mod metric;

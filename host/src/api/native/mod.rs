@@ -3,6 +3,7 @@
 mod artifacts;
 mod components;
 mod datasets;
+mod endpoints;
 mod experiments;
 mod jobs;
 mod models;
@@ -63,6 +64,20 @@ pub fn routes() -> Router<AppState> {
                 .get(components::get_datastore)
                 .delete(components::delete_datastore),
         )
+        .route("/endpoints", get(endpoints::list))
+        .route(
+            "/endpoints/{name}",
+            put(endpoints::put)
+                .get(endpoints::get)
+                .delete(endpoints::delete)
+                .post(endpoints::action),
+        )
+        .route(
+            "/endpoints/{name}/deployments/{deployment}",
+            put(endpoints::put_deployment).delete(endpoints::delete_deployment),
+        )
+        .route("/endpoints/{name}/traffic", put(endpoints::traffic))
+        .route("/endpoints/{name}/metrics", get(endpoints::metrics))
         .route("/datasets", get(datasets::list))
         .route(
             "/datasets/{name}/versions",

@@ -53,8 +53,7 @@ pub mod target {
     });
 }
 
-/// `scorer-plugin`. The host side of `tensors` and `models` arrives with deployments; until
-/// then a scorer validates and pre-instantiates, and those imports trap if called.
+/// `scorer-plugin`; `tensors` and `models` are served by `plugins::scorer`.
 pub mod scorer {
     wasmtime::component::bindgen!({
         path: "../wit/atrium-plugin-0.1",
@@ -64,6 +63,8 @@ pub mod scorer {
             "atrium:plugin/types": super::storage::atrium::plugin::types,
             "atrium:plugin/log": super::storage::atrium::plugin::log,
             "atrium:plugin/config": super::storage::atrium::plugin::config,
+            "atrium:plugin/tensors.tensor": crate::plugins::scorer::TensorData,
+            "atrium:plugin/models.model": crate::plugins::scorer::ModelHandle,
         },
     });
 }
