@@ -12,7 +12,9 @@
 # Every stage has its own time limit; a failing stage is reported and the next one still runs.
 # Environment: GPU_BENCH_DEVICE (cuda; cpu to try the flow on a machine without a GPU),
 # GPU_BENCH_ONLY (sizes, e.g. small,medium), GPU_BENCH_STEPS (override the step counts),
-# SMOKE_DEVICE (cuda), PYTHON (python3).
+# SMOKE_DEVICE (cuda), PYTHON (python3), SKIP_TRAIN_BENCH (skip stages 1-3).
+# 5. GPU inference for deployments: the smoke test's model registered and deployed twice (cpu and
+#    cuda), probabilities compared and request latency timed on both (serve_gpu_check.py).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RES=${1:-${OUT:-$HERE/results}}
@@ -47,6 +49,7 @@ missing=$(ldd "$BIN/gpu-bench" "$BIN/atrium" | grep 'not found' | sort -u)
 [ -n "$missing" ] && { echo "unresolved libraries:"; echo "$missing"; }
 ldd "$BIN/gpu-bench" | grep -E 'cuda|cublas|curand|nvrtc' || true
 
+if [ -z "${SKIP_TRAIN_BENCH:-}" ]; then
 stage "Atrium (gpu-bench --device $DEV)"
 args=(--device "$DEV" --out "$WORK")
 [ -n "${GPU_BENCH_ONLY:-}" ] && args+=(--only "$GPU_BENCH_ONLY")
@@ -60,6 +63,7 @@ cp "$WORK"/atrium.json "$WORK"/torch.json "$RES/" 2>/dev/null
 
 stage "comparison"
 "$PY" "$HERE/gpu_peer.py" compare "$WORK" | tee "$RES/table.txt" || status=1
+fi
 
 stage "server smoke test: a train job with device = \"${SMOKE_DEVICE:-cuda}\""
 (
@@ -116,6 +120,9 @@ TOML
   run=$("$BIN/atrium" job show "$id" --output json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')
   head -n 6 syn.csv >rows.csv
   "$BIN/atrium" model predict --run "$run" --file rows.csv
+  echo
+  echo "== GPU inference for deployments: the same model on a cpu and a cuda deployment"
+  PYTHONUNBUFFERED=1 timeout 120 "$PY" "$HERE/serve_gpu_check.py" "$addr" "$run" syn.csv
 ) 2>&1 | tee "$RES/smoke.txt"
 if [ "${PIPESTATUS[0]}" -ne 0 ]; then echo "smoke test FAILED"; status=1; else echo "smoke test passed"; fi
 

@@ -93,7 +93,7 @@ for b in atrium gpu-bench; do
 done
 needs=$(readelf -d "$BUNDLE/atrium" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
 xz -T0 -6 "$BUNDLE/atrium" "$BUNDLE/gpu-bench"
-cp bench/gpu.sh bench/python/gpu_peer.py "$BUNDLE/"
+cp bench/gpu.sh bench/python/gpu_peer.py bench/python/serve_gpu_check.py "$BUNDLE/"
 chmod +x "$BUNDLE/gpu.sh"
 du -sh "$BUNDLE"/*
 echo "the binaries need at run time: $needs"
