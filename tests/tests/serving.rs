@@ -768,11 +768,26 @@ fn batch_score_job_writes_a_scored_dataset_version() {
     .ok();
     // bad specs are refused at submission, nothing queued
     for (spec, status, needle) in [
-        (json!({ "model": "models:/nope/1", "dataset": "iris:1" }), 404, "nope"),
-        (json!({ "model": "models:/iris@champion", "dataset": "missing:1" }), 404, "missing"),
-        (json!({ "model": "models:/iris@champion", "dataset": "iris:1", "batch_size": 0 }), 400, "batch_size"),
+        (
+            json!({ "model": "models:/nope/1", "dataset": "iris:1" }),
+            404,
+            "nope",
+        ),
+        (
+            json!({ "model": "models:/iris@champion", "dataset": "missing:1" }),
+            404,
+            "missing",
+        ),
+        (
+            json!({ "model": "models:/iris@champion", "dataset": "iris:1", "batch_size": 0 }),
+            400,
+            "batch_size",
+        ),
     ] {
-        let r = h.post(&format!("{WS}/jobs"), json!({ "type": "batch-score", "batch_score": spec }));
+        let r = h.post(
+            &format!("{WS}/jobs"),
+            json!({ "type": "batch-score", "batch_score": spec }),
+        );
         assert_eq!(r.status, status, "{}", r.json);
         assert!(r.message().contains(needle), "{}", r.json);
     }
@@ -787,7 +802,10 @@ fn batch_score_job_writes_a_scored_dataset_version() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let j = loop {
         let j = h.get(&format!("{WS}/jobs/{id}")).ok();
-        if matches!(j["state"].as_str(), Some("Completed" | "Failed" | "Canceled")) {
+        if matches!(
+            j["state"].as_str(),
+            Some("Completed" | "Failed" | "Canceled")
+        ) {
             break j;
         }
         assert!(Instant::now() < deadline, "{j}");
@@ -796,20 +814,34 @@ fn batch_score_job_writes_a_scored_dataset_version() {
     assert_eq!(j["state"], "Completed", "{j}");
     let out = h.get(&format!("{WS}/datasets/iris-scored/versions/1")).ok();
     assert_eq!(out["rows"], 150, "{out}");
-    let csv = String::from_utf8(h.get(&format!("{WS}/datasets/iris-scored/versions/1/data")).bytes).unwrap();
+    let csv = String::from_utf8(
+        h.get(&format!("{WS}/datasets/iris-scored/versions/1/data"))
+            .bytes,
+    )
+    .unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert!(header.contains(&"prediction") && header.iter().any(|c| c.starts_with("p_")), "{header:?}");
+    assert!(
+        header.contains(&"prediction") && header.iter().any(|c| c.starts_with("p_")),
+        "{header:?}"
+    );
     // the same rows predicted in-process
     let (_, sample) = iris_rows(150);
     let want = reference(&s, &run, &sample);
     let pcol = header.iter().position(|c| *c == "prediction").unwrap();
     let all: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     for (i, w) in want.iter().enumerate() {
-        assert_eq!(all[i * 7][pcol], w["label"].as_str().unwrap(), "row {}", i * 7);
+        assert_eq!(
+            all[i * 7][pcol],
+            w["label"].as_str().unwrap(),
+            "row {}",
+            i * 7
+        );
     }
     let log = String::from_utf8(h.get(&format!("{WS}/jobs/{id}/logs")).bytes).unwrap();
     assert!(log.contains("batch 4/4"), "{log}");
-    let run_json = h.get(&format!("{WS}/runs/{}", j["run_id"].as_str().unwrap())).ok();
+    let run_json = h
+        .get(&format!("{WS}/runs/{}", j["run_id"].as_str().unwrap()))
+        .ok();
     assert!(run_json.to_string().contains("iris-scored:1"), "{run_json}");
 }
