@@ -845,3 +845,48 @@ fn batch_score_job_writes_a_scored_dataset_version() {
         .ok();
     assert!(run_json.to_string().contains("iris-scored:1"), "{run_json}");
 }
+
+#[test]
+fn endpoints_on_postgres_survive_a_restart() {
+    let mut s = Server::start(Backend::Postgres);
+    let h = s.http();
+    let run = iris_run(&h);
+    h.post(
+        &format!("{WS}/models/iris/versions"),
+        json!({ "run_id": run, "path": "model" }),
+    )
+    .ok();
+    let key = create_endpoint(&h, "iris-pg");
+    deploy(&h, "iris-pg", "blue", json!({ "model": "models:/iris/1" })).ok();
+    deploy(
+        &h,
+        "iris-pg",
+        "green",
+        json!({ "model": format!("runs:/{run}/model"), "instances": 1 }),
+    )
+    .ok();
+    h.put(
+        &format!("{WS}/endpoints/iris-pg/traffic"),
+        json!({ "traffic": { "blue": 50, "green": 50 } }),
+    )
+    .ok();
+    let body = json!({ "inputs": [[6.3, 3.3, 6.0, 2.5]] });
+    let first = Scorer::new(&s, Some(&key)).json("iris-pg", body.clone());
+    assert_eq!(first.status, 200, "{}", first.json);
+    s.restart();
+    let h = s.http();
+    let e = h.get(&format!("{WS}/endpoints/iris-pg")).ok();
+    assert_eq!(e["traffic"], json!({ "blue": 50, "green": 50 }), "{e}");
+    for dep in ["blue", "green"] {
+        let a = Scorer::new(&s, Some(&key)).post(
+            "/endpoints/iris-pg/score",
+            "application/json",
+            body.to_string().as_bytes(),
+            Some(dep),
+        );
+        assert_eq!((a.status, a.deployment.as_str()), (200, dep), "{}", a.json);
+        assert_eq!(a.json["predictions"], first.json["predictions"]);
+    }
+    let r = h.delete(&format!("{WS}/models/iris/versions/1"));
+    assert_eq!(r.status, 409, "{}", r.json);
+}
