@@ -138,6 +138,14 @@ fn scenario(backend: Backend) {
     let shown = cli_json(&s, &["model", "show", "models:/iris-clf@champion"]);
     assert_eq!(shown["version"], 1);
     assert_eq!(shown["dataset"], "iris:1");
+    let (ok, out, err) = s.cli(&["model", "alias", "iris-clf", "temp", "2"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        model(&h, "iris-clf")["aliases"],
+        json!({ "champion": 1, "temp": 2 })
+    );
+    let (ok, out, err) = s.cli(&["model", "alias", "iris-clf", "temp", "--delete"]);
+    assert!(ok, "{out}{err}");
     let latest = cli_json(&s, &["model", "show", "iris-clf/latest"]);
     assert_eq!(latest["version"], 2);
     let m = cli_json(&s, &["model", "show", "iris-clf"]);
