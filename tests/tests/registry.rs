@@ -138,6 +138,14 @@ fn scenario(backend: Backend) {
     let shown = cli_json(&s, &["model", "show", "models:/iris-clf@champion"]);
     assert_eq!(shown["version"], 1);
     assert_eq!(shown["dataset"], "iris:1");
+    let (ok, out, err) = s.cli(&["model", "alias", "iris-clf", "temp", "2"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        model(&h, "iris-clf")["aliases"],
+        json!({ "champion": 1, "temp": 2 })
+    );
+    let (ok, out, err) = s.cli(&["model", "alias", "iris-clf", "temp", "--delete"]);
+    assert!(ok, "{out}{err}");
     let latest = cli_json(&s, &["model", "show", "iris-clf/latest"]);
     assert_eq!(latest["version"], 2);
     let m = cli_json(&s, &["model", "show", "iris-clf"]);
@@ -310,6 +318,30 @@ fn scenario(backend: Backend) {
         weights,
         "shared blobs stay while another version references them"
     );
+    let r = h.post(
+        &format!("{WS}/models/iris-clf/versions"),
+        json!({ "run_id": run, "path": "model" }),
+    );
+    assert_eq!(r.status, 404, "the purged run is gone: {}", r.json);
+    assert!(r.message().contains(&run), "{}", r.message());
+    let r = h.raw(
+        "POST",
+        &format!("{WS}/models/iris-clf/versions"),
+        Some(b"{\"run_id\": ".to_vec()),
+    );
+    assert_eq!((r.status, r.code()), (400, "MALFORMED_REQUEST"));
+    let v3 = cli_json(
+        &s,
+        &[
+            "model",
+            "register",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--name",
+            "iris-clf",
+        ],
+    );
+    assert_eq!(v3["version"], 3, "version numbers are not reused: {v3}");
     let mut dup = s.cli(&["model", "delete", "iris-clf"]);
     assert!(dup.0, "{}{}", dup.1, dup.2);
     assert_eq!(h.get(&format!("{WS}/models/iris-clf")).status, 404);
