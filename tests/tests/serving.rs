@@ -890,3 +890,80 @@ fn endpoints_on_postgres_survive_a_restart() {
     let r = h.delete(&format!("{WS}/models/iris/versions/1"));
     assert_eq!(r.status, 409, "{}", r.json);
 }
+
+#[test]
+fn a_team_uploaded_scorer_does_its_own_pre_and_post_processing() {
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    let run = train(
+        &h,
+        "digits",
+        json!({ "type": "train", "name": "digits", "train": {
+            "dataset": "digits:1", "target": "target", "task": "classification",
+            "model": { "family": "mlp", "hidden": [64] },
+            "optimizer": { "kind": "adam", "lr": 0.01 },
+            "epochs": 8, "batch_size": 64, "seed": 1 } }),
+    );
+    let manifest = std::fs::read_to_string(
+        atrium_tests::root().join("plugins/examples/scorer-digits/plugin.toml"),
+    )
+    .unwrap();
+    h.push_component(
+        "default",
+        "scorer-digits",
+        "0.1.0",
+        plugin_wasm("scorer_digits"),
+        &manifest,
+    )
+    .ok();
+    h.put(
+        &format!("{WS}/endpoints/digits"),
+        json!({ "auth_mode": "none" }),
+    )
+    .ok();
+    deploy(
+        &h,
+        "digits",
+        "custom",
+        json!({ "model": format!("runs:/{run}/model"), "scorer": "scorer-digits@0.1.0",
+                "scorer_config": { "min_confidence": 0.0 } }),
+    )
+    .ok();
+    // the first digits rows as 0-255 images, and the same rows predicted in-process (0-16)
+    let csv = String::from_utf8(dataset("digits.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<Vec<f64>> = lines
+        .take(5)
+        .map(|l| l.split(',').take(64).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let sample = std::iter::once(header.to_string())
+        .chain(csv.lines().skip(1).take(5).map(String::from))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let want = reference(&s, &run, &sample);
+    let images: Vec<Vec<u32>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|p| (p * 255.0 / 16.0).round() as u32)
+                .collect()
+        })
+        .collect();
+    let sc = Scorer::new(&s, None);
+    let a = sc.json("digits", json!({ "images": images }));
+    assert_eq!(a.status, 200, "{}", a.json);
+    let digits = a.json["digits"].as_array().unwrap();
+    assert_eq!(digits.len(), 5, "{}", a.json);
+    for (d, w) in digits.iter().zip(&want) {
+        assert_eq!(d["digit"], w["label"], "{}", a.json);
+        assert_eq!(d["top3"].as_array().unwrap().len(), 3);
+    }
+    let a = sc.json("digits", json!({ "images": [[0, 1, 2]] }));
+    assert_eq!(a.status, 400, "{}", a.json);
+    assert!(
+        a.json["message"].as_str().unwrap().contains("64"),
+        "{}",
+        a.json
+    );
+}

@@ -33,21 +33,23 @@ impl Layout {
         let inputs = v["inputs"].as_array().cloned().unwrap_or_default();
         if inputs.len() != PIXELS {
             return Err(format!(
-                "scorer-digits needs a model whose inputs are pixel_0..pixel_63; this one takes {} inputs",
+                "scorer-digits needs a model whose inputs are pixel_0..pixel_63 (or px0..px63); this one takes {} inputs",
                 inputs.len()
             ));
         }
         let mut positions = vec![usize::MAX; PIXELS];
         for (col, input) in inputs.iter().enumerate() {
             let name = input["name"].as_str().unwrap_or("");
+            // `pixel_7` or `px7` (the digits CSV's spelling)
             match name
                 .strip_prefix("pixel_")
+                .or_else(|| name.strip_prefix("px"))
                 .and_then(|i| i.parse::<usize>().ok())
             {
                 Some(i) if i < PIXELS && positions[i] == usize::MAX => positions[i] = col,
                 _ => {
                     return Err(format!(
-                        "scorer-digits needs a model whose inputs are pixel_0..pixel_63; this one takes '{name}'"
+                        "scorer-digits needs a model whose inputs are pixel_0..pixel_63 (or px0..px63); this one takes '{name}'"
                     ));
                 }
             }

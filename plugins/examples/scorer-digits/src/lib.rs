@@ -1,6 +1,6 @@
 //! `scorer-digits`: an example of a scorer a team uploads to do its own pre- and
 //! post-processing around the deployment's model (an 8×8 digits classifier whose features are
-//! `pixel_0..pixel_63`, 0-16).
+//! `pixel_0..pixel_63` or `px0..px63`, 0-16).
 //!
 //! Request: `{"images": [[64 grayscale pixels 0-255], ...]}` or `{"image": [...]}` (an image
 //! may also be 8 rows of 8). Pixels are scaled to 0-16 (`round(p * 16 / 255)`) and placed by
