@@ -56,6 +56,13 @@ fn endpoint_from(r: &impl RowExt) -> DomainResult<(i64, Endpoint)> {
     ))
 }
 
+fn use_from(r: &impl RowExt) -> DomainResult<DeploymentUse> {
+    Ok(DeploymentUse {
+        endpoint: r.text("endpoint")?,
+        deployment: r.text("deployment")?,
+    })
+}
+
 fn deployment_from(r: &impl RowExt) -> DomainResult<Deployment> {
     serde_json::from_str(&r.text("spec")?)
         .map_err(|e| DomainError::Internal(format!("stored deployment is not valid: {e}")))
@@ -285,14 +292,7 @@ impl Store {
             .bind(version.unwrap_or(-1))
             .fetch_all(p)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(DeploymentUse {
-                        endpoint: r.text("endpoint")?,
-                        deployment: r.text("deployment")?,
-                    })
-                })
-                .collect()
+            rows.iter().map(use_from).collect()
         })
     }
 
@@ -315,14 +315,7 @@ impl Store {
             .bind(version)
             .fetch_all(p)
             .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(DeploymentUse {
-                        endpoint: r.text("endpoint")?,
-                        deployment: r.text("deployment")?,
-                    })
-                })
-                .collect()
+            rows.iter().map(use_from).collect()
         })
     }
 }
