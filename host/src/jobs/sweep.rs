@@ -686,7 +686,8 @@ async fn poll_metric(
 fn judged_at(e: Option<&crate::sweep::spec::EarlyTermination>, step: u64) -> bool {
     let Some(e) = e else { return false };
     let interval = e.evaluation_interval.max(1);
-    step >= e.delay_evaluation && (e.policy.as_deref() == Some("asha") || step % interval == 0)
+    step >= e.delay_evaluation
+        && (e.policy.as_deref() == Some("asha") || step.is_multiple_of(interval))
 }
 
 /// Calls the study off the async threads.

@@ -118,7 +118,7 @@ impl Pool {
         let left = timeout.saturating_sub(start.elapsed());
         let pooled = self.idle.lock().expect("pool").pop();
         let pool = self.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _slot = slot;
             let mut inst = match pooled {
                 Some(i) => i,
@@ -152,8 +152,7 @@ impl Pool {
             }
         })
         .await
-        .map_err(|e| PoolError::Crashed(format!("{}: {e}", self.label)))?;
-        outcome
+        .map_err(|e| PoolError::Crashed(format!("{}: {e}", self.label)))?
     }
 
     /// Starts a replacement instance in the background (after one crashed or was cut).

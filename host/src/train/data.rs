@@ -392,7 +392,7 @@ impl Preprocessor {
                 names.join(", ")
             )));
         }
-        if cols == 0 || raw.len() % cols != 0 {
+        if cols == 0 || !raw.len().is_multiple_of(cols) {
             return Err(DomainError::invalid(format!(
                 "{} values do not make whole rows of {cols}",
                 raw.len()
