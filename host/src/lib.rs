@@ -4,6 +4,7 @@
 //! serves it over HTTP ([`api`]) and drives it from the command line ([`cli`]).
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod datastore;

@@ -4,6 +4,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::api::{AppState, router};
+use crate::auth::Access;
+use crate::auth::bootstrap::ensure_admin;
 use crate::config::ServeConfig;
 use crate::datastore::Datastores;
 use crate::jobs::{Executor, ExecutorConfig};
@@ -88,6 +90,14 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
 /// Serves until SIGINT or SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let tracking = open(&cfg).await?;
+    let access = Arc::new(Access::new(tracking.clone()));
+    if let Some(path) = ensure_admin(&access, &cfg.data_dir).await? {
+        tracing::info!(token_file = %path.display(), "created the admin user");
+        println!(
+            "created the admin user; its API token is in {} (readable by you only; the CLI on this machine finds it there)",
+            path.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -118,6 +128,8 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         tracking: tracking.clone(),
         executor,
         serving,
+        access,
+        routes: Default::default(),
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

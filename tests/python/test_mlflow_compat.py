@@ -18,6 +18,27 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 BASE = os.environ["ATRIUM_URL"].rstrip("/")
+ADMIN_TOKEN = os.environ["MLFLOW_TRACKING_TOKEN"]
+
+
+def api(method, path, body=None, token=ADMIN_TOKEN):
+    """Calls the native API with a token; returns (status, parsed JSON)."""
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"{BASE}{path}", data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
 
 
 def unique(prefix):
@@ -217,8 +238,8 @@ class WorkspaceSelection(unittest.TestCase):
         import urllib.request
 
         ws = unique("ws").lower()
-        req = urllib.request.Request(f"{BASE}/api/v1/workspaces/{ws}", data=b"{}", method="PUT")
-        urllib.request.urlopen(req).read()
+        status, _ = api("PUT", f"/api/v1/workspaces/{ws}", {})
+        self.assertEqual(status, 201)
         uri = f"{BASE}/ws/{ws}"
         mlflow.set_tracking_uri(uri)
         name = unique("isolated")
@@ -236,7 +257,9 @@ class WorkspaceSelection(unittest.TestCase):
             default.get_run(run.info.run_id)
         self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
         # and the raw artifact bytes are in the workspace datastore
-        with urllib.request.urlopen(f"{BASE}/api/v1/workspaces/{ws}/runs/{run.info.run_id}/artifacts/w.txt") as r:
+        req = urllib.request.Request(f"{BASE}/api/v1/workspaces/{ws}/runs/{run.info.run_id}/artifacts/w.txt")
+        req.add_header("Authorization", f"Bearer {ADMIN_TOKEN}")
+        with urllib.request.urlopen(req) as r:
             self.assertEqual(r.read(), b"in a workspace")
         mlflow.set_tracking_uri(BASE)
 
@@ -387,3 +410,85 @@ class ModelRegistry(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class AccessControl(unittest.TestCase):
+    """The client authenticates with MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD;
+    roles decide what it may do."""
+
+    def setUp(self):
+        self.saved = {k: os.environ.get(k) for k in
+                      ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        self.ws = unique("acl").lower()
+        status, _ = api("PUT", f"/api/v1/workspaces/{self.ws}", {})
+        self.assertEqual(status, 201)
+        self.uri = f"{BASE}/ws/{self.ws}"
+
+    def tearDown(self):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        mlflow.set_tracking_uri(BASE)
+
+    def user_with_role(self, role):
+        name = unique("py").lower()
+        self.assertEqual(api("POST", "/api/v1/users", {"name": name})[0], 201)
+        self.assertEqual(api("PUT", f"/api/v1/workspaces/{self.ws}/roles/{name}", {"role": role})[0], 200)
+        status, t = api("POST", "/api/v1/tokens", {"user": name, "description": "py"})
+        self.assertEqual(status, 201)
+        return name, t["token"]
+
+    def use(self, token=None, basic=None):
+        for k in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ.pop(k, None)
+        if token:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        if basic:
+            os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = basic
+
+    def test_no_credentials_are_refused(self):
+        self.use()
+        with self.assertRaises(MlflowException) as ctx:
+            MlflowClient(self.uri).search_experiments()
+        self.assertEqual(ctx.exception.error_code, "UNAUTHENTICATED")
+
+    def test_contributor_with_basic_auth_logs_runs(self):
+        name, token = self.user_with_role("Contributor")
+        self.use(basic=(name, token))
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_experiment(unique("basic"))
+        with mlflow.start_run() as run:
+            mlflow.log_param("auth", "basic")
+            mlflow.log_metric("m", 1.5)
+        got = MlflowClient(self.uri).get_run(run.info.run_id)
+        self.assertEqual(got.data.metrics["m"], 1.5)
+        # a wrong password is refused
+        self.use(basic=(name, "atr_not-a-token"))
+        with self.assertRaises(MlflowException) as ctx:
+            MlflowClient(self.uri).get_run(run.info.run_id)
+        self.assertEqual(ctx.exception.error_code, "UNAUTHENTICATED")
+
+    def test_reader_token_reads_but_cannot_write(self):
+        self.use(token=ADMIN_TOKEN)
+        admin = MlflowClient(self.uri)
+        exp = admin.create_experiment(unique("ro"))
+        run = admin.create_run(exp)
+        admin.log_metric(run.info.run_id, "m", 3.0)
+        _, token = self.user_with_role("Reader")
+        self.use(token=token)
+        reader = MlflowClient(self.uri)
+        self.assertEqual(reader.get_run(run.info.run_id).data.metrics["m"], 3.0)
+        with self.assertRaises(MlflowException) as ctx:
+            reader.log_metric(run.info.run_id, "m", 4.0)
+        self.assertEqual(ctx.exception.error_code, "PERMISSION_DENIED")
+        with self.assertRaises(MlflowException) as ctx:
+            reader.create_experiment(unique("nope"))
+        self.assertEqual(ctx.exception.error_code, "PERMISSION_DENIED")
+        # another workspace is invisible to this token: it answers as if it did not exist
+        with self.assertRaises(MlflowException) as ctx:
+            MlflowClient(BASE).search_experiments()
+        self.assertEqual(ctx.exception.error_code, "RESOURCE_DOES_NOT_EXIST")
+        self.use(token=ADMIN_TOKEN)
+        self.assertEqual(admin.get_run(run.info.run_id).data.metrics["m"], 3.0)

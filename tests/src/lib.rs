@@ -133,6 +133,27 @@ fn uuid_like() -> String {
     format!("{:x}{:x}", t, std::process::id())
 }
 
+/// Server URL → its admin token, so that every [`Http`] client and CLI call made against a
+/// test server authenticates (auth is always on).
+fn tokens() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
+    static T: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        OnceLock::new();
+    T.get_or_init(Default::default)
+}
+
+/// The admin token of the test server at `url` (empty if none is known).
+pub fn token_for(url: &str) -> String {
+    tokens()
+        .lock()
+        .unwrap()
+        .get(url.trim_end_matches('/'))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The file `atrium serve` writes its bootstrap admin token to, in the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
 /// A running server.
 pub struct Server {
     child: Option<Child>,
@@ -145,6 +166,8 @@ pub struct Server {
     _tmp: Option<tempfile::TempDir>,
     /// Captured stderr of the server (its log).
     pub log: PathBuf,
+    /// The bootstrap admin's API token (from the data directory).
+    pub token: String,
 }
 
 impl Server {
@@ -197,6 +220,13 @@ impl Server {
                 );
             }
         };
+        let token = std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        tokens()
+            .lock()
+            .unwrap()
+            .insert(url.trim_end_matches('/').to_string(), token.clone());
         let s = Self {
             child: Some(child),
             url,
@@ -204,6 +234,7 @@ impl Server {
             database_url,
             _tmp: None,
             log,
+            token,
         };
         s.wait_healthy();
         s
@@ -222,12 +253,14 @@ impl Server {
         panic!("server never became healthy");
     }
 
-    /// An HTTP client for this server.
+    /// An HTTP client for this server, authenticated as the bootstrap admin.
     pub fn http(&self) -> Http {
-        Http {
-            base: self.url.clone(),
-            client: reqwest::blocking::Client::new(),
-        }
+        Http::with_token(&self.url, Some(&self.token))
+    }
+
+    /// An HTTP client for this server sending `token` (`None`: no credentials).
+    pub fn http_as(&self, token: Option<&str>) -> Http {
+        Http::with_token(&self.url, token)
     }
 
     /// Kills the server with SIGKILL (no shutdown, no flush).
@@ -264,6 +297,7 @@ impl Server {
         self.child = next.child.take();
         self.url = next.url.clone();
         self.log = next.log.clone();
+        self.token = next.token.clone();
     }
 
     /// Runs the CLI against this server; returns (success, stdout, stderr).
@@ -271,12 +305,25 @@ impl Server {
         Self::cli_at(&self.url, args)
     }
 
-    /// Runs the CLI against any server URL.
+    /// Runs the CLI against any server URL (with that test server's admin token).
     pub fn cli_at(url: &str, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(bin())
-            .args(args)
+        Self::cli_with_token(url, &token_for(url), args)
+    }
+
+    /// Runs the CLI against a server URL with a given API token (empty: none).
+    pub fn cli_with_token(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
             .env("ATRIUM_SERVER", url)
             .env_remove("ATRIUM_WORKSPACE")
+            .env_remove("ATRIUM_TOKEN_FILE")
+            .env_remove("ATRIUM_DATA_DIR");
+        if token.is_empty() {
+            cmd.env_remove("ATRIUM_TOKEN");
+        } else {
+            cmd.env("ATRIUM_TOKEN", token);
+        }
+        let out = cmd
             .output()
             .expect("run atrium cli");
         (
@@ -334,24 +381,38 @@ pub struct Http {
     /// Base URL.
     pub base: String,
     client: reqwest::blocking::Client,
+    token: Option<String>,
 }
 
 impl Http {
-    /// A client for a base URL.
+    /// A client for a base URL, with the admin token of the test server there.
     pub fn new(base: &str) -> Self {
+        let t = token_for(base);
+        Self::with_token(base, Some(t.as_str()).filter(|t| !t.is_empty()))
+    }
+
+    /// A client for a base URL sending `token` (`None`: no credentials).
+    pub fn with_token(base: &str, token: Option<&str>) -> Self {
         Self {
             base: base.to_string(),
             client: reqwest::blocking::Client::new(),
+            token: token.map(String::from),
+        }
+    }
+
+    /// A request builder with this client's credentials.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        let req = self.client.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
     }
 
     /// Sends a request with an optional raw body.
     pub fn raw(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Resp {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self
-            .client
-            .request(m, format!("{}{}", self.base, path))
-            .timeout(Duration::from_secs(120));
+        let mut req = self.request(m, path).timeout(Duration::from_secs(120));
         if let Some(b) = body {
             req = req.body(b).header("content-type", "application/json");
         }
@@ -405,11 +466,10 @@ impl Http {
                 reqwest::blocking::multipart::Part::text(manifest.to_string()),
             );
         let r = self
-            .client
-            .put(format!(
-                "{}/api/v1/workspaces/{ws}/components/{name}/versions/{version}",
-                self.base
-            ))
+            .request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/workspaces/{ws}/components/{name}/versions/{version}"),
+            )
             .multipart(form)
             .timeout(Duration::from_secs(120))
             .send()

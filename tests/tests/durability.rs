@@ -29,7 +29,7 @@ fn acknowledged_batches_survive_sigkill() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for run in runs.clone() {
-        let (acked, stop, base) = (acked.clone(), stop.clone(), s.url.clone());
+        let (acked, stop, base, token) = (acked.clone(), stop.clone(), s.url.clone(), s.token.clone());
         writers.push(std::thread::spawn(move || {
             let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
             let mut batch = 0i64;
@@ -38,7 +38,7 @@ fn acknowledged_batches_survive_sigkill() {
                     .map(|k| json!({ "key": "m", "value": batch as f64, "timestamp": 1, "step": batch * PER_BATCH + k }))
                     .collect();
                 let body = json!({ "run_id": run, "metrics": metrics, "tags": [{ "key": "last", "value": batch.to_string() }] });
-                match client.post(format!("{base}/api/2.0/mlflow/runs/log-batch")).json(&body).send() {
+                match client.post(format!("{base}/api/2.0/mlflow/runs/log-batch")).bearer_auth(&token).json(&body).send() {
                     Ok(r) if r.status() == 200 => acked.lock().unwrap().entry(run.clone()).or_default().push(batch),
                     _ => break, // the server is gone
                 }

@@ -698,6 +698,7 @@ with mlflow.start_run() as run:
             "--follow",
         ])
         .env("ATRIUM_SERVER", &s.url)
+        .env("ATRIUM_TOKEN", &s.token)
         .env("ATRIUM_TEST_UNDECLARED", "leak")
         .output()
         .unwrap();

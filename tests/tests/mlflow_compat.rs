@@ -12,6 +12,7 @@ fn run_suite(backend: Backend) {
         .args(["-m", "unittest", "-v", "test_mlflow_compat"])
         .current_dir(root().join("tests/python"))
         .env("ATRIUM_URL", &s.url)
+        .env("MLFLOW_TRACKING_TOKEN", &s.token)
         .env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         .env_remove("MLFLOW_TRACKING_URI")

@@ -316,6 +316,37 @@ fn deploy_and_score_through_every_route() {
         wrong.json("iris-prod", json!({ "inputs": rows })).status,
         401
     );
+    // an API token with Reader on the endpoint's workspace scores without the key; a token
+    // without a role there does not, nor does it see the model's metadata
+    h.post("/api/v1/users", json!({ "name": "scoring-reader" })).ok();
+    h.post("/api/v1/users", json!({ "name": "scoring-stranger" })).ok();
+    h.put(
+        &format!("{WS}/roles/scoring-reader"),
+        json!({ "role": "Reader" }),
+    )
+    .ok();
+    let tok = |u: &str| {
+        h.post("/api/v1/tokens", json!({ "user": u })).ok()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let reader = Scorer::new(&s, Some(&tok("scoring-reader")));
+    let a = reader.json("iris-prod", json!({ "inputs": rows }));
+    assert_eq!(a.status, 200, "{}", a.json);
+    let stranger_token = tok("scoring-stranger");
+    let stranger = Scorer::new(&s, Some(&stranger_token));
+    assert_eq!(
+        stranger.json("iris-prod", json!({ "inputs": rows })).status,
+        401
+    );
+    assert_eq!(
+        s.http_as(Some(&stranger_token))
+            .get("/v2/models/iris-prod")
+            .status,
+        401
+    );
+    assert_eq!(s.http_as(None).get("/v2/models/iris-prod").status, 401);
 
     // bad input: precise 4xx
     let bad = sc.post(

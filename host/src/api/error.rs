@@ -39,17 +39,31 @@ pub fn code_and_status(e: &DomainError, flavor: Flavor) -> (&'static str, Status
             },
         ),
         DomainError::Plugin(_) => ("PLUGIN_FAILED", StatusCode::BAD_GATEWAY),
+        DomainError::Unauthenticated(_) => ("UNAUTHENTICATED", StatusCode::UNAUTHORIZED),
+        DomainError::PermissionDenied(_) => ("PERMISSION_DENIED", StatusCode::FORBIDDEN),
         DomainError::Internal(_) => ("INTERNAL_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 
 fn respond(e: &DomainError, flavor: Flavor) -> Response {
     let (code, status) = code_and_status(e, flavor);
-    (
+    let mut resp = (
         status,
         Json(json!({ "error_code": code, "message": e.to_string() })),
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"atrium\", Basic realm=\"atrium\""),
+        );
+    }
+    resp
+}
+
+/// The response for a domain error in the given API flavour.
+pub fn error_response(e: &DomainError, flavor: Flavor) -> Response {
+    respond(e, flavor)
 }
 
 /// An error answered by the native API.

@@ -5,6 +5,7 @@ pub mod extract;
 mod mlflow;
 mod native;
 pub mod paging;
+pub mod routes;
 mod scoring;
 pub mod search;
 pub mod wire;
@@ -16,7 +17,6 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 use crate::tracking::Tracking;
 use crate::workspace::ArtifactFile;
@@ -30,22 +30,33 @@ pub struct AppState {
     pub executor: Arc<crate::jobs::Executor>,
     /// Online endpoints.
     pub serving: Arc<crate::serving::Serving>,
+    /// Users, tokens, roles, audit.
+    pub access: Arc<crate::auth::Access>,
+    /// The route table the router was built from (set once the router is built).
+    pub routes: Arc<std::sync::OnceLock<Vec<routes::RouteSpec>>>,
 }
 
 /// Largest JSON body accepted (bulk imports); log-batch has its own 1 MB limit.
 pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
 
-/// The whole HTTP application.
+/// The whole HTTP application: every route with its policy (see [`routes`]).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .nest("/api/v1", native::routes())
-        .merge(scoring::routes())
-        .merge(mlflow::routes())
-        .nest("/ws/{ws}", mlflow::routes())
+    let mut api = routes::Api::new(state.clone());
+    api.get("/health", crate::auth::Policy::Public, health);
+    native::routes(&mut api);
+    scoring::routes(&mut api);
+    mlflow::routes(&mut api);
+    let (router, table) = api.finish();
+    let matcher = routes::TableMatcher::new(&table);
+    let _ = state.routes.set(table);
+    router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            matcher,
+            routes::only_table_routes,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -2,15 +2,16 @@
 //! scorer as they are), MLflow's `/invocations`, the Open Inference Protocol's
 //! `/v2/models/{name}/infer` with its health routes, and Prometheus `/metrics`.
 
-use axum::Router;
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 
 use super::AppState;
+use super::routes::Api;
+use crate::auth::{Policy, Principal};
 use crate::serving::{AZURE_PIN_HEADER, PIN_HEADER, ScoreRequest, ServeError};
 
 /// Content type the scorer receives for MLflow `/invocations` JSON bodies.
@@ -18,17 +19,35 @@ pub const MLFLOW_JSON: &str = "application/json; format=mlflow";
 /// Content type the scorer receives for Open Inference Protocol bodies.
 pub const OIP_JSON: &str = "application/json; format=oip";
 
-/// The scoring routes (outside any workspace: endpoint names are unique on the host).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/endpoints/{name}/score", post(score))
-        .route("/endpoints/{name}/invocations", post(invocations))
-        .route("/v2/models/{name}/infer", post(oip_infer))
-        .route("/v2/models/{name}", get(oip_model))
-        .route("/v2/models/{name}/ready", get(oip_model_ready))
-        .route("/v2/health/live", get(oip_health))
-        .route("/v2/health/ready", get(oip_health))
-        .route("/metrics", get(prometheus))
+/// Registers the scoring routes (outside any workspace: endpoint names are unique on the
+/// host). Scoring takes the endpoint's key or an API token with Reader on its workspace.
+pub fn routes(api: &mut Api) {
+    use Policy::*;
+    api.post("/endpoints/{name}/score", Scoring, score)
+        .post("/endpoints/{name}/invocations", Scoring, invocations)
+        .post("/v2/models/{name}/infer", Scoring, oip_infer)
+        .get("/v2/models/{name}", Scoring, oip_model)
+        .get("/v2/models/{name}/ready", Scoring, oip_model_ready)
+        .get("/v2/health/live", Public, oip_health)
+        .get("/v2/health/ready", Public, oip_health)
+        .get("/metrics", Admin, prometheus);
+}
+
+/// The bearer token sent, if any (an endpoint key, or an API token).
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    header_str(headers, header::AUTHORIZATION).and_then(|a| {
+        a.strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("bearer "))
+            .map(|k| k.trim().to_string())
+    })
+}
+
+/// Whether the caller's API token holds Reader on the endpoint's workspace.
+async fn is_reader(st: &AppState, endpoint: &str, principal: &Principal) -> bool {
+    let (Principal::User(id), Some(ws)) = (principal, st.serving.workspace_of(endpoint)) else {
+        return false;
+    };
+    matches!(st.access.role(id, &ws).await, Ok(Some(_)))
 }
 
 fn error(e: &ServeError) -> Response {
@@ -56,17 +75,16 @@ async fn run(
     st: &AppState,
     name: &str,
     headers: &HeaderMap,
+    principal: &Principal,
     content_type: String,
     body: Bytes,
 ) -> Response {
-    let key = header_str(headers, header::AUTHORIZATION).and_then(|a| {
-        a.strip_prefix("Bearer ")
-            .or_else(|| a.strip_prefix("bearer "))
-            .map(|k| k.trim().to_string())
-    });
+    let key = bearer(headers);
+    let reader = is_reader(st, name, principal).await;
     let pin = header_str(headers, PIN_HEADER).or_else(|| header_str(headers, AZURE_PIN_HEADER));
     let req = ScoreRequest {
         key,
+        reader,
         pin,
         content_type,
         body,
@@ -91,12 +109,13 @@ async fn run(
 async fn score(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let ct = header_str(&headers, header::CONTENT_TYPE)
         .unwrap_or_else(|| "application/json".to_string());
-    run(&st, &name, &headers, ct, body).await
+    run(&st, &name, &headers, &principal, ct, body).await
 }
 
 /// `POST /endpoints/{name}/invocations`: MLflow's scoring protocol (`dataframe_split`,
@@ -104,6 +123,7 @@ async fn score(
 async fn invocations(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -124,21 +144,43 @@ async fn invocations(
             )));
         }
     };
-    run(&st, &name, &headers, ct, body).await
+    run(&st, &name, &headers, &principal, ct, body).await
 }
 
 /// `POST /v2/models/{name}/infer`: the Open Inference Protocol (KServe v2).
 async fn oip_infer(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    run(&st, &name, &headers, OIP_JSON.to_string(), body).await
+    run(&st, &name, &headers, &principal, OIP_JSON.to_string(), body).await
+}
+
+/// Checks the caller may see an endpoint (its key, or Reader on its workspace).
+async fn admitted(
+    st: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    principal: &Principal,
+) -> Result<(), Response> {
+    let reader = is_reader(st, name, principal).await;
+    st.serving
+        .admits(name, bearer(headers).as_deref(), reader)
+        .map_err(|e| error(&e))
 }
 
 /// `GET /v2/models/{name}`: model metadata.
-async fn oip_model(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+async fn oip_model(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admitted(&st, &name, &headers, &principal).await {
+        return r;
+    }
     match st.serving.versions(&name) {
         Some(versions) => axum::Json(json!({
             "name": name,
@@ -151,7 +193,15 @@ async fn oip_model(State(st): State<AppState>, Path(name): Path<String>) -> Resp
 }
 
 /// `GET /v2/models/{name}/ready`: 200 when the endpoint takes traffic.
-async fn oip_model_ready(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+async fn oip_model_ready(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = admitted(&st, &name, &headers, &principal).await {
+        return r;
+    }
     match st.serving.versions(&name) {
         Some(_) if st.serving.takes_traffic(&name) => StatusCode::OK.into_response(),
         Some(_) => error(&ServeError::NoTraffic(name)),

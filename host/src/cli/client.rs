@@ -32,6 +32,9 @@ pub enum ClientError {
     /// Local I/O failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The API token is unusable.
+    #[error("{0}")]
+    Token(String),
 }
 
 /// A client bound to one server and workspace.
@@ -67,13 +70,22 @@ pub fn encode_query(v: &str) -> String {
 }
 
 impl Client {
-    /// A client of `server` (e.g. `http://127.0.0.1:8080`) acting in `workspace`.
-    pub fn new(server: &str, workspace: &str) -> Result<Self, ClientError> {
+    /// A client of `server` (e.g. `http://127.0.0.1:8080`) acting in `workspace`, sending
+    /// `token` (an API token) on every request.
+    pub fn new(server: &str, workspace: &str, token: Option<&str>) -> Result<Self, ClientError> {
         let server = server.trim_end_matches('/').to_string();
         if !(server.starts_with("http://") || server.starts_with("https://")) {
             return Err(ClientError::Url(server));
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
+                .map_err(|_| ClientError::Token("the API token has characters a header cannot carry".into()))?;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .build()
             .map_err(|source| ClientError::Transport {
                 server: server.clone(),

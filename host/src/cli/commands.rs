@@ -21,6 +21,11 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Output) -> Result<(), CliEr
         Command::Endpoint(cmd) => super::endpoint::endpoint(c, cmd, out).await,
         Command::Sweep(cmd) => super::sweep::sweep(c, cmd, out).await,
         Command::Datastore(cmd) => datastore(c, cmd, out).await,
+        Command::User(cmd) => super::access::user(c, cmd, out).await,
+        Command::Token(cmd) => super::access::token(c, cmd, out).await,
+        Command::Role(cmd) => super::access::role(c, cmd, out).await,
+        Command::Audit(cmd) => super::access::audit(c, cmd, out).await,
+        Command::Whoami => super::access::whoami(c, out).await,
         Command::Workspace(w) => workspace(c, w, out).await,
         Command::Experiment(e) => experiment(c, e, out).await,
         Command::Run(r) => run(c, r, out).await,
@@ -69,12 +74,16 @@ fn ws_rows(list: &[Value]) -> Vec<Vec<String>> {
 async fn workspace(c: &Client, cmd: WorkspaceCmd, out: Output) -> Result<(), CliError> {
     let header = ["name", "description", "created"];
     match cmd {
-        WorkspaceCmd::Create { name, description } => {
+        WorkspaceCmd::Create {
+            name,
+            description,
+            anonymous_read,
+        } => {
             let v = c
                 .call(
                     Method::PUT,
                     &format!("/api/v1/workspaces/{}", encode_query(&name)),
-                    Some(&json!({ "description": description })),
+                    Some(&json!({ "description": description, "anonymous_read": anonymous_read })),
                 )
                 .await?;
             print(out, &v, &header, ws_rows(std::slice::from_ref(&v)));

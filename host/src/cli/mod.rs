@@ -1,5 +1,6 @@
 //! The `atrium` command line: `serve`, and client verbs that talk to a server's native API.
 
+mod access;
 mod client;
 mod commands;
 mod endpoint;
@@ -40,6 +41,10 @@ pub struct Cli {
         default_value = "default"
     )]
     pub workspace: String,
+    /// API token for client commands [default: ATRIUM_TOKEN_FILE, else admin.token in
+    /// ATRIUM_DATA_DIR or ./atrium-data, which `atrium serve` writes on first start].
+    #[arg(long, global = true, env = "ATRIUM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Output format of client commands.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -95,6 +100,20 @@ pub enum Command {
     /// Online endpoints: deploy models behind scorers, split traffic, score, metrics.
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Server users (admins).
+    #[command(subcommand)]
+    User(access::UserCmd),
+    /// API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(access::TokenCmd),
+    /// Role assignments on a workspace (Owner, Contributor, Reader).
+    #[command(subcommand)]
+    Role(access::RoleCmd),
+    /// The audit log of a workspace (Owner) or of the host (admin).
+    #[command(subcommand)]
+    Audit(access::AuditCmd),
+    /// Who the token belongs to and its roles.
+    Whoami,
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),
@@ -112,13 +131,16 @@ pub enum Command {
 /// `atrium workspace ...`
 #[derive(Debug, Subcommand)]
 pub enum WorkspaceCmd {
-    /// Create a workspace (or update its description).
+    /// Create a workspace (server admin), or update its description and settings (Owner).
     Create {
         /// Name: a-z, 0-9 and '-'.
         name: String,
         /// Free text.
         #[arg(long)]
         description: Option<String>,
+        /// Let callers without a token read it (true) or stop that (false).
+        #[arg(long)]
+        anonymous_read: Option<bool>,
     },
     /// List workspaces.
     List,
@@ -347,7 +369,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         cmd => {
-            let client = Client::new(&cli.server, &cli.workspace)?;
+            let token = match cli.token {
+                Some(t) => Some(t),
+                None => access::token_from_files()?,
+            };
+            let client = Client::new(&cli.server, &cli.workspace, token.as_deref())?;
             commands::dispatch(&client, cmd, cli.output).await
         }
     }

@@ -171,12 +171,45 @@ pub(super) struct Work<'a> {
     pub cancel: &'a std::sync::atomic::AtomicBool,
 }
 
-/// Runs a command to its end, streaming its output into the log of `work.key`.
+/// How long a job token outlives the command's timeout (or lives without one).
+const TOKEN_SLACK_SECS: u64 = 600;
+const TOKEN_DEFAULT_SECS: u64 = 7 * 24 * 3600;
+
+/// Runs a command to its end, streaming its output into the log of `work.key`. The command
+/// gets an API token with Contributor on the job's workspace only (for the mlflow client),
+/// revoked when it ends.
 pub(super) async fn execute(
     ex: &Arc<Executor>,
     ws: &Workspace,
     work: Work<'_>,
     spec: &CommandSpec,
+) -> Result<(), Failure> {
+    let access = crate::auth::Access::new(ex.tracking.clone());
+    let lifetime = spec
+        .timeout_secs
+        .map(|s| s + TOKEN_SLACK_SECS)
+        .unwrap_or(TOKEN_DEFAULT_SECS);
+    let token = access
+        .create_token(
+            crate::auth::JOBS_USER,
+            &format!("job {}", work.job),
+            Some(crate::workspace::now_millis() + lifetime as i64 * 1000),
+            Some((&ws.name, crate::auth::Role::Contributor)),
+        )
+        .await?;
+    let result = spawn_and_wait(ex, ws, work, spec, &token.token).await;
+    if let Err(e) = access.revoke(&token.info.id).await {
+        tracing::warn!(error = %e, token = token.info.id.as_str(), "cannot revoke a job token");
+    }
+    result
+}
+
+async fn spawn_and_wait(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    work: Work<'_>,
+    spec: &CommandSpec,
+    token: &str,
 ) -> Result<(), Failure> {
     let Work {
         key,
@@ -202,6 +235,8 @@ pub(super) async fn execute(
         "MLFLOW_TRACKING_URI",
         format!("{}/ws/{}", ex.cfg.base_url.trim_end_matches('/'), ws.name),
     )
+    .env("MLFLOW_TRACKING_TOKEN", token)
+    .env("ATRIUM_TOKEN", token)
     .env("MLFLOW_RUN_ID", run_id)
     .env("MLFLOW_EXPERIMENT_ID", experiment_id.to_string())
     .env("ATRIUM_JOB_ID", job)

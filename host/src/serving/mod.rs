@@ -109,6 +109,8 @@ impl ServeError {
 pub struct ScoreRequest {
     /// The bearer token sent, if any.
     pub key: Option<String>,
+    /// Whether the caller's API token has Reader on the endpoint's workspace (no key needed).
+    pub reader: bool,
     /// A deployment the caller pinned, if any.
     pub pin: Option<String>,
     /// Content type passed to the scorer.
@@ -622,6 +624,37 @@ impl Serving {
         Some(v)
     }
 
+    /// The workspace an endpoint belongs to.
+    pub fn workspace_of(&self, endpoint: &str) -> Option<String> {
+        self.live
+            .read()
+            .expect("live")
+            .get(endpoint)
+            .map(|l| l.workspace.clone())
+    }
+
+    fn key_admits(live: &LiveEndpoint, key: Option<&str>) -> bool {
+        live.auth_mode == AuthMode::None
+            || key.is_some_and(|k| same_digest(&hash_key(k), &live.key_hash))
+    }
+
+    /// Checks a caller may use an endpoint: its key (or a key-less endpoint), or `reader`
+    /// (a token with Reader on the endpoint's workspace).
+    pub fn admits(&self, endpoint: &str, key: Option<&str>, reader: bool) -> Result<(), ServeError> {
+        let live = self
+            .live
+            .read()
+            .expect("live")
+            .get(endpoint)
+            .cloned()
+            .ok_or_else(|| ServeError::UnknownEndpoint(endpoint.to_string()))?;
+        if reader || Self::key_admits(&live, key) {
+            Ok(())
+        } else {
+            Err(ServeError::Unauthorized(endpoint.to_string()))
+        }
+    }
+
     /// Whether an endpoint has a deployment taking live traffic.
     pub fn takes_traffic(&self, endpoint: &str) -> bool {
         self.live
@@ -646,14 +679,8 @@ impl Serving {
             live.unrouted.record(e.status(), started.elapsed());
             e
         };
-        if live.auth_mode == AuthMode::Key {
-            let ok = req
-                .key
-                .as_deref()
-                .is_some_and(|k| same_digest(&hash_key(k), &live.key_hash));
-            if !ok {
-                return Err(unrouted(ServeError::Unauthorized(endpoint.to_string())));
-            }
+        if !req.reader && !Self::key_admits(&live, req.key.as_deref()) {
+            return Err(unrouted(ServeError::Unauthorized(endpoint.to_string())));
         }
         let name = match &req.pin {
             Some(p) => p.clone(),

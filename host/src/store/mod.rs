@@ -5,6 +5,7 @@
 //! for both pool types by [`with_db!`], so there is no `Any` driver conversion on hot paths.
 
 mod artifacts;
+mod auth;
 mod bulk;
 mod components;
 mod datasets;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{
 };
 
 pub use artifacts::ArtifactRow;
+pub use auth::{TokenRecord, TokenRow};
 pub use components::ComponentRow;
 pub use datasets::DatasetRow;
 pub use endpoints::DeploymentUse;

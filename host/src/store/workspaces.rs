@@ -36,6 +36,7 @@ fn workspace_from(r: &impl RowExt) -> DomainResult<Workspace> {
         name: r.text("name")?,
         description: r.text("description")?,
         created_at: r.i64("created_at")?,
+        anonymous_read: r.i64("anonymous_read")? != 0,
     })
 }
 
@@ -69,7 +70,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let row = sqlx::query(
                 "INSERT INTO workspaces (name, description, created_at) VALUES ($1, $2, $3) \
-                 RETURNING id, name, description, created_at",
+                 RETURNING id, name, description, created_at, anonymous_read",
             )
             .bind(name)
             .bind(description)
@@ -131,7 +132,7 @@ impl Store {
     pub async fn update_workspace(&self, name: &str, description: &str) -> DomainResult<Workspace> {
         let row = with_db!(self, write, |p| {
             sqlx::query(
-            "UPDATE workspaces SET description = $1 WHERE name = $2 RETURNING id, name, description, created_at"
+            "UPDATE workspaces SET description = $1 WHERE name = $2 RETURNING id, name, description, created_at, anonymous_read"
         )
         .bind(description)
         .bind(name)
@@ -144,10 +145,26 @@ impl Store {
         row.ok_or_else(|| not_found(name))
     }
 
+    /// Allows or stops anonymous read-only access to a workspace.
+    pub async fn set_anonymous_read(&self, name: &str, on: bool) -> DomainResult<()> {
+        let n = with_db!(self, write, |p| sqlx::query(
+            "UPDATE workspaces SET anonymous_read = $1 WHERE name = $2"
+        )
+        .bind(on as i64)
+        .bind(name)
+        .execute(p)
+        .await?
+        .rows_affected());
+        if n == 0 {
+            return Err(not_found(name));
+        }
+        Ok(())
+    }
+
     /// Looks a workspace up by name.
     pub async fn workspace(&self, name: &str) -> DomainResult<Workspace> {
         let row = with_db!(self, read, |p| sqlx::query(
-            "SELECT id, name, description, created_at FROM workspaces WHERE name = $1"
+            "SELECT id, name, description, created_at, anonymous_read FROM workspaces WHERE name = $1"
         )
         .bind(name)
         .fetch_optional(p)
@@ -162,7 +179,7 @@ impl Store {
     pub async fn list_workspaces(&self) -> DomainResult<Vec<Workspace>> {
         with_db!(self, read, |p| {
             let rows = sqlx::query(
-                "SELECT id, name, description, created_at FROM workspaces ORDER BY name",
+                "SELECT id, name, description, created_at, anonymous_read FROM workspaces ORDER BY name",
             )
             .fetch_all(p)
             .await?;

@@ -160,6 +160,16 @@ impl Tracking {
         }
     }
 
+    /// Allows or stops anonymous read-only access to a workspace.
+    pub async fn set_anonymous_read(&self, name: &str, on: bool) -> DomainResult<()> {
+        self.store.set_anonymous_read(name, on).await?;
+        self.workspaces
+            .write()
+            .expect("workspace cache")
+            .remove(name);
+        Ok(())
+    }
+
     /// Deletes a workspace with all its runs and artifact bytes.
     pub async fn delete_workspace(&self, name: &str) -> DomainResult<()> {
         if name == DEFAULT_WORKSPACE {

@@ -21,6 +21,12 @@ pub enum DomainError {
     /// A plugin failed while serving the request (deadline, memory cap, crash, its own error).
     #[error("{0}")]
     Plugin(String),
+    /// The caller did not prove who it is (no, unknown, expired or revoked credentials).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but lacks the role the operation needs.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A failure of the host itself (database, filesystem).
     #[error("internal error: {0}")]
     Internal(String),

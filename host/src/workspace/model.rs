@@ -42,6 +42,8 @@ pub struct Workspace {
     pub description: String,
     /// Creation time.
     pub created_at: Millis,
+    /// Whether callers without credentials may read it (operator opt-in).
+    pub anonymous_read: bool,
 }
 
 /// Whether an experiment or run is live or soft-deleted.

@@ -8,106 +8,140 @@ mod registry;
 mod runs;
 
 use axum::Json;
-use axum::Router;
-use axum::routing::{delete, get, patch, post};
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::routing::{delete, get, put};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::routes::Api;
+use crate::auth::Policy;
 use super::wire::MetricOut;
 use crate::workspace::{Experiment, Run};
 
-/// Routes under one workspace scope.
-pub fn routes() -> Router<AppState> {
-    let mlflow = Router::new()
-        .route("/experiments/create", post(experiments::create))
-        .route("/experiments/get", get(experiments::get))
-        .route("/experiments/get-by-name", get(experiments::get_by_name))
-        .route(
-            "/experiments/search",
-            post(experiments::search).get(experiments::search_get),
-        )
-        .route("/experiments/update", post(experiments::update))
-        .route("/experiments/delete", post(experiments::delete))
-        .route("/experiments/restore", post(experiments::restore))
-        .route(
-            "/experiments/set-experiment-tag",
-            post(experiments::set_tag),
-        )
-        .route(
+/// Registers the MLflow routes at the root (`default` workspace) and under `/ws/{ws}`.
+pub fn routes(api: &mut Api) {
+    for scope in ["", "/ws/{ws}"] {
+        api.scope(scope, |api| {
+            api.scope("/api/2.0/mlflow", tracking_routes);
+            api.scope("/ajax-api/2.0/mlflow", tracking_routes);
+            api.scope("/api/2.0/mlflow-artifacts", artifact_routes);
+            api.get("/api/3.0/mlflow/server-info", Policy::Public, server_info);
+        });
+    }
+}
+
+/// Tracking and registry routes below `/api/2.0/mlflow`.
+fn tracking_routes(api: &mut Api) {
+    use Policy::*;
+    api.post("/experiments/create", Write, experiments::create)
+        .get("/experiments/get", Read, experiments::get)
+        .get("/experiments/get-by-name", Read, experiments::get_by_name)
+        .post("/experiments/search", Read, experiments::search)
+        .get("/experiments/search", Read, experiments::search_get)
+        .post("/experiments/update", Write, experiments::update)
+        .post("/experiments/delete", Write, experiments::delete)
+        .post("/experiments/restore", Write, experiments::restore)
+        .post("/experiments/set-experiment-tag", Write, experiments::set_tag)
+        .post(
             "/experiments/delete-experiment-tag",
-            post(experiments::delete_tag),
+            Write,
+            experiments::delete_tag,
         )
-        .route("/runs/create", post(runs::create))
-        .route("/runs/get", get(runs::get))
-        .route("/runs/update", post(runs::update))
-        .route("/runs/delete", post(runs::delete))
-        .route("/runs/restore", post(runs::restore))
-        .route("/runs/search", post(runs::search))
-        .route("/runs/log-metric", post(runs::log_metric))
-        .route("/runs/log-parameter", post(runs::log_param))
-        .route("/runs/set-tag", post(runs::set_tag))
-        .route("/runs/delete-tag", post(runs::delete_tag))
-        .route("/runs/log-batch", post(runs::log_batch))
-        .route("/metrics/get-history", get(runs::metric_history))
-        .route("/artifacts/list", get(artifacts::list_for_run))
-        .route("/registered-models/create", post(registry::create_model))
-        .route("/registered-models/get", get(registry::get_model))
-        .route("/registered-models/rename", post(registry::rename_model))
-        .route("/registered-models/update", patch(registry::update_model))
-        .route("/registered-models/delete", delete(registry::delete_model))
-        .route("/registered-models/search", get(registry::search_models))
-        .route(
+        .post("/runs/create", Write, runs::create)
+        .get("/runs/get", Read, runs::get)
+        .post("/runs/update", Write, runs::update)
+        .post("/runs/delete", Write, runs::delete)
+        .post("/runs/restore", Write, runs::restore)
+        .post("/runs/search", Read, runs::search)
+        .post("/runs/log-metric", Log, runs::log_metric)
+        .post("/runs/log-parameter", Log, runs::log_param)
+        .post("/runs/set-tag", Log, runs::set_tag)
+        .post("/runs/delete-tag", Write, runs::delete_tag)
+        .post("/runs/log-batch", Log, runs::log_batch)
+        .get("/metrics/get-history", Read, runs::metric_history)
+        .get("/artifacts/list", Read, artifacts::list_for_run)
+        .post("/registered-models/create", Write, registry::create_model)
+        .get("/registered-models/get", Read, registry::get_model)
+        .post("/registered-models/rename", Write, registry::rename_model)
+        .patch("/registered-models/update", Write, registry::update_model)
+        .delete("/registered-models/delete", Write, registry::delete_model)
+        .get("/registered-models/search", Read, registry::search_models)
+        .post(
             "/registered-models/get-latest-versions",
-            post(registry::latest_versions).get(registry::latest_versions),
+            Read,
+            registry::latest_versions,
         )
-        .route("/registered-models/set-tag", post(registry::set_model_tag))
-        .route(
+        .get(
+            "/registered-models/get-latest-versions",
+            Read,
+            registry::latest_versions,
+        )
+        .post("/registered-models/set-tag", Write, registry::set_model_tag)
+        .delete(
             "/registered-models/delete-tag",
-            delete(registry::delete_model_tag),
+            Write,
+            registry::delete_model_tag,
         )
-        .route(
-            "/registered-models/alias",
-            post(registry::set_alias)
-                .delete(registry::delete_alias)
-                .get(registry::get_by_alias),
-        )
-        .route("/model-versions/create", post(registry::create_version))
-        .route("/model-versions/get", get(registry::get_version))
-        .route("/model-versions/update", patch(registry::update_version))
-        .route("/model-versions/delete", delete(registry::delete_version))
-        .route("/model-versions/search", get(registry::search_versions))
-        .route("/model-versions/set-tag", post(registry::set_version_tag))
-        .route(
+        .post("/registered-models/alias", Write, registry::set_alias)
+        .delete("/registered-models/alias", Write, registry::delete_alias)
+        .get("/registered-models/alias", Read, registry::get_by_alias)
+        .post("/model-versions/create", Write, registry::create_version)
+        .get("/model-versions/get", Read, registry::get_version)
+        .patch("/model-versions/update", Write, registry::update_version)
+        .delete("/model-versions/delete", Write, registry::delete_version)
+        .get("/model-versions/search", Read, registry::search_versions)
+        .post("/model-versions/set-tag", Write, registry::set_version_tag)
+        .delete(
             "/model-versions/delete-tag",
-            delete(registry::delete_version_tag),
+            Write,
+            registry::delete_version_tag,
         )
-        .route(
+        .get(
             "/model-versions/get-download-uri",
-            get(registry::download_uri),
+            Read,
+            registry::download_uri,
         )
-        .route(
+        .post(
             "/model-versions/transition-stage",
-            post(registry::transition_stage),
+            Write,
+            registry::transition_stage,
         )
-        .route(
+        .post(
             "/logged-models/search",
-            post(artifacts::search_logged_models),
+            Read,
+            artifacts::search_logged_models,
         );
-    let artifacts = Router::new()
-        .route("/artifacts", get(artifacts::list))
-        .route(
-            "/artifacts/{*path}",
-            get(artifacts::download)
-                .put(artifacts::upload)
-                .delete(artifacts::delete),
-        )
-        .layer(axum::extract::DefaultBodyLimit::disable());
-    Router::new()
-        .nest("/api/2.0/mlflow", mlflow.clone())
-        .nest("/ajax-api/2.0/mlflow", mlflow)
-        .nest("/api/2.0/mlflow-artifacts", artifacts)
-        .route("/api/3.0/mlflow/server-info", get(server_info))
+}
+
+/// Artifact routes below `/api/2.0/mlflow-artifacts` (no body limit: uploads stream).
+fn artifact_routes(api: &mut Api) {
+    use Policy::*;
+    let unlimited = DefaultBodyLimit::disable;
+    api.add(
+        Method::GET,
+        "/artifacts",
+        Read,
+        get(artifacts::list).layer(unlimited()),
+    )
+    .add(
+        Method::GET,
+        "/artifacts/{*path}",
+        Read,
+        get(artifacts::download).layer(unlimited()),
+    )
+    .add(
+        Method::PUT,
+        "/artifacts/{*path}",
+        Write,
+        put(artifacts::upload).layer(unlimited()),
+    )
+    .add(
+        Method::DELETE,
+        "/artifacts/{*path}",
+        Write,
+        delete(artifacts::delete).layer(unlimited()),
+    );
 }
 
 /// What the MLflow client probes before artifact transfers: no multipart, no proxy tricks.

@@ -1,6 +1,6 @@
 //! Component registry and datastore endpoints.
 
-use axum::Json;
+use axum::{Extension, Json};
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, Ws};
+use crate::auth::{Principal, Role};
 use crate::store::{ComponentRow, Datastore};
 use crate::tracking::{ComponentUpload, DatastoreRequest};
 use crate::workspace::DomainError;
@@ -145,8 +146,15 @@ pub async fn create_datastore(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
+    Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<DatastoreRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !req.secrets.is_empty() {
+        // granting a plugin secrets is the Owner's decision (a Contributor could otherwise
+        // hand any workspace secret to a component of their own)
+        super::require_role(&st, &p, &ws.name, Role::Owner, "granting secrets to a datastore")
+            .await?;
+    }
     let ds = st.tracking.create_datastore(&ws, &name, req).await?;
     Ok((StatusCode::CREATED, Json(datastore_json(&ds))))
 }

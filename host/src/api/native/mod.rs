@@ -1,5 +1,6 @@
 //! The native REST API, `/api/v1`: resource-oriented, cursor-paginated.
 
+mod access;
 mod artifacts;
 mod components;
 mod datasets;
@@ -12,145 +13,190 @@ mod workspaces;
 
 use std::collections::BTreeMap;
 
-use axum::Router;
-use axum::routing::{delete, get, post, put};
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::routing::{post, put};
 use serde::Serialize;
 
-use super::AppState;
+use super::routes::Api;
+use crate::auth::{Policy, Principal, Role};
 use super::wire::ser_f64;
 use crate::workspace::{Experiment, MetricPoint, Run};
 
-/// Routes below `/api/v1`.
-pub fn routes() -> Router<AppState> {
-    let ws = Router::new()
-        .route(
-            "/experiments",
-            get(experiments::list).post(experiments::create),
+/// Registers the routes below `/api/v1`.
+pub fn routes(api: &mut Api) {
+    use Policy::*;
+    api.scope("/api/v1", |api| {
+        api.get("/workspaces", Authenticated, workspaces::list)
+            .put("/workspaces/{ws}", PutWorkspace, workspaces::put)
+            .get("/workspaces/{ws}", Read, workspaces::get)
+            .delete("/workspaces/{ws}", Own, workspaces::delete)
+            .post("/gc", Admin, workspaces::gc)
+            .get("/routes", Admin, access::route_table)
+            .get("/whoami", Authenticated, access::whoami)
+            .get("/users", Admin, access::list_users)
+            .post("/users", Admin, access::create_user)
+            .get("/users/{user}", Admin, access::get_user)
+            .delete("/users/{user}", Admin, access::delete_user)
+            .get("/tokens", Authenticated, access::list_tokens)
+            .post("/tokens", Authenticated, access::create_token)
+            .delete("/tokens/{id}", Authenticated, access::revoke_token)
+            .get("/audit", Admin, access::host_audit);
+        api.scope("/workspaces/{ws}", workspace_routes);
+    });
+}
+
+/// Routes of one workspace.
+fn workspace_routes(api: &mut Api) {
+    use Policy::*;
+    let component_limit = || {
+        DefaultBodyLimit::max(crate::plugins::manifest::MAX_COMPONENT_BYTES + (1 << 20))
+    };
+    api.get("/experiments", Read, experiments::list)
+        .post("/experiments", Write, experiments::create)
+        .get("/experiments/{id}", Read, experiments::get)
+        .patch("/experiments/{id}", Write, experiments::update)
+        .delete("/experiments/{id}", Write, experiments::delete)
+        .post("/experiments/{id}", Write, experiments::action)
+        .get("/runs", Read, runs::list)
+        .post("/runs", Write, runs::create)
+        .post("/runs:search", Read, runs::search)
+        .post("/runs:bulk", Write, runs::bulk)
+        .get("/runs/{id}", Read, runs::get)
+        .patch("/runs/{id}", Write, runs::update)
+        .delete("/runs/{id}", Write, runs::delete)
+        .post("/runs/{id}", Write, runs::action)
+        .post("/runs/{id}/log", Log, runs::log)
+        .get("/runs/{id}/metrics/{*key}", Read, runs::metric_history)
+        .delete("/runs/{id}/tags/{*key}", Write, runs::delete_tag)
+        .get("/runs/{id}/artifacts", Read, artifacts::list)
+        .get("/runs/{id}/artifacts/{*path}", Read, artifacts::download)
+        .add(
+            Method::PUT,
+            "/runs/{id}/artifacts/{*path}",
+            Write,
+            put(artifacts::upload).layer(DefaultBodyLimit::disable()),
         )
-        .route(
-            "/experiments/{id}",
-            get(experiments::get)
-                .patch(experiments::update)
-                .delete(experiments::delete)
-                .post(experiments::action),
-        )
-        .route("/runs", get(runs::list).post(runs::create))
-        .route("/runs:search", post(runs::search))
-        .route("/runs:bulk", post(runs::bulk))
-        .route(
-            "/runs/{id}",
-            get(runs::get)
-                .patch(runs::update)
-                .delete(runs::delete)
-                .post(runs::action),
-        )
-        .route("/runs/{id}/log", post(runs::log))
-        .route("/runs/{id}/metrics/{*key}", get(runs::metric_history))
-        .route("/runs/{id}/tags/{*key}", delete(runs::delete_tag))
-        .route("/components", get(components::list))
-        .route(
+        .delete("/runs/{id}/artifacts/{*path}", Write, artifacts::delete)
+        .get("/components", Read, components::list)
+        .add(
+            Method::PUT,
             "/components/{name}/versions/{version}",
-            put(components::push)
-                .get(components::get)
-                .delete(components::delete)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    crate::plugins::manifest::MAX_COMPONENT_BYTES + (1 << 20),
-                )),
+            Write,
+            put(components::push).layer(component_limit()),
         )
-        .route("/datastores", get(components::list_datastores))
-        .route(
-            "/datastores/{name}",
-            put(components::create_datastore)
-                .get(components::get_datastore)
-                .delete(components::delete_datastore),
+        .get("/components/{name}/versions/{version}", Read, components::get)
+        .delete(
+            "/components/{name}/versions/{version}",
+            Write,
+            components::delete,
         )
-        .route("/endpoints", get(endpoints::list))
-        .route(
-            "/endpoints/{name}",
-            put(endpoints::put)
-                .get(endpoints::get)
-                .delete(endpoints::delete)
-                .post(endpoints::action),
-        )
-        .route(
+        .get("/datastores", Read, components::list_datastores)
+        .put("/datastores/{name}", Write, components::create_datastore)
+        .get("/datastores/{name}", Read, components::get_datastore)
+        .delete("/datastores/{name}", Write, components::delete_datastore)
+        .get("/endpoints", Read, endpoints::list)
+        .put("/endpoints/{name}", Write, endpoints::put)
+        .get("/endpoints/{name}", Read, endpoints::get)
+        .delete("/endpoints/{name}", Write, endpoints::delete)
+        .post("/endpoints/{name}", Write, endpoints::action)
+        .put(
             "/endpoints/{name}/deployments/{deployment}",
-            put(endpoints::put_deployment).delete(endpoints::delete_deployment),
+            Write,
+            endpoints::put_deployment,
         )
-        .route("/endpoints/{name}/traffic", put(endpoints::traffic))
-        .route("/endpoints/{name}/metrics", get(endpoints::metrics))
-        .route("/datasets", get(datasets::list))
-        .route(
+        .delete(
+            "/endpoints/{name}/deployments/{deployment}",
+            Write,
+            endpoints::delete_deployment,
+        )
+        .put("/endpoints/{name}/traffic", Write, endpoints::traffic)
+        .get("/endpoints/{name}/metrics", Read, endpoints::metrics)
+        .get("/datasets", Read, datasets::list)
+        .add(
+            Method::POST,
             "/datasets/{name}/versions",
-            post(datasets::create).layer(axum::extract::DefaultBodyLimit::max(
-                crate::tracking::MAX_DATASET_BYTES,
+            Write,
+            post(datasets::create)
+                .layer(DefaultBodyLimit::max(crate::tracking::MAX_DATASET_BYTES)),
+        )
+        .get("/datasets/{name}/versions/{version}", Read, datasets::get)
+        .delete("/datasets/{name}/versions/{version}", Write, datasets::delete)
+        .get(
+            "/datasets/{name}/versions/{version}/data",
+            Read,
+            datasets::download,
+        )
+        .get("/jobs", Read, jobs::list)
+        .add(
+            Method::POST,
+            "/jobs",
+            Write,
+            post(jobs::submit).layer(DefaultBodyLimit::max(jobs::MAX_CODE_BYTES + (1 << 20))),
+        )
+        .get("/jobs/{id}", Read, jobs::get)
+        .post("/jobs/{id}", Write, jobs::action)
+        .get("/jobs/{id}/logs", Read, jobs::logs)
+        .get("/jobs/{id}/trials", Read, jobs::trials)
+        .get("/models", Read, models::list)
+        .get("/models/{name}", Read, models::get)
+        .patch("/models/{name}", Write, models::update)
+        .delete("/models/{name}", Write, models::delete)
+        .get("/models/{name}/versions", Read, models::list_versions)
+        .add(
+            Method::POST,
+            "/models/{name}/versions",
+            Write,
+            post(models::register).layer(DefaultBodyLimit::max(
+                crate::tracking::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
             )),
         )
-        .route(
-            "/datasets/{name}/versions/{version}",
-            get(datasets::get).delete(datasets::delete),
-        )
-        .route(
-            "/datasets/{name}/versions/{version}/data",
-            get(datasets::download),
-        )
-        .route(
-            "/jobs",
-            get(jobs::list)
-                .post(jobs::submit)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    jobs::MAX_CODE_BYTES + (1 << 20),
-                )),
-        )
-        .route("/jobs/{id}", get(jobs::get).post(jobs::action))
-        .route("/jobs/{id}/logs", get(jobs::logs))
-        .route("/jobs/{id}/trials", get(jobs::trials))
-        .route("/models", get(models::list))
-        .route(
-            "/models/{name}",
-            get(models::get)
-                .patch(models::update)
-                .delete(models::delete),
-        )
-        .route(
-            "/models/{name}/versions",
-            get(models::list_versions).post(models::register).layer(
-                axum::extract::DefaultBodyLimit::max(
-                    crate::tracking::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
-                ),
-            ),
-        )
-        .route(
+        .get("/models/{name}/versions/{version}", Read, models::get_version)
+        .patch(
             "/models/{name}/versions/{version}",
-            get(models::get_version)
-                .patch(models::update_version)
-                .delete(models::delete_version),
+            Write,
+            models::update_version,
         )
-        .route(
+        .delete(
+            "/models/{name}/versions/{version}",
+            Write,
+            models::delete_version,
+        )
+        .get(
             "/models/{name}/versions/{version}/files/{*path}",
-            get(models::download),
+            Read,
+            models::download,
         )
-        .route(
-            "/models/{name}/aliases/{alias}",
-            put(models::put_alias).delete(models::delete_alias),
-        )
-        .route("/runs/{id}/artifacts", get(artifacts::list))
-        .route(
-            "/runs/{id}/artifacts/{*path}",
-            get(artifacts::download)
-                .put(artifacts::upload)
-                .delete(artifacts::delete)
-                .layer(axum::extract::DefaultBodyLimit::disable()),
-        );
-    Router::new()
-        .route("/workspaces", get(workspaces::list))
-        .route(
-            "/workspaces/{ws}",
-            put(workspaces::put)
-                .get(workspaces::get)
-                .delete(workspaces::delete),
-        )
-        .route("/gc", post(workspaces::gc))
-        .nest("/workspaces/{ws}", ws)
+        .put("/models/{name}/aliases/{alias}", Write, models::put_alias)
+        .delete("/models/{name}/aliases/{alias}", Write, models::delete_alias)
+        .get("/roles", Read, access::list_roles)
+        .put("/roles/{user}", Own, access::assign_role)
+        .delete("/roles/{user}", Own, access::remove_role)
+        .get("/audit", Own, access::workspace_audit);
+}
+
+/// Checks the caller holds at least `need` on a workspace, for rules finer than a route's
+/// policy (e.g. granting secrets needs Owner where the route needs Contributor).
+pub(crate) async fn require_role(
+    st: &crate::api::AppState,
+    p: &Principal,
+    ws: &str,
+    need: Role,
+    what: &str,
+) -> Result<(), crate::api::error::ApiError> {
+    let has = match p.identity() {
+        Some(id) => st.access.role(id, ws).await?,
+        None => None,
+    };
+    if has.is_some_and(|r| r >= need) {
+        Ok(())
+    } else {
+        Err(crate::workspace::DomainError::PermissionDenied(format!(
+            "{what} needs the {} role on workspace '{ws}'",
+            need.as_str()
+        ))
+        .into())
+    }
 }
 
 /// A metric point in native JSON.

@@ -1,7 +1,7 @@
 //! Workspace endpoints and garbage collection.
 
-use axum::Json;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, Ws};
+use crate::auth::Principal;
 use crate::tracking::GcReport;
 use crate::workspace::Workspace;
 
@@ -17,38 +18,60 @@ struct WorkspaceJson<'a> {
     name: &'a str,
     description: &'a str,
     created_at: i64,
+    anonymous_read: bool,
 }
 
 fn ws_json(w: &Workspace) -> Value {
     json!(WorkspaceJson {
         name: &w.name,
         description: &w.description,
-        created_at: w.created_at
+        created_at: w.created_at,
+        anonymous_read: w.anonymous_read,
     })
 }
 
-pub async fn list(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// `GET /api/v1/workspaces`: the workspaces the caller holds a role on (admins: all).
+pub async fn list(
+    State(st): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
     let all = st.tracking.store.list_workspaces().await?;
-    Ok(Json(
-        json!({ "workspaces": all.iter().map(ws_json).collect::<Vec<_>>() }),
-    ))
+    let mut visible = Vec::with_capacity(all.len());
+    if let Some(id) = p.identity() {
+        for w in &all {
+            if w.anonymous_read || st.access.role(id, &w.name).await?.is_some() {
+                visible.push(ws_json(w));
+            }
+        }
+    }
+    Ok(Json(json!({ "workspaces": visible })))
 }
 
 #[derive(Deserialize, Default)]
 pub struct PutReq {
     #[serde(default)]
     description: Option<String>,
+    /// Let callers without credentials read the workspace.
+    #[serde(default)]
+    anonymous_read: Option<bool>,
 }
 
+/// `PUT /api/v1/workspaces/{ws}`: creates (server admin) or updates (Owner) a workspace.
 pub async fn put(
     State(st): State<AppState>,
     Path(name): Path<String>,
     JsonBody(req): JsonBody<PutReq>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (ws, created) = st
+    let (mut ws, created) = st
         .tracking
         .put_workspace(&name, req.description.as_deref())
         .await?;
+    if let Some(on) = req.anonymous_read
+        && on != ws.anonymous_read
+    {
+        st.tracking.set_anonymous_read(&name, on).await?;
+        ws.anonymous_read = on;
+    }
     Ok((
         if created {
             StatusCode::CREATED

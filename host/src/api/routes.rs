@@ -1,0 +1,421 @@
+//! The route table: every route is registered with the [`Policy`] that guards it, and the
+//! router is built from that table, so a route cannot exist without a policy. The guard
+//! resolves the caller, checks the policy, and records state-changing calls in the audit log.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::MethodRouter;
+use serde::Serialize;
+
+use super::AppState;
+use super::error::{Flavor, error_response};
+use crate::auth::token::Credentials;
+use crate::auth::{NewAuditEntry, Policy, Principal, Role, audit};
+use crate::workspace::{DEFAULT_WORKSPACE, DomainError, now_millis};
+
+/// One route of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSpec {
+    /// HTTP method (GET routes answer HEAD too).
+    pub method: String,
+    /// Path template, e.g. `/api/v1/workspaces/{ws}/runs/{id}`.
+    pub path: String,
+    /// What the caller needs.
+    pub policy: Policy,
+}
+
+/// Builds the router and its table together.
+pub struct Api {
+    state: AppState,
+    router: Router<AppState>,
+    table: Vec<RouteSpec>,
+    prefix: String,
+}
+
+/// What the guard of one route knows.
+#[derive(Clone)]
+struct Guard {
+    state: AppState,
+    policy: Policy,
+    /// `METHOD /path/template`.
+    action: Arc<str>,
+    flavor: Flavor,
+}
+
+impl Api {
+    /// An empty table for this application state.
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            router: Router::new(),
+            table: Vec::new(),
+            prefix: String::new(),
+        }
+    }
+
+    /// Registers the routes `f` adds below `prefix`.
+    pub fn scope(&mut self, prefix: &str, f: impl FnOnce(&mut Self)) -> &mut Self {
+        let outer = self.prefix.clone();
+        self.prefix.push_str(prefix);
+        f(self);
+        self.prefix = outer;
+        self
+    }
+
+    /// Registers one method of a route (`mr` holds that method only) under a policy.
+    pub fn add(
+        &mut self,
+        method: Method,
+        path: &str,
+        policy: Policy,
+        mr: MethodRouter<AppState>,
+    ) -> &mut Self {
+        let full = format!("{}{path}", self.prefix);
+        let flavor = if full.contains("/mlflow") {
+            Flavor::Mlflow
+        } else {
+            Flavor::Native
+        };
+        let guard = Guard {
+            state: self.state.clone(),
+            policy,
+            action: Arc::from(format!("{method} {full}")),
+            flavor,
+        };
+        let mr = mr.route_layer(axum::middleware::from_fn_with_state(guard, authorize));
+        self.router = std::mem::take(&mut self.router).route(&full, mr);
+        self.table.push(RouteSpec {
+            method: method.to_string(),
+            path: full,
+            policy,
+        });
+        self
+    }
+
+    /// GET (and HEAD).
+    pub fn get<H, T>(&mut self, path: &str, policy: Policy, h: H) -> &mut Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::GET, path, policy, axum::routing::get(h))
+    }
+
+    /// POST.
+    pub fn post<H, T>(&mut self, path: &str, policy: Policy, h: H) -> &mut Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::POST, path, policy, axum::routing::post(h))
+    }
+
+    /// PUT.
+    pub fn put<H, T>(&mut self, path: &str, policy: Policy, h: H) -> &mut Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::PUT, path, policy, axum::routing::put(h))
+    }
+
+    /// PATCH.
+    pub fn patch<H, T>(&mut self, path: &str, policy: Policy, h: H) -> &mut Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::PATCH, path, policy, axum::routing::patch(h))
+    }
+
+    /// DELETE.
+    pub fn delete<H, T>(&mut self, path: &str, policy: Policy, h: H) -> &mut Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add(Method::DELETE, path, policy, axum::routing::delete(h))
+    }
+
+    /// The router and its table.
+    pub fn finish(self) -> (Router<AppState>, Vec<RouteSpec>) {
+        (self.router, self.table)
+    }
+}
+
+/// The table as a path matcher: path template → methods registered with a policy.
+#[derive(Clone)]
+pub struct TableMatcher(Arc<matchit::Router<Vec<String>>>);
+
+impl TableMatcher {
+    /// Indexes a route table.
+    pub fn new(table: &[RouteSpec]) -> Self {
+        let mut by_path: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for r in table {
+            by_path.entry(&r.path).or_default().push(r.method.clone());
+        }
+        let mut m = matchit::Router::new();
+        for (path, methods) in by_path {
+            // the table was accepted by axum's router, which uses the same matcher
+            let _ = m.insert(path, methods);
+        }
+        Self(Arc::new(m))
+    }
+
+    /// Whether a request's method and path match a route of the table.
+    pub fn admits(&self, method: &Method, path: &str) -> bool {
+        let m = if method == Method::HEAD {
+            "GET"
+        } else {
+            method.as_str()
+        };
+        self.0
+            .at(path)
+            .is_ok_and(|hit| hit.value.iter().any(|x| x == m))
+    }
+}
+
+/// Deny by default: a request that matches no route of the table never reaches the router,
+/// so a route added to the router without going through [`Api`] (and its policy) is dead.
+pub async fn only_table_routes(
+    State(m): State<TableMatcher>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if m.admits(req.method(), req.uri().path()) {
+        next.run(req).await
+    } else if m.0.at(req.uri().path()).is_ok() {
+        super::error::method_not_allowed(req.method().clone(), req.uri().clone()).await
+    } else {
+        super::error::not_found(req.uri().clone()).await
+    }
+}
+
+/// Reads the credentials of a request: `None` when it sends none.
+fn credentials(headers: &HeaderMap) -> Result<Option<Credentials>, DomainError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v.to_str().map_err(|_| {
+        DomainError::Unauthenticated("the Authorization header is not valid text".into())
+    })?;
+    Credentials::parse(v)
+        .map(Some)
+        .map_err(|m| DomainError::Unauthenticated(m.into()))
+}
+
+const NEEDS_TOKEN: &str = "this needs an API token: send `Authorization: Bearer <token>` \
+     (the mlflow client: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD)";
+
+/// Decides whether the caller may use the route; the principal on success.
+async fn decide(
+    g: &Guard,
+    headers: &HeaderMap,
+    workspace: Option<&str>,
+) -> Result<Principal, DomainError> {
+    let access = &g.state.access;
+    let principal = match credentials(headers)? {
+        // endpoint keys are bearer tokens too: the scoring handler checks those
+        Some(c) if g.policy != Policy::Scoring || c.is_user_token() => {
+            Principal::User(access.authenticate(&c).await?)
+        }
+        _ => Principal::Anonymous,
+    };
+    let need = match g.policy {
+        Policy::Public | Policy::Scoring => return Ok(principal),
+        Policy::Authenticated => {
+            return match principal {
+                Principal::Anonymous => Err(DomainError::Unauthenticated(NEEDS_TOKEN.into())),
+                p => Ok(p),
+            };
+        }
+        Policy::Admin => {
+            return match &principal {
+                Principal::Anonymous => Err(DomainError::Unauthenticated(NEEDS_TOKEN.into())),
+                Principal::User(id) if id.admin => Ok(principal),
+                Principal::User(_) => Err(DomainError::PermissionDenied(
+                    "this needs the server admin role".into(),
+                )),
+            };
+        }
+        p => p.role().unwrap_or(Role::Owner),
+    };
+    let ws = workspace.unwrap_or(DEFAULT_WORKSPACE);
+    let anonymous_read = || async {
+        need == Role::Reader
+            && g.state
+                .tracking
+                .workspace(ws)
+                .await
+                .is_ok_and(|w| w.anonymous_read)
+    };
+    let id = match &principal {
+        Principal::Anonymous if anonymous_read().await => return Ok(principal),
+        Principal::Anonymous => return Err(DomainError::Unauthenticated(NEEDS_TOKEN.into())),
+        Principal::User(id) => id,
+    };
+    match access.role(id, ws).await? {
+        Some(r) if r >= need => Ok(principal),
+        Some(r) => Err(DomainError::PermissionDenied(format!(
+            "this needs the {} role on workspace '{ws}'; {} has {}",
+            need.as_str(),
+            id.user,
+            r.as_str()
+        ))),
+        None if g.policy == Policy::PutWorkspace => Err(DomainError::PermissionDenied(
+            "creating a workspace needs the server admin role".into(),
+        )),
+        None if anonymous_read().await => Ok(principal),
+        // a workspace the caller cannot see answers exactly like one that does not exist
+        None => Err(DomainError::NotFound(format!(
+            "workspace '{ws}' does not exist"
+        ))),
+    }
+}
+
+/// Largest MLflow JSON body read for the ids it names (audit records).
+const SNIFF_LIMIT: u64 = 64 * 1024;
+
+/// The ids an MLflow request body names (`run_id=…, name=…`), for the audit record.
+async fn sniff_ids(parts: &axum::http::request::Parts, body: Body) -> (Body, String) {
+    let small = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n <= SNIFF_LIMIT);
+    if !small {
+        return (body, String::new());
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, SNIFF_LIMIT as usize).await else {
+        return (Body::empty(), String::new());
+    };
+    let mut ids = Vec::new();
+    if let Ok(serde_json::Value::Object(m)) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+        for k in [
+            "experiment_id",
+            "run_id",
+            "name",
+            "new_name",
+            "version",
+            "alias",
+            "key",
+        ] {
+            if let Some(v) = m.get(k)
+                && (v.is_string() || v.is_number())
+            {
+                let v = v.to_string();
+                ids.push(format!("{k}={}", v.trim_matches('"')));
+            }
+        }
+    }
+    (Body::from(bytes), ids.join(","))
+}
+
+/// The guard in front of every route.
+async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let workspace = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|p| {
+            p.iter()
+                .find(|(k, _)| *k == "ws")
+                .map(|(_, v)| v.to_string())
+        });
+    let decision = decide(&g, &parts.headers, workspace.as_deref()).await;
+    let audited = g.policy.audited() && !matches!(parts.method, Method::GET | Method::HEAD);
+    if !audited {
+        return match decision {
+            Ok(p) => {
+                parts.extensions.insert(p);
+                next.run(Request::from_parts(parts, body)).await
+            }
+            Err(e) => error_response(&e, g.flavor),
+        };
+    }
+    let (body, ids) = if g.flavor == Flavor::Mlflow {
+        sniff_ids(&parts, body).await
+    } else {
+        (body, String::new())
+    };
+    let mut object = parts.uri.path().to_string();
+    if !ids.is_empty() {
+        object = format!("{object} {ids}");
+    }
+    let scoped_ws = g
+        .policy
+        .role()
+        .map(|_| workspace.clone().unwrap_or_else(|| DEFAULT_WORKSPACE.into()));
+    let (principal, resp, denied) = match decision {
+        Ok(p) => {
+            parts.extensions.insert(p.clone());
+            let resp = next.run(Request::from_parts(parts, body)).await;
+            (p, resp, false)
+        }
+        Err(DomainError::Unauthenticated(m)) => {
+            // no identity to record; the log line is enough
+            tracing::info!(action = &*g.action, object = object.as_str(), "unauthenticated call refused");
+            return error_response(&DomainError::Unauthenticated(m), g.flavor);
+        }
+        Err(e) => {
+            let who = match credentials(&parts.headers) {
+                Ok(Some(c)) => g.state.access.authenticate(&c).await.ok(),
+                _ => None,
+            };
+            let p = who.map(Principal::User).unwrap_or(Principal::Anonymous);
+            (p, error_response(&e, g.flavor), true)
+        }
+    };
+    let status = resp.status().as_u16();
+    g.state
+        .access
+        .audit(NewAuditEntry {
+            at: now_millis(),
+            workspace: scoped_ws,
+            actor: principal.actor().to_string(),
+            token_id: principal.identity().map(|i| i.token_id.clone()),
+            action: g.action.to_string(),
+            object,
+            status,
+            result: audit::result_of(status, denied),
+        })
+        .await;
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(method: &str, path: &str) -> RouteSpec {
+        RouteSpec {
+            method: method.into(),
+            path: path.into(),
+            policy: Policy::Read,
+        }
+    }
+
+    #[test]
+    fn only_routes_of_the_table_pass() {
+        let m = TableMatcher::new(&[
+            spec("GET", "/api/v1/workspaces/{ws}/runs/{id}"),
+            spec("DELETE", "/api/v1/workspaces/{ws}/runs/{id}"),
+            spec("PUT", "/api/v1/workspaces/{ws}/runs/{id}/artifacts/{*path}"),
+        ]);
+        assert!(m.admits(&Method::GET, "/api/v1/workspaces/a/runs/r1"));
+        assert!(m.admits(&Method::HEAD, "/api/v1/workspaces/a/runs/r1"));
+        assert!(m.admits(&Method::DELETE, "/api/v1/workspaces/a/runs/r1"));
+        assert!(!m.admits(&Method::POST, "/api/v1/workspaces/a/runs/r1"));
+        assert!(m.admits(&Method::PUT, "/api/v1/workspaces/a/runs/r1/artifacts/d/f.txt"));
+        assert!(!m.admits(&Method::GET, "/api/v1/workspaces/a/secret-route"));
+        assert!(!m.admits(&Method::GET, "/"));
+    }
+}

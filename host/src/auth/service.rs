@@ -1,0 +1,238 @@
+//! The access service: who a token belongs to, which role it holds where, token and user
+//! management, audit records.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::audit::NewAuditEntry;
+use super::token::{self, Credentials};
+use super::{Role, check_user_name};
+use crate::store::{Store, TokenRow};
+use crate::workspace::{DomainError, DomainResult, Millis, now_millis};
+
+/// The built-in user that job tokens belong to (created by the migration; it has no roles
+/// and no tokens but the job-scoped ones the host makes for running jobs).
+pub const JOBS_USER: &str = "atrium-jobs";
+
+/// A user.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    /// Unique name.
+    pub name: String,
+    /// Server admin: creates workspaces and users, Owner of every workspace.
+    pub admin: bool,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// A token's public data (never the token itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    /// Public id (`tok_…`), used to revoke.
+    pub id: String,
+    /// Its user.
+    pub user: String,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Expiry, if any.
+    pub expires_at: Option<Millis>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Millis>,
+    /// The one workspace a scoped token works in.
+    pub scope_workspace: Option<String>,
+    /// The role a scoped token has there.
+    pub scope_role: Option<Role>,
+}
+
+/// A freshly created token: the secret value, shown once, and its public data.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewToken {
+    /// The token; only its hash is stored.
+    pub token: String,
+    /// Its public data.
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User name.
+    pub user: String,
+    /// Server admin.
+    pub admin: bool,
+    /// The token used.
+    pub token_id: String,
+    /// For a scoped token: the only workspace and the role it has there.
+    pub scope: Option<(String, Role)>,
+}
+
+/// Users, tokens, roles and audit records over the metadata store.
+pub struct Access {
+    tracking: Arc<crate::tracking::Tracking>,
+}
+
+fn store(a: &Access) -> &Store {
+    &a.tracking.store
+}
+
+impl Access {
+    /// The access service of a tracking service's store.
+    pub fn new(tracking: Arc<crate::tracking::Tracking>) -> Self {
+        Self { tracking }
+    }
+
+    /// Resolves credentials to an identity; `Unauthenticated` says why not.
+    pub async fn authenticate(&self, cred: &Credentials) -> DomainResult<Identity> {
+        let rec = store(self)
+            .token_by_hash(&token::hash(cred.token()))
+            .await?
+            .ok_or_else(|| DomainError::Unauthenticated("invalid API token".into()))?;
+        if let Credentials::Basic { user, .. } = cred
+            && *user != rec.info.user
+        {
+            return Err(DomainError::Unauthenticated(
+                "the password is not an API token of that user".into(),
+            ));
+        }
+        if rec.info.revoked_at.is_some() {
+            return Err(DomainError::Unauthenticated(format!(
+                "API token {} has been revoked",
+                rec.info.id
+            )));
+        }
+        if rec.info.expires_at.is_some_and(|e| e <= now_millis()) {
+            return Err(DomainError::Unauthenticated(format!(
+                "API token {} has expired",
+                rec.info.id
+            )));
+        }
+        let scope = match (rec.info.scope_workspace, rec.info.scope_role) {
+            (Some(w), Some(r)) => Some((w, r)),
+            _ => None,
+        };
+        Ok(Identity {
+            user: rec.info.user,
+            admin: rec.admin && scope.is_none(),
+            token_id: rec.info.id,
+            scope,
+        })
+    }
+
+    /// The role an identity holds on a workspace (admins: Owner everywhere).
+    pub async fn role(&self, who: &Identity, workspace: &str) -> DomainResult<Option<Role>> {
+        if let Some((ws, role)) = &who.scope {
+            return Ok((ws == workspace).then_some(*role));
+        }
+        if who.admin {
+            return Ok(Some(Role::Owner));
+        }
+        store(self).role_of(workspace, &who.user).await
+    }
+
+    /// Creates a user.
+    pub async fn create_user(&self, name: &str, admin: bool) -> DomainResult<User> {
+        check_user_name(name)?;
+        if name == JOBS_USER {
+            return Err(DomainError::invalid(format!(
+                "'{JOBS_USER}' is reserved for job tokens"
+            )));
+        }
+        store(self).create_user(name, admin, now_millis()).await
+    }
+
+    /// A user that must exist.
+    pub async fn user(&self, name: &str) -> DomainResult<User> {
+        store(self)
+            .user(name)
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("user '{name}' does not exist")))
+    }
+
+    /// Creates a token for a user; `expires_at` in ms, `scope` for job tokens.
+    pub async fn create_token(
+        &self,
+        user: &str,
+        description: &str,
+        expires_at: Option<Millis>,
+        scope: Option<(&str, Role)>,
+    ) -> DomainResult<NewToken> {
+        let now = now_millis();
+        if description.len() > 256 {
+            return Err(DomainError::invalid(
+                "token description is longer than 256 characters",
+            ));
+        }
+        if let Some(e) = expires_at
+            && e <= now
+        {
+            return Err(DomainError::invalid("token expiry is in the past"));
+        }
+        let u = self.user(user).await?;
+        let value = token::generate();
+        let id = token::new_id();
+        store(self)
+            .create_token(&TokenRow {
+                id: &id,
+                user: &u.name,
+                hash: &token::hash(&value),
+                description,
+                created_at: now,
+                expires_at,
+                scope,
+            })
+            .await?;
+        Ok(NewToken {
+            token: value,
+            info: TokenInfo {
+                id,
+                user: u.name,
+                description: description.to_string(),
+                created_at: now,
+                expires_at,
+                revoked_at: None,
+                scope_workspace: scope.map(|(w, _)| w.to_string()),
+                scope_role: scope.map(|(_, r)| r),
+            },
+        })
+    }
+
+    /// A token by id.
+    pub async fn token(&self, id: &str) -> DomainResult<TokenInfo> {
+        store(self)
+            .token(id)
+            .await?
+            .map(|r| r.info)
+            .ok_or_else(|| DomainError::NotFound(format!("token '{id}' does not exist")))
+    }
+
+    /// Revokes a token: the next request with it is refused.
+    pub async fn revoke(&self, id: &str) -> DomainResult<()> {
+        let t = self.token(id).await?;
+        if t.revoked_at.is_some() {
+            return Ok(());
+        }
+        store(self).revoke_token(id, now_millis()).await?;
+        Ok(())
+    }
+
+    /// Appends an audit record; a failure to write it is logged, never fails the caller.
+    pub async fn audit(&self, entry: NewAuditEntry) {
+        if let Err(e) = store(self).insert_audit(&entry).await {
+            tracing::error!(error = %e, action = entry.action.as_str(), "cannot write the audit record");
+        }
+    }
+
+    /// The store (for listings).
+    pub fn store(&self) -> &Store {
+        store(self)
+    }
+
+    /// The tracking service.
+    pub fn tracking(&self) -> &Arc<crate::tracking::Tracking> {
+        &self.tracking
+    }
+}
