@@ -113,6 +113,8 @@ TOML
   done
   [ -n "$addr" ] || { cat serve.log; exit 1; }
   export ATRIUM_SERVER=$addr
+  # the bootstrap admin token (the CLI and serve_gpu_check.py send it)
+  export ATRIUM_TOKEN=$(tr -d '[:space:]' <"$WORK/data/admin.token")
   "$BIN/atrium" dataset create syn --file syn.csv
   id=$("$BIN/atrium" job submit job.toml)
   timeout 60 "$BIN/atrium" job wait "$id" </dev/null || { "$BIN/atrium" job logs "$id"; exit 1; }

@@ -92,10 +92,10 @@ def on_signal(signum, _frame):
     raise SystemExit(f"interrupted (signal {signum})")
 
 
-def http(method, url, body=None, content_type="application/json", timeout=600):
+def http(method, url, body=None, content_type="application/json", timeout=600, headers=None):
     """One request; returns (status, body bytes)."""
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", content_type)
     try:
@@ -207,9 +207,13 @@ class Atrium:
         # keep draining stdout so the server never blocks on a full pipe
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
         self.base = self.url + WS
+        # the bootstrap admin token (written on first start, before the listen line); every
+        # management call sends it; the scoring calls below go to auth-none endpoints
+        with open(os.path.join(self.data_dir, "admin.token")) as f:
+            self.auth = {"Authorization": f"Bearer {f.read().strip()}"}
 
     def call(self, method, path, body=None, content_type="application/json", ok=(200, 201)):
-        status, data = http(method, self.base + path, body, content_type)
+        status, data = http(method, self.base + path, body, content_type, headers=self.auth)
         if status not in ok:
             raise SystemExit(f"atrium: {method} {WS}{path}: {status} "
                              f"{data.decode(errors='replace')}")
@@ -362,6 +366,7 @@ def density(server, run, n, body, workers=8):
         if not hasattr(local, "s"):
             import requests
             local.s = requests.Session()
+            local.s.headers.update(server.auth)
         return local.s
 
     def create(i):
@@ -394,7 +399,7 @@ def density(server, run, n, body, workers=8):
     import requests
     s = requests.Session()
     # (also opens the connection, so that it is not timed)
-    e = s.get(f"{server.base}/endpoints/d0000", timeout=30).json()
+    e = s.get(f"{server.base}/endpoints/d0000", headers=server.auth, timeout=30).json()
     state = ((e.get("state") or {}).get("blue") or {}).get("state")
     if state != "cold":
         print(f"atrium note: d0000's deployment is '{state}' after the restart, not 'cold': "

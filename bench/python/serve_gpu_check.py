@@ -3,6 +3,8 @@
 Registers the model a train job saved, creates an endpoint with two deployments of it — one on
 the CPU, one on CUDA — pins requests to each, checks the probabilities agree, and times
 single-row and 1024-row requests on both. Usage: serve_gpu_check.py SERVER_URL RUN_ID CSV
+with ATRIUM_TOKEN set to an admin token (bench/gpu.sh exports the bootstrap one); the scoring
+requests need none (the endpoint is auth none).
 (SERVE_GPU_DEVICE=cpu tries the flow on a machine without a GPU.)
 """
 import csv
@@ -17,10 +19,13 @@ from urllib.parse import urlparse
 base, run, data = sys.argv[1], sys.argv[2], sys.argv[3]
 u = urlparse(base)
 conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+token = os.environ.get("ATRIUM_TOKEN", "").strip()
 
 
 def call(method, path, body=None, headers=None):
     h = {"content-type": "application/json"}
+    if token:
+        h["authorization"] = f"Bearer {token}"
     h.update(headers or {})
     conn.request(method, path, body=None if body is None else json.dumps(body), headers=h)
     r = conn.getresponse()

@@ -91,10 +91,14 @@ class Server:
         # keep draining stdout so the server never blocks on a full pipe
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
         self.base = self.url + "/api/v1/workspaces/default"
+        # the bootstrap admin token, written on first start before the listen line
+        with open(os.path.join(data_dir, "admin.token")) as f:
+            self.token = f.read().strip()
 
     def call(self, method, path, body=None, content_type="application/json"):
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", content_type)
         try:

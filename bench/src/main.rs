@@ -58,6 +58,8 @@ fn parse_args() -> Args {
 struct Proc {
     child: Child,
     url: String,
+    /// Atrium's bootstrap admin token (sent as `Authorization: Bearer`); None for mlflow.
+    token: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -106,10 +108,16 @@ fn start_atrium(bin: &PathBuf, sync: &str) -> Proc {
         .strip_prefix("atrium listening on ")
         .expect("listen line")
         .to_string();
+    // written before the listen line; every route but the health checks needs it
+    let token = std::fs::read_to_string(dir.path().join("admin.token"))
+        .expect("admin.token in the data dir")
+        .trim()
+        .to_string();
     wait_health(&url, Duration::from_secs(30));
     Proc {
         child,
         url,
+        token: Some(token),
         _dir: dir,
     }
 }
@@ -149,6 +157,7 @@ fn start_mlflow(bin: &PathBuf) -> (Proc, PathBuf) {
         Proc {
             child,
             url,
+            token: None,
             _dir: dir,
         },
         db,
@@ -159,13 +168,18 @@ fn start_mlflow(bin: &PathBuf) -> (Proc, PathBuf) {
 /// no extra runtime threads, so the client takes as little CPU from the server as possible.
 struct Lean {
     addr: String,
+    /// The `Authorization` header line (with its CRLF), or empty.
+    auth: String,
     stream: Option<std::io::BufReader<std::net::TcpStream>>,
 }
 
 impl Lean {
-    fn new(base: &str) -> Self {
+    fn new(base: &str, token: Option<&str>) -> Self {
         Self {
             addr: base.trim_start_matches("http://").to_string(),
+            auth: token
+                .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                .unwrap_or_default(),
             stream: None,
         }
     }
@@ -178,8 +192,9 @@ impl Lean {
             std::io::BufReader::new(tcp)
         });
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.addr,
+            self.auth,
             body.len()
         );
         let w = s.get_mut();
@@ -242,13 +257,12 @@ fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn post(c: &reqwest::blocking::Client, url: &str, body: Vec<u8>) -> Value {
-    let r = c
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .expect("request");
+fn post(c: &reqwest::blocking::Client, url: &str, token: Option<&str>, body: Vec<u8>) -> Value {
+    let mut req = c.post(url).header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.body(body).send().expect("request");
     let status = r.status();
     let v: Value = r.json().unwrap_or(Value::Null);
     assert!(status.is_success(), "{url}: {status} {v}");
@@ -261,10 +275,11 @@ fn create_run(c: &mut Lean, exp: &str) -> String {
     v["run"]["info"]["run_id"].as_str().unwrap().to_string()
 }
 
-fn create_experiment(base: &str, name: &str) -> String {
+fn create_experiment(srv: &Proc, name: &str) -> String {
     let v = post(
         &client(),
-        &format!("{base}/api/2.0/mlflow/experiments/create"),
+        &format!("{}/api/2.0/mlflow/experiments/create", srv.url),
+        srv.token.as_deref(),
         json!({ "name": name }).to_string().into_bytes(),
     );
     v["experiment_id"].as_str().unwrap().to_string()
@@ -294,16 +309,17 @@ fn batch_body(run: &str, batch: i64) -> Vec<u8> {
 }
 
 /// Points per second of log-batch(1000 metrics) from `threads` clients, each on its own run.
-fn ingest(base: &str, threads: usize, seconds: f64) -> f64 {
-    let exp = create_experiment(base, "ingest");
+fn ingest(srv: &Proc, threads: usize, seconds: f64) -> f64 {
+    let exp = create_experiment(srv, "ingest");
     let points = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (base, exp, points) = (base.to_string(), exp.clone(), points.clone());
+            let (base, token) = (srv.url.clone(), srv.token.clone());
+            let (exp, points) = (exp.clone(), points.clone());
             std::thread::spawn(move || {
-                let mut c = Lean::new(&base);
+                let mut c = Lean::new(&base, token.as_deref());
                 let run = create_run(&mut c, &exp);
                 let mut batch = 0i64;
                 while Instant::now() < deadline {
@@ -323,16 +339,17 @@ fn ingest(base: &str, threads: usize, seconds: f64) -> f64 {
 }
 
 /// Runs created per second from `threads` clients.
-fn create_runs(base: &str, threads: usize, seconds: f64) -> f64 {
-    let exp = create_experiment(base, "create-runs");
+fn create_runs(srv: &Proc, threads: usize, seconds: f64) -> f64 {
+    let exp = create_experiment(srv, "create-runs");
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(seconds);
     let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let (base, exp, count) = (base.to_string(), exp.clone(), count.clone());
+            let (base, token) = (srv.url.clone(), srv.token.clone());
+            let (exp, count) = (exp.clone(), count.clone());
             std::thread::spawn(move || {
-                let mut c = Lean::new(&base);
+                let mut c = Lean::new(&base, token.as_deref());
                 while Instant::now() < deadline {
                     create_run(&mut c, &exp);
                     count.fetch_add(1, Ordering::Relaxed);
@@ -359,7 +376,7 @@ fn seeded(i: usize) -> (&'static str, String, f64) {
 }
 
 /// Seeds Atrium through its native bulk API.
-fn seed_atrium(base: &str, exp: &str, runs: usize) -> Duration {
+fn seed_atrium(srv: &Proc, exp: &str, runs: usize) -> Duration {
     let c = client();
     let start = Instant::now();
     for chunk in (0..runs).collect::<Vec<_>>().chunks(10_000) {
@@ -377,7 +394,8 @@ fn seed_atrium(base: &str, exp: &str, runs: usize) -> Duration {
             .collect();
         post(
             &c,
-            &format!("{base}/api/v1/workspaces/default/runs:bulk"),
+            &format!("{}/api/v1/workspaces/default/runs:bulk", srv.url),
+            srv.token.as_deref(),
             json!({ "runs": list }).to_string().into_bytes(),
         );
     }
@@ -426,20 +444,21 @@ fn seed_mlflow(db: &std::path::Path, exp: &str, runs: usize) {
 }
 
 /// p50 and p99 latency (ms) of a search, after one warm-up call; also the hit count.
-fn search(base: &str, exp: &str, filter: &str, queries: usize) -> (f64, f64, usize) {
+fn search(srv: &Proc, exp: &str, filter: &str, queries: usize) -> (f64, f64, usize) {
     let c = client();
     let body = json!({ "experiment_ids": [exp], "filter": filter, "max_results": 100, "run_view_type": "ACTIVE_ONLY" })
         .to_string()
         .into_bytes();
-    let url = format!("{base}/api/2.0/mlflow/runs/search");
-    let hits = post(&c, &url, body.clone())["runs"]
+    let url = format!("{}/api/2.0/mlflow/runs/search", srv.url);
+    let token = srv.token.as_deref();
+    let hits = post(&c, &url, token, body.clone())["runs"]
         .as_array()
         .map(Vec::len)
         .unwrap_or(0);
     let mut ms: Vec<f64> = (0..queries)
         .map(|_| {
             let t = Instant::now();
-            post(&c, &url, body.clone());
+            post(&c, &url, token, body.clone());
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
@@ -472,28 +491,28 @@ fn main() {
     let mut rows = Vec::new();
 
     let atrium = start_atrium(&a.atrium, "full");
-    let a_ingest = ingest(&atrium.url, a.threads, a.seconds);
+    let a_ingest = ingest(&atrium, a.threads, a.seconds);
     println!("atrium ingest: {a_ingest:.0} points/s");
-    let a_create = create_runs(&atrium.url, a.threads, a.seconds);
+    let a_create = create_runs(&atrium, a.threads, a.seconds);
     println!("atrium create-run: {a_create:.0} runs/s");
-    let a_exp = create_experiment(&atrium.url, "search");
-    let seed_time = seed_atrium(&atrium.url, &a_exp, a.runs);
+    let a_exp = create_experiment(&atrium, "search");
+    let seed_time = seed_atrium(&atrium, &a_exp, a.runs);
     println!(
         "atrium bulk seed of {} runs: {:.1} s",
         a.runs,
         seed_time.as_secs_f64()
     );
-    let (a_p50, a_p99, a_hits) = search(&atrium.url, &a_exp, filter, a.queries);
+    let (a_p50, a_p99, a_hits) = search(&atrium, &a_exp, filter, a.queries);
     println!("atrium search p50 {a_p50:.1} ms p99 {a_p99:.1} ms ({a_hits} runs on the first page)");
     let or_filter = "metrics.acc > 0.9 and (params.opt = 'adam' or params.opt = 'sgd')";
-    let (o_p50, o_p99, _) = search(&atrium.url, &a_exp, or_filter, a.queries);
+    let (o_p50, o_p99, _) = search(&atrium, &a_exp, or_filter, a.queries);
     println!("atrium search with OR p50 {o_p50:.1} ms p99 {o_p99:.1} ms");
     drop(atrium);
     let mut normal = None;
     if a.also_normal {
         let atrium = start_atrium(&a.atrium, "normal");
-        let i = ingest(&atrium.url, a.threads, a.seconds);
-        let c = create_runs(&atrium.url, a.threads, a.seconds);
+        let i = ingest(&atrium, a.threads, a.seconds);
+        let c = create_runs(&atrium, a.threads, a.seconds);
         println!("atrium (sqlite_sync=normal) ingest: {i:.0} points/s, create-run: {c:.0} runs/s");
         normal = Some((i, c));
     }
@@ -501,15 +520,15 @@ fn main() {
     let (mut m_ingest, mut m_create, mut m_p50, mut m_p99) = (None, None, None, None);
     if !a.skip_mlflow {
         let (mlflow, db) = start_mlflow(&a.mlflow);
-        let v = ingest(&mlflow.url, a.threads, a.seconds);
+        let v = ingest(&mlflow, a.threads, a.seconds);
         println!("mlflow ingest: {v:.0} points/s");
         m_ingest = Some(v);
-        let v = create_runs(&mlflow.url, a.threads, a.seconds);
+        let v = create_runs(&mlflow, a.threads, a.seconds);
         println!("mlflow create-run: {v:.1} runs/s");
         m_create = Some(v);
-        let m_exp = create_experiment(&mlflow.url, "search");
+        let m_exp = create_experiment(&mlflow, "search");
         seed_mlflow(&db, &m_exp, a.runs);
-        let (p50, p99, hits) = search(&mlflow.url, &m_exp, filter, a.queries.min(10));
+        let (p50, p99, hits) = search(&mlflow, &m_exp, filter, a.queries.min(10));
         println!("mlflow search p50 {p50:.1} ms p99 {p99:.1} ms ({hits} runs on the first page)");
         m_p50 = Some(p50);
         m_p99 = Some(p99);

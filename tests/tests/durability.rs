@@ -115,7 +115,8 @@ fn interrupted_uploads_leave_nothing_visible() {
         let mut c = std::net::TcpStream::connect(&addr).unwrap();
         write!(
             c,
-            "PUT {WS}/runs/{run}/artifacts/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+            "PUT {WS}/runs/{run}/artifacts/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 10000000\r\n\r\n",
+            s.token
         )
         .unwrap();
         c.write_all(&vec![7u8; 100_000]).unwrap();
@@ -132,7 +133,7 @@ fn interrupted_uploads_leave_nothing_visible() {
 
     // 2. the server is killed mid-upload
     let mut c = std::net::TcpStream::connect(&addr).unwrap();
-    write!(c, "PUT {WS}/runs/{run}/artifacts/big.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n").unwrap();
+    write!(c, "PUT {WS}/runs/{run}/artifacts/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 10000000\r\n\r\n", s.token).unwrap();
     c.write_all(&vec![7u8; 300_000]).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(tmp_files(&s), 1, "the upload should be in progress");
