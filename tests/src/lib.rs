@@ -323,9 +323,7 @@ impl Server {
         } else {
             cmd.env("ATRIUM_TOKEN", token);
         }
-        let out = cmd
-            .output()
-            .expect("run atrium cli");
+        let out = cmd.output().expect("run atrium cli");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into(),
@@ -401,8 +399,14 @@ impl Http {
     }
 
     /// A request builder with this client's credentials.
-    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
-        let req = self.client.request(method, format!("{}{}", self.base, path));
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,

@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 
 /// Creates a user with a token; returns the token.
 fn user_token(admin: &Http, name: &str) -> String {
-    admin
-        .post("/api/v1/users", json!({ "name": name }))
-        .ok();
+    admin.post("/api/v1/users", json!({ "name": name })).ok();
     admin
         .post(
             "/api/v1/tokens",
@@ -80,7 +78,12 @@ fn authorization_matrix_covers_every_route() {
     let s = Server::start(Backend::Sqlite);
     let admin = s.http();
     for ws in ["mx-a", "mx-b"] {
-        assert_eq!(admin.put(&format!("/api/v1/workspaces/{ws}"), json!({})).status, 201);
+        assert_eq!(
+            admin
+                .put(&format!("/api/v1/workspaces/{ws}"), json!({}))
+                .status,
+            201
+        );
     }
     let mut who = Vec::new();
     for (name, role) in [
@@ -137,7 +140,11 @@ fn authorization_matrix_covers_every_route() {
             )
         })
         .collect();
-    assert!(routes.len() > 250, "only {} routes in the table", routes.len());
+    assert!(
+        routes.len() > 250,
+        "only {} routes in the table",
+        routes.len()
+    );
     // deleting the workspace goes last of all
     routes.sort_by_key(|(m, p, _)| m == "DELETE" && p == "/api/v1/workspaces/{ws}");
     let mut seen = std::collections::BTreeSet::new();
@@ -170,7 +177,8 @@ fn authorization_matrix_covers_every_route() {
             let r = w.http.raw(method, &path, body);
             cells += 1;
             let role = w.roles.get(ws).copied().unwrap_or(0);
-            let hidden = r.status == 404 && r.message() == format!("workspace '{ws}' does not exist");
+            let hidden =
+                r.status == 404 && r.message() == format!("workspace '{ws}' does not exist");
             let passed = r.status != 401 && r.status != 403 && !hidden;
             let cell = format!(
                 "{method} {path} [{policy}] as {}: {} {}",
@@ -179,10 +187,7 @@ fn authorization_matrix_covers_every_route() {
             let no_token = w.name == "no token";
             match policy.as_str() {
                 "public" => assert!(passed, "{cell}"),
-                "scoring" => assert!(
-                    passed || (r.status == 401 && role == 0),
-                    "{cell}"
-                ),
+                "scoring" => assert!(passed || (r.status == 401 && role == 0), "{cell}"),
                 "authenticated" => {
                     if no_token {
                         assert_eq!(r.status, 401, "{cell}");
@@ -223,32 +228,49 @@ fn objects_of_one_workspace_are_invisible_from_another() {
     let s = Server::start(Backend::Sqlite);
     let admin = s.http();
     for ws in ["px-a", "px-b"] {
-        admin.put(&format!("/api/v1/workspaces/{ws}"), json!({})).ok();
+        admin
+            .put(&format!("/api/v1/workspaces/{ws}"), json!({}))
+            .ok();
     }
     let a = "/api/v1/workspaces/px-a";
     let b = "/api/v1/workspaces/px-b";
     // objects of every kind in px-a
-    let exp = admin.post(&format!("{a}/experiments"), json!({ "name": "secret-exp" })).ok();
+    let exp = admin
+        .post(&format!("{a}/experiments"), json!({ "name": "secret-exp" }))
+        .ok();
     let exp_id = exp["id"].to_string();
     let run = admin
         .post(&format!("{a}/runs"), json!({ "experiment_id": exp["id"] }))
         .ok();
     let run_id = run["id"].as_str().unwrap().to_string();
     admin
-        .raw("PUT", &format!("{a}/runs/{run_id}/artifacts/f.txt"), Some(b"bytes".to_vec()))
+        .raw(
+            "PUT",
+            &format!("{a}/runs/{run_id}/artifacts/f.txt"),
+            Some(b"bytes".to_vec()),
+        )
         .ok();
     admin
-        .raw("PUT", &format!("{a}/runs/{run_id}/artifacts/model/w.bin"), Some(b"weights".to_vec()))
+        .raw(
+            "PUT",
+            &format!("{a}/runs/{run_id}/artifacts/model/w.bin"),
+            Some(b"weights".to_vec()),
+        )
         .ok();
     admin
-        .raw("POST", &format!("{a}/datasets/iris/versions"), Some(dataset("iris.csv")))
+        .raw(
+            "POST",
+            &format!("{a}/datasets/iris/versions"),
+            Some(dataset("iris.csv")),
+        )
         .ok();
     admin
-        .post(&format!("{a}/models/m1/versions"), json!({ "run_id": run_id, "path": "model" }))
+        .post(
+            &format!("{a}/models/m1/versions"),
+            json!({ "run_id": run_id, "path": "model" }),
+        )
         .ok();
-    admin
-        .put(&format!("{a}/endpoints/px-ep"), json!({}))
-        .ok();
+    admin.put(&format!("{a}/endpoints/px-ep"), json!({})).ok();
     admin
         .put(
             &format!("{a}/datastores/archive"),
@@ -286,7 +308,10 @@ fn objects_of_one_workspace_are_invisible_from_another() {
         let r = other.get(&format!("{b}{p}"));
         assert_eq!(r.status, 404, "GET {b}{p}: {}", r.json);
         let text = String::from_utf8_lossy(&r.bytes).to_string();
-        assert!(!text.contains("px-a"), "{b}{p} names the other workspace: {text}");
+        assert!(
+            !text.contains("px-a"),
+            "{b}{p} names the other workspace: {text}"
+        );
         // through px-a itself: the workspace is hidden
         let r = other.get(&format!("{a}{p}"));
         assert_eq!(r.status, 404, "GET {a}{p}: {}", r.json);
@@ -312,8 +337,13 @@ fn objects_of_one_workspace_are_invisible_from_another() {
         .collect();
     assert_eq!(names, ["px-b"]);
     // everything in px-a is intact
-    assert_eq!(admin.get(&format!("{a}/runs/{run_id}")).ok()["lifecycle_stage"], "active");
-    admin.get(&format!("{a}/runs/{run_id}/artifacts/f.txt")).ok();
+    assert_eq!(
+        admin.get(&format!("{a}/runs/{run_id}")).ok()["lifecycle_stage"],
+        "active"
+    );
+    admin
+        .get(&format!("{a}/runs/{run_id}/artifacts/f.txt"))
+        .ok();
     admin.get(&format!("{a}/endpoints/px-ep")).ok();
 }
 
@@ -350,7 +380,10 @@ fn tokens_revocation_expiry_basic_auth_and_bootstrap() {
     ann.get("/api/v1/workspaces/default/experiments").ok();
     let tokens = ann.get("/api/v1/tokens").ok();
     let id = tokens["tokens"][0]["id"].as_str().unwrap().to_string();
-    assert!(!tokens.to_string().contains(&t), "a listing shows a token value");
+    assert!(
+        !tokens.to_string().contains(&t),
+        "a listing shows a token value"
+    );
     ann.delete(&format!("/api/v1/tokens/{id}")).ok();
     let r = ann.get("/api/v1/workspaces/default/experiments");
     assert_eq!(r.status, 401);
@@ -359,9 +392,19 @@ fn tokens_revocation_expiry_basic_auth_and_bootstrap() {
     let t2 = user_token(&admin, "bob");
     let bob = s.http_as(Some(&t2));
     let admin_tokens = admin.get("/api/v1/tokens").ok();
-    let admin_id = admin_tokens["tokens"][0]["id"].as_str().unwrap().to_string();
-    assert_eq!(bob.delete(&format!("/api/v1/tokens/{admin_id}")).status, 404);
-    assert_eq!(bob.post("/api/v1/tokens", json!({ "user": "admin" })).status, 403);
+    let admin_id = admin_tokens["tokens"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        bob.delete(&format!("/api/v1/tokens/{admin_id}")).status,
+        404
+    );
+    assert_eq!(
+        bob.post("/api/v1/tokens", json!({ "user": "admin" }))
+            .status,
+        403
+    );
     assert_eq!(bob.get("/api/v1/users").status, 403);
     assert_eq!(bob.put("/api/v1/workspaces/bobs", json!({})).status, 403);
     // an expiring token
@@ -375,7 +418,8 @@ fn tokens_revocation_expiry_basic_auth_and_bootstrap() {
     assert_eq!(r.status, 401);
     assert!(r.message().contains("expired"), "{}", r.message());
     assert_eq!(
-        bob.post("/api/v1/tokens", json!({ "expires_in_secs": 0 })).status,
+        bob.post("/api/v1/tokens", json!({ "expires_in_secs": 0 }))
+            .status,
         400
     );
     // Basic auth: user name and one of their tokens
@@ -395,7 +439,11 @@ fn tokens_revocation_expiry_basic_auth_and_bootstrap() {
     let mut db = Vec::new();
     for e in std::fs::read_dir(&s.data_dir).unwrap() {
         let p = e.unwrap().path();
-        if p.file_name().unwrap().to_string_lossy().starts_with("atrium.db") {
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("atrium.db")
+        {
             db.extend(std::fs::read(&p).unwrap());
         }
     }
@@ -411,7 +459,10 @@ fn tokens_revocation_expiry_basic_auth_and_bootstrap() {
     s.restart();
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), s.token);
     s.http().get("/api/v1/whoami").ok();
-    assert_eq!(s.http_as(Some(&t2)).get("/api/v1/whoami").ok()["user"], "bob");
+    assert_eq!(
+        s.http_as(Some(&t2)).get("/api/v1/whoami").ok()["user"],
+        "bob"
+    );
     // the last admin cannot be deleted
     assert_eq!(s.http().delete("/api/v1/users/admin").status, 409);
 }
@@ -422,7 +473,10 @@ fn anonymous_read_only_where_the_operator_enables_it() {
     let admin = s.http();
     admin.put("/api/v1/workspaces/open", json!({})).ok();
     let exp = admin
-        .post("/api/v1/workspaces/open/experiments", json!({ "name": "public" }))
+        .post(
+            "/api/v1/workspaces/open/experiments",
+            json!({ "name": "public" }),
+        )
         .ok();
     let anon = s.http_as(None);
     assert_eq!(anon.get("/api/v1/workspaces/open/experiments").status, 401);
@@ -431,27 +485,47 @@ fn anonymous_read_only_where_the_operator_enables_it() {
         .ok();
     assert_eq!(w["anonymous_read"], true);
     anon.get("/api/v1/workspaces/open/experiments").ok();
-    anon.get(&format!("/api/v1/workspaces/open/experiments/{}", exp["id"])).ok();
-    anon.get("/ws/open/api/2.0/mlflow/experiments/search?max_results=5").ok();
+    anon.get(&format!(
+        "/api/v1/workspaces/open/experiments/{}",
+        exp["id"]
+    ))
+    .ok();
+    anon.get("/ws/open/api/2.0/mlflow/experiments/search?max_results=5")
+        .ok();
     // still read-only
-    let r = anon.post("/api/v1/workspaces/open/experiments", json!({ "name": "x" }));
+    let r = anon.post(
+        "/api/v1/workspaces/open/experiments",
+        json!({ "name": "x" }),
+    );
     assert_eq!(r.status, 401);
-    let r = anon.post("/ws/open/api/2.0/mlflow/experiments/create", json!({ "name": "x" }));
+    let r = anon.post(
+        "/ws/open/api/2.0/mlflow/experiments/create",
+        json!({ "name": "x" }),
+    );
     assert_eq!(r.status, 401);
     // other workspaces stay closed
-    assert_eq!(anon.get("/api/v1/workspaces/default/experiments").status, 401);
+    assert_eq!(
+        anon.get("/api/v1/workspaces/default/experiments").status,
+        401
+    );
     // a user without a role reads it too, and cannot write
     let t = user_token(&admin, "visitor");
     let visitor = s.http_as(Some(&t));
     visitor.get("/api/v1/workspaces/open/experiments").ok();
     assert_eq!(
         visitor
-            .post("/api/v1/workspaces/open/experiments", json!({ "name": "x" }))
+            .post(
+                "/api/v1/workspaces/open/experiments",
+                json!({ "name": "x" })
+            )
             .status,
         404
     );
     admin
-        .put("/api/v1/workspaces/open", json!({ "anonymous_read": false }))
+        .put(
+            "/api/v1/workspaces/open",
+            json!({ "anonymous_read": false }),
+        )
         .ok();
     assert_eq!(anon.get("/api/v1/workspaces/open/experiments").status, 401);
 }
@@ -468,15 +542,24 @@ fn audit_log_records_who_changed_what() {
     let contrib = s.http_as(Some(&t_contrib));
     // the owner assigns a role; the contributor creates and deletes; a reader-less write is denied
     owner
-        .put("/api/v1/workspaces/au/roles/au-contrib", json!({ "role": "Contributor" }))
+        .put(
+            "/api/v1/workspaces/au/roles/au-contrib",
+            json!({ "role": "Contributor" }),
+        )
         .ok();
     let exp = contrib
-        .post("/api/v1/workspaces/au/experiments", json!({ "name": "audited" }))
+        .post(
+            "/api/v1/workspaces/au/experiments",
+            json!({ "name": "audited" }),
+        )
         .ok();
     contrib
         .delete(&format!("/api/v1/workspaces/au/experiments/{}", exp["id"]))
         .ok();
-    let r = contrib.put("/api/v1/workspaces/au/roles/au-contrib", json!({ "role": "Owner" }));
+    let r = contrib.put(
+        "/api/v1/workspaces/au/roles/au-contrib",
+        json!({ "role": "Owner" }),
+    );
     assert_eq!(r.status, 403);
     let r = contrib.post(
         "/ws/au/api/2.0/mlflow/experiments/create",
@@ -497,7 +580,10 @@ fn audit_log_records_who_changed_what() {
     assert_eq!(e["object"], "/api/v1/workspaces/au/roles/au-contrib");
     assert_eq!(e["result"], "ok");
     assert_eq!(e["workspace"], "au");
-    let e = find("au-contrib", "DELETE /api/v1/workspaces/{ws}/experiments/{id}");
+    let e = find(
+        "au-contrib",
+        "DELETE /api/v1/workspaces/{ws}/experiments/{id}",
+    );
     assert_eq!(e["status"], 200);
     let denied = entries
         .iter()
@@ -505,8 +591,15 @@ fn audit_log_records_who_changed_what() {
         .expect("the denied role change is recorded");
     assert_eq!(denied["status"], 403);
     let e = find("au-contrib", "/mlflow/experiments/create");
-    assert!(e["object"].as_str().unwrap().contains("name=via-mlflow"), "{e}");
-    assert!(!entries.iter().any(|e| e["action"].as_str().unwrap().starts_with("GET")));
+    assert!(
+        e["object"].as_str().unwrap().contains("name=via-mlflow"),
+        "{e}"
+    );
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e["action"].as_str().unwrap().starts_with("GET"))
+    );
     // filters and paging
     let only = owner
         .get("/api/v1/workspaces/au/audit?actor=au-owner&max_results=1")
@@ -514,12 +607,24 @@ fn audit_log_records_who_changed_what() {
     assert_eq!(only["entries"].as_array().unwrap().len(), 1);
     assert!(only["next_page_token"].is_string() || only["entries"][0]["actor"] == "au-owner");
     let denied_only = owner.get("/api/v1/workspaces/au/audit?result=denied").ok();
-    assert!(denied_only["entries"].as_array().unwrap().iter().all(|e| e["result"] == "denied"));
-    assert_eq!(owner.get("/api/v1/workspaces/au/audit?result=maybe").status, 400);
+    assert!(
+        denied_only["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["result"] == "denied")
+    );
+    assert_eq!(
+        owner.get("/api/v1/workspaces/au/audit?result=maybe").status,
+        400
+    );
     // token creation and user creation are in the host log (admin)
     let host = admin.get("/api/v1/audit?action=/api/v1/tokens").ok();
     assert!(host["entries"].as_array().unwrap().len() >= 2, "{host}");
-    assert!(!host.to_string().contains(&t_owner), "a token value is in the audit log");
+    assert!(
+        !host.to_string().contains(&t_owner),
+        "a token value is in the audit log"
+    );
     // deleting the workspace keeps its records for the admin
     admin.delete("/api/v1/workspaces/au").ok();
     let after = admin.get("/api/v1/audit?workspace=au").ok();
@@ -534,7 +639,16 @@ fn cli_manages_users_tokens_roles_and_reads_the_audit_log() {
     let _ = out;
     let (ok, _, err) = s.cli(&["user", "create", "carol"]);
     assert!(ok, "{err}");
-    let (ok, token, err) = s.cli(&["token", "create", "--user", "carol", "--description", "laptop", "--expires-in", "30d"]);
+    let (ok, token, err) = s.cli(&[
+        "token",
+        "create",
+        "--user",
+        "carol",
+        "--description",
+        "laptop",
+        "--expires-in",
+        "30d",
+    ]);
     assert!(ok, "{err}");
     let token = token.trim().to_string();
     assert!(token.starts_with("atr_"), "{token}");
@@ -542,11 +656,17 @@ fn cli_manages_users_tokens_roles_and_reads_the_audit_log() {
     let (ok, _, err) = s.cli(&["role", "assign", "carol", "contributor", "-w", "cli-ws"]);
     assert!(ok, "{err}");
     let (ok, out, _) = s.cli(&["role", "list", "-w", "cli-ws"]);
-    assert!(ok && out.contains("carol") && out.contains("Contributor"), "{out}");
+    assert!(
+        ok && out.contains("carol") && out.contains("Contributor"),
+        "{out}"
+    );
     // carol, with her own token, works in cli-ws and cannot manage roles
     let as_carol = |args: &[&str]| Server::cli_with_token(&s.url, &token, args);
     let (ok, out, err) = as_carol(&["whoami"]);
-    assert!(ok && out.contains("carol") && out.contains("cli-ws"), "{out}{err}");
+    assert!(
+        ok && out.contains("carol") && out.contains("cli-ws"),
+        "{out}{err}"
+    );
     let (ok, _, err) = as_carol(&["experiment", "create", "mine", "-w", "cli-ws"]);
     assert!(ok, "{err}");
     let (ok, _, err) = as_carol(&["role", "assign", "carol", "owner", "-w", "cli-ws"]);
@@ -565,16 +685,26 @@ fn cli_manages_users_tokens_roles_and_reads_the_audit_log() {
         .env_remove("ATRIUM_TOKEN_FILE")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("admin"));
     // the audit log, filtered
-    let (ok, out, err) = s.cli(&["audit", "list", "-w", "cli-ws", "--actor", "carol", "-o", "json"]);
+    let (ok, out, err) = s.cli(&[
+        "audit", "list", "-w", "cli-ws", "--actor", "carol", "-o", "json",
+    ]);
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let entries = v["entries"].as_array().unwrap();
     assert!(entries.iter().all(|e| e["actor"] == "carol"));
     assert!(entries.iter().any(|e| e["result"] == "denied"), "{out}");
-    assert!(entries.iter().any(|e| e["action"].as_str().unwrap().contains("/experiments")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"].as_str().unwrap().contains("/experiments"))
+    );
     // revoke carol's token from the CLI
     let (ok, out, _) = s.cli(&["token", "list", "--user", "carol", "-o", "json"]);
     assert!(ok);
@@ -585,7 +715,10 @@ fn cli_manages_users_tokens_roles_and_reads_the_audit_log() {
     let (ok, _, err) = as_carol(&["whoami"]);
     assert!(!ok && err.contains("revoked"), "{err}");
     let (ok, out, _) = s.cli(&["user", "list"]);
-    assert!(ok && out.contains("carol") && out.contains("admin"), "{out}");
+    assert!(
+        ok && out.contains("carol") && out.contains("admin"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -599,13 +732,25 @@ fn access_control_on_postgres() {
     reader.get("/api/v1/workspaces/pg-acl/experiments").ok();
     assert_eq!(
         reader
-            .post("/api/v1/workspaces/pg-acl/experiments", json!({ "name": "x" }))
+            .post(
+                "/api/v1/workspaces/pg-acl/experiments",
+                json!({ "name": "x" })
+            )
             .status,
         403
     );
-    assert_eq!(reader.get("/api/v1/workspaces/default/experiments").status, 404);
+    assert_eq!(
+        reader.get("/api/v1/workspaces/default/experiments").status,
+        404
+    );
     let log = admin.get("/api/v1/workspaces/pg-acl/audit").ok();
-    assert!(log["entries"].as_array().unwrap().iter().any(|e| e["result"] == "denied"));
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["result"] == "denied")
+    );
     let id = reader.get("/api/v1/tokens").ok()["tokens"][0]["id"]
         .as_str()
         .unwrap()

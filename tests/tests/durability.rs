@@ -29,7 +29,8 @@ fn acknowledged_batches_survive_sigkill() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for run in runs.clone() {
-        let (acked, stop, base, token) = (acked.clone(), stop.clone(), s.url.clone(), s.token.clone());
+        let (acked, stop, base, token) =
+            (acked.clone(), stop.clone(), s.url.clone(), s.token.clone());
         writers.push(std::thread::spawn(move || {
             let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
             let mut batch = 0i64;

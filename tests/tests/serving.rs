@@ -318,8 +318,10 @@ fn deploy_and_score_through_every_route() {
     );
     // an API token with Reader on the endpoint's workspace scores without the key; a token
     // without a role there does not, nor does it see the model's metadata
-    h.post("/api/v1/users", json!({ "name": "scoring-reader" })).ok();
-    h.post("/api/v1/users", json!({ "name": "scoring-stranger" })).ok();
+    h.post("/api/v1/users", json!({ "name": "scoring-reader" }))
+        .ok();
+    h.post("/api/v1/users", json!({ "name": "scoring-stranger" }))
+        .ok();
     h.put(
         &format!("{WS}/roles/scoring-reader"),
         json!({ "role": "Reader" }),

@@ -350,10 +350,11 @@ async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response
     if !ids.is_empty() {
         object = format!("{object} {ids}");
     }
-    let scoped_ws = g
-        .policy
-        .role()
-        .map(|_| workspace.clone().unwrap_or_else(|| DEFAULT_WORKSPACE.into()));
+    let scoped_ws = g.policy.role().map(|_| {
+        workspace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_WORKSPACE.into())
+    });
     let (principal, resp, denied) = match decision {
         Ok(p) => {
             parts.extensions.insert(p.clone());
@@ -362,7 +363,11 @@ async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response
         }
         Err(DomainError::Unauthenticated(m)) => {
             // no identity to record; the log line is enough
-            tracing::info!(action = &*g.action, object = object.as_str(), "unauthenticated call refused");
+            tracing::info!(
+                action = &*g.action,
+                object = object.as_str(),
+                "unauthenticated call refused"
+            );
             return error_response(&DomainError::Unauthenticated(m), g.flavor);
         }
         Err(e) => {
@@ -414,7 +419,10 @@ mod tests {
         assert!(m.admits(&Method::HEAD, "/api/v1/workspaces/a/runs/r1"));
         assert!(m.admits(&Method::DELETE, "/api/v1/workspaces/a/runs/r1"));
         assert!(!m.admits(&Method::POST, "/api/v1/workspaces/a/runs/r1"));
-        assert!(m.admits(&Method::PUT, "/api/v1/workspaces/a/runs/r1/artifacts/d/f.txt"));
+        assert!(m.admits(
+            &Method::PUT,
+            "/api/v1/workspaces/a/runs/r1/artifacts/d/f.txt"
+        ));
         assert!(!m.admits(&Method::GET, "/api/v1/workspaces/a/secret-route"));
         assert!(!m.admits(&Method::GET, "/"));
     }

@@ -16,7 +16,10 @@ pub fn token_from_files() -> Result<Option<String>, CliError> {
     if let Some(p) = std::env::var_os("ATRIUM_TOKEN_FILE") {
         let p = PathBuf::from(p);
         let t = std::fs::read_to_string(&p).map_err(|e| {
-            CliError::Usage(format!("cannot read ATRIUM_TOKEN_FILE {}: {e}", p.display()))
+            CliError::Usage(format!(
+                "cannot read ATRIUM_TOKEN_FILE {}: {e}",
+                p.display()
+            ))
         })?;
         return Ok(Some(t.trim().to_string()));
     }
@@ -141,9 +144,11 @@ pub fn parse_duration(s: &str) -> Result<u64, CliError> {
         Some((i, _)) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| CliError::Usage(format!("invalid duration '{s}': use e.g. 3600, 90m, 12h, 30d")))?;
+    let n: u64 = num.parse().map_err(|_| {
+        CliError::Usage(format!(
+            "invalid duration '{s}': use e.g. 3600, 90m, 12h, 30d"
+        ))
+    })?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
@@ -188,7 +193,9 @@ pub async fn user(c: &Client, cmd: UserCmd, out: Output) -> Result<(), CliError>
             let v = c
                 .get(&format!("/api/v1/users/{}", encode_query(&name)))
                 .await?;
-            let roles = rows(&v, "roles", |r| vec![text(&r["workspace"]), text(&r["role"])]);
+            let roles = rows(&v, "roles", |r| {
+                vec![text(&r["workspace"]), text(&r["role"])]
+            });
             print(out, &v, &["workspace", "role"], roles);
         }
         UserCmd::Delete { name } => {
@@ -356,7 +363,15 @@ pub async fn audit(c: &Client, cmd: AuditCmd, out: Output) -> Result<(), CliErro
     print(
         out,
         &v,
-        &["at", "workspace", "actor", "action", "object", "status", "result"],
+        &[
+            "at",
+            "workspace",
+            "actor",
+            "action",
+            "object",
+            "status",
+            "result",
+        ],
         rows(&v, "entries", row),
     );
     Ok(())
@@ -379,7 +394,9 @@ pub async fn whoami(c: &Client, out: Output) -> Result<(), CliError> {
         },
         text(&v["token_id"])
     );
-    let roles = rows(&v, "roles", |r| vec![text(&r["workspace"]), text(&r["role"])]);
+    let roles = rows(&v, "roles", |r| {
+        vec![text(&r["workspace"]), text(&r["role"])]
+    });
     print(out, &v, &["workspace", "role"], roles);
     Ok(())
 }

@@ -80,7 +80,9 @@ impl Client {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
             let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.trim()))
-                .map_err(|_| ClientError::Token("the API token has characters a header cannot carry".into()))?;
+                .map_err(|_| {
+                    ClientError::Token("the API token has characters a header cannot carry".into())
+                })?;
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }

@@ -640,7 +640,12 @@ impl Serving {
 
     /// Checks a caller may use an endpoint: its key (or a key-less endpoint), or `reader`
     /// (a token with Reader on the endpoint's workspace).
-    pub fn admits(&self, endpoint: &str, key: Option<&str>, reader: bool) -> Result<(), ServeError> {
+    pub fn admits(
+        &self,
+        endpoint: &str,
+        key: Option<&str>,
+        reader: bool,
+    ) -> Result<(), ServeError> {
         let live = self
             .live
             .read()

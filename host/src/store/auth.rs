@@ -138,17 +138,20 @@ impl Store {
 
     /// Deletes a user with their tokens and role assignments; false if there was none.
     pub async fn delete_user(&self, name: &str) -> DomainResult<bool> {
-        let n = with_db!(self, write, |p| sqlx::query("DELETE FROM users WHERE name = $1")
-            .bind(name)
-            .execute(p)
-            .await?
-            .rows_affected());
+        let n = with_db!(self, write, |p| sqlx::query(
+            "DELETE FROM users WHERE name = $1"
+        )
+        .bind(name)
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(n > 0)
     }
 
     /// Stores a new token (its hash only).
     pub async fn create_token(&self, t: &TokenRow<'_>) -> DomainResult<()> {
-        with_db!(self, write, |p| sqlx::query(
+        with_db!(self, write, |p| {
+            sqlx::query(
             "INSERT INTO api_tokens (id, user_name, token_hash, description, created_at, expires_at, scope_workspace, scope_role) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )
@@ -162,30 +165,35 @@ impl Store {
         .bind(t.scope.map(|(_, r)| r.as_str()))
         .execute(p)
         .await
-        .map(|_| ()))?;
+        .map(|_| ())
+        })?;
         Ok(())
     }
 
     /// The token with this hash, revoked or expired ones included.
     pub async fn token_by_hash(&self, hash: &str) -> DomainResult<Option<TokenRecord>> {
-        with_db!(self, read, |p| sqlx::query(select_token!("WHERE t.token_hash = $1"))
-            .bind(hash)
-            .fetch_optional(p)
-            .await?
-            .as_ref()
-            .map(token_from)
-            .transpose())
+        with_db!(self, read, |p| sqlx::query(select_token!(
+            "WHERE t.token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(p)
+        .await?
+        .as_ref()
+        .map(token_from)
+        .transpose())
     }
 
     /// A token by its public id.
     pub async fn token(&self, id: &str) -> DomainResult<Option<TokenRecord>> {
-        with_db!(self, read, |p| sqlx::query(select_token!("WHERE t.id = $1"))
-            .bind(id)
-            .fetch_optional(p)
-            .await?
-            .as_ref()
-            .map(token_from)
-            .transpose())
+        with_db!(self, read, |p| sqlx::query(select_token!(
+            "WHERE t.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(p)
+        .await?
+        .as_ref()
+        .map(token_from)
+        .transpose())
     }
 
     /// Tokens of one user (or of everyone), newest first.
@@ -193,12 +201,12 @@ impl Store {
         with_db!(self, read, |p| sqlx::query(select_token!(
             "WHERE ($1 IS NULL OR t.user_name = $1) ORDER BY t.created_at DESC, t.id"
         ))
-            .bind(user)
-            .fetch_all(p)
-            .await?
-            .iter()
-            .map(|r| token_from(r).map(|t| t.info))
-            .collect())
+        .bind(user)
+        .fetch_all(p)
+        .await?
+        .iter()
+        .map(|r| token_from(r).map(|t| t.info))
+        .collect())
     }
 
     /// Marks a token revoked (kept for the record); false if it was unknown or already revoked.
@@ -238,7 +246,8 @@ impl Store {
         role: Role,
         now: Millis,
     ) -> DomainResult<()> {
-        with_db!(self, write, |p| sqlx::query(
+        with_db!(self, write, |p| {
+            sqlx::query(
             "INSERT INTO role_assignments (workspace_id, user_name, role, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (workspace_id, user_name) DO UPDATE SET role = excluded.role"
         )
@@ -248,7 +257,8 @@ impl Store {
         .bind(now)
         .execute(p)
         .await
-        .map(|_| ()))?;
+        .map(|_| ())
+        })?;
         Ok(())
     }
 
@@ -291,7 +301,8 @@ impl Store {
 
     /// Appends an audit record.
     pub async fn insert_audit(&self, e: &NewAuditEntry) -> DomainResult<()> {
-        with_db!(self, write, |p| sqlx::query(
+        with_db!(self, write, |p| {
+            sqlx::query(
             "INSERT INTO audit_log (at, workspace, actor, token_id, action, object, status, result) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )
@@ -305,7 +316,8 @@ impl Store {
         .bind(e.result)
         .execute(p)
         .await
-        .map(|_| ()))?;
+        .map(|_| ())
+        })?;
         Ok(())
     }
 
@@ -313,7 +325,8 @@ impl Store {
     pub async fn list_audit(&self, f: &AuditFilter) -> DomainResult<Vec<AuditEntry>> {
         let action = f.action.as_ref().map(|a| format!("%{a}%"));
         let object = f.object.as_ref().map(|o| format!("%{o}%"));
-        with_db!(self, read, |p| sqlx::query(
+        with_db!(self, read, |p| {
+            sqlx::query(
             "SELECT id, at, workspace, actor, token_id, action, object, status, result FROM audit_log \
              WHERE ($1 IS NULL OR workspace = $1) AND ($2 IS NULL OR actor = $2) \
              AND ($3 IS NULL OR action LIKE $3) AND ($4 IS NULL OR object LIKE $4) \
@@ -334,6 +347,7 @@ impl Store {
         .await?
         .iter()
         .map(audit_from)
-        .collect())
+        .collect()
+        })
     }
 }

@@ -163,7 +163,8 @@ impl Store {
 
     /// Looks a workspace up by name.
     pub async fn workspace(&self, name: &str) -> DomainResult<Workspace> {
-        let row = with_db!(self, read, |p| sqlx::query(
+        let row = with_db!(self, read, |p| {
+            sqlx::query(
             "SELECT id, name, description, created_at, anonymous_read FROM workspaces WHERE name = $1"
         )
         .bind(name)
@@ -171,7 +172,8 @@ impl Store {
         .await?
         .as_ref()
         .map(workspace_from)
-        .transpose())?;
+        .transpose()
+        })?;
         row.ok_or_else(|| not_found(name))
     }
 

@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::routes::Api;
-use crate::auth::Policy;
 use super::wire::MetricOut;
+use crate::auth::Policy;
 use crate::workspace::{Experiment, Run};
 
 /// Registers the MLflow routes at the root (`default` workspace) and under `/ws/{ws}`.
@@ -42,7 +42,11 @@ fn tracking_routes(api: &mut Api) {
         .post("/experiments/update", Write, experiments::update)
         .post("/experiments/delete", Write, experiments::delete)
         .post("/experiments/restore", Write, experiments::restore)
-        .post("/experiments/set-experiment-tag", Write, experiments::set_tag)
+        .post(
+            "/experiments/set-experiment-tag",
+            Write,
+            experiments::set_tag,
+        )
         .post(
             "/experiments/delete-experiment-tag",
             Write,

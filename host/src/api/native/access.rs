@@ -217,10 +217,7 @@ pub async fn revoke_token(
 }
 
 /// `GET /api/v1/workspaces/{ws}/roles`.
-pub async fn list_roles(
-    State(st): State<AppState>,
-    Ws(ws): Ws,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_roles(State(st): State<AppState>, Ws(ws): Ws) -> Result<Json<Value>, ApiError> {
     let roles = st.access.store().list_roles(Some(&ws.name), None).await?;
     Ok(Json(json!({ "roles": roles_json(&roles) })))
 }
@@ -328,9 +325,6 @@ pub async fn workspace_audit(
 }
 
 /// `GET /api/v1/audit` (admin): the whole host's records, `workspace` as a further filter.
-pub async fn host_audit(
-    State(st): State<AppState>,
-    q: QueryMap,
-) -> Result<Json<Value>, ApiError> {
+pub async fn host_audit(State(st): State<AppState>, q: QueryMap) -> Result<Json<Value>, ApiError> {
     audit_page(&st, audit_filter(&q, None)?).await
 }

@@ -1,8 +1,8 @@
 //! Component registry and datastore endpoints.
 
-use axum::{Extension, Json};
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use crate::api::AppState;
@@ -152,8 +152,14 @@ pub async fn create_datastore(
     if !req.secrets.is_empty() {
         // granting a plugin secrets is the Owner's decision (a Contributor could otherwise
         // hand any workspace secret to a component of their own)
-        super::require_role(&st, &p, &ws.name, Role::Owner, "granting secrets to a datastore")
-            .await?;
+        super::require_role(
+            &st,
+            &p,
+            &ws.name,
+            Role::Owner,
+            "granting secrets to a datastore",
+        )
+        .await?;
     }
     let ds = st.tracking.create_datastore(&ws, &name, req).await?;
     Ok((StatusCode::CREATED, Json(datastore_json(&ds))))

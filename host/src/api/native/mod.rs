@@ -19,8 +19,8 @@ use axum::routing::{post, put};
 use serde::Serialize;
 
 use super::routes::Api;
-use crate::auth::{Policy, Principal, Role};
 use super::wire::ser_f64;
+use crate::auth::{Policy, Principal, Role};
 use crate::workspace::{Experiment, MetricPoint, Run};
 
 /// Registers the routes below `/api/v1`.
@@ -49,9 +49,8 @@ pub fn routes(api: &mut Api) {
 /// Routes of one workspace.
 fn workspace_routes(api: &mut Api) {
     use Policy::*;
-    let component_limit = || {
-        DefaultBodyLimit::max(crate::plugins::manifest::MAX_COMPONENT_BYTES + (1 << 20))
-    };
+    let component_limit =
+        || DefaultBodyLimit::max(crate::plugins::manifest::MAX_COMPONENT_BYTES + (1 << 20));
     api.get("/experiments", Read, experiments::list)
         .post("/experiments", Write, experiments::create)
         .get("/experiments/{id}", Read, experiments::get)
@@ -85,7 +84,11 @@ fn workspace_routes(api: &mut Api) {
             Write,
             put(components::push).layer(component_limit()),
         )
-        .get("/components/{name}/versions/{version}", Read, components::get)
+        .get(
+            "/components/{name}/versions/{version}",
+            Read,
+            components::get,
+        )
         .delete(
             "/components/{name}/versions/{version}",
             Write,
@@ -117,11 +120,14 @@ fn workspace_routes(api: &mut Api) {
             Method::POST,
             "/datasets/{name}/versions",
             Write,
-            post(datasets::create)
-                .layer(DefaultBodyLimit::max(crate::tracking::MAX_DATASET_BYTES)),
+            post(datasets::create).layer(DefaultBodyLimit::max(crate::tracking::MAX_DATASET_BYTES)),
         )
         .get("/datasets/{name}/versions/{version}", Read, datasets::get)
-        .delete("/datasets/{name}/versions/{version}", Write, datasets::delete)
+        .delete(
+            "/datasets/{name}/versions/{version}",
+            Write,
+            datasets::delete,
+        )
         .get(
             "/datasets/{name}/versions/{version}/data",
             Read,
@@ -151,7 +157,11 @@ fn workspace_routes(api: &mut Api) {
                 crate::tracking::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
             )),
         )
-        .get("/models/{name}/versions/{version}", Read, models::get_version)
+        .get(
+            "/models/{name}/versions/{version}",
+            Read,
+            models::get_version,
+        )
         .patch(
             "/models/{name}/versions/{version}",
             Write,
@@ -168,7 +178,11 @@ fn workspace_routes(api: &mut Api) {
             models::download,
         )
         .put("/models/{name}/aliases/{alias}", Write, models::put_alias)
-        .delete("/models/{name}/aliases/{alias}", Write, models::delete_alias)
+        .delete(
+            "/models/{name}/aliases/{alias}",
+            Write,
+            models::delete_alias,
+        )
         .get("/roles", Read, access::list_roles)
         .put("/roles/{user}", Own, access::assign_role)
         .delete("/roles/{user}", Own, access::remove_role)
