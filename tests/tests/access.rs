@@ -271,6 +271,14 @@ fn objects_of_one_workspace_are_invisible_from_another() {
         )
         .ok();
     admin.put(&format!("{a}/endpoints/px-ep"), json!({})).ok();
+    let r = admin.push_component(
+        "px-a",
+        "px-stopper",
+        "0.1.0",
+        atrium_tests::plugin_wasm("example_stopper"),
+        "kind = \"stopper\"\n",
+    );
+    assert_eq!(r.status, 201, "{}", r.json);
     admin
         .put(
             &format!("{a}/datastores/archive"),
@@ -302,6 +310,7 @@ fn objects_of_one_workspace_are_invisible_from_another() {
         format!("/jobs/{job_id}"),
         format!("/jobs/{job_id}/logs"),
         "/datastores/archive".to_string(),
+        "/components/px-stopper/versions/0.1.0".to_string(),
     ];
     for p in &probes {
         // through the workspace it owns: the object of px-a is not there
