@@ -489,6 +489,13 @@ fn anonymous_read_only_where_the_operator_enables_it() {
         .ok();
     let anon = s.http_as(None);
     assert_eq!(anon.get("/api/v1/workspaces/open/experiments").status, 401);
+    // an Owner cannot open it: that is the operator's decision
+    let t = user_token(&admin, "open-owner");
+    assign(&admin, "open", "open-owner", "Owner");
+    let r = s
+        .http_as(Some(&t))
+        .put("/api/v1/workspaces/open", json!({ "anonymous_read": true }));
+    assert_eq!(r.status, 403, "{}", r.json);
     let w = admin
         .put("/api/v1/workspaces/open", json!({ "anonymous_read": true }))
         .ok();

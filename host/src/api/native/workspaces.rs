@@ -60,8 +60,16 @@ pub struct PutReq {
 pub async fn put(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<PutReq>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if req.anonymous_read == Some(true) && !p.identity().is_some_and(|i| i.admin) {
+        return Err(crate::workspace::DomainError::PermissionDenied(
+            "opening a workspace to anonymous readers needs the server admin role (the operator)"
+                .into(),
+        )
+        .into());
+    }
     let (mut ws, created) = st
         .tracking
         .put_workspace(&name, req.description.as_deref())
