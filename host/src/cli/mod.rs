@@ -7,6 +7,7 @@ mod jobs;
 mod model;
 mod output;
 mod scaffold;
+mod secret;
 mod sweep;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,6 +16,7 @@ pub use client::{Client, ClientError};
 pub use endpoint::EndpointCmd;
 pub use jobs::{DatasetCmd, JobCmd, snapshot};
 pub use model::ModelCmd;
+pub use secret::SecretCmd;
 pub use sweep::SweepCmd;
 
 use crate::config::ServeArgs;
@@ -95,6 +97,9 @@ pub enum Command {
     /// Online endpoints: deploy models behind scorers, split traffic, score, metrics.
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Workspace secrets (key vault): values are sealed at rest and never shown.
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),

@@ -8,6 +8,7 @@ mod experiments;
 mod jobs;
 mod models;
 mod runs;
+mod secrets;
 mod workspaces;
 
 use std::collections::BTreeMap;
@@ -133,6 +134,13 @@ pub fn routes() -> Router<AppState> {
             "/models/{name}/aliases/{alias}",
             put(models::put_alias).delete(models::delete_alias),
         )
+        // --- secrets (key vault): values go in, only metadata comes out ---
+        .route("/secrets", get(secrets::list))
+        .route(
+            "/secrets/{name}",
+            put(secrets::put).get(secrets::get).delete(secrets::delete),
+        )
+        // --- end secrets ---
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route(
             "/runs/{id}/artifacts/{*path}",
