@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
+use crate::secrets::KeySource;
 use crate::store::SqliteSync;
 
 /// Errors in the configuration.
@@ -35,7 +37,8 @@ pub enum ConfigError {
 /// Server settings as flags and env vars give them (unset: not given).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// TOML file with any of: data_dir, listen, database_url, sqlite_sync, job_slots, threads_per_slot.
+    /// TOML file with any of: data_dir, listen, database_url, sqlite_sync, job_slots,
+    /// threads_per_slot, master_key_file.
     #[arg(long, env = "ATRIUM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory for the SQLite database and the local datastores [default: ./atrium-data].
@@ -56,6 +59,10 @@ pub struct ServeArgs {
     /// Threads each running job may use [default: cores / job slots].
     #[arg(long, env = "ATRIUM_THREADS_PER_SLOT")]
     pub threads_per_slot: Option<usize>,
+    /// File holding the master key that seals secrets (base64) [default: DATA_DIR/master.key,
+    /// generated on first start]. ATRIUM_MASTER_KEY (base64 of the key itself) takes precedence.
+    #[arg(long, env = "ATRIUM_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +74,7 @@ struct FileConfig {
     sqlite_sync: Option<SqliteSync>,
     job_slots: Option<usize>,
     threads_per_slot: Option<usize>,
+    master_key_file: Option<PathBuf>,
 }
 
 /// Resolved server settings.
@@ -84,11 +92,29 @@ pub struct ServeConfig {
     pub job_slots: usize,
     /// Threads per running job.
     pub threads_per_slot: usize,
+    /// Where the master key of the secret store comes from.
+    pub master_key: KeySource,
 }
 
+/// The environment variable that passes the master key itself (base64).
+pub const MASTER_KEY_ENV: &str = "ATRIUM_MASTER_KEY";
+
 impl ServeConfig {
-    /// Merges flags/env over the file over defaults.
+    /// Merges flags/env over the file over defaults; the master key comes from
+    /// `ATRIUM_MASTER_KEY` when set, else from the key file.
     pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let env_key = std::env::var(MASTER_KEY_ENV)
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(Zeroizing::new);
+        Self::resolve_with_key(args, env_key)
+    }
+
+    /// [`Self::resolve`] with the value of `ATRIUM_MASTER_KEY` given.
+    pub fn resolve_with_key(
+        args: ServeArgs,
+        env_key: Option<Zeroizing<String>>,
+    ) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => load(path)?,
             None => FileConfig::default(),
@@ -98,11 +124,17 @@ impl ServeConfig {
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:8080".into());
         let job_slots = args.job_slots.or(file.job_slots).unwrap_or(1);
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("atrium-data"));
+        let master_key = match (env_key, args.master_key_file.or(file.master_key_file)) {
+            (Some(k), _) => KeySource::Env(k),
+            (None, Some(path)) => KeySource::File(path),
+            (None, None) => KeySource::default_in(&data_dir),
+        };
         Ok(Self {
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("atrium-data")),
+            data_dir,
             listen: listen
                 .parse()
                 .map_err(|_| ConfigError::Listen(listen.clone()))?,
@@ -116,6 +148,7 @@ impl ServeConfig {
                 .threads_per_slot
                 .or(file.threads_per_slot)
                 .unwrap_or_else(|| (cores() / job_slots.max(1)).max(1)),
+            master_key,
         })
     }
 }
@@ -166,9 +199,51 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:1");
-        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        let c = ServeConfig::resolve_with_key(ServeArgs::default(), None).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("atrium-data"));
         assert_eq!(c.sqlite_sync, SqliteSync::Full);
+    }
+
+    #[test]
+    fn master_key_sources() {
+        let key_file = |c: &ServeConfig| match &c.master_key {
+            KeySource::File(p) => p.clone(),
+            KeySource::Env(_) => panic!("expected a key file"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("atrium.toml");
+        std::fs::write(&f, "master_key_file = \"/etc/atrium/key\"\n").unwrap();
+        // default: in the data directory
+        let c = ServeConfig::resolve_with_key(
+            ServeArgs {
+                data_dir: Some("/srv/a".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(key_file(&c), PathBuf::from("/srv/a/master.key"));
+        // the file's setting, then the flag's
+        let args = ServeArgs {
+            config: Some(f),
+            ..Default::default()
+        };
+        let c = ServeConfig::resolve_with_key(args.clone(), None).unwrap();
+        assert_eq!(key_file(&c), PathBuf::from("/etc/atrium/key"));
+        let c = ServeConfig::resolve_with_key(
+            ServeArgs {
+                master_key_file: Some("/k".into()),
+                ..args.clone()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(key_file(&c), PathBuf::from("/k"));
+        // the key in the environment wins, and is not shown by Debug
+        let c =
+            ServeConfig::resolve_with_key(args, Some(Zeroizing::new("c2VjcmV0".into()))).unwrap();
+        assert!(matches!(c.master_key, KeySource::Env(_)));
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
     }
 
     #[test]

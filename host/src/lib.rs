@@ -10,6 +10,7 @@ pub mod config;
 pub mod datastore;
 pub mod jobs;
 pub mod plugins;
+pub mod secrets;
 pub mod server;
 pub mod serving;
 pub mod store;

@@ -31,6 +31,9 @@ pub enum ServeError {
     /// Creating the default workspace failed.
     #[error("cannot prepare the default workspace: {0}")]
     Init(#[from] DomainError),
+    /// The master key is missing, malformed, or not the one the secrets were sealed with.
+    #[error("secret store: {0}")]
+    Vault(#[from] crate::secrets::VaultError),
     /// The plugin runtime could not start (engine, built-in components).
     #[error("plugin runtime: {0}")]
     Plugins(String),
@@ -60,6 +63,7 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
         Some(url) => Store::open_url(url, cfg.sqlite_sync).await?,
         None => Store::open_sqlite(&cfg.data_dir.join("atrium.db"), cfg.sqlite_sync).await?,
     };
+    let vault = crate::secrets::Vault::open(&store, &cfg.master_key).await?;
     let engine = Arc::new(PluginEngine::new().map_err(|e| ServeError::Plugins(e.to_string()))?);
     tracing::info!(pooled = engine.pooled(), "plugin engine ready");
     let loader = Arc::new(
@@ -77,6 +81,7 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
         store,
         Datastores::new(cfg.data_dir.clone(), loader),
         builtins,
+        vault,
     );
     tracking.ensure_default_workspace().await?;
     tracking.register_new_builtins().await?;

@@ -774,3 +774,84 @@ fn access_control_on_postgres() {
     admin.delete(&format!("/api/v1/tokens/{id}")).ok();
     assert_eq!(reader.get("/api/v1/whoami").status, 401);
 }
+
+/// Waits for a job to end; returns it.
+fn wait_job(h: &Http, ws: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let j = h.get(&format!("/api/v1/workspaces/{ws}/jobs/{id}")).ok();
+        if matches!(
+            j["state"].as_str(),
+            Some("Completed" | "Failed" | "Canceled")
+        ) {
+            return j;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} did not end: {j}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn secrets_are_handed_out_by_owners_and_stay_out_of_the_audit_log() {
+    const VALUE: &str = "sx-VALUE-7f3a9c1e-never-shown";
+    let s = Server::start(Backend::Sqlite);
+    let admin = s.http();
+    admin.put("/api/v1/workspaces/sx", json!({})).ok();
+    let t = user_token(&admin, "sx-contrib");
+    assign(&admin, "sx", "sx-contrib", "Contributor");
+    let contrib = s.http_as(Some(&t));
+    // a Contributor stores a secret (the record names its creator)
+    let r = contrib.put(
+        "/api/v1/workspaces/sx/secrets/API_TOKEN",
+        json!({ "value": VALUE }),
+    );
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["created_by"], "sx-contrib");
+    // ... but cannot hand it to a command or a datastore
+    let job = json!({ "type": "command", "command": {
+        "command": "echo \"length ${#API_TOKEN}\"", "secrets": ["API_TOKEN"] } });
+    let r = contrib.post("/api/v1/workspaces/sx/jobs", job.clone());
+    assert_eq!(r.status, 403, "{}", r.json);
+    assert!(r.message().contains("Owner"), "{}", r.message());
+    let r = contrib.put(
+        "/api/v1/workspaces/sx/datastores/vault",
+        json!({ "component": "storage-fs", "version": "0.1.0", "secrets": ["API_TOKEN"] }),
+    );
+    assert_eq!(r.status, 403, "{}", r.json);
+    // the Owner (here the admin) can; the use is audited
+    let j = admin.post("/api/v1/workspaces/sx/jobs", job).ok();
+    let id = j["id"].as_str().unwrap().to_string();
+    let done = wait_job(&admin, "sx", &id);
+    assert_eq!(done["state"], "Completed", "{done}");
+    let logs = admin.get(&format!("/api/v1/workspaces/sx/jobs/{id}/logs"));
+    let text = String::from_utf8_lossy(&logs.bytes).to_string();
+    assert!(text.contains(&format!("length {}", VALUE.len())), "{text}");
+    let log = admin.get("/api/v1/workspaces/sx/audit").ok();
+    let entries = log["entries"].as_array().unwrap();
+    let used = entries
+        .iter()
+        .find(|e| e["action"] == "secret.use")
+        .unwrap_or_else(|| panic!("no secret.use in {log}"));
+    assert_eq!(used["actor"], format!("job:{id}"));
+    assert_eq!(used["object"], "secret:API_TOKEN");
+    assert!(
+        entries.iter().any(|e| e["actor"] == "sx-contrib"
+            && e["action"] == "PUT /api/v1/workspaces/{ws}/secrets/{name}"
+            && e["result"] == "ok"),
+        "{log}"
+    );
+    // the value is in no audit record, no answer above, and no log line of the server
+    let everything = admin.get("/api/v1/audit?max_results=1000").ok().to_string();
+    assert!(
+        !everything.contains(VALUE),
+        "a secret value is in the audit log"
+    );
+    let server_log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(
+        !server_log.contains(VALUE),
+        "a secret value is in the server log"
+    );
+}

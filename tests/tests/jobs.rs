@@ -445,7 +445,7 @@ fn bad_train_specs_are_refused_at_submit() {
         ),
         (json!({ "type": "train" }), 400, "[train]"),
         (
-            json!({ "type": "command", "command": { "command": "true", "secrets": ["TOKEN"] } }),
+            json!({ "type": "command", "command": { "command": "true", "secrets": ["db-password"] } }),
             400,
             "secret",
         ),

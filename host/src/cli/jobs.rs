@@ -80,6 +80,10 @@ pub enum JobCmd {
         /// Environment variable KEY=VALUE for a command job (repeatable).
         #[arg(long = "env", value_parser = key_value)]
         env: Vec<(String, String)>,
+        /// Workspace secret passed to a command job as the environment variable of the same
+        /// name (repeatable).
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
         /// Kill a command job after this many seconds.
         #[arg(long)]
         timeout: Option<u64>,
@@ -330,6 +334,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
             name,
             experiment,
             env,
+            secrets,
             timeout,
             follow,
         } => {
@@ -345,6 +350,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                         "command": {
                             "command": cmd,
                             "env": env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                            "secrets": secrets,
                             "timeout_secs": timeout,
                         },
                     });
@@ -355,7 +361,11 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                 }
             };
             if spec.is_some()
-                && (name.is_some() || experiment.is_some() || !env.is_empty() || timeout.is_some())
+                && (name.is_some()
+                    || experiment.is_some()
+                    || !env.is_empty()
+                    || !secrets.is_empty()
+                    || timeout.is_some())
             {
                 // the file is the whole truth; merge flags only into a parsed copy
                 let mut parsed = crate::jobs::JobSpec::parse(&spec_text)
@@ -364,6 +374,11 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                 parsed.experiment = experiment.or(parsed.experiment);
                 if let Some(cmd) = parsed.command.as_mut() {
                     cmd.env.extend(env);
+                    for name in secrets {
+                        if !cmd.secrets.contains(&name) {
+                            cmd.secrets.push(name);
+                        }
+                    }
                     cmd.timeout_secs = timeout.or(cmd.timeout_secs);
                 }
                 spec_text = serde_json::to_string(&parsed).expect("json");

@@ -8,6 +8,7 @@ mod jobs;
 mod model;
 mod output;
 mod scaffold;
+mod secret;
 mod sweep;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,6 +17,7 @@ pub use client::{Client, ClientError};
 pub use endpoint::EndpointCmd;
 pub use jobs::{DatasetCmd, JobCmd, snapshot};
 pub use model::ModelCmd;
+pub use secret::SecretCmd;
 pub use sweep::SweepCmd;
 
 use crate::config::ServeArgs;
@@ -114,6 +116,9 @@ pub enum Command {
     Audit(access::AuditCmd),
     /// Who the token belongs to and its roles.
     Whoami,
+    /// Workspace secrets (key vault): values are sealed at rest and never shown.
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),

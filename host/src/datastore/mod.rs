@@ -7,14 +7,15 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::plugins::engine::MAX_MEMORY;
 use crate::plugins::storage::PluginBlobStore;
-use crate::plugins::{Effective, Grants, Kind, Loader, LogTags, Manifest, StoreSpec};
+use crate::plugins::{Effective, Grants, Kind, Loader, LogTags, Manifest, SecretValues, StoreSpec};
 use crate::store::Datastore;
 use crate::workspace::DomainError;
 
@@ -95,11 +96,27 @@ pub struct PluginDatastore {
     pub grants: Grants,
 }
 
+/// How long an open datastore that reads secrets keeps the values it was opened with before it
+/// is reopened (replicas sharing PostgreSQL see a replaced secret within this time; on this
+/// host a replacement reopens it at once).
+const SECRET_REFRESH: Duration = Duration::from_secs(60);
+
+/// An open backend with what it was opened with.
+struct OpenStore {
+    store: Arc<dyn BlobStore>,
+    workspace: String,
+    secrets: Vec<String>,
+    at: Instant,
+}
+
 /// Opens datastore backends from their rows, once each.
 pub struct Datastores {
     data_dir: PathBuf,
     loader: Arc<Loader>,
-    open: Mutex<HashMap<i64, Arc<dyn BlobStore>>>,
+    open: Mutex<HashMap<i64, OpenStore>>,
+    /// Bumped whenever a secret changes, so a backend opened with values resolved before the
+    /// change is not cached.
+    secrets_epoch: AtomicU64,
 }
 
 impl Datastores {
@@ -109,6 +126,7 @@ impl Datastores {
             data_dir,
             loader,
             open: Mutex::new(HashMap::new()),
+            secrets_epoch: AtomicU64::new(0),
         }
     }
 
@@ -141,19 +159,54 @@ impl Datastores {
         Ok(self.data_dir.join(rel))
     }
 
-    /// The backend of a datastore row.
-    pub fn get(&self, ds: &Datastore) -> Result<Arc<dyn BlobStore>, DatastoreError> {
-        if let Some(s) = self.open.lock().expect("datastore cache lock").get(&ds.id) {
-            return Ok(s.clone());
-        }
+    /// The open backend of a datastore row, unless it must be (re)opened.
+    pub fn cached(&self, ds: &Datastore) -> Option<Arc<dyn BlobStore>> {
+        let open = self.open.lock().expect("datastore cache lock");
+        let o = open.get(&ds.id)?;
+        (o.secrets.is_empty() || o.at.elapsed() < SECRET_REFRESH).then(|| o.store.clone())
+    }
+
+    fn config_of(ds: &Datastore) -> Result<PluginDatastore, DatastoreError> {
         if ds.kind != "plugin" {
             return Err(DatastoreError::Config(format!(
                 "unknown datastore kind '{}'",
                 ds.kind
             )));
         }
-        let cfg: PluginDatastore = serde_json::from_value(ds.config.clone())
-            .map_err(|e| DatastoreError::Config(format!("datastore '{}': {e}", ds.name)))?;
+        serde_json::from_value(ds.config.clone())
+            .map_err(|e| DatastoreError::Config(format!("datastore '{}': {e}", ds.name)))
+    }
+
+    /// The secret names a datastore's component reads: requested by its manifest and granted.
+    pub fn secret_names(&self, ds: &Datastore) -> Result<Vec<String>, DatastoreError> {
+        let cfg = Self::config_of(ds)?;
+        Ok(Effective::of(&cfg.manifest, &cfg.grants).secrets)
+    }
+
+    /// The current secrets epoch: read it before resolving the values passed to [`Self::open`].
+    pub fn secrets_epoch(&self) -> u64 {
+        self.secrets_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Forgets open backends of `workspace` that read secret `name` (after it changed).
+    pub fn forget_secret_users(&self, workspace: &str, name: &str) {
+        self.secrets_epoch.fetch_add(1, Ordering::SeqCst);
+        self.open
+            .lock()
+            .expect("datastore cache lock")
+            .retain(|_, o| !(o.workspace == workspace && o.secrets.iter().any(|s| s == name)));
+    }
+
+    /// Opens the backend of a datastore row with its resolved secrets (the values of
+    /// [`Self::secret_names`]); `epoch` is [`Self::secrets_epoch`] from before they were
+    /// resolved. The backend is cached unless a secret changed since.
+    pub fn open(
+        &self,
+        ds: &Datastore,
+        secrets: SecretValues,
+        epoch: u64,
+    ) -> Result<Arc<dyn BlobStore>, DatastoreError> {
+        let cfg = Self::config_of(ds)?;
         let mut grants = cfg.grants.clone();
         for host in grants.dirs.values_mut() {
             let abs = self.resolve_dir(host)?;
@@ -181,11 +234,14 @@ impl Datastores {
             .map(Duration::from_millis)
             .unwrap_or(kind.default_deadline())
             .min(Duration::from_secs(120));
+        let effective = Effective::of(&cfg.manifest, &grants);
+        // only names the manifest requests and the operator granted ever reach the plugin
+        let mut secrets = secrets;
+        secrets.retain(|name, _| effective.secrets.contains(name));
         let spec = StoreSpec {
             kind,
-            effective: Arc::new(Effective::of(&cfg.manifest, &grants)),
-            // the secret store arrives with access control; until then no secret resolves
-            secrets: Arc::new(Default::default()),
+            effective: Arc::new(effective),
+            secrets: Arc::new(secrets),
             memory,
             tags: Arc::new(LogTags {
                 workspace: ds.workspace.clone(),
@@ -193,16 +249,25 @@ impl Datastores {
                 version: cfg.version.clone(),
             }),
         };
+        let names: Vec<String> = spec.secrets.keys().cloned().collect();
         let store: Arc<dyn BlobStore> = Arc::new(PluginBlobStore::new(
             self.loader.clone(),
             cfg.digest,
             spec,
             deadline,
         ));
-        self.open
-            .lock()
-            .expect("datastore cache lock")
-            .insert(ds.id, store.clone());
+        let mut open = self.open.lock().expect("datastore cache lock");
+        if self.secrets_epoch() == epoch {
+            open.insert(
+                ds.id,
+                OpenStore {
+                    store: store.clone(),
+                    workspace: ds.workspace.clone(),
+                    secrets: names,
+                    at: Instant::now(),
+                },
+            );
+        }
         Ok(store)
     }
 

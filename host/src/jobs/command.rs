@@ -219,6 +219,15 @@ async fn spawn_and_wait(
         dir,
         cancel,
     } = work;
+    // resolved as the command starts, so it runs with the values current then
+    let secrets = if spec.secrets.is_empty() {
+        Default::default()
+    } else {
+        ex.tracking
+            .resolve_secrets(ws, &spec.secrets, &format!("job:{job}"))
+            .await
+            .map_err(|e| Failure::Failed(format!("cannot pass the job's secrets: {e}")))?
+    };
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(&spec.command)
@@ -231,6 +240,9 @@ async fn spawn_and_wait(
     }
     cmd.env("PYTHONUNBUFFERED", "1");
     cmd.envs(&spec.env);
+    for (name, value) in &secrets {
+        cmd.env(name, value.expose());
+    }
     cmd.env(
         "MLFLOW_TRACKING_URI",
         format!("{}/ws/{}", ex.cfg.base_url.trim_end_matches('/'), ws.name),
@@ -247,9 +259,11 @@ async fn spawn_and_wait(
         .process_group(0)
         .kill_on_drop(true);
     ex.logs.line(key, &format!("$ {}", spec.command));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Failure::Failed(format!("cannot start the command: {e}")))?;
+    let spawned = cmd.spawn();
+    // the values now live in the child's environment only (Command keeps its own copies)
+    drop(secrets);
+    let mut child =
+        spawned.map_err(|e| Failure::Failed(format!("cannot start the command: {e}")))?;
     let pid = child.id().unwrap_or(0);
     // remembered so that a host that crashes can kill the group when it starts again
     let _ = std::fs::write(dir.parent().unwrap_or(dir).join("pid"), pid.to_string());

@@ -208,6 +208,9 @@ impl Executor {
         if let Some(train) = &spec.train {
             self.check_train_data(ws, train).await?;
         }
+        if let Some(cmd) = &spec.command {
+            t.check_secrets_exist(ws, &cmd.secrets).await?;
+        }
         if let Some(b) = &mut spec.batch_score {
             b.dataset = self.pin_dataset(ws, &b.dataset).await?;
             crate::serving::model::resolve(t, ws, &b.model).await?;
@@ -382,6 +385,9 @@ impl Executor {
             ))
         })?;
         // a command trial's metrics are whatever its script logs; a train trial's are known
+        if let sweep::TrialJob::Command(cmd) = &trial {
+            t.check_secrets_exist(ws, &cmd.secrets).await?;
+        }
         if let sweep::TrialJob::Train(train) = trial {
             let (outputs, validated) = self.check_train_data(ws, &train).await?;
             let logged = sweep::logged_metrics(train.task, validated, outputs);

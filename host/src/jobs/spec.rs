@@ -62,7 +62,8 @@ pub struct CommandSpec {
     /// Environment variables passed to it (nothing else of the host's environment is, but PATH).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Secret names to pass as environment variables.
+    /// Secrets of the workspace to pass as environment variables of the same names (resolved
+    /// when the command starts; they must exist at submission).
     #[serde(default)]
     pub secrets: Vec<String>,
     /// Kill the command after this many seconds.
@@ -176,10 +177,14 @@ impl JobSpec {
                 if c.command.trim().is_empty() {
                     return Err(DomainError::invalid("command must not be empty"));
                 }
-                if !c.secrets.is_empty() {
-                    return Err(DomainError::invalid(
-                        "command secrets need the workspace secret store, which this host does not have yet",
-                    ));
+                for name in &c.secrets {
+                    crate::secrets::names::check_name(name)?;
+                    crate::secrets::names::check_env_name(name)?;
+                    if c.env.contains_key(name) {
+                        return Err(DomainError::invalid(format!(
+                            "'{name}' is both in env and in secrets; pass it once"
+                        )));
+                    }
                 }
                 if let Some(bad) = c
                     .env
@@ -253,5 +258,28 @@ mod tests {
             .is_err()
         );
         assert!(JobSpec::parse("type = \"jump\"\n").is_err());
+    }
+
+    #[test]
+    fn command_secrets_must_be_environment_names() {
+        let spec = |secrets: &str, env: &str| {
+            JobSpec::parse(&format!(
+                "type = \"command\"\n[command]\ncommand = \"x\"\nsecrets = {secrets}\nenv = {env}\n"
+            ))
+        };
+        spec("[\"API_TOKEN\"]", "{}").unwrap();
+        for (secrets, env, needle) in [
+            ("[\"db-password\"]", "{}", "environment variable"),
+            ("[\"MLFLOW_RUN_ID\"]", "{}", "host sets"),
+            ("[\"a/b\"]", "{}", "invalid secret name"),
+            (
+                "[\"TOKEN\"]",
+                "{ TOKEN = \"x\" }",
+                "both in env and in secrets",
+            ),
+        ] {
+            let e = spec(secrets, env).unwrap_err().to_string();
+            assert!(e.contains(needle), "{secrets}: {e}");
+        }
     }
 }

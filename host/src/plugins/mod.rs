@@ -23,7 +23,7 @@ pub use engine::PluginEngine;
 pub use kind::Kind;
 pub use loader::{KindPre, Loader, Validated};
 pub use manifest::{Effective, Grants, Manifest};
-pub use state::{LogTags, PluginState, StoreSpec};
+pub use state::{LogTags, PluginState, SecretValues, StoreSpec};
 
 use crate::workspace::DomainError;
 

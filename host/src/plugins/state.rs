@@ -33,7 +33,7 @@ pub struct LogTags {
 }
 
 /// Secrets resolved for a store: only names both requested and granted are present.
-pub type SecretValues = BTreeMap<String, String>;
+pub type SecretValues = BTreeMap<String, crate::secrets::SecretString>;
 
 /// The `T` of every plugin `Store<T>`.
 pub struct PluginState {
@@ -275,7 +275,7 @@ impl secrets::Host for PluginState {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, types::PluginError>> {
         self.charge()?;
         Ok(match self.secrets.get(&name) {
-            Some(v) => Ok(v.clone()),
+            Some(v) => Ok(v.expose().to_owned()),
             None => {
                 tracing::warn!(
                     target: "plugin",

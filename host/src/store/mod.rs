@@ -17,6 +17,7 @@ mod registry;
 mod rows;
 mod runs;
 mod search;
+mod secrets;
 mod sql;
 mod sweeps;
 mod workspaces;
@@ -41,6 +42,7 @@ pub use logging::LogBatch;
 pub use registry::{ModelUpdate, NewModelVersion, VersionUpdate};
 pub use runs::{NewRun, RunUpdate};
 pub use search::{ExperimentQuery, RunQuery};
+pub use secrets::VaultMetaRow;
 pub use workspaces::Datastore;
 
 use crate::workspace::DomainError;

@@ -41,7 +41,7 @@ impl Tracking {
             .store
             .artifact_datastore(ws.id, run.experiment_id)
             .await?;
-        let backend = self.datastores.get(&ds)?;
+        let backend = self.backend(&ds).await?;
         if !self.store.artifacts_under(run.key, path).await?.is_empty() {
             return Err(DomainError::InvalidState(format!(
                 "'{path}' is a directory of artifacts; it cannot become a file"
@@ -137,7 +137,7 @@ impl Tracking {
             )));
         };
         let ds = self.store.datastore(row.datastore_id).await?;
-        let backend = self.datastores.get(&ds)?;
+        let backend = self.backend(&ds).await?;
         let digest = row.digest.clone();
         // Read the first chunk before answering, so that a failing datastore gives a precise
         // error status rather than a 200 with a cut body.

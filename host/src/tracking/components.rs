@@ -364,6 +364,8 @@ impl Tracking {
                 c.name, c.version
             )));
         }
+        // a grant names secrets of this workspace: each must exist (404 otherwise)
+        self.check_secrets_exist(ws, &req.secrets).await?;
         let grants = Grants {
             dirs,
             http: req.http,
@@ -384,7 +386,7 @@ impl Tracking {
             .create_datastore(ws.id, name, "plugin", &config)
             .await?;
         // a first call proves the grants work (mounts exist, the component instantiates)
-        let probe = self.datastores.get(&ds).map_err(DomainError::from);
+        let probe = self.backend(&ds).await;
         let answer = match probe {
             Ok(backend) => tokio::task::spawn_blocking(move || backend.clean_temporary())
                 .await

@@ -40,7 +40,7 @@ impl Tracking {
         ds: &Datastore,
         bytes: Vec<u8>,
     ) -> DomainResult<(BlobMeta, tokio::sync::RwLockReadGuard<'_, ()>)> {
-        let backend = self.datastores.get(ds)?;
+        let backend = self.backend(ds).await?;
         let guard = self.gc_lock.read().await;
         let meta = tokio::task::spawn_blocking(move || {
             let mut w = backend.writer()?;
@@ -56,7 +56,7 @@ impl Tracking {
 
     /// Reads a whole blob.
     pub(crate) async fn read_bytes(&self, ds: &Datastore, digest: &str) -> DomainResult<Vec<u8>> {
-        let backend = self.datastores.get(ds)?;
+        let backend = self.backend(ds).await?;
         let digest = digest.to_string();
         tokio::task::spawn_blocking(move || {
             let mut r = backend.open(&digest)?;

@@ -52,18 +52,55 @@ pub struct Tracking {
     pub(crate) gc_lock: tokio::sync::RwLock<()>,
     /// Built-in components, registered in every new workspace.
     builtins: Vec<ComponentRow>,
+    /// The secret store's key (see [`crate::secrets`]).
+    pub(crate) vault: crate::secrets::Vault,
 }
 
 impl Tracking {
-    /// Wraps a store and datastores; `builtins` come from [`prepare_builtins`].
-    pub fn new(store: Store, datastores: Datastores, builtins: Vec<ComponentRow>) -> Self {
+    /// Wraps a store and datastores; `builtins` come from [`prepare_builtins`], `vault` from
+    /// [`crate::secrets::Vault::open`] on the same store.
+    pub fn new(
+        store: Store,
+        datastores: Datastores,
+        builtins: Vec<ComponentRow>,
+        vault: crate::secrets::Vault,
+    ) -> Self {
         Self {
             store,
             datastores,
             workspaces: RwLock::new(HashMap::new()),
             gc_lock: tokio::sync::RwLock::new(()),
             builtins,
+            vault,
         }
+    }
+
+    /// The backend of a datastore, opened (with the secrets its component reads, resolved)
+    /// on first use.
+    pub async fn backend(
+        &self,
+        ds: &crate::store::Datastore,
+    ) -> DomainResult<std::sync::Arc<dyn crate::datastore::BlobStore>> {
+        if let Some(b) = self.datastores.cached(ds) {
+            return Ok(b);
+        }
+        let epoch = self.datastores.secrets_epoch();
+        let names = self.datastores.secret_names(ds)?;
+        let secrets = if names.is_empty() {
+            Default::default()
+        } else {
+            let ws = self.workspace(&ds.workspace).await?;
+            self.resolve_secrets(&ws, &names, &format!("datastore:{}", ds.name))
+                .await
+                .map_err(|e| match e {
+                    DomainError::NotFound(m) => DomainError::InvalidState(format!(
+                        "datastore '{}' cannot open: {m}",
+                        ds.name
+                    )),
+                    other => other,
+                })?
+        };
+        Ok(self.datastores.open(ds, secrets, epoch)?)
     }
 
     /// The configuration of a new workspace's default datastore: the built-in `storage-fs` on
@@ -193,7 +230,7 @@ impl Tracking {
     pub async fn clean_interrupted_uploads(&self) -> DomainResult<usize> {
         let mut n = 0;
         for ds in self.store.all_datastores().await? {
-            let backend = self.datastores.get(&ds)?;
+            let backend = self.backend(&ds).await?;
             n += tokio::task::spawn_blocking(move || backend.clean_temporary())
                 .await
                 .map_err(|e| DomainError::Internal(format!("cleanup task: {e}")))??;
@@ -230,7 +267,7 @@ impl Tracking {
             let mut referenced = self.store.referenced_digests(ds.id).await?;
             referenced.extend(self.store.dataset_digests(ds.id).await?);
             referenced.extend(self.store.model_file_digests(ds.id).await?);
-            let backend = self.datastores.get(&ds)?;
+            let backend = self.backend(&ds).await?;
             let (blobs, bytes) = tokio::task::spawn_blocking(move || {
                 let mut blobs = 0;
                 let mut bytes = 0;

@@ -194,7 +194,7 @@ impl Tracking {
             .find(|f| f.path == "model.json")
             .and_then(|f| dataset_of_card(&f.bytes));
         let ds = self.store.default_datastore(ws.id).await?;
-        let backend = self.datastores.get(&ds)?;
+        let backend = self.backend(&ds).await?;
         // blobs become visible and referenced under one GC read lock
         let _guard = self.gc_lock.read().await;
         let rows = tokio::task::spawn_blocking(move || {
@@ -329,7 +329,7 @@ impl Tracking {
     ) -> DomainResult<(ArtifactFile, Box<dyn Read + Send>)> {
         let row = self.model_file_row(ws, name, version, path).await?;
         let ds = self.store.datastore(row.datastore_id).await?;
-        let backend = self.datastores.get(&ds)?;
+        let backend = self.backend(&ds).await?;
         let digest = row.digest.clone();
         let reader = tokio::task::spawn_blocking(move || backend.open(&digest))
             .await

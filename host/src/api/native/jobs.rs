@@ -3,17 +3,18 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use super::split_action;
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::{QueryMap, Ws};
+use crate::auth::{Principal, Role};
 use crate::jobs::JobSpec;
 use crate::store::{JobRow, JobState};
 use crate::workspace::DomainError;
@@ -52,6 +53,7 @@ fn job_json(st: &AppState, j: &JobRow) -> Value {
 pub async fn submit(
     State(st): State<AppState>,
     Ws(ws): Ws,
+    Extension(p): Extension<Principal>,
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let multipart = req
@@ -101,8 +103,23 @@ pub async fn submit(
             .map_err(|_| DomainError::Malformed("the job spec is not UTF-8".into()))?;
         (JobSpec::parse(text)?, None)
     };
+    if asks_for_secrets(&serde_json::to_value(&spec).unwrap_or_default()) {
+        // the command sees the values: only an Owner may hand them out
+        super::require_role(&st, &p, &ws.name, Role::Owner, "a job that reads secrets").await?;
+    }
     let job = st.executor.submit(&ws, spec, code).await?;
     Ok((StatusCode::CREATED, Json(job_json(&st, &job))))
+}
+
+/// Whether a job spec names secrets anywhere (a command job, or a sweep's command trials).
+fn asks_for_secrets(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.iter().any(|(k, v)| {
+            (k == "secrets" && v.as_array().is_some_and(|a| !a.is_empty())) || asks_for_secrets(v)
+        }),
+        Value::Array(a) => a.iter().any(asks_for_secrets),
+        _ => false,
+    }
 }
 
 /// `GET .../jobs?state=Running&limit=N`: newest first.

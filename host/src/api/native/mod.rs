@@ -9,6 +9,7 @@ mod experiments;
 mod jobs;
 mod models;
 mod runs;
+mod secrets;
 mod workspaces;
 
 use std::collections::BTreeMap;
@@ -183,6 +184,10 @@ fn workspace_routes(api: &mut Api) {
             Write,
             models::delete_alias,
         )
+        .get("/secrets", Read, secrets::list)
+        .get("/secrets/{name}", Read, secrets::get)
+        .put("/secrets/{name}", Write, secrets::put)
+        .delete("/secrets/{name}", Write, secrets::delete)
         .get("/roles", Read, access::list_roles)
         .put("/roles/{user}", Own, access::assign_role)
         .delete("/roles/{user}", Own, access::remove_role)
