@@ -63,6 +63,11 @@ pub struct ServeArgs {
     /// generated on first start]. ATRIUM_MASTER_KEY (base64 of the key itself) takes precedence.
     #[arg(long, env = "ATRIUM_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Recovery: give the `admin` user (created if missing) a new token in DATA_DIR/admin.token
+    /// before serving; for an operator locked out (the token file lost, every admin token
+    /// revoked). Needs access to the data directory and the database, not to the API.
+    #[arg(long)]
+    pub reset_admin_token: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +99,8 @@ pub struct ServeConfig {
     pub threads_per_slot: usize,
     /// Where the master key of the secret store comes from.
     pub master_key: KeySource,
+    /// Write a fresh admin token before serving.
+    pub reset_admin_token: bool,
 }
 
 /// The environment variable that passes the master key itself (base64).
@@ -149,6 +156,7 @@ impl ServeConfig {
                 .or(file.threads_per_slot)
                 .unwrap_or_else(|| (cores() / job_slots.max(1)).max(1)),
             master_key,
+            reset_admin_token: args.reset_admin_token,
         })
     }
 }

@@ -96,7 +96,14 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let tracking = open(&cfg).await?;
     let access = Arc::new(Access::new(tracking.clone()));
-    if let Some(path) = ensure_admin(&access, &cfg.data_dir).await? {
+    if cfg.reset_admin_token {
+        let path = crate::auth::bootstrap::reset_admin_token(&access, &cfg.data_dir).await?;
+        tracing::warn!(token_file = %path.display(), "wrote a new admin token (--reset-admin-token)");
+        println!(
+            "wrote a new admin token to {} (readable by you only)",
+            path.display()
+        );
+    } else if let Some(path) = ensure_admin(&access, &cfg.data_dir).await? {
         tracing::info!(token_file = %path.display(), "created the admin user");
         println!(
             "created the admin user; its API token is in {} (readable by you only; the CLI on this machine finds it there)",

@@ -185,9 +185,15 @@ impl Server {
 
     /// Starts a server on an existing data directory.
     pub fn start_in(data_dir: &Path, database_url: Option<String>) -> Self {
+        Self::start_with_args(data_dir, database_url, &[])
+    }
+
+    /// Starts a server on an existing data directory with extra `serve` flags.
+    pub fn start_with_args(data_dir: &Path, database_url: Option<String>, extra: &[&str]) -> Self {
         let log = data_dir.join(format!("server-{}.log", uuid_like()));
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")

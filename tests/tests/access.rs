@@ -474,6 +474,20 @@ fn tokens_revocation_expiry_basic_auth_and_bootstrap() {
     );
     // the last admin cannot be deleted
     assert_eq!(s.http().delete("/api/v1/users/admin").status, 409);
+    // locked out (the admin revoked its only token): `serve --reset-admin-token` recovers
+    let old = s.token.clone();
+    let id = s.http().get("/api/v1/whoami").ok()["token_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.http().delete(&format!("/api/v1/tokens/{id}")).ok();
+    assert_eq!(s.http().get("/api/v1/whoami").status, 401);
+    s.stop();
+    let data_dir = s.data_dir.clone();
+    let r = Server::start_with_args(&data_dir, None, &["--reset-admin-token"]);
+    assert_ne!(r.token, old);
+    assert_eq!(r.http().get("/api/v1/whoami").ok()["user"], "admin");
+    assert_eq!(r.http_as(Some(&old)).get("/api/v1/whoami").status, 401);
 }
 
 #[test]

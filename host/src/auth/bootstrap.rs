@@ -33,6 +33,34 @@ pub async fn ensure_admin(access: &Access, data_dir: &Path) -> DomainResult<Opti
     Ok(Some(path))
 }
 
+/// Recovery: gives the `admin` user (created as a server admin if missing) a new token and
+/// writes it to the token file; refuses when `admin` exists but is not a server admin.
+pub async fn reset_admin_token(access: &Access, data_dir: &Path) -> DomainResult<PathBuf> {
+    match access.store().user(ADMIN_USER).await? {
+        Some(u) if !u.admin => {
+            return Err(DomainError::InvalidState(format!(
+                "user '{ADMIN_USER}' exists but is not a server admin; refusing to give it a token"
+            )));
+        }
+        Some(_) => {}
+        None => {
+            access.create_user(ADMIN_USER, true).await?;
+        }
+    }
+    let t = access
+        .create_token(
+            ADMIN_USER,
+            "admin token reset from the command line",
+            None,
+            None,
+        )
+        .await?;
+    let path = data_dir.join(TOKEN_FILE);
+    write_private(&path, &format!("{}\n", t.token))
+        .map_err(|e| DomainError::Internal(format!("cannot write {}: {e}", path.display())))?;
+    Ok(path)
+}
+
 /// Writes a file readable and writable by its owner only (replacing any old one).
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
