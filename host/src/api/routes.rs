@@ -214,32 +214,35 @@ fn credentials(headers: &HeaderMap) -> Result<Option<Credentials>, DomainError> 
 const NEEDS_TOKEN: &str = "this needs an API token: send `Authorization: Bearer <token>` \
      (the mlflow client: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD)";
 
-/// Decides whether the caller may use the route; the principal on success.
-async fn decide(
-    g: &Guard,
-    headers: &HeaderMap,
-    workspace: Option<&str>,
-) -> Result<Principal, DomainError> {
-    let access = &g.state.access;
-    let principal = match credentials(headers)? {
+/// Who is calling: the user behind the credentials, or anonymous; 401 for bad credentials.
+async fn identify(g: &Guard, headers: &HeaderMap) -> Result<Principal, DomainError> {
+    Ok(match credentials(headers)? {
         // endpoint keys are bearer tokens too: the scoring handler checks those
         Some(c) if g.policy != Policy::Scoring || c.is_user_token() => {
-            Principal::User(access.authenticate(&c).await?)
+            Principal::User(g.state.access.authenticate(&c).await?)
         }
         _ => Principal::Anonymous,
-    };
+    })
+}
+
+/// Decides whether the caller may use the route.
+async fn check(
+    g: &Guard,
+    principal: &Principal,
+    workspace: Option<&str>,
+) -> Result<(), DomainError> {
     let need = match g.policy {
-        Policy::Public | Policy::Scoring => return Ok(principal),
+        Policy::Public | Policy::Scoring => return Ok(()),
         Policy::Authenticated => {
             return match principal {
                 Principal::Anonymous => Err(DomainError::Unauthenticated(NEEDS_TOKEN.into())),
-                p => Ok(p),
+                _ => Ok(()),
             };
         }
         Policy::Admin => {
-            return match &principal {
+            return match principal {
                 Principal::Anonymous => Err(DomainError::Unauthenticated(NEEDS_TOKEN.into())),
-                Principal::User(id) if id.admin => Ok(principal),
+                Principal::User(id) if id.admin => Ok(()),
                 Principal::User(_) => Err(DomainError::PermissionDenied(
                     "this needs the server admin role".into(),
                 )),
@@ -256,13 +259,13 @@ async fn decide(
                 .await
                 .is_ok_and(|w| w.anonymous_read)
     };
-    let id = match &principal {
-        Principal::Anonymous if anonymous_read().await => return Ok(principal),
+    let id = match principal {
+        Principal::Anonymous if anonymous_read().await => return Ok(()),
         Principal::Anonymous => return Err(DomainError::Unauthenticated(NEEDS_TOKEN.into())),
         Principal::User(id) => id,
     };
-    match access.role(id, ws).await? {
-        Some(r) if r >= need => Ok(principal),
+    match g.state.access.role(id, ws).await? {
+        Some(r) if r >= need => Ok(()),
         Some(r) => Err(DomainError::PermissionDenied(format!(
             "this needs the {} role on workspace '{ws}'; {} has {}",
             need.as_str(),
@@ -272,7 +275,7 @@ async fn decide(
         None if g.policy == Policy::PutWorkspace => Err(DomainError::PermissionDenied(
             "creating a workspace needs the server admin role".into(),
         )),
-        None if anonymous_read().await => Ok(principal),
+        None if anonymous_read().await => Ok(()),
         // a workspace the caller cannot see answers exactly like one that does not exist
         None => Err(DomainError::NotFound(format!(
             "workspace '{ws}' does not exist"
@@ -330,12 +333,16 @@ async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response
                 .find(|(k, _)| *k == "ws")
                 .map(|(_, v)| v.to_string())
         });
-    let decision = decide(&g, &parts.headers, workspace.as_deref()).await;
+    let principal = match identify(&g, &parts.headers).await {
+        Ok(p) => p,
+        Err(e) => return error_response(&e, g.flavor),
+    };
+    let verdict = check(&g, &principal, workspace.as_deref()).await;
     let audited = g.policy.audited() && !matches!(parts.method, Method::GET | Method::HEAD);
     if !audited {
-        return match decision {
-            Ok(p) => {
-                parts.extensions.insert(p);
+        return match verdict {
+            Ok(()) => {
+                parts.extensions.insert(principal);
                 next.run(Request::from_parts(parts, body)).await
             }
             Err(e) => error_response(&e, g.flavor),
@@ -355,29 +362,21 @@ async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response
             .clone()
             .unwrap_or_else(|| DEFAULT_WORKSPACE.into())
     });
-    let (principal, resp, denied) = match decision {
-        Ok(p) => {
-            parts.extensions.insert(p.clone());
-            let resp = next.run(Request::from_parts(parts, body)).await;
-            (p, resp, false)
+    let (resp, denied) = match verdict {
+        Ok(()) => {
+            parts.extensions.insert(principal.clone());
+            (next.run(Request::from_parts(parts, body)).await, false)
         }
-        Err(DomainError::Unauthenticated(m)) => {
+        Err(e @ DomainError::Unauthenticated(_)) => {
             // no identity to record; the log line is enough
             tracing::info!(
                 action = &*g.action,
                 object = object.as_str(),
                 "unauthenticated call refused"
             );
-            return error_response(&DomainError::Unauthenticated(m), g.flavor);
+            return error_response(&e, g.flavor);
         }
-        Err(e) => {
-            let who = match credentials(&parts.headers) {
-                Ok(Some(c)) => g.state.access.authenticate(&c).await.ok(),
-                _ => None,
-            };
-            let p = who.map(Principal::User).unwrap_or(Principal::Anonymous);
-            (p, error_response(&e, g.flavor), true)
-        }
+        Err(e) => (error_response(&e, g.flavor), true),
     };
     let status = resp.status().as_u16();
     g.state
