@@ -75,10 +75,6 @@ pub struct Access {
     tracking: Arc<crate::tracking::Tracking>,
 }
 
-fn store(a: &Access) -> &Store {
-    &a.tracking.store
-}
-
 impl Access {
     /// The access service of a tracking service's store.
     pub fn new(tracking: Arc<crate::tracking::Tracking>) -> Self {
@@ -87,7 +83,8 @@ impl Access {
 
     /// Resolves credentials to an identity; `Unauthenticated` says why not.
     pub async fn authenticate(&self, cred: &Credentials) -> DomainResult<Identity> {
-        let rec = store(self)
+        let rec = self
+            .store()
             .token_by_hash(&token::hash(cred.token()))
             .await?
             .ok_or_else(|| DomainError::Unauthenticated("invalid API token".into()))?;
@@ -130,7 +127,7 @@ impl Access {
         if who.admin {
             return Ok(Some(Role::Owner));
         }
-        store(self).role_of(workspace, &who.user).await
+        self.store().role_of(workspace, &who.user).await
     }
 
     /// Creates a user.
@@ -141,12 +138,12 @@ impl Access {
                 "'{JOBS_USER}' is reserved for job tokens"
             )));
         }
-        store(self).create_user(name, admin, now_millis()).await
+        self.store().create_user(name, admin, now_millis()).await
     }
 
     /// A user that must exist.
     pub async fn user(&self, name: &str) -> DomainResult<User> {
-        store(self)
+        self.store()
             .user(name)
             .await?
             .ok_or_else(|| DomainError::NotFound(format!("user '{name}' does not exist")))
@@ -174,7 +171,7 @@ impl Access {
         let u = self.user(user).await?;
         let value = token::generate();
         let id = token::new_id();
-        store(self)
+        self.store()
             .create_token(&TokenRow {
                 id: &id,
                 user: &u.name,
@@ -202,7 +199,7 @@ impl Access {
 
     /// A token by id.
     pub async fn token(&self, id: &str) -> DomainResult<TokenInfo> {
-        store(self)
+        self.store()
             .token(id)
             .await?
             .map(|r| r.info)
@@ -215,24 +212,19 @@ impl Access {
         if t.revoked_at.is_some() {
             return Ok(());
         }
-        store(self).revoke_token(id, now_millis()).await?;
+        self.store().revoke_token(id, now_millis()).await?;
         Ok(())
     }
 
     /// Appends an audit record; a failure to write it is logged, never fails the caller.
     pub async fn audit(&self, entry: NewAuditEntry) {
-        if let Err(e) = store(self).insert_audit(&entry).await {
+        if let Err(e) = self.store().insert_audit(&entry).await {
             tracing::error!(error = %e, action = entry.action.as_str(), "cannot write the audit record");
         }
     }
 
     /// The store (for listings).
     pub fn store(&self) -> &Store {
-        store(self)
-    }
-
-    /// The tracking service.
-    pub fn tracking(&self) -> &Arc<crate::tracking::Tracking> {
-        &self.tracking
+        &self.tracking.store
     }
 }
