@@ -80,13 +80,7 @@ impl Principal {
 
 /// Checks a user name: 1-64 characters of letters, digits, '-', '_', '.', '@'.
 pub fn check_user_name(name: &str) -> Result<(), DomainError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
+    if crate::workspace::validate::is_label(name, 64, b"-_.@") {
         Ok(())
     } else {
         Err(DomainError::invalid(format!(

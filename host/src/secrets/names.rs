@@ -11,13 +11,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// Checks a secret name: 1-128 characters of letters, digits, `-`, `_` and `.`, starting with
 /// a letter or digit (so it is safe in URLs, and `/` never appears in a binding).
 pub fn check_name(name: &str) -> DomainResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+    if crate::workspace::validate::is_label(name, MAX_NAME_LEN, b"-_.") {
         Ok(())
     } else {
         Err(DomainError::invalid(format!(

@@ -96,12 +96,7 @@ pub struct DatastoreRequest {
 }
 
 fn check_label(what: &str, s: &str) -> DomainResult<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+'))
-        && s.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
+    if crate::workspace::validate::is_label(s, 64, b"-_.+") {
         Ok(())
     } else {
         Err(DomainError::invalid(format!(

@@ -17,13 +17,7 @@ fn task_err(e: tokio::task::JoinError) -> DomainError {
 
 /// Checks a dataset name: letters, digits, '-', '_', '.', starting with a letter or digit.
 pub fn check_name(name: &str) -> DomainResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+    if crate::workspace::validate::is_label(name, 128, b"-_.") {
         Ok(())
     } else {
         Err(DomainError::invalid(format!(

@@ -160,13 +160,7 @@ pub fn parse_version(v: &str) -> DomainResult<i64> {
 /// Checks a registered model name: 1–256 characters of letters, digits, `-`, `_`, `.`,
 /// starting with a letter or digit (so it fits in URLs and `models:/` references).
 pub fn check_model_name(name: &str) -> DomainResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_MODEL_NAME_LEN
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+    if super::validate::is_label(name, MAX_MODEL_NAME_LEN, b"-_.") {
         Ok(())
     } else {
         Err(DomainError::invalid(format!(

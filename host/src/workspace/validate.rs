@@ -21,6 +21,17 @@ pub const MAX_BATCH_ITEMS: usize = 1000;
 /// Largest log-batch request body in bytes.
 pub const MAX_BATCH_BYTES: usize = 1_000_000;
 
+/// Whether `name` is a label: 1..=`max_len` bytes of ASCII letters, digits and the `extra`
+/// punctuation, starting with a letter or digit (safe in URLs and references).
+pub fn is_label(name: &str, max_len: usize, extra: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= max_len
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
 /// Checks a workspace name: 1–63 characters of `a-z 0-9 -`, starting with a letter or digit.
 pub fn workspace_name(name: &str) -> DomainResult<()> {
     let ok = !name.is_empty()
