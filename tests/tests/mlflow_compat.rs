@@ -14,7 +14,11 @@ fn run_suite(backend: Backend) {
         .env("ATRIUM_URL", &s.url)
         .env("MLFLOW_TRACKING_TOKEN", &s.token)
         .env("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        // one retry, as any client does for a pooled keep-alive connection the server closed
+        // (seen once in ~10 runs, after an artifact download on PostgreSQL); answers with a
+        // 4xx status are never retried, so the suite's error assertions still bite
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.1")
         .env_remove("MLFLOW_TRACKING_URI")
         .output()
         .unwrap();
