@@ -412,6 +412,123 @@ if __name__ == "__main__":
     unittest.main(verbosity=2)
 
 
+class MlflowThree(unittest.TestCase):
+    """MLflow 3: logged models (log_model -> load_model -> register), run inputs and outputs."""
+
+    def setUp(self):
+        mlflow.set_tracking_uri(BASE)
+        mlflow.set_registry_uri(BASE)
+        self.client = MlflowClient(BASE, BASE)
+
+    def tearDown(self):
+        while mlflow.active_run():
+            mlflow.end_run()
+
+    def test_pyfunc_log_model_round_trip_and_register(self):
+        class AddOne(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input):
+                return [x + 1 for x in model_input]
+
+        mlflow.set_experiment(unique("m3"))
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(name="model", python_model=AddOne())
+        self.assertTrue(info.model_id.startswith("m-"), info.model_id)
+        lm = self.client.get_logged_model(info.model_id)
+        self.assertEqual(lm.source_run_id, run.info.run_id)
+        self.assertEqual(str(lm.status), "READY")
+        self.assertIn("/models/", lm.artifact_location)
+        # the files went through the server, into the workspace datastore
+        status, files = api(
+            "GET", f"/api/v1/workspaces/default/logged-models/{info.model_id}/artifacts"
+        )
+        self.assertEqual(status, 200, files)
+        self.assertIn("MLmodel", [f["path"] for f in files["files"]])
+        loaded = mlflow.pyfunc.load_model(f"models:/{info.model_id}")
+        self.assertEqual(list(loaded.predict([1, 2])), [2, 3])
+        # the run lists the model among its outputs
+        got = self.client.get_run(run.info.run_id)
+        self.assertEqual([o.model_id for o in got.outputs.model_outputs], [info.model_id])
+        # register the logged model; the version keeps its files and lineage
+        name = unique("m3reg")
+        v = mlflow.register_model(f"models:/{info.model_id}", name)
+        self.assertEqual(v.version, "1")
+        self.assertEqual(v.run_id, run.info.run_id)
+        self.assertEqual(self.client.get_model_version(name, "1").model_id, info.model_id)
+        tag = self.client.get_logged_model(info.model_id).tags["mlflow.modelVersions"]
+        self.assertEqual(json.loads(tag), [{"name": name, "version": 1}])
+        again = mlflow.pyfunc.load_model(f"models:/{name}/1")
+        self.assertEqual(list(again.predict([5])), [6])
+        # the MLflow 2 spelling, runs:/<run>/model, finds the logged model too
+        v2 = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+        self.assertEqual(v2.version, "2")
+        # copy_model_version from a models:/ source
+        dst = unique("m3copy")
+        c = self.client.copy_model_version(f"models:/{name}/1", dst)
+        self.assertEqual((c.name, c.version), (dst, "1"))
+        self.assertEqual(list(mlflow.pyfunc.load_model(f"models:/{dst}/1").predict([0])), [1])
+
+    def test_search_logged_models_with_metrics(self):
+        exp = self.client.create_experiment(unique("m3search"))
+        a = self.client.create_logged_model(exp, name="a", params={"lr": "0.1"})
+        b = self.client.create_logged_model(exp, name="b", tags={"t": "x"})
+        run = self.client.create_run(exp)
+        self.client.log_metric(
+            run.info.run_id, "acc", 0.7, model_id=a.model_id, dataset_name="val", dataset_digest="d1"
+        )
+        self.client.log_metric(run.info.run_id, "acc", 0.9, model_id=b.model_id)
+        found = self.client.search_logged_models([exp], filter_string="metrics.acc > 0.8")
+        self.assertEqual([m.name for m in found], ["b"])
+        found = self.client.search_logged_models([exp], filter_string="params.lr = '0.1'")
+        self.assertEqual([m.name for m in found], ["a"])
+        ordered = self.client.search_logged_models(
+            [exp], order_by=[{"field_name": "metrics.acc", "ascending": False}]
+        )
+        self.assertEqual([m.name for m in ordered], ["b", "a"])
+        scoped = self.client.search_logged_models([exp], datasets=[{"dataset_name": "val"}])
+        self.assertEqual([m.name for m in scoped], ["a"])
+        with self.assertRaisesRegex(MlflowException, "Invalid"):
+            self.client.search_logged_models([exp], filter_string="metrics.acc >")
+        self.client.delete_logged_model(a.model_id)
+        with self.assertRaisesRegex(MlflowException, "not found"):
+            self.client.get_logged_model(a.model_id)
+
+    def test_log_input_dataset(self):
+        import pandas as pd
+
+        df = pd.DataFrame({"a": [1, 2, 3], "b": [0.5, 0.25, 0.125]})
+        ds = mlflow.data.from_pandas(df, name="train-set")
+        mlflow.set_experiment(unique("m3inputs"))
+        with mlflow.start_run() as run:
+            mlflow.log_input(ds, context="training", tags={"split": "train"})
+        got = self.client.get_run(run.info.run_id).inputs.dataset_inputs
+        self.assertEqual(len(got), 1)
+        self.assertEqual(got[0].dataset.name, "train-set")
+        self.assertEqual(got[0].dataset.digest, ds.digest)
+        tags = {t.key: t.value for t in got[0].tags}
+        self.assertEqual(tags["mlflow.data.context"], "training")
+        self.assertEqual(tags["split"], "train")
+        self.assertIn("num_rows", got[0].dataset.profile)
+        # a run can be found by the datasets it used, as MLflow searches them
+        found = self.client.search_runs(
+            [run.info.experiment_id], filter_string="dataset.name = 'train-set'"
+        )
+        self.assertEqual([r.info.run_id for r in found], [run.info.run_id])
+        found = self.client.search_runs(
+            [run.info.experiment_id], filter_string="dataset.context = 'eval'"
+        )
+        self.assertEqual(found, [])
+
+    def test_server_version_and_unsupported_features(self):
+        import urllib.request
+
+        with urllib.request.urlopen(f"{BASE}/version") as r:
+            self.assertEqual(r.read().decode(), mlflow.__version__)
+        status, body = api("POST", "/api/3.0/mlflow/traces", {})
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error_code"], "ENDPOINT_NOT_FOUND")
+        self.assertIn("tracing", body["message"])
+
+
 class AccessControl(unittest.TestCase):
     """The client authenticates with MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD;
     roles decide what it may do."""

@@ -49,6 +49,7 @@ fn reads_by_post(path: &str) -> bool {
     path.ends_with("/search")
         || path.ends_with("runs:search")
         || path.ends_with("/get-latest-versions")
+        || path.ends_with("/search-datasets")
 }
 
 /// Fills a path template: `{ws}` with the workspace, every other parameter with a name that

@@ -98,11 +98,83 @@ impl IntoResponse for MlflowError {
     }
 }
 
-/// Answers unknown routes in the common error shape.
+/// MLflow features Atrium does not serve, by a fragment of their routes: an unknown route
+/// that matches one answers `ENDPOINT_NOT_FOUND` naming the feature.
+const UNSUPPORTED_MLFLOW: &[(&str, &str)] = &[
+    (
+        "/graphql",
+        "MLflow's GraphQL API (used only by MLflow's own UI)",
+    ),
+    ("/mlflow/traces", "MLflow tracing (traces and spans)"),
+    ("/mlflow/spans", "MLflow tracing (traces and spans)"),
+    ("/get-trace-artifact", "MLflow tracing (traces and spans)"),
+    ("/unified-traces", "MLflow tracing (traces and spans)"),
+    ("/mlflow/assessments", "GenAI assessments"),
+    (
+        "/mlflow/gateway",
+        "the MLflow AI gateway (secrets, endpoints, providers, model definitions)",
+    ),
+    (
+        "/gateway-proxy",
+        "the MLflow AI gateway (secrets, endpoints, providers, model definitions)",
+    ),
+    (
+        "/mlflow/secrets",
+        "the MLflow AI gateway's secrets (Atrium's key vault: /api/v1/workspaces/{ws}/secrets)",
+    ),
+    (
+        "/mlflow/endpoints",
+        "the MLflow AI gateway's endpoints (Atrium's endpoints: /api/v1/workspaces/{ws}/endpoints)",
+    ),
+    ("/mlflow/model-definitions", "the MLflow AI gateway"),
+    ("/3.0/mlflow/datasets", "GenAI evaluation datasets"),
+    ("/mlflow/scorers", "GenAI scorers"),
+    ("/mlflow/issues", "GenAI issues"),
+    ("/mlflow/label-schemas", "GenAI labeling sessions"),
+    ("/mlflow/review-queues", "GenAI labeling sessions"),
+    ("/mlflow/prompt-optimization", "GenAI prompt optimization"),
+    (
+        "/create-promptlab-run",
+        "MLflow's prompt lab (used only by MLflow's own UI)",
+    ),
+    (
+        "/metrics/get-history-bulk",
+        "the bulk metric history route used only by MLflow's own UI",
+    ),
+    ("/mlflow/webhooks", "registry webhooks"),
+    (
+        "/mlflow/workspaces",
+        "MLflow's workspaces API (Atrium selects a workspace with /ws/{name} in the tracking URI)",
+    ),
+    (
+        "/mlflow/artifacts/presigned",
+        "presigned artifact URLs (artifacts go through the server)",
+    ),
+    (
+        "/mlflow-artifacts/mpu/",
+        "multipart artifact uploads (uploads stream through the server)",
+    ),
+    (
+        "/mlflow-artifacts/presigned/",
+        "presigned artifact URLs (artifacts go through the server)",
+    ),
+];
+
+/// Answers unknown routes in the common error shape (naming the MLflow feature, if it is one).
 pub async fn not_found(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    let message = match UNSUPPORTED_MLFLOW
+        .iter()
+        .find(|(frag, _)| path.contains(frag))
+    {
+        Some((_, feature)) => {
+            format!("no such endpoint: {path}: Atrium does not support {feature}")
+        }
+        None => format!("no such endpoint: {path}"),
+    };
     (
         StatusCode::NOT_FOUND,
-        Json(json!({ "error_code": "ENDPOINT_NOT_FOUND", "message": format!("no such endpoint: {}", uri.path()) })),
+        Json(json!({ "error_code": "ENDPOINT_NOT_FOUND", "message": message })),
     )
         .into_response()
 }

@@ -45,15 +45,105 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// A JSON request body with errors in MLflow's shape, plus its size in bytes.
+/// A JSON request body with errors in MLflow's shape and wording, plus its size in bytes.
 pub struct MlflowJson<T>(pub T, pub usize);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for MlflowJson<T> {
     type Rejection = MlflowError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        Ok(Self(parse_json(&bytes)?, bytes.len()))
+        Ok(Self(parse_mlflow_json(&bytes)?, bytes.len()))
     }
+}
+
+/// Parses an MLflow request body; a field of the wrong type or a missing required one is
+/// reported as MLflow words it (`Invalid value 123 for parameter 'name' supplied`, `Missing value
+/// for required parameter 'metrics[0].timestamp'`). The success path parses once, as usual.
+pub fn parse_mlflow_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DomainError> {
+    let bytes: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}"
+    } else {
+        bytes
+    };
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(t) => Ok(t),
+        Err(e) if e.classify() != serde_json::error::Category::Data => {
+            Err(DomainError::Malformed(format!("malformed JSON body: {e}")))
+        }
+        Err(e) => {
+            let root: serde_json::Value = serde_json::from_slice(bytes)
+                .map_err(|e| DomainError::Malformed(format!("malformed JSON body: {e}")))?;
+            Err(mlflow_field_error::<T>(&root)
+                .unwrap_or_else(|| DomainError::invalid(format!("invalid request: {e}"))))
+        }
+    }
+}
+
+/// Deserializes an MLflow request from a JSON value, with MLflow's wording for bad fields.
+pub fn mlflow_from_value<T: DeserializeOwned>(v: &serde_json::Value) -> Result<T, DomainError> {
+    match T::deserialize(v) {
+        Ok(t) => Ok(t),
+        Err(e) => Err(mlflow_field_error::<T>(v)
+            .unwrap_or_else(|| DomainError::invalid(format!("invalid request: {e}")))),
+    }
+}
+
+/// Re-reads a request that failed to deserialize, tracking the path, and words the error.
+fn mlflow_field_error<T: DeserializeOwned>(root: &serde_json::Value) -> Option<DomainError> {
+    if !root.is_object() {
+        return Some(DomainError::Malformed(
+            "the request body must be a JSON object".into(),
+        ));
+    }
+    let err = serde_path_to_error::deserialize::<_, T>(root).err()?;
+    let mut segments: Vec<PathSeg> = err
+        .path()
+        .iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+            _ => None,
+        })
+        .collect();
+    let inner = err.inner().to_string();
+    let missing = inner
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(f, _)| f.to_string());
+    if let Some(f) = &missing {
+        segments.push(PathSeg::Key(f.clone()));
+    }
+    let mut name = String::new();
+    for s in &segments {
+        match s {
+            PathSeg::Key(k) if name.is_empty() => name.push_str(k),
+            PathSeg::Key(k) => {
+                name.push('.');
+                name.push_str(k);
+            }
+            PathSeg::Index(i) => name.push_str(&format!("[{i}]")),
+        }
+    }
+    let mut at = Some(root);
+    for s in &segments {
+        at = at.and_then(|v| match s {
+            PathSeg::Key(k) => v.get(k),
+            PathSeg::Index(i) => v.get(*i),
+        });
+    }
+    Some(match at {
+        None | Some(serde_json::Value::Null) => DomainError::invalid(format!(
+            "Missing value for required parameter '{name}'. See the API docs for more information about request parameters."
+        )),
+        Some(v) => DomainError::invalid(format!(
+            "Invalid value {v} for parameter '{name}' supplied: {inner}"
+        )),
+    })
+}
+
+enum PathSeg {
+    Key(String),
+    Index(usize),
 }
 
 async fn scoped_workspace(parts: &mut Parts, state: &AppState) -> Result<Workspace, DomainError> {
@@ -124,9 +214,7 @@ impl QueryMap {
 
     /// The first value of `key`, required.
     pub fn require(&self, key: &str) -> Result<&str, DomainError> {
-        self.get(key).ok_or_else(|| {
-            DomainError::invalid(format!("missing value for required parameter '{key}'"))
-        })
+        self.get(key).ok_or_else(|| crate::api::wire::missing(key))
     }
 
     /// The first value of `key` as an integer.

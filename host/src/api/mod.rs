@@ -49,7 +49,7 @@ pub fn router(state: AppState) -> Router {
     let (router, table) = api.finish();
     let matcher = routes::TableMatcher::new(&table);
     let _ = state.routes.set(table);
-    router
+    let app = router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_JSON_BODY))
@@ -58,7 +58,38 @@ pub fn router(state: AppState) -> Router {
             routes::only_table_routes,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    // paths are normalized before routing, so the table sees every request as it is written
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::map_request(merge_slashes))
+}
+
+/// Collapses repeated slashes in the request path (`//model-versions/get-artifact`), as
+/// MLflow's server (Werkzeug) does; the query string is kept.
+async fn merge_slashes(mut req: axum::extract::Request) -> axum::extract::Request {
+    let uri = req.uri();
+    if !uri.path().contains("//") {
+        return req;
+    }
+    let mut path = String::with_capacity(uri.path().len());
+    for c in uri.path().chars() {
+        if !(c == '/' && path.ends_with('/')) {
+            path.push(c);
+        }
+    }
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = pq.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(new) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = new;
+        }
+    }
+    req
 }
 
 async fn health() -> impl IntoResponse {

@@ -141,6 +141,13 @@ pub struct MetricOut {
     pub step: i64,
 }
 
+/// MLflow's error for a required parameter that is absent or empty.
+pub fn missing(name: &str) -> crate::workspace::DomainError {
+    crate::workspace::DomainError::invalid(format!(
+        "Missing value for required parameter '{name}'. See the API docs for more information about request parameters."
+    ))
+}
+
 /// Parses an experiment id given as text.
 pub fn experiment_id(s: &str) -> Result<i64, crate::workspace::DomainError> {
     s.trim().parse().map_err(|_| {

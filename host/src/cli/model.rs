@@ -19,15 +19,19 @@ use crate::workspace::registry::{ModelRef, Selector};
 /// `atrium model ...`
 #[derive(Debug, Subcommand)]
 pub enum ModelCmd {
-    /// Register a model version from a run's artifact directory (--run) or a local directory
-    /// (--dir); the registered model is created if absent.
+    /// Register a model version from a run's artifact directory (--run), an MLflow logged model
+    /// (--logged-model) or a local directory (--dir); the registered model is created if absent.
     Register {
         /// Registered model name.
         #[arg(long)]
         name: String,
         /// Run whose artifacts hold the model.
-        #[arg(long, required_unless_present = "dir", conflicts_with = "dir")]
+        #[arg(long, required_unless_present_any = ["dir", "logged_model"], conflicts_with_all = ["dir", "logged_model"])]
         run: Option<String>,
+        /// MLflow logged model to register (`m-...` or `models:/m-...`), e.g. what
+        /// `mlflow.sklearn.log_model` created.
+        #[arg(long, conflicts_with = "dir")]
+        logged_model: Option<String>,
         /// Artifact directory of the model in the run.
         #[arg(long, default_value = "model")]
         path: String,
@@ -78,7 +82,8 @@ pub enum ModelCmd {
         /// Run id.
         #[arg(long, required_unless_present = "model", conflicts_with = "model")]
         run: Option<String>,
-        /// Registered model version: models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME.
+        /// Registered model version: models:/NAME/VERSION, models:/NAME@ALIAS or models:/NAME;
+        /// or an MLflow logged model holding an Atrium model, models:/m-....
         #[arg(long)]
         model: Option<String>,
         /// Artifact directory of the model in the run.
@@ -181,6 +186,7 @@ pub async fn model(c: &Client, cmd: ModelCmd, out: Output) -> Result<(), CliErro
         ModelCmd::Register {
             name,
             run,
+            logged_model,
             path,
             dir,
             description,
@@ -191,6 +197,13 @@ pub async fn model(c: &Client, cmd: ModelCmd, out: Output) -> Result<(), CliErro
             let tags: serde_json::Map<String, Value> =
                 tags.into_iter().map(|(k, v)| (k, json!(v))).collect();
             let v = match (run, dir) {
+                _ if logged_model.is_some() => {
+                    let body = json!({
+                        "model_id": logged_model, "description": description,
+                        "tags": tags, "aliases": alias,
+                    });
+                    c.call(Method::POST, &url, Some(&body)).await?
+                }
                 (Some(run), _) => {
                     let body = json!({
                         "run_id": run, "path": path, "description": description,
@@ -362,7 +375,25 @@ async fn predict(
     file: &Path,
     out: Output,
 ) -> Result<(), CliError> {
+    let logged = model
+        .as_deref()
+        .and_then(|m| m.strip_prefix("models:/"))
+        .filter(|id| crate::workspace::logged_model::is_model_id(id))
+        .map(String::from);
     let (json, weights) = match (run, model) {
+        (_, Some(_)) if logged.is_some() => {
+            // an MLflow logged model that holds an Atrium model
+            let base = c.ws_path(&format!(
+                "/logged-models/{}/artifacts",
+                logged.as_deref().unwrap_or_default()
+            ));
+            let mut json = Vec::new();
+            c.download(&format!("{base}/model.json"), &mut json).await?;
+            let mut weights = Vec::new();
+            c.download(&format!("{base}/model.safetensors"), &mut weights)
+                .await?;
+            (json, weights)
+        }
         (_, Some(m)) => {
             let r = ModelRef::parse(&m).map_err(|e| CliError::Usage(e.to_string()))?;
             let base = version_path(c, &r);

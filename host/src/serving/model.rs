@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::jobs::device_for;
 use crate::plugins::scorer::Predictor;
-use crate::tracking::Tracking;
+use crate::tracking::{ArtifactScope, Tracking};
 use crate::train::TrainedModel;
 use crate::train::spec::DeviceSpec;
 use crate::workspace::Workspace;
@@ -123,6 +123,20 @@ pub async fn resolve(
             path: Some(path.to_string()),
         });
     }
+    if let Some(id) = uri
+        .strip_prefix("models:/")
+        .filter(|id| crate::workspace::logged_model::is_model_id(id))
+    {
+        // an MLflow logged model Atrium can run: one holding an Atrium model.json
+        tracking
+            .open_artifact(ws, ArtifactScope::Model(id), "model.json")
+            .await?;
+        return Ok(ResolvedModel {
+            name: id.to_string(),
+            version: 0,
+            path: Some(String::new()),
+        });
+    }
     let v = tracking
         .resolve_model_version(&ws.name, &ModelRef::parse(uri)?)
         .await?;
@@ -142,6 +156,7 @@ pub async fn files(
     let mut out = Vec::new();
     for file in ["model.json", "model.safetensors"] {
         out.push(match &m.path {
+            Some(dir) if dir.is_empty() => run_file(tracking, ws, &m.name, file).await?,
             Some(dir) => run_file(tracking, ws, &m.name, &format!("{dir}/{file}")).await?,
             None => {
                 tracking
@@ -161,7 +176,13 @@ async fn run_file(
     run_id: &str,
     path: &str,
 ) -> DomainResult<Vec<u8>> {
-    let (_, mut reader) = tracking.open_artifact(ws, run_id, path).await?;
+    // `run_id` names a run, or a logged model (`m-...`)
+    let scope = if crate::workspace::logged_model::is_model_id(run_id) {
+        ArtifactScope::Model(run_id)
+    } else {
+        ArtifactScope::Run(run_id)
+    };
+    let (_, mut reader) = tracking.open_artifact(ws, scope, path).await?;
     let what = path.to_string();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();

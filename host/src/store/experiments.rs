@@ -9,6 +9,7 @@ use crate::workspace::{
 };
 
 pub(crate) const EXPERIMENT_COLUMNS: &str = "e.id, e.number, e.name, e.lifecycle_stage, e.creation_time, e.last_update_time, \
+     e.artifact_location, \
      (SELECT d.name FROM datastores d WHERE d.id = e.datastore_id) AS datastore";
 
 pub(crate) fn experiment_from(r: &impl RowExt) -> DomainResult<Experiment> {
@@ -17,13 +18,50 @@ pub(crate) fn experiment_from(r: &impl RowExt) -> DomainResult<Experiment> {
         key: r.i64("id")?,
         id: number,
         name: r.text("name")?,
-        artifact_location: experiment_artifact_location(number),
+        artifact_location: r
+            .opt_text("artifact_location")?
+            .unwrap_or_else(|| experiment_artifact_location(number)),
         lifecycle_stage: r.text("lifecycle_stage")?.parse()?,
         creation_time: r.i64("creation_time")?,
         last_update_time: r.i64("last_update_time")?,
         artifact_datastore: r.opt_text("datastore")?,
         tags: BTreeMap::new(),
     })
+}
+
+impl Store {
+    /// The artifact location an experiment was created with, if any (cached: it never changes).
+    pub(crate) async fn experiment_location(
+        &self,
+        workspace_id: i64,
+        number: i64,
+    ) -> DomainResult<Option<String>> {
+        if let Some(l) = self
+            .locations
+            .lock()
+            .expect("locations")
+            .get(&(workspace_id, number))
+        {
+            return Ok(l.clone());
+        }
+        let found: Option<Option<String>> = with_db!(self, read, |p| sqlx::query(
+            "SELECT artifact_location FROM experiments WHERE workspace_id = $1 AND number = $2"
+        )
+        .bind(workspace_id)
+        .bind(number)
+        .fetch_optional(p)
+        .await?
+        .map(|r| r.opt_text("artifact_location"))
+        .transpose()?);
+        let Some(loc) = found else {
+            return Ok(None);
+        };
+        self.locations
+            .lock()
+            .expect("locations")
+            .insert((workspace_id, number), loc.clone());
+        Ok(loc)
+    }
 }
 
 fn missing(id: i64) -> DomainError {
@@ -37,6 +75,19 @@ impl Store {
         workspace_id: i64,
         name: &str,
         tags: &BTreeMap<String, String>,
+    ) -> DomainResult<Experiment> {
+        self.create_experiment_at(workspace_id, name, tags, None)
+            .await
+    }
+
+    /// Creates an experiment whose runs keep artifacts at `artifact_location` (a URI the client
+    /// reads and writes itself) instead of the workspace datastore when given.
+    pub async fn create_experiment_at(
+        &self,
+        workspace_id: i64,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        artifact_location: Option<&str>,
     ) -> DomainResult<Experiment> {
         let now = now_millis();
         // Two replicas may pick the same number at once: retry on that conflict.
@@ -53,14 +104,15 @@ impl Store {
                     return Ok(-1);
                 }
                 let row = sqlx::query(
-                    "INSERT INTO experiments (workspace_id, number, name, lifecycle_stage, creation_time, last_update_time) \
-                     SELECT $1, COALESCE(MAX(number), -1) + 1, $2, $3, $4, $4 FROM experiments WHERE workspace_id = $1 \
+                    "INSERT INTO experiments (workspace_id, number, name, lifecycle_stage, creation_time, last_update_time, artifact_location) \
+                     SELECT $1, COALESCE(MAX(number), -1) + 1, $2, $3, $4, $4, $5 FROM experiments WHERE workspace_id = $1 \
                      RETURNING id, number",
                 )
                 .bind(workspace_id)
                 .bind(name)
                 .bind(LifecycleStage::Active.as_str())
                 .bind(now)
+                .bind(artifact_location)
                 .fetch_one(&mut *tx)
                 .await?;
                 let key = row.i64("id").map_err(|e| sqlx::Error::Protocol(e.to_string()))?;

@@ -12,9 +12,11 @@ mod datasets;
 mod endpoints;
 mod experiments;
 mod jobs;
+mod logged_models;
 mod logging;
 mod registry;
 mod rows;
+mod run_io;
 mod runs;
 mod search;
 mod secrets;
@@ -32,15 +34,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use artifacts::ArtifactRow;
+pub use artifacts::{ArtifactOwner, ArtifactRow};
 pub use auth::{TokenRecord, TokenRow};
 pub use components::ComponentRow;
 pub use datasets::DatasetRow;
 pub use endpoints::DeploymentUse;
 pub use jobs::{JobRow, JobState, NewJob};
+pub use logged_models::NewLoggedModel;
 pub use logging::LogBatch;
 pub use registry::{ModelUpdate, NewModelVersion, VersionUpdate};
-pub use runs::{NewRun, RunUpdate};
+pub use run_io::DatasetSummary;
+pub use runs::{NewRun, RunUpdate, generate_run_name};
 pub use search::{ExperimentQuery, RunQuery};
 pub use secrets::VaultMetaRow;
 pub use workspaces::Datastore;
@@ -132,6 +136,9 @@ pub(crate) use with_db;
 /// The metadata store.
 pub struct Store {
     pub(crate) db: Db,
+    /// (workspace, experiment number) → the experiment's own artifact location, if it has one.
+    /// Locations never change once an experiment exists, so entries never go stale.
+    locations: std::sync::Mutex<std::collections::HashMap<(i64, i64), Option<String>>>,
 }
 
 impl Store {
@@ -179,6 +186,7 @@ impl Store {
                 writer,
                 write_lock,
             },
+            locations: Default::default(),
         })
     }
 
@@ -194,6 +202,7 @@ impl Store {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Self {
             db: Db::Postgres(pool),
+            locations: Default::default(),
         })
     }
 

@@ -23,6 +23,8 @@ pub struct NewModelVersion {
     pub aliases: Vec<String>,
     /// Source run id.
     pub run_id: Option<String>,
+    /// Source logged model id.
+    pub model_id: Option<String>,
     /// Where the files came from.
     pub source: String,
     /// Training dataset `name:version`.
@@ -328,8 +330,8 @@ impl Store {
             };
             let (model_id, version) = (row.i64("id")?, row.i64("last_version")?);
             let version_id = sqlx::query(
-                "INSERT INTO model_versions (model_id, version, description, run_id, source, status, stage, dataset, job_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
+                "INSERT INTO model_versions (model_id, version, description, run_id, source, status, stage, dataset, job_id, created_at, updated_at, logged_model_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING id",
             )
             .bind(model_id)
             .bind(version)
@@ -341,6 +343,7 @@ impl Store {
             .bind(v.dataset.as_deref())
             .bind(v.job_key)
             .bind(now)
+            .bind(v.model_id.as_deref())
             .fetch_one(&mut *tx)
             .await?
             .i64("id")?;
@@ -397,7 +400,7 @@ impl Store {
         let (rows, tags, aliases) = with_db!(self, read, |p| {
             let rows = sqlx::query(
                 "SELECT v.id, v.model_id, m.name, v.version, v.description, v.run_id, v.source, v.status, v.stage, \
-                 v.dataset, v.job_id, j.uuid AS job_uuid, v.created_at, v.updated_at \
+                 v.dataset, v.job_id, j.uuid AS job_uuid, v.created_at, v.updated_at, v.logged_model_id \
                  FROM model_versions v JOIN registered_models m ON m.id = v.model_id LEFT JOIN jobs j ON j.id = v.job_id \
                  WHERE m.workspace_id = $1 AND ($2 = '' OR m.name = $2) AND ($3 = 0 OR v.version = $3) \
                  ORDER BY m.name, v.version",
@@ -436,6 +439,7 @@ impl Store {
                             name: r.text("name")?,
                             version: r.i64("version")?,
                             run_id: r.opt_text("run_id")?,
+                            model_id: r.opt_text("logged_model_id")?,
                             source: r.text("source")?,
                             status: r.text("status")?,
                             stage: r.text("stage")?,

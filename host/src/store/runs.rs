@@ -42,14 +42,14 @@ pub struct RunUpdate {
 }
 
 pub(crate) const RUN_COLUMNS: &str = "r.id, r.uuid, e.number, r.name, r.user_id, r.status, r.start_time, \
-     r.end_time, r.lifecycle_stage, r.parent_run_id";
+     r.end_time, r.lifecycle_stage, r.parent_run_id, e.artifact_location";
 
 pub(crate) fn run_from(r: &impl RowExt) -> DomainResult<Run> {
     let number = r.i64("number")?;
     let id = r.text("uuid")?;
     Ok(Run {
         key: r.i64("id")?,
-        artifact_uri: run_artifact_uri(number, &id),
+        artifact_uri: run_artifact_uri(number, r.opt_text("artifact_location")?.as_deref(), &id),
         id,
         experiment_id: number,
         name: r.text("name")?,
@@ -114,6 +114,9 @@ pub(crate) struct PreparedRun {
     pub status: RunStatus,
     pub start_time: Millis,
     pub parent: Option<String>,
+    /// Whether the parent must exist: yes when named explicitly, not when it only comes from
+    /// the `mlflow.parentRunId` tag (MLflow stores that tag as given).
+    pub check_parent: bool,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -136,6 +139,7 @@ impl PreparedRun {
             tags.entry(USER_TAG.to_string())
                 .or_insert_with(|| new.user_id.clone());
         }
+        let check_parent = new.parent_run_id.is_some();
         let parent = new
             .parent_run_id
             .or_else(|| tags.get(PARENT_RUN_TAG).cloned());
@@ -150,6 +154,7 @@ impl PreparedRun {
             status: new.status.unwrap_or(RunStatus::Running),
             start_time: new.start_time,
             parent,
+            check_parent,
             tags,
         })
     }
@@ -157,7 +162,7 @@ impl PreparedRun {
     fn into_run(self, key: i64) -> Run {
         Run {
             key,
-            artifact_uri: run_artifact_uri(self.experiment_id, &self.uuid),
+            artifact_uri: run_artifact_uri(self.experiment_id, None, &self.uuid),
             id: self.uuid,
             experiment_id: self.experiment_id,
             name: self.name,
@@ -197,7 +202,7 @@ macro_rules! insert_run {
                     run.experiment_id
                 )));
             }
-            if let Some(parent) = &run.parent {
+            if let Some(parent) = run.parent.as_ref().filter(|_| run.check_parent) {
                 let found = sqlx::query("SELECT id FROM runs WHERE uuid = $1 AND workspace_id = $2")
                     .bind(parent)
                     .bind(workspace_id)
@@ -255,7 +260,14 @@ impl Store {
             }
         };
         // Everything the new run holds is known here: no need to read it back.
-        Ok(run.into_run(key))
+        let location = self
+            .experiment_location(workspace_id, run.experiment_id)
+            .await?;
+        let mut run = run.into_run(key);
+        if location.is_some() {
+            run.artifact_uri = run_artifact_uri(run.experiment_id, location.as_deref(), &run.id);
+        }
+        Ok(run)
     }
 
     /// A run's attributes only (no params/metrics/tags).

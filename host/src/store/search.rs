@@ -173,6 +173,27 @@ fn run_expr(b: &mut SqlBuilder, e: &Expr, driver: Option<&Comparison>) -> Domain
         }
         match c.entity {
             Entity::Attribute => column_test(b, run_column(&c.key)?, c),
+            Entity::Dataset => {
+                let col = match c.key.as_str() {
+                    "name" => "d.name",
+                    "digest" => "d.digest",
+                    _ => "i.context",
+                };
+                b.push(if c.op == Op::IsNull {
+                    "NOT EXISTS"
+                } else {
+                    "EXISTS"
+                });
+                b.push(
+                    " (SELECT 1 FROM run_dataset_inputs i JOIN mlflow_datasets d ON d.id = i.dataset_id \
+                     WHERE i.run_id = r.id",
+                );
+                if !matches!(c.op, Op::IsNull | Op::IsNotNull) {
+                    b.push(" AND ");
+                    column_test(b, col, c);
+                }
+                b.push(")");
+            }
             _ => {
                 b.push(if c.op == Op::IsNull {
                     "NOT EXISTS"
@@ -193,7 +214,9 @@ fn run_expr(b: &mut SqlBuilder, e: &Expr, driver: Option<&Comparison>) -> Domain
 
 /// Leaves ANDed at the top of a filter that could drive the query (they select runs by index).
 fn driver_candidates(e: &Expr) -> Vec<&Comparison> {
-    let usable = |c: &Comparison| c.entity != Entity::Attribute && c.op != Op::IsNull;
+    let usable = |c: &Comparison| {
+        !matches!(c.entity, Entity::Attribute | Entity::Dataset) && c.op != Op::IsNull
+    };
     match e {
         Expr::Cmp(c) if usable(c) => vec![c],
         Expr::And(parts) => parts
@@ -303,6 +326,11 @@ impl Plan<'_> {
                     ))
                     .bind_text(&o.key);
                     order_sql.push(format!("(o{i}.run_id IS NULL) ASC, o{i}.value {dir}"));
+                }
+                Entity::Dataset => {
+                    return Err(DomainError::invalid(
+                        "runs cannot be ordered by their datasets",
+                    ));
                 }
             }
         }

@@ -342,7 +342,7 @@ impl GroupPlan {
                 run.experiment_id
             )));
         }
-        if let Some(parent) = &run.parent {
+        if let Some(parent) = run.parent.as_ref().filter(|_| run.check_parent) {
             let known = l.runs.get(parent).is_some_and(|r| r.1 == ws)
                 || self.created.get(parent) == Some(&ws);
             if !known {

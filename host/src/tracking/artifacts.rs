@@ -1,4 +1,5 @@
-//! Run artifacts: streamed into the workspace's datastore, indexed by run path.
+//! Artifacts of runs and of MLflow 3 logged models: streamed into the workspace's datastore,
+//! indexed by path under their owner.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -8,11 +9,38 @@ use futures_util::{Stream, StreamExt};
 
 use super::Tracking;
 use crate::datastore::{BlobWriter, DatastoreError};
-use crate::store::ArtifactRow;
+use crate::store::{ArtifactOwner, ArtifactRow};
 use crate::workspace::{ArtifactFile, DomainError, DomainResult, Workspace, validate};
 
 /// A stored artifact, as reported after upload.
 pub type ArtifactUpload = ArtifactFile;
+
+/// Whose artifacts a call addresses: a run or a logged model, by public id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactScope<'a> {
+    /// A run (32 hex digits).
+    Run(&'a str),
+    /// A logged model (`m-` + 32 hex digits).
+    Model(&'a str),
+}
+
+impl<'a> From<&'a str> for ArtifactScope<'a> {
+    fn from(run_id: &'a str) -> Self {
+        Self::Run(run_id)
+    }
+}
+
+impl<'a> From<&'a String> for ArtifactScope<'a> {
+    fn from(run_id: &'a String) -> Self {
+        Self::Run(run_id)
+    }
+}
+
+/// An artifact owner looked up: its index key and experiment.
+struct Owner {
+    key: ArtifactOwner,
+    experiment_id: i64,
+}
 
 /// Most bytes of a failed upload read and discarded before answering.
 const DRAIN_LIMIT: usize = 64 << 20;
@@ -22,12 +50,42 @@ fn task_err(e: tokio::task::JoinError) -> DomainError {
 }
 
 impl Tracking {
-    /// Streams `body` into the run's artifact `path`. Nothing becomes visible unless the whole
-    /// body arrived and was hashed; an interrupted upload leaves no trace.
-    pub async fn upload_artifact<S, E>(
+    /// Looks up an artifact owner; `writable` asks for one that may change (not deleted).
+    async fn owner(
         &self,
         ws: &Workspace,
-        run_id: &str,
+        scope: ArtifactScope<'_>,
+        writable: bool,
+    ) -> DomainResult<Owner> {
+        match scope {
+            ArtifactScope::Run(id) => {
+                let run = if writable {
+                    self.store.active_run(ws.id, id).await?
+                } else {
+                    self.store.run_info(ws.id, id).await?
+                };
+                Ok(Owner {
+                    key: ArtifactOwner::Run(run.key),
+                    experiment_id: run.experiment_id,
+                })
+            }
+            ArtifactScope::Model(id) => {
+                crate::workspace::logged_model::check_model_id(id)?;
+                let m = self.store.logged_model(ws.id, id, !writable).await?;
+                Ok(Owner {
+                    key: ArtifactOwner::Model(m.key),
+                    experiment_id: m.experiment_id,
+                })
+            }
+        }
+    }
+
+    /// Streams `body` into the owner's artifact `path`. Nothing becomes visible unless the whole
+    /// body arrived and was hashed; an interrupted upload leaves no trace.
+    pub async fn upload_artifact<'a, S, E>(
+        &self,
+        ws: &Workspace,
+        scope: impl Into<ArtifactScope<'a>>,
         path: &str,
         body: S,
     ) -> DomainResult<ArtifactUpload>
@@ -36,19 +94,24 @@ impl Tracking {
         E: std::fmt::Display,
     {
         validate::artifact_path(path)?;
-        let run = self.store.active_run(ws.id, run_id).await?;
+        let owner = self.owner(ws, scope.into(), true).await?;
         let ds = self
             .store
-            .artifact_datastore(ws.id, run.experiment_id)
+            .artifact_datastore(ws.id, owner.experiment_id)
             .await?;
         let backend = self.backend(&ds).await?;
-        if !self.store.artifacts_under(run.key, path).await?.is_empty() {
+        if !self
+            .store
+            .artifacts_under(owner.key, path)
+            .await?
+            .is_empty()
+        {
             return Err(DomainError::InvalidState(format!(
                 "'{path}' is a directory of artifacts; it cannot become a file"
             )));
         }
         for (i, _) in path.match_indices('/') {
-            if self.store.artifact(run.key, &path[..i]).await?.is_some() {
+            if self.store.artifact(owner.key, &path[..i]).await?.is_some() {
                 return Err(DomainError::InvalidState(format!(
                     "'{}' is an artifact file; it cannot become a directory",
                     &path[..i]
@@ -108,7 +171,7 @@ impl Tracking {
             digest: meta.digest,
             size: meta.size as i64,
         };
-        self.store.put_artifact(run.key, &row).await?;
+        self.store.put_artifact(owner.key, &row).await?;
         Ok(ArtifactFile {
             path: row.path,
             is_dir: false,
@@ -118,23 +181,30 @@ impl Tracking {
     }
 
     /// Opens the artifact file at `path` for reading.
-    pub async fn open_artifact(
+    pub async fn open_artifact<'a>(
         &self,
         ws: &Workspace,
-        run_id: &str,
+        scope: impl Into<ArtifactScope<'a>>,
         path: &str,
     ) -> DomainResult<(ArtifactFile, Box<dyn Read + Send>)> {
         validate::artifact_path(path)?;
-        let run = self.store.run_info(ws.id, run_id).await?;
-        let Some(row) = self.store.artifact(run.key, path).await? else {
-            if !self.store.artifacts_under(run.key, path).await?.is_empty() {
+        let scope = scope.into();
+        let owner = self.owner(ws, scope, false).await?;
+        let Some(row) = self.store.artifact(owner.key, path).await? else {
+            if !self
+                .store
+                .artifacts_under(owner.key, path)
+                .await?
+                .is_empty()
+            {
                 return Err(DomainError::invalid(format!(
                     "'{path}' is a directory; list it instead"
                 )));
             }
-            return Err(DomainError::NotFound(format!(
-                "run '{run_id}' has no artifact '{path}'"
-            )));
+            return Err(DomainError::NotFound(match scope {
+                ArtifactScope::Run(id) => format!("run '{id}' has no artifact '{path}'"),
+                ArtifactScope::Model(id) => format!("logged model '{id}' has no artifact '{path}'"),
+            }));
         };
         let ds = self.store.datastore(row.datastore_id).await?;
         let backend = self.backend(&ds).await?;
@@ -168,18 +238,18 @@ impl Tracking {
 
     /// The immediate children of an artifact directory (empty `dir`: the run's root).
     /// A path naming a file, or nothing, lists as empty, as MLflow does.
-    pub async fn list_artifacts(
+    pub async fn list_artifacts<'a>(
         &self,
         ws: &Workspace,
-        run_id: &str,
+        scope: impl Into<ArtifactScope<'a>>,
         dir: &str,
     ) -> DomainResult<Vec<ArtifactFile>> {
         let dir = dir.trim_matches('/');
         if !dir.is_empty() {
             validate::artifact_path(dir)?;
         }
-        let run = self.store.run_info(ws.id, run_id).await?;
-        let rows = self.store.artifacts_under(run.key, dir).await?;
+        let owner = self.owner(ws, scope.into(), false).await?;
+        let rows = self.store.artifacts_under(owner.key, dir).await?;
         let base = if dir.is_empty() {
             String::new()
         } else {
@@ -214,15 +284,15 @@ impl Tracking {
         Ok(out.into_values().collect())
     }
 
-    /// Deletes an artifact file or directory of a run; bytes are freed by the next GC.
-    pub async fn delete_artifact(
+    /// Deletes an artifact file or directory; bytes are freed by the next GC.
+    pub async fn delete_artifact<'a>(
         &self,
         ws: &Workspace,
-        run_id: &str,
+        scope: impl Into<ArtifactScope<'a>>,
         path: &str,
     ) -> DomainResult<u64> {
         validate::artifact_path(path)?;
-        let run = self.store.active_run(ws.id, run_id).await?;
-        self.store.delete_artifacts(run.key, path).await
+        let owner = self.owner(ws, scope.into(), true).await?;
+        self.store.delete_artifacts(owner.key, path).await
     }
 }

@@ -27,6 +27,34 @@ pub fn check_name(name: &str) -> DomainResult<()> {
 }
 
 impl Tracking {
+    /// Atrium dataset versions whose content matches MLflow dataset inputs: MLflow digest →
+    /// `name:version`, when the digest (8 to 64 hex digits) starts the version's sha256.
+    pub async fn dataset_links(
+        &self,
+        ws: &Workspace,
+        inputs: &[crate::workspace::run_io::DatasetInput],
+    ) -> DomainResult<std::collections::HashMap<String, String>> {
+        let wanted: Vec<String> = inputs
+            .iter()
+            .map(|i| i.dataset.digest.to_ascii_lowercase())
+            .filter(|d| d.len() >= 8 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        let mut out = std::collections::HashMap::new();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        for v in self.store.list_datasets(ws.id, None).await? {
+            for d in inputs.iter().map(|i| &i.dataset.digest) {
+                if wanted.contains(&d.to_ascii_lowercase())
+                    && v.digest.starts_with(&d.to_ascii_lowercase())
+                {
+                    out.insert(d.clone(), format!("{}:{}", v.name, v.version));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Stores bytes in a datastore (under the GC read lock, so the blob cannot be freed before
     /// the caller references it — the caller must reference it before dropping the guard).
     pub(crate) async fn store_bytes(

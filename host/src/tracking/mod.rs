@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use artifacts::ArtifactUpload;
+pub use artifacts::{ArtifactScope, ArtifactUpload};
 pub use components::{ComponentUpload, DatastoreRequest, prepare_builtins};
 pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
 pub use registry::{MAX_MODEL_UPLOAD_BYTES, ModelFileUpload, RegisterRequest};

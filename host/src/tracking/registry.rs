@@ -23,6 +23,8 @@ pub const MAX_MODEL_UPLOAD_BYTES: usize = 1 << 30;
 
 /// Run tag naming the training dataset version (set by train jobs).
 const DATASET_TAG: &str = "atrium.dataset";
+/// Logged model tag listing the registry versions made from it (MLflow's).
+const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
 /// Run tag naming the job that produced the run.
 const JOB_TAG: &str = "atrium.job.id";
 
@@ -111,9 +113,10 @@ impl Tracking {
         // hold the GC read lock from reading the run's artifact rows until the version
         // references the same blobs, so no collection runs in between
         let _guard = self.gc_lock.read().await;
-        let rows = self.store.artifacts_under(run.key, path).await?;
+        let owner = crate::store::ArtifactOwner::Run(run.key);
+        let rows = self.store.artifacts_under(owner, path).await?;
         if rows.is_empty() {
-            if self.store.artifact(run.key, path).await?.is_some() {
+            if self.store.artifact(owner, path).await?.is_some() {
                 return Err(DomainError::invalid(format!(
                     "'{path}' is a file of run '{run_id}'; register the directory that holds the model"
                 )));
@@ -141,6 +144,7 @@ impl Tracking {
             tags: req.tags,
             aliases: req.aliases,
             run_id: Some(run.id.clone()),
+            model_id: None,
             source: source.unwrap_or_else(|| format!("runs:/{}/{path}", run.id)),
             dataset,
             job_key,
@@ -149,6 +153,153 @@ impl Tracking {
         let v = self.store.add_model_version(ws.id, &new).await?;
         tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, run = %run_id, "model version registered");
         Ok(v)
+    }
+
+    /// Registers the files of an MLflow logged model (under `path`, empty: all of them) as the
+    /// next version of `req.name`; the version keeps the model's id and source run, and the
+    /// logged model's `mlflow.modelVersions` tag lists the new version (as MLflow does). A logged
+    /// model without files registers as a version without files.
+    pub async fn register_model_from_logged_model(
+        &self,
+        ws: &Workspace,
+        req: RegisterRequest,
+        model_id: &str,
+        path: &str,
+        source: String,
+    ) -> DomainResult<ModelVersion> {
+        req.check()?;
+        crate::workspace::logged_model::check_model_id(model_id)?;
+        let path = path.trim_matches('/');
+        if !path.is_empty() {
+            validate::artifact_path(path)?;
+        }
+        let model = self.store.logged_model(ws.id, model_id, false).await?;
+        let _guard = self.gc_lock.read().await;
+        let rows = self
+            .store
+            .artifacts_under(crate::store::ArtifactOwner::Model(model.key), path)
+            .await?;
+        let strip = if path.is_empty() { 0 } else { path.len() + 1 };
+        let files: Vec<ArtifactRow> = rows
+            .into_iter()
+            .map(|r| ArtifactRow {
+                path: r.path[strip..].to_string(),
+                ..r
+            })
+            .collect();
+        let dataset = self.card_dataset(&files).await?;
+        let new = NewModelVersion {
+            name: req.name,
+            create_model: req.create_model,
+            description: req.description,
+            tags: req.tags,
+            aliases: req.aliases,
+            run_id: model.source_run_id.clone(),
+            model_id: Some(model.id.clone()),
+            source,
+            dataset,
+            job_key: None,
+            files,
+        };
+        let v = self.store.add_model_version(ws.id, &new).await?;
+        drop(_guard);
+        // MLflow lists a logged model's registrations in a JSON tag, as Python's json.dumps
+        // writes it: `[{"name": "m", "version": 1}, ...]`
+        let mut entries: Vec<(String, i64)> = model
+            .tags
+            .get(MODEL_VERSIONS_TAG)
+            .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(t).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e.get("name")?.as_str()?.to_string(),
+                    e.get("version")?.as_i64()?,
+                ))
+            })
+            .collect();
+        entries.push((v.name.clone(), v.version));
+        let value = format!(
+            "[{}]",
+            entries
+                .iter()
+                .map(|(n, ver)| format!(
+                    "{{\"name\": {}, \"version\": {ver}}}",
+                    serde_json::Value::String(n.clone())
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        self.store
+            .set_logged_model_pairs(
+                ws.id,
+                model_id,
+                &[(MODEL_VERSIONS_TAG.to_string(), value)].into(),
+                false,
+            )
+            .await?;
+        tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, logged_model = %model_id, "model version registered");
+        Ok(v)
+    }
+
+    /// Registers a copy of another version (`models:/NAME/VERSION`): the same files (no bytes
+    /// are copied), run, logged model and lineage.
+    pub async fn register_model_copy(
+        &self,
+        ws: &Workspace,
+        req: RegisterRequest,
+        from: &ModelRef,
+        source: String,
+    ) -> DomainResult<ModelVersion> {
+        req.check()?;
+        let src = self.resolve_in(ws, &from.name, &from.selector).await?;
+        let _guard = self.gc_lock.read().await;
+        let files = self
+            .store
+            .model_files(ws.id, &src.name, src.version)
+            .await?;
+        let new = NewModelVersion {
+            name: req.name,
+            create_model: req.create_model,
+            description: req.description,
+            tags: req.tags,
+            aliases: req.aliases,
+            run_id: src.run_id.clone(),
+            model_id: src.model_id.clone(),
+            source,
+            dataset: src.dataset.clone(),
+            job_key: src.job_id,
+            files,
+        };
+        let v = self.store.add_model_version(ws.id, &new).await?;
+        tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, from = %src.uri(), "model version copied");
+        Ok(v)
+    }
+
+    /// Registers a version whose files live elsewhere (an external URI the client fetches
+    /// itself, as MLflow accepts it): Atrium records the source and holds no files.
+    pub async fn register_model_external(
+        &self,
+        ws: &Workspace,
+        req: RegisterRequest,
+        source: String,
+        run_id: Option<String>,
+    ) -> DomainResult<ModelVersion> {
+        req.check()?;
+        let new = NewModelVersion {
+            name: req.name,
+            create_model: req.create_model,
+            description: req.description,
+            tags: req.tags,
+            aliases: req.aliases,
+            run_id,
+            model_id: None,
+            source,
+            dataset: None,
+            job_key: None,
+            files: Vec::new(),
+        };
+        self.store.add_model_version(ws.id, &new).await
     }
 
     /// Registers uploaded files as the next version of `req.name`.
@@ -223,6 +374,7 @@ impl Tracking {
             tags: req.tags,
             aliases: req.aliases,
             run_id: None,
+            model_id: None,
             source: "upload".into(),
             dataset,
             job_key: None,

@@ -23,6 +23,8 @@ pub enum Entity {
     Tag,
     /// A column of the object itself (status, start_time, name, ...).
     Attribute,
+    /// A dataset the run used (`datasets.name`, `datasets.digest`, `datasets.context`).
+    Dataset,
 }
 
 /// A comparison operator.
@@ -454,6 +456,7 @@ impl Parser<'_> {
                     "param" | "params" | "parameter" | "parameters" => Some(Entity::Param),
                     "tag" | "tags" => Some(Entity::Tag),
                     "attribute" | "attributes" | "attr" | "run" => Some(Entity::Attribute),
+                    "dataset" | "datasets" => Some(Entity::Dataset),
                     _ => None,
                 };
                 match (entity, rest) {
@@ -516,6 +519,18 @@ impl Parser<'_> {
             (self.attrs)(&key)
                 .ok_or_else(|| err(pos, format!("unknown attribute '{key}'")))?
                 .to_string()
+        } else if entity == Entity::Dataset {
+            match key.as_str() {
+                "name" | "digest" | "context" => key,
+                other => {
+                    return Err(err(
+                        pos,
+                        format!(
+                            "unknown dataset field '{other}': use datasets.name, datasets.digest or datasets.context"
+                        ),
+                    ));
+                }
+            }
         } else {
             key
         };
@@ -674,7 +689,7 @@ fn check_types(c: &Comparison, val_pos: usize) -> DomainResult<()> {
     let numeric = match c.entity {
         Entity::Metric => true,
         Entity::Attribute => is_numeric_attribute(&c.key),
-        Entity::Param | Entity::Tag => false,
+        Entity::Param | Entity::Tag | Entity::Dataset => false,
     };
     if numeric {
         match (&c.op, &c.value) {
@@ -759,6 +774,7 @@ pub fn parse_run_filter(input: &str) -> DomainResult<Option<Expr>> {
             Entity::Param,
             Entity::Tag,
             Entity::Attribute,
+            Entity::Dataset,
         ],
     )
 }

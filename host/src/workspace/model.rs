@@ -271,7 +271,10 @@ pub fn experiment_artifact_location(experiment_id: i64) -> String {
     format!("mlflow-artifacts:/{experiment_id}")
 }
 
-/// The MLflow artifact URI of a run.
-pub fn run_artifact_uri(experiment_id: i64, run_id: &str) -> String {
-    format!("mlflow-artifacts:/{experiment_id}/{run_id}/artifacts")
+/// The MLflow artifact URI of a run, under its experiment's own location when it has one.
+pub fn run_artifact_uri(experiment_id: i64, location: Option<&str>, run_id: &str) -> String {
+    match location {
+        Some(loc) => format!("{}/{run_id}/artifacts", loc.trim_end_matches('/')),
+        None => format!("mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"),
+    }
 }

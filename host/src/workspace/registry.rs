@@ -50,6 +50,8 @@ pub struct ModelVersion {
     pub version: i64,
     /// The run it was registered from (kept after the run is deleted).
     pub run_id: Option<String>,
+    /// The MLflow logged model it was registered from (`m-...`), when it was.
+    pub model_id: Option<String>,
     /// Where the files came from (`runs:/<run>/<path>`, an MLflow artifact URI, or `upload`).
     pub source: String,
     /// `READY` once its files are in place.
@@ -197,29 +199,144 @@ pub fn check_alias(alias: &str) -> DomainResult<()> {
     Ok(())
 }
 
-/// The run and artifact directory a registration source names: `runs:/<run>/<path>` or a run's
-/// MLflow artifact URI `mlflow-artifacts:/<experiment>/<run>/artifacts/<path>` (an authority
-/// such as `mlflow-artifacts://host:port/...` is accepted). `None` for any other form.
-pub fn parse_run_source(source: &str) -> Option<(String, String)> {
-    if let Some(rest) = source.strip_prefix("runs:/") {
-        let rest = rest.trim_start_matches('/');
-        let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
-        return (!run.is_empty()).then(|| (run.to_string(), path.trim_matches('/').to_string()));
-    }
-    let rest = source.strip_prefix("mlflow-artifacts:")?;
-    let rest = match rest.strip_prefix("//") {
-        Some(with_host) => with_host.split_once('/').map(|(_, r)| r)?,
-        None => rest.trim_start_matches('/'),
-    };
-    let mut parts = rest.splitn(4, '/');
-    let (_exp, run, marker) = (parts.next()?, parts.next()?, parts.next()?);
-    if marker != "artifacts" || run.is_empty() {
-        return None;
-    }
-    Some((
-        run.to_string(),
-        parts.next().unwrap_or("").trim_matches('/').to_string(),
+/// Where the files of a version to register come from, as its source names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSource {
+    /// A run's artifact directory (`runs:/<run>/<path>`, or the run's `mlflow-artifacts:` URI).
+    Run {
+        /// The run's id.
+        run_id: String,
+        /// The directory inside the run.
+        path: String,
+    },
+    /// An MLflow logged model (`models:/m-...`, or its `mlflow-artifacts:` URI).
+    LoggedModel {
+        /// The model's id.
+        model_id: String,
+        /// A directory inside the model (empty: all of it).
+        path: String,
+    },
+    /// Another registered version (`models:/NAME/VERSION`, `models:/NAME@ALIAS`).
+    Version(ModelRef),
+    /// A URI outside this server (s3:, gs:, http:, a local path): recorded, no files held.
+    External,
+    /// A local path (no scheme, or file:): external, allowed only inside a run's own local
+    /// artifact directory.
+    Local,
+}
+
+fn invalid_source(source: &str, id: &str) -> DomainError {
+    DomainError::invalid(format!(
+        "Invalid model version source: '{source}'. The {id} request parameter must identify the resource that contains the source."
     ))
+}
+
+/// Percent-decodes repeatedly (`%252e` → `%2e` → `.`), as MLflow does before its checks.
+fn unquote_all(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut cur = s.to_string();
+    for _ in 0..8 {
+        let b = cur.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%'
+                && i + 2 < b.len()
+                && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+            {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+        let next = String::from_utf8_lossy(&out).into_owned();
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
+}
+
+/// Classifies a version source and refuses the ones MLflow refuses (relative path references,
+/// hosts in `runs:`/`models:` URIs, `mlflow-artifacts:` URIs that name no run or model).
+pub fn classify_source(source: &str) -> DomainResult<VersionSource> {
+    let relative = || {
+        DomainError::invalid(format!(
+            "Invalid model version source: '{source}'. If supplying a source as an http, https, local file path, ftp, objectstore, or mlflow-artifacts uri, an absolute path must be provided without relative path references present. Please provide an absolute path."
+        ))
+    };
+    let decoded = unquote_all(source);
+    if decoded.contains('\0') || decoded.split('/').any(|s| s == "..") {
+        return Err(relative());
+    }
+    let scheme = decoded
+        .split_once(':')
+        .map(|(s, _)| s)
+        .filter(|s| {
+            s.len() > 1
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        })
+        .map(str::to_ascii_lowercase);
+    let Some(scheme) = scheme else {
+        return Ok(VersionSource::Local);
+    };
+    let rest = &decoded[scheme.len() + 1..];
+    // the path after an optional `//authority`
+    let (authority, path) = match rest.strip_prefix("//") {
+        Some(r) => r.split_once('/').unwrap_or((r, "")),
+        None => ("", rest),
+    };
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    match scheme.as_str() {
+        "file" => Ok(VersionSource::Local),
+        "runs" => {
+            if !authority.is_empty() {
+                return Err(invalid_source(source, "run_id"));
+            }
+            let (run, rest) = segments
+                .split_first()
+                .ok_or_else(|| invalid_source(source, "run_id"))?;
+            Ok(VersionSource::Run {
+                run_id: run.to_string(),
+                path: rest.join("/"),
+            })
+        }
+        "models" => {
+            if !authority.is_empty() {
+                return Err(invalid_source(source, "model_id"));
+            }
+            match segments.first() {
+                Some(m) if super::logged_model::is_model_id(m) => Ok(VersionSource::LoggedModel {
+                    model_id: m.to_string(),
+                    path: segments[1..].join("/"),
+                }),
+                _ => ModelRef::parse(source)
+                    .map(VersionSource::Version)
+                    .map_err(|_| invalid_source(source, "model_id")),
+            }
+        }
+        "mlflow-artifacts" => match segments.as_slice() {
+            [_exp, "models", m, "artifacts", rest @ ..] if super::logged_model::is_model_id(m) => {
+                Ok(VersionSource::LoggedModel {
+                    model_id: m.to_string(),
+                    path: rest.join("/"),
+                })
+            }
+            [_exp, run, "artifacts", rest @ ..] => Ok(VersionSource::Run {
+                run_id: run.to_string(),
+                path: rest.join("/"),
+            }),
+            _ => Err(invalid_source(source, "run_id")),
+        },
+        _ => Ok(VersionSource::External),
+    }
 }
 
 /// Checks a description's length.
@@ -302,7 +419,7 @@ fn eval_cmp(c: &Comparison, attr: &dyn Fn(&str) -> Field, tags: &BTreeMap<String
             .map(|v| Field::Text(v.clone()))
             .unwrap_or(Field::Null),
         Entity::Attribute => attr(&c.key),
-        Entity::Metric | Entity::Param => Field::Null,
+        Entity::Metric | Entity::Param | Entity::Dataset => Field::Null,
     };
     match (c.op, &c.value, &field) {
         (Op::IsNull, _, f) => *f == Field::Null,
@@ -441,26 +558,65 @@ mod tests {
     }
 
     #[test]
-    fn run_sources() {
+    fn version_sources() {
         let run = "0123456789abcdef0123456789abcdef";
+        let m = "m-0123456789abcdef0123456789abcdef";
+        let r = |p: &str| VersionSource::Run {
+            run_id: run.to_string(),
+            path: p.to_string(),
+        };
         assert_eq!(
-            parse_run_source(&format!("runs:/{run}/model")),
-            Some((run.to_string(), "model".to_string()))
+            classify_source(&format!("runs:/{run}/model")).unwrap(),
+            r("model")
         );
         assert_eq!(
-            parse_run_source(&format!("mlflow-artifacts:/1/{run}/artifacts/model/")),
-            Some((run.to_string(), "model".to_string()))
+            classify_source(&format!("mlflow-artifacts:/1/{run}/artifacts/model/")).unwrap(),
+            r("model")
         );
         assert_eq!(
-            parse_run_source(&format!("mlflow-artifacts://h:5000/1/{run}/artifacts/m/x")),
-            Some((run.to_string(), "m/x".to_string()))
+            classify_source(&format!(
+                "mlflow-artifacts://h:5000/1/{run}/artifacts/m/./x"
+            ))
+            .unwrap(),
+            r("m/x")
         );
-        assert_eq!(parse_run_source("s3://bucket/model"), None);
         assert_eq!(
-            parse_run_source(&format!("mlflow-artifacts:/1/{run}/other/m")),
-            None
+            classify_source(&format!("models:/{m}")).unwrap(),
+            VersionSource::LoggedModel {
+                model_id: m.to_string(),
+                path: String::new()
+            }
         );
-        assert_eq!(parse_run_source("runs:/"), None);
+        assert_eq!(
+            classify_source(&format!("mlflow-artifacts:/2/models/{m}/artifacts")).unwrap(),
+            VersionSource::LoggedModel {
+                model_id: m.to_string(),
+                path: String::new()
+            }
+        );
+        assert!(matches!(
+            classify_source("models:/wine/3").unwrap(),
+            VersionSource::Version(_)
+        ));
+        assert_eq!(
+            classify_source("s3://bucket/model").unwrap(),
+            VersionSource::External
+        );
+        assert_eq!(classify_source("/tmp/model").unwrap(), VersionSource::Local);
+        assert_eq!(
+            classify_source("file:///tmp/model").unwrap(),
+            VersionSource::Local
+        );
+        assert!(classify_source(&format!("mlflow-artifacts:/1/{run}/other/m")).is_err());
+        assert!(classify_source("runs:/").is_err());
+        assert!(classify_source("runs://host/x/y").is_err());
+        let e = classify_source("http://host:9000/models/../../../").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("If supplying a source as an http, https,"),
+            "{e}"
+        );
+        assert!(classify_source("s3://b/x/%2e%2e/y").is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct Tag {
 #[derive(Deserialize)]
 pub struct CreateReq {
     #[serde(default)]
-    name: String,
+    name: Option<String>,
     #[serde(default)]
     artifact_location: Option<String>,
     #[serde(default)]
@@ -40,23 +40,55 @@ pub async fn create(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<CreateReq>,
 ) -> Reply {
-    validate::experiment_name(&req.name)?;
-    if req
+    let name = req
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| crate::api::wire::missing("name"))?;
+    validate::experiment_name(&name)?;
+    let location = req
         .artifact_location
         .as_deref()
-        .is_some_and(|l| !l.is_empty())
-    {
-        tracing::debug!(
-            "ignoring client artifact_location: artifacts live in the workspace datastore"
-        );
-    }
+        .filter(|l| !l.is_empty())
+        .map(artifact_location)
+        .transpose()?;
     let tags = super::tag_map(req.tags)?;
     let e = st
         .tracking
         .store
-        .create_experiment(ws.id, &req.name, &tags)
+        .create_experiment_at(ws.id, &name, &tags, location.as_deref())
         .await?;
     Ok(Json(json!({ "experiment_id": e.id.to_string() })))
+}
+
+/// A client-given experiment artifact location, as MLflow keeps it: a URI as given, a local
+/// path made absolute (against the server's working directory, as `mlflow server` does). The
+/// client then reads and writes those artifacts itself. A `mlflow-artifacts:` location other than
+/// the server's own is refused: proxied artifacts live in the workspace's datastore.
+fn artifact_location(loc: &str) -> Result<String, DomainError> {
+    if loc.starts_with("mlflow-artifacts:") {
+        return Err(DomainError::invalid(format!(
+            "artifact_location '{loc}' is not supported: artifacts proxied by this server live in \
+             the workspace's datastore, under a location the server chooses; omit \
+             artifact_location, or give a path or URI (file:, s3:, ...) that the client writes to itself"
+        )));
+    }
+    let has_scheme = loc.split_once(':').is_some_and(|(s, _)| {
+        s.len() > 1
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+    });
+    if has_scheme {
+        return Ok(loc.to_string());
+    }
+    let path = std::path::Path::new(loc);
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| DomainError::Internal(format!("working directory: {e}")))?
+            .join(path)
+    };
+    Ok(abs.to_string_lossy().into_owned())
 }
 
 pub async fn get(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
@@ -138,9 +170,7 @@ pub struct IdReq {
 
 fn required_id(id: &str) -> Result<i64, DomainError> {
     if id.is_empty() {
-        return Err(DomainError::invalid(
-            "missing value for required parameter 'experiment_id'",
-        ));
+        return Err(crate::api::wire::missing("experiment_id"));
     }
     experiment_id(id)
 }
@@ -153,7 +183,7 @@ pub async fn update(
     let id = required_id(&req.experiment_id)?;
     let name = req
         .new_name
-        .ok_or_else(|| DomainError::invalid("missing value for required parameter 'new_name'"))?;
+        .ok_or_else(|| crate::api::wire::missing("new_name"))?;
     validate::experiment_name(&name)?;
     st.tracking
         .store

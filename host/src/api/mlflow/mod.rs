@@ -4,6 +4,8 @@
 
 mod artifacts;
 mod experiments;
+mod inputs;
+mod logged_models;
 mod registry;
 mod runs;
 
@@ -24,9 +26,23 @@ pub fn routes(api: &mut Api) {
     for scope in ["", "/ws/{ws}"] {
         api.scope(scope, |api| {
             api.scope("/api/2.0/mlflow", tracking_routes);
-            api.scope("/ajax-api/2.0/mlflow", tracking_routes);
+            api.scope("/ajax-api/2.0/mlflow", |api| {
+                tracking_routes(api);
+                api.post(
+                    "/upload-artifact",
+                    Policy::Write,
+                    artifacts::upload_artifact,
+                );
+            });
+            api.get("/get-artifact", Policy::Read, artifacts::get_artifact);
+            api.get(
+                "/model-versions/get-artifact",
+                Policy::Read,
+                artifacts::get_model_version_artifact,
+            );
             api.scope("/api/2.0/mlflow-artifacts", artifact_routes);
             api.get("/api/3.0/mlflow/server-info", Policy::Public, server_info);
+            api.get("/version", Policy::Public, version);
         });
     }
 }
@@ -64,6 +80,11 @@ fn tracking_routes(api: &mut Api) {
         .post("/runs/delete-tag", Write, runs::delete_tag)
         .post("/runs/log-batch", Log, runs::log_batch)
         .get("/metrics/get-history", Read, runs::metric_history)
+        .get(
+            "/metrics/get-history-bulk-interval",
+            Read,
+            runs::metric_history_bulk_interval,
+        )
         .get("/artifacts/list", Read, artifacts::list_for_run)
         .post("/registered-models/create", Write, registry::create_model)
         .get("/registered-models/get", Read, registry::get_model)
@@ -111,10 +132,43 @@ fn tracking_routes(api: &mut Api) {
             Write,
             registry::transition_stage,
         )
+        .post("/runs/log-inputs", Write, inputs::log_inputs)
+        .post("/runs/outputs", Write, inputs::log_outputs)
+        .post("/runs/log-model", Write, runs::log_model)
         .post(
-            "/logged-models/search",
+            "/experiments/search-datasets",
             Read,
-            artifacts::search_logged_models,
+            inputs::search_datasets,
+        )
+        .post("/logged-models", Write, logged_models::create)
+        .post("/logged-models/search", Read, logged_models::search)
+        .get("/logged-models/{model_id}", Read, logged_models::get)
+        .patch("/logged-models/{model_id}", Write, logged_models::finalize)
+        .delete("/logged-models/{model_id}", Write, logged_models::delete)
+        .patch(
+            "/logged-models/{model_id}/tags",
+            Write,
+            logged_models::set_tags,
+        )
+        .delete(
+            "/logged-models/{model_id}/tags/{tag_key}",
+            Write,
+            logged_models::delete_tag,
+        )
+        .post(
+            "/logged-models/{model_id}/params",
+            Write,
+            logged_models::log_params,
+        )
+        .get(
+            "/logged-models/{model_id}/artifacts/directories",
+            Read,
+            logged_models::list_artifacts,
+        )
+        .get(
+            "/logged-models/{model_id}/artifacts/files",
+            Read,
+            logged_models::download_artifact,
         );
 }
 
@@ -146,6 +200,15 @@ fn artifact_routes(api: &mut Api) {
         Write,
         delete(artifacts::delete).layer(unlimited()),
     );
+}
+
+/// The MLflow client version this server's MLflow API is tested against (`mlflow==3.17.2`).
+pub const MLFLOW_API_VERSION: &str = "3.17.2";
+
+/// `GET /version`: the MLflow version whose REST API this server speaks, as `mlflow server`
+/// answers it (plain text); the client reads it to decide which APIs the server has.
+async fn version() -> &'static str {
+    MLFLOW_API_VERSION
 }
 
 /// What the MLflow client probes before artifact transfers: no multipart, no proxy tricks.
@@ -212,8 +275,8 @@ pub(crate) fn run_info_json(r: &Run) -> Value {
     info
 }
 
-/// A run with data in MLflow's JSON shape.
-pub(crate) fn run_json(r: &Run) -> Value {
+/// A run with data, inputs and outputs in MLflow's JSON shape.
+pub(crate) fn run_json(r: &Run, io: Option<&crate::workspace::run_io::RunIo>) -> Value {
     let metrics: Vec<MetricOut> = r
         .metrics
         .iter()
@@ -224,9 +287,11 @@ pub(crate) fn run_json(r: &Run) -> Value {
             step: p.step,
         })
         .collect();
+    let (inputs, outputs) = inputs::io_json(io);
     json!({
         "info": run_info_json(r),
         "data": { "metrics": metrics, "params": key_values(&r.params), "tags": key_values(&r.tags) },
-        "inputs": {},
+        "inputs": inputs,
+        "outputs": outputs,
     })
 }

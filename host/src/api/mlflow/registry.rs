@@ -14,16 +14,16 @@ use serde_json::{Value, json};
 use super::experiments::Tag;
 use crate::api::AppState;
 use crate::api::error::MlflowError;
-use crate::api::extract::{MlflowWs, QueryMap, parse_json};
+use crate::api::extract::{MlflowWs, QueryMap, mlflow_from_value, parse_json};
 use crate::api::paging;
 use crate::api::wire::{de_opt_i64, de_stringish};
 use crate::store::{ModelUpdate, VersionUpdate};
 use crate::tracking::RegisterRequest;
 use crate::workspace::filter::{Entity, Expr, parse, parse_order_by};
 use crate::workspace::registry::{
-    Field, ModelVersion, RegisteredModel, STAGES, canonical_stage, check_alias, check_description,
-    check_model_name, eval_filter, model_attribute, parse_run_source, parse_version,
-    version_attribute,
+    Field, ModelVersion, RegisteredModel, STAGES, VersionSource, canonical_stage, check_alias,
+    check_description, check_model_name, classify_source, eval_filter, model_attribute,
+    parse_version, version_attribute,
 };
 use crate::workspace::{DomainError, Workspace, validate};
 
@@ -60,16 +60,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Params<T> {
                 return Err(DomainError::Malformed("the body must be a JSON object".into()).into());
             }
         }
-        let t = serde_json::from_value(Value::Object(merged))
-            .map_err(|e| DomainError::invalid(format!("invalid request: {e}")))?;
-        Ok(Self(t))
+        Ok(Self(mlflow_from_value(&Value::Object(merged))?))
     }
 }
 
 fn required<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str, DomainError> {
-    v.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
-        DomainError::invalid(format!("missing value for required parameter '{name}'"))
-    })
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| crate::api::wire::missing(name))
 }
 
 fn version_of(v: &Option<String>) -> Result<i64, DomainError> {
@@ -108,6 +106,7 @@ fn version_json(v: &ModelVersion) -> Value {
         "description": v.description,
         "source": v.source,
         "run_id": v.run_id.clone().unwrap_or_default(),
+        "model_id": v.model_id.clone().unwrap_or_default(),
         "status": v.status,
         "run_link": "",
         "tags": key_values(&v.tags),
@@ -568,14 +567,18 @@ pub struct CreateVersionReq {
     #[serde(default)]
     run_id: Option<String>,
     #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
     tags: Vec<Tag>,
     #[serde(default)]
     description: Option<String>,
 }
 
-/// `POST model-versions/create`: registers the run artifacts `source` points at
-/// (`runs:/<run>/<path>` or the run's `mlflow-artifacts:/` URI) as the next version of an
-/// existing registered model. The version references the files, so it outlives the run.
+/// `POST model-versions/create`: registers what `source` names as the next version of an
+/// existing registered model: a run's artifact directory (`runs:/<run>/<path>` or its
+/// `mlflow-artifacts:` URI), a logged model (`models:/m-...` or its URI), another version
+/// (`models:/NAME/VERSION`, copied without copying bytes), or an external URI (recorded as is;
+/// the files stay where they are). Versions reference their files, so they outlive the run.
 pub async fn create_version(
     State(st): State<AppState>,
     MlflowWs(ws): MlflowWs,
@@ -583,37 +586,79 @@ pub async fn create_version(
 ) -> Reply {
     let name = required(&req.name, "name")?;
     let source = required(&req.source, "source")?;
-    let (run, path) = parse_run_source(source).ok_or_else(|| {
-        DomainError::invalid(format!(
-            "unsupported model version source '{source}': use runs:/<run_id>/<path> or a run's mlflow-artifacts:/ URI (logged models are not stored here)"
-        ))
-    })?;
-    if let Some(r) = req.run_id.as_deref().filter(|r| !r.is_empty())
-        && r != run
-    {
-        return Err(DomainError::invalid(format!(
-            "run_id '{r}' does not match the run '{run}' of source '{source}'"
-        ))
-        .into());
-    }
-    let tags = super::tag_map(req.tags)?;
-    let v = st
-        .tracking
-        .register_model_from_run(
-            &ws,
-            RegisterRequest {
-                name: name.to_string(),
-                create_model: false,
-                description: req.description.unwrap_or_default(),
-                tags,
-                aliases: Vec::new(),
-            },
-            &run,
-            &path,
-            Some(source.to_string()),
-        )
-        .await?;
+    let run_id = req.run_id.clone().filter(|r| !r.is_empty());
+    let model_id = req.model_id.clone().filter(|m| !m.is_empty());
+    let register = RegisterRequest {
+        name: name.to_string(),
+        create_model: false,
+        description: req.description.unwrap_or_default(),
+        tags: super::tag_map(req.tags)?,
+        aliases: Vec::new(),
+    };
+    // the registered model must exist before anything is resolved (MLflow's order of errors)
+    st.tracking.store.registered_model(ws.id, name).await?;
+    let v = match classify_source(source)? {
+        VersionSource::Run { run_id: run, path } => {
+            if run_id.as_deref().is_some_and(|r| r != run) {
+                return Err(invalid_source_for(source, "run_id").into());
+            }
+            st.tracking
+                .register_model_from_run(&ws, register, &run, &path, Some(source.to_string()))
+                .await?
+        }
+        VersionSource::LoggedModel { model_id: m, path } => {
+            if model_id.as_deref().is_some_and(|given| given != m) {
+                return Err(invalid_source_for(source, "model_id").into());
+            }
+            st.tracking
+                .register_model_from_logged_model(&ws, register, &m, &path, source.to_string())
+                .await?
+        }
+        VersionSource::Version(from) => {
+            let src = st
+                .tracking
+                .resolve_in(&ws, &from.name, &from.selector)
+                .await?;
+            let canonical = src.uri();
+            st.tracking
+                .register_model_copy(&ws, register, &from, canonical)
+                .await?
+        }
+        VersionSource::External => {
+            st.tracking
+                .register_model_external(&ws, register, source.to_string(), run_id)
+                .await?
+        }
+        VersionSource::Local => {
+            // only inside the run's own local artifact directory (an experiment created with a
+            // local artifact_location), as MLflow allows it
+            let inside = match &run_id {
+                Some(r) => {
+                    let run = st.tracking.store.run_info(ws.id, r).await?;
+                    let root = run.artifact_uri.trim_start_matches("file://").to_string();
+                    let src = source.trim_start_matches("file://");
+                    !root.contains(':') && (src == root || src.starts_with(&format!("{root}/")))
+                }
+                None => false,
+            };
+            if !inside {
+                return Err(DomainError::invalid(format!(
+                    "Invalid model version source: '{source}'. To use a local path as a model version source, the run_id request parameter has to be specified and the local path has to be contained within the artifact directory of the run specified by the run_id."
+                ))
+                .into());
+            }
+            st.tracking
+                .register_model_external(&ws, register, source.to_string(), run_id)
+                .await?
+        }
+    };
     Ok(Json(json!({ "model_version": version_json(&v) })))
+}
+
+fn invalid_source_for(source: &str, id: &str) -> DomainError {
+    DomainError::invalid(format!(
+        "Invalid model version source: '{source}'. The {id} request parameter must identify the resource that contains the source."
+    ))
 }
 
 #[derive(Deserialize)]
@@ -837,7 +882,22 @@ pub async fn download_uri(
         .store
         .model_version(ws.id, name, version_of(&req.version)?)
         .await?;
-    Ok(Json(json!({ "artifact_uri": registry_artifact_uri(&v) })))
+    // a version recorded with an external source and no files here downloads from its source
+    let external = matches!(
+        classify_source(&v.source),
+        Ok(VersionSource::External | VersionSource::Local)
+    ) && st
+        .tracking
+        .store
+        .model_files(ws.id, &v.name, v.version)
+        .await?
+        .is_empty();
+    let uri = if external {
+        v.source.clone()
+    } else {
+        registry_artifact_uri(&v)
+    };
+    Ok(Json(json!({ "artifact_uri": uri })))
 }
 
 /// The MLflow artifact URI of a version's files: `mlflow-artifacts:/_registry/<name>/<version>`.

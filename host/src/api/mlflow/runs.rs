@@ -11,10 +11,11 @@ use crate::api::AppState;
 use crate::api::error::MlflowError;
 use crate::api::extract::{MlflowJson, MlflowWs, QueryMap};
 use crate::api::wire::{
-    MetricIn, MetricOut, de_f64, de_id_string, de_opt_i64, de_stringish, experiment_id,
+    MetricIn, MetricOut, de_f64, de_i64, de_id_string, de_opt_i64, experiment_id,
 };
 use crate::api::{paging, search};
 use crate::store::{LogBatch, NewRun, RunUpdate};
+use crate::workspace::logged_model::ModelMetric;
 use crate::workspace::{
     DomainError, LifecycleStage, Metric, MetricPoint, ViewType, now_millis, validate,
 };
@@ -37,7 +38,7 @@ impl RunRef {
             .as_deref()
             .filter(|s| !s.is_empty())
             .or(self.run_uuid.as_deref().filter(|s| !s.is_empty()))
-            .ok_or_else(|| DomainError::invalid("missing value for required parameter 'run_id'"))?;
+            .ok_or_else(|| crate::api::wire::missing("run_id"))?;
         validate::run_id(id)?;
         Ok(id)
     }
@@ -48,7 +49,7 @@ fn run_id_from_query(q: &QueryMap) -> Result<&str, DomainError> {
         .get("run_id")
         .filter(|s| !s.is_empty())
         .or(q.get("run_uuid").filter(|s| !s.is_empty()))
-        .ok_or_else(|| DomainError::invalid("missing value for required parameter 'run_id'"))?;
+        .ok_or_else(|| crate::api::wire::missing("run_id"))?;
     validate::run_id(id)?;
     Ok(id)
 }
@@ -94,12 +95,13 @@ pub async fn create(
             },
         )
         .await?;
-    Ok(Json(json!({ "run": run_json(&run) })))
+    Ok(Json(json!({ "run": run_json(&run, None) })))
 }
 
 pub async fn get(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
     let run = st.tracking.store.run(ws.id, run_id_from_query(&q)?).await?;
-    Ok(Json(json!({ "run": run_json(&run) })))
+    let io = st.tracking.store.run_io(&[run.key]).await?;
+    Ok(Json(json!({ "run": run_json(&run, io.get(&run.key)) })))
 }
 
 #[derive(Deserialize)]
@@ -201,7 +203,10 @@ pub async fn search(
         },
     )
     .await?;
-    let mut out = json!({ "runs": runs.iter().map(run_json).collect::<Vec<_>>() });
+    let keys: Vec<i64> = runs.iter().map(|r| r.key).collect();
+    let io = st.tracking.store.run_io(&keys).await?;
+    let mut out =
+        json!({ "runs": runs.iter().map(|r| run_json(r, io.get(&r.key))).collect::<Vec<_>>() });
     if let Some(t) = next {
         out["next_page_token"] = json!(t);
     }
@@ -210,16 +215,73 @@ pub async fn search(
 
 #[derive(Deserialize)]
 pub struct LogMetricReq {
-    #[serde(flatten)]
-    run: RunRef,
     #[serde(default)]
-    key: String,
+    run_id: Option<String>,
+    #[serde(default)]
+    run_uuid: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
     #[serde(deserialize_with = "de_f64")]
     value: f64,
     #[serde(default, deserialize_with = "de_opt_i64")]
     timestamp: Option<i64>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     step: Option<i64>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    dataset_name: Option<String>,
+    #[serde(default)]
+    dataset_digest: Option<String>,
+}
+
+/// A metric of MLflow's `log-batch`: key, value and timestamp are required there.
+#[derive(Deserialize)]
+pub struct BatchMetricIn {
+    key: String,
+    #[serde(deserialize_with = "de_f64")]
+    value: f64,
+    #[serde(deserialize_with = "de_i64")]
+    timestamp: i64,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    step: Option<i64>,
+    #[serde(default)]
+    model_id: Option<String>,
+    #[serde(default)]
+    dataset_name: Option<String>,
+    #[serde(default)]
+    dataset_digest: Option<String>,
+}
+
+/// The metrics of a request that name a logged model, as that model's metric records.
+fn model_metrics<'a>(
+    run_id: &str,
+    items: impl Iterator<
+        Item = (
+            &'a Metric,
+            &'a Option<String>,
+            &'a Option<String>,
+            &'a Option<String>,
+        ),
+    >,
+) -> Vec<(String, ModelMetric)> {
+    items
+        .filter_map(|(m, model, dn, dd)| {
+            let model = model.as_ref().filter(|s| !s.is_empty())?;
+            Some((
+                model.clone(),
+                ModelMetric {
+                    key: m.key.clone(),
+                    value: m.point.value,
+                    timestamp: m.point.timestamp,
+                    step: m.point.step,
+                    run_id: Some(run_id.to_string()),
+                    dataset_name: dn.clone().filter(|s| !s.is_empty()),
+                    dataset_digest: dd.clone().filter(|s| !s.is_empty()),
+                },
+            ))
+        })
+        .collect()
 }
 
 fn metric(m: MetricIn, now: i64) -> Metric {
@@ -234,8 +296,26 @@ fn metric(m: MetricIn, now: i64) -> Metric {
 }
 
 async fn log(st: &AppState, ws_id: i64, run_id: &str, batch: LogBatch, limits: bool) -> Reply {
+    log_with_models(st, ws_id, run_id, batch, limits, Vec::new()).await
+}
+
+/// Logs a batch to a run and, for metrics that name a logged model, to that model too. Model ids
+/// are checked before anything is written.
+async fn log_with_models(
+    st: &AppState,
+    ws_id: i64,
+    run_id: &str,
+    batch: LogBatch,
+    limits: bool,
+    models: Vec<(String, ModelMetric)>,
+) -> Reply {
     batch.validate(limits)?;
+    for (id, _) in &models {
+        crate::workspace::logged_model::check_model_id(id)?;
+        st.tracking.store.logged_model(ws_id, id, false).await?;
+    }
     st.tracking.store.log_batch(ws_id, run_id, batch).await?;
+    st.tracking.store.log_model_metrics(ws_id, &models).await?;
     Ok(Json(json!({})))
 }
 
@@ -244,36 +324,68 @@ pub async fn log_metric(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<LogMetricReq>,
 ) -> Reply {
+    let run = RunRef {
+        run_id: req.run_id,
+        run_uuid: req.run_uuid,
+    };
+    let run_id = run.id()?;
+    let key = req
+        .key
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| crate::api::wire::missing("key"))?;
     let m = metric(
         MetricIn {
-            key: req.key,
+            key,
             value: req.value,
             timestamp: req.timestamp,
             step: req.step,
         },
         now_millis(),
     );
-    log(
+    let models = model_metrics(
+        run_id,
+        [(&m, &req.model_id, &req.dataset_name, &req.dataset_digest)].into_iter(),
+    );
+    log_with_models(
         &st,
         ws.id,
-        req.run.id()?,
+        run_id,
         LogBatch {
             metrics: vec![m],
             ..Default::default()
         },
         true,
+        models,
     )
     .await
 }
 
 #[derive(Deserialize)]
 pub struct KeyValueReq {
-    #[serde(flatten)]
-    run: RunRef,
     #[serde(default)]
-    key: String,
-    #[serde(default, deserialize_with = "de_stringish")]
-    value: String,
+    run_id: Option<String>,
+    #[serde(default)]
+    run_uuid: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl KeyValueReq {
+    /// The run id, key and value (absent value: empty), MLflow's errors for missing ones.
+    fn parts(self) -> Result<(String, String, String), DomainError> {
+        let run = RunRef {
+            run_id: self.run_id,
+            run_uuid: self.run_uuid,
+        };
+        let id = run.id()?.to_string();
+        let key = self
+            .key
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| crate::api::wire::missing("key"))?;
+        Ok((id, key, self.value.unwrap_or_default()))
+    }
 }
 
 pub async fn log_param(
@@ -281,11 +393,12 @@ pub async fn log_param(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<KeyValueReq>,
 ) -> Reply {
+    let (run, key, value) = req.parts()?;
     let batch = LogBatch {
-        params: vec![(req.key, req.value)],
+        params: vec![(key, value)],
         ..Default::default()
     };
-    log(&st, ws.id, req.run.id()?, batch, true).await
+    log(&st, ws.id, &run, batch, true).await
 }
 
 pub async fn set_tag(
@@ -293,11 +406,12 @@ pub async fn set_tag(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<KeyValueReq>,
 ) -> Reply {
+    let (run, key, value) = req.parts()?;
     let batch = LogBatch {
-        tags: vec![(req.key, req.value)],
+        tags: vec![(key, value)],
         ..Default::default()
     };
-    log(&st, ws.id, req.run.id()?, batch, true).await
+    log(&st, ws.id, &run, batch, true).await
 }
 
 #[derive(Deserialize)]
@@ -323,8 +437,8 @@ pub async fn delete_tag(
 #[derive(Deserialize)]
 struct ParamIn {
     key: String,
-    #[serde(default, deserialize_with = "de_stringish")]
-    value: String,
+    #[serde(default)]
+    value: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -335,7 +449,7 @@ pub struct LogBatchReq {
     #[serde(default)]
     run_uuid: Option<String>,
     #[serde(default)]
-    metrics: Vec<MetricIn>,
+    metrics: Vec<BatchMetricIn>,
     #[serde(default)]
     params: Vec<ParamIn>,
     #[serde(default)]
@@ -354,17 +468,44 @@ pub async fn log_batch(
         ))
         .into());
     }
-    let now = now_millis();
-    let batch = LogBatch {
-        metrics: req.metrics.into_iter().map(|m| metric(m, now)).collect(),
-        params: req.params.into_iter().map(|p| (p.key, p.value)).collect(),
-        tags: req.tags.into_iter().map(|p| (p.key, p.value)).collect(),
-    };
     let run = RunRef {
         run_id: req.run_id,
         run_uuid: req.run_uuid,
     };
-    log(&st, ws.id, run.id()?, batch, true).await
+    let run_id = run.id()?;
+    let metrics: Vec<Metric> = req
+        .metrics
+        .iter()
+        .map(|m| Metric {
+            key: m.key.clone(),
+            point: MetricPoint {
+                value: m.value,
+                timestamp: m.timestamp,
+                step: m.step.unwrap_or(0),
+            },
+        })
+        .collect();
+    let models = model_metrics(
+        run_id,
+        metrics
+            .iter()
+            .zip(&req.metrics)
+            .map(|(m, r)| (m, &r.model_id, &r.dataset_name, &r.dataset_digest)),
+    );
+    let batch = LogBatch {
+        metrics,
+        params: req
+            .params
+            .into_iter()
+            .map(|p| (p.key, p.value.unwrap_or_default()))
+            .collect(),
+        tags: req
+            .tags
+            .into_iter()
+            .map(|p| (p.key, p.value.unwrap_or_default()))
+            .collect(),
+    };
+    log_with_models(&st, ws.id, run_id, batch, true, models).await
 }
 
 pub async fn metric_history(
@@ -401,4 +542,160 @@ pub async fn metric_history(
         out["next_page_token"] = json!(paging::encode(offset + limit));
     }
     Ok(Json(out))
+}
+
+/// Run tag holding the models logged to a run (MLflow 2's `log-model` history).
+const LOG_MODEL_HISTORY_TAG: &str = "mlflow.log-model.history";
+
+#[derive(Deserialize)]
+pub struct LogModelReq {
+    #[serde(default)]
+    run_id: Option<String>,
+    #[serde(default)]
+    model_json: Option<String>,
+}
+
+/// `POST runs/log-model`: appends a model's metadata to the run's `mlflow.log-model.history` tag.
+pub async fn log_model(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    MlflowJson(req, _): MlflowJson<LogModelReq>,
+) -> Reply {
+    let run_id = RunRef {
+        run_id: req.run_id,
+        run_uuid: None,
+    };
+    let run_id = run_id.id()?;
+    let model: Value = req
+        .model_json
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| crate::api::wire::missing("model_json"))
+        .and_then(|s| {
+            serde_json::from_str(s)
+                .map_err(|e| DomainError::invalid(format!("model_json is not valid JSON: {e}")))
+        })?;
+    let run = st.tracking.store.run(ws.id, run_id).await?;
+    let mut history: Vec<Value> = match run.tags.get(LOG_MODEL_HISTORY_TAG) {
+        Some(t) => serde_json::from_str(t).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    history.push(model);
+    let value =
+        serde_json::to_string(&history).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let batch = LogBatch {
+        tags: vec![(LOG_MODEL_HISTORY_TAG.to_string(), value)],
+        ..Default::default()
+    };
+    log(&st, ws.id, run_id, batch, false).await
+}
+
+/// Most runs one bulk-interval request may name (MLflow's limit).
+const MAX_BULK_RUNS: usize = 100;
+/// Most sampled steps per run (MLflow's limit).
+const MAX_BULK_STEPS: i64 = 2500;
+
+/// `GET metrics/get-history-bulk-interval?run_ids=..&metric_key=..[&start_step&end_step]
+/// [&max_results]`: one metric of up to 100 runs, sampled to at most `max_results` steps shared by
+/// the runs (every run's first and last step kept), as MLflow samples it for charts.
+pub async fn metric_history_bulk_interval(
+    State(st): State<AppState>,
+    MlflowWs(ws): MlflowWs,
+    q: QueryMap,
+) -> Reply {
+    let run_ids: Vec<&String> = q.all("run_ids").iter().filter(|r| !r.is_empty()).collect();
+    if run_ids.is_empty() {
+        return Err(crate::api::wire::missing("run_ids").into());
+    }
+    if run_ids.len() > MAX_BULK_RUNS {
+        return Err(DomainError::invalid(format!(
+            "GetMetricHistoryBulkInterval request must specify at most {MAX_BULK_RUNS} run_ids. Received {} run_ids.",
+            run_ids.len()
+        ))
+        .into());
+    }
+    let key = q
+        .get("metric_key")
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| crate::api::wire::missing("metric_key"))?;
+    let max_results = q.int("max_results")?.unwrap_or(MAX_BULK_STEPS);
+    if !(1..=MAX_BULK_STEPS).contains(&max_results) {
+        return Err(DomainError::invalid(format!(
+            "max_results must be between 1 and {MAX_BULK_STEPS}."
+        ))
+        .into());
+    }
+    let range = match (q.int("start_step")?, q.int("end_step")?) {
+        (Some(a), Some(b)) if a > b => {
+            return Err(DomainError::invalid(format!(
+                "end_step must be greater than start_step. Found start_step={a} and end_step={b}."
+            ))
+            .into());
+        }
+        (Some(a), Some(b)) => Some((a, b)),
+        (None, None) => None,
+        _ => {
+            return Err(DomainError::invalid(
+                "If either start step or end step are specified, both must be specified.",
+            )
+            .into());
+        }
+    };
+    let mut histories = Vec::with_capacity(run_ids.len());
+    for id in &run_ids {
+        validate::run_id(id)?;
+        histories.push((*id, st.tracking.store.metric_history(ws.id, id, key).await?));
+    }
+    let mut all: Vec<i64> = histories
+        .iter()
+        .flat_map(|(_, h)| h.iter().map(|p| p.step))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    let (start, end) = range.unwrap_or((0, all.last().copied().unwrap_or(0)));
+    let in_range: Vec<i64> = all
+        .iter()
+        .copied()
+        .filter(|s| (start..=end).contains(s))
+        .collect();
+    let mut steps: std::collections::BTreeSet<i64> = if in_range.len() <= max_results as usize {
+        in_range.iter().copied().collect()
+    } else {
+        let interval = in_range.len() as f64 / max_results as f64;
+        let mut picked: std::collections::BTreeSet<i64> = (0..max_results as usize)
+            .map(|i| in_range[(i as f64 * interval) as usize])
+            .collect();
+        picked.extend(in_range.last());
+        picked
+    };
+    // every run's own first and last step survive the sampling
+    for (_, h) in &histories {
+        for s in [
+            h.iter().map(|p| p.step).min(),
+            h.iter().map(|p| p.step).max(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if (start..=end).contains(&s) {
+                steps.insert(s);
+            }
+        }
+    }
+    let per_run = (max_results as usize).max(steps.len());
+    let mut metrics = Vec::new();
+    for (run, h) in &histories {
+        for p in h.iter().filter(|p| steps.contains(&p.step)).take(per_run) {
+            let mut m = serde_json::to_value(MetricOut {
+                key: key.to_string(),
+                value: p.value,
+                timestamp: p.timestamp,
+                step: p.step,
+            })
+            .unwrap_or_default();
+            m["run_id"] = json!(run);
+            metrics.push(m);
+        }
+    }
+    Ok(Json(json!({ "metrics": metrics })))
 }

@@ -7,6 +7,7 @@ mod datasets;
 mod endpoints;
 mod experiments;
 mod jobs;
+mod logged_models;
 mod models;
 mod runs;
 mod secrets;
@@ -78,6 +79,18 @@ fn workspace_routes(api: &mut Api) {
             put(artifacts::upload).layer(DefaultBodyLimit::disable()),
         )
         .delete("/runs/{id}/artifacts/{*path}", Write, artifacts::delete)
+        .get("/logged-models", Read, logged_models::list)
+        .get("/logged-models/{id}", Read, logged_models::get)
+        .get(
+            "/logged-models/{id}/artifacts",
+            Read,
+            logged_models::list_files,
+        )
+        .get(
+            "/logged-models/{id}/artifacts/{*path}",
+            Read,
+            logged_models::download,
+        )
         .get("/components", Read, components::list)
         .add(
             Method::PUT,

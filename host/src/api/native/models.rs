@@ -36,6 +36,7 @@ pub(crate) fn version_json(v: &ModelVersion, files: Option<&[ArtifactRow]>) -> V
         "ref": v.uri(),
         "source": v.source,
         "run_id": v.run_id,
+        "logged_model_id": v.model_id,
         "status": v.status,
         "stage": v.stage,
         "aliases": v.aliases,
@@ -227,6 +228,9 @@ pub async fn list_versions(
 pub struct RegisterReq {
     #[serde(default)]
     run_id: Option<String>,
+    /// An MLflow logged model (`m-...`) to register instead of a run's directory.
+    #[serde(default)]
+    model_id: Option<String>,
     #[serde(default)]
     path: Option<String>,
     #[serde(default)]
@@ -264,15 +268,39 @@ pub async fn register(
             .await
             .map_err(|e| DomainError::Malformed(format!("cannot read request body: {e}")))?;
         let mut meta: RegisterReq = parse_json(&bytes)?;
-        let run_id = meta.run_id.take().ok_or_else(|| {
-            DomainError::invalid(
-                "missing 'run_id': register from a run's artifacts, or upload files as multipart/form-data",
-            )
-        })?;
-        let path = meta.path.take().unwrap_or_else(|| "model".to_string());
-        st.tracking
-            .register_model_from_run(&ws, register_request(&name, meta), &run_id, &path, None)
-            .await?
+        if let Some(model_id) = meta.model_id.take() {
+            let model_id = model_id
+                .strip_prefix("models:/")
+                .unwrap_or(&model_id)
+                .to_string();
+            if meta.run_id.is_some() {
+                return Err(DomainError::invalid(
+                    "give either 'run_id' (a run's directory) or 'model_id' (a logged model), not both",
+                )
+                .into());
+            }
+            let path = meta.path.take().unwrap_or_default();
+            let source = format!("models:/{model_id}");
+            st.tracking
+                .register_model_from_logged_model(
+                    &ws,
+                    register_request(&name, meta),
+                    &model_id,
+                    &path,
+                    source,
+                )
+                .await?
+        } else {
+            let run_id = meta.run_id.take().ok_or_else(|| {
+                DomainError::invalid(
+                    "missing 'run_id' or 'model_id': register from a run's artifacts or an MLflow logged model, or upload files as multipart/form-data",
+                )
+            })?;
+            let path = meta.path.take().unwrap_or_else(|| "model".to_string());
+            st.tracking
+                .register_model_from_run(&ws, register_request(&name, meta), &run_id, &path, None)
+                .await?
+        }
     };
     let files = st
         .tracking
