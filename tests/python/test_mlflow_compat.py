@@ -467,6 +467,27 @@ class MlflowThree(unittest.TestCase):
         self.assertEqual((c.name, c.version), (dst, "1"))
         self.assertEqual(list(mlflow.pyfunc.load_model(f"models:/{dst}/1").predict([0])), [1])
 
+    def test_sklearn_log_model_as_a_script_does_it(self):
+        """The most common MLflow 3 call, exactly as scripts write it."""
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.array([[0.0, 1.0], [1.0, 0.0], [0.9, 0.1], [0.1, 0.9]])
+        y = np.array([1, 0, 0, 1])
+        model = LogisticRegression().fit(x, y)
+        mlflow.set_experiment(unique("sk"))
+        with mlflow.start_run():
+            mlflow.log_param("C", 1.0)
+            info = mlflow.sklearn.log_model(model, name="model", input_example=x[:1])
+        loaded = mlflow.sklearn.load_model(info.model_uri)
+        self.assertEqual(list(loaded.predict(x)), list(model.predict(x)))
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{info.model_id}")
+        self.assertEqual(list(pyfunc.predict(x)), list(model.predict(x)))
+        name = unique("sk-reg")
+        v = mlflow.register_model(info.model_uri, name)
+        again = mlflow.sklearn.load_model(f"models:/{name}/{v.version}")
+        self.assertEqual(list(again.predict(x)), list(model.predict(x)))
+
     def test_search_logged_models_with_metrics(self):
         exp = self.client.create_experiment(unique("m3search"))
         a = self.client.create_logged_model(exp, name="a", params={"lr": "0.1"})

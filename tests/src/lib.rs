@@ -537,6 +537,45 @@ pub fn python() -> PathBuf {
     py
 }
 
+/// Uploads iris (once per server) and trains a small MLP on it with a train job; returns the
+/// job's (run id, job id) once it completed.
+pub fn train_iris(h: &Http) -> (String, String) {
+    const WS: &str = "/api/v1/workspaces/default";
+    h.raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions"),
+        Some(dataset("iris.csv")),
+    );
+    let j = h
+        .post(
+            &format!("{WS}/jobs"),
+            serde_json::json!({
+                "type": "train",
+                "name": "iris-mlp",
+                "experiment": "iris",
+                "train": {
+                    "dataset": "iris:1", "target": "target", "task": "classification",
+                    "model": { "family": "mlp", "hidden": [16], "activation": "relu" },
+                    "optimizer": { "kind": "adam", "lr": 0.01 },
+                    "epochs": 5, "batch_size": 16, "validation_split": 0.2, "seed": 7
+                }
+            }),
+        )
+        .ok();
+    let id = j["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let j = h.get(&format!("{WS}/jobs/{id}")).ok();
+        match j["state"].as_str() {
+            Some("Completed") => return (j["run_id"].as_str().unwrap().to_string(), id),
+            Some("Failed" | "Canceled") => panic!("train job ended badly: {j}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "train job did not end: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A test dataset from `tests/data`.
 pub fn dataset(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/data").join(name)).unwrap()

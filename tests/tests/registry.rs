@@ -3,8 +3,6 @@
 //! resolution, lineage, file downloads that survive the run's deletion and `atrium gc`,
 //! precise errors that change nothing, and the MLflow duplicate-name error.
 
-use std::time::{Duration, Instant};
-
 use atrium_tests::{Backend, Http, Server, dataset};
 use serde_json::{Value, json};
 
@@ -12,40 +10,7 @@ const WS: &str = "/api/v1/workspaces/default";
 
 /// Trains a small iris model with a train job; returns (run id, job id).
 fn train(h: &Http) -> (String, String) {
-    h.raw(
-        "POST",
-        &format!("{WS}/datasets/iris/versions"),
-        Some(dataset("iris.csv")),
-    )
-    .ok();
-    let j = h
-        .post(
-            &format!("{WS}/jobs"),
-            json!({
-                "type": "train",
-                "name": "iris-mlp",
-                "experiment": "iris",
-                "train": {
-                    "dataset": "iris:1", "target": "target", "task": "classification",
-                    "model": { "family": "mlp", "hidden": [16], "activation": "relu" },
-                    "optimizer": { "kind": "adam", "lr": 0.01 },
-                    "epochs": 5, "batch_size": 16, "validation_split": 0.2, "seed": 7
-                }
-            }),
-        )
-        .ok();
-    let id = j["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let j = h.get(&format!("{WS}/jobs/{id}")).ok();
-        match j["state"].as_str() {
-            Some("Completed") => return (j["run_id"].as_str().unwrap().to_string(), id),
-            Some("Failed" | "Canceled") => panic!("train job ended badly: {j}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "train job did not end: {j}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    atrium_tests::train_iris(h)
 }
 
 /// Runs the CLI with `-o json`, asserting success; returns the parsed output.

@@ -107,6 +107,7 @@ const UNSUPPORTED_MLFLOW: &[(&str, &str)] = &[
     ),
     ("/mlflow/traces", "MLflow tracing (traces and spans)"),
     ("/mlflow/spans", "MLflow tracing (traces and spans)"),
+    ("/v1/traces", "MLflow tracing (traces and spans)"),
     ("/get-trace-artifact", "MLflow tracing (traces and spans)"),
     ("/unified-traces", "MLflow tracing (traces and spans)"),
     ("/mlflow/assessments", "GenAI assessments"),

@@ -33,7 +33,7 @@ fn page_size(max: Option<i64>, default: usize, limit: usize) -> DomainResult<usi
         None => Ok(default),
         Some(n) if n >= 1 && n as usize <= limit => Ok(n as usize),
         Some(n) => Err(DomainError::invalid(format!(
-            "max_results must be between 1 and {limit}, got {n}"
+            "Invalid value {n} for parameter 'max_results' supplied: it must be between 1 and {limit}"
         ))),
     }
 }

@@ -216,14 +216,10 @@ macro_rules! log_to_run {
             .fetch_optional(&mut *$conn)
             .await?
             else {
-                return Err(DomainError::NotFound(format!(
-                    "run '{run_id}' does not exist"
-                )));
+                return Err(crate::workspace::validate::run_not_found(run_id));
             };
             if row.text("lifecycle_stage")? != LifecycleStage::Active.as_str() {
-                return Err(DomainError::InvalidState(format!(
-                    "run '{run_id}' must be active to log to it; it is deleted"
-                )));
+                return Err(crate::workspace::validate::run_not_active(run_id));
             }
             write_batch!($dialect, $conn, row.i64("id")?, $batch, run_id);
             Ok::<(), DomainError>(())

@@ -96,7 +96,7 @@ impl Store {
             .await
             .map_err(|e| {
                 if is_unique_violation(&e) {
-                    DomainError::AlreadyExists(format!("registered model '{name}' already exists"))
+                    DomainError::AlreadyExists(format!("Registered Model (name={name}) already exists."))
                 } else {
                     e.into()
                 }

@@ -78,7 +78,7 @@ fn parse_stored_f64(s: &str) -> DomainResult<f64> {
 }
 
 fn missing(id: &str) -> DomainError {
-    DomainError::NotFound(format!("run '{id}' does not exist"))
+    crate::workspace::validate::run_not_found(id)
 }
 
 /// A random, readable run name like `calm-heron-417`.
@@ -440,7 +440,7 @@ impl Store {
         .map(|r| r.rows_affected()))?;
         if n == 0 {
             Err(DomainError::NotFound(format!(
-                "no tag '{key}' on run '{id}'"
+                "No tag with name: {key} in run with id {id}"
             )))
         } else {
             Ok(())
@@ -451,9 +451,7 @@ impl Store {
     pub(crate) async fn active_run(&self, workspace_id: i64, id: &str) -> DomainResult<Run> {
         let run = self.run_info(workspace_id, id).await?;
         if run.lifecycle_stage != LifecycleStage::Active {
-            return Err(DomainError::InvalidState(format!(
-                "run '{id}' must be active to be changed; it is deleted"
-            )));
+            return Err(crate::workspace::validate::run_not_active(id));
         }
         Ok(run)
     }

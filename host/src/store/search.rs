@@ -545,10 +545,13 @@ impl Store {
                 if o.ascending { "ASC" } else { "DESC" }
             ));
         }
+        // MLflow's orders: newest first by default; ties (and custom orders) by id
         if q.order_by.is_empty() {
-            order.push("e.last_update_time DESC".into());
+            order.push("e.creation_time DESC".into());
+            order.push("e.number ASC".into());
+        } else if !q.order_by.iter().any(|o| o.key == "experiment_id") {
+            order.push("e.number DESC".into());
         }
-        order.push("e.number ASC".into());
         b.push(" ORDER BY ").push(&order.join(", "));
         b.push(" LIMIT ").bind(Bind::I64(q.limit as i64));
         b.push(" OFFSET ").bind(Bind::I64(q.offset as i64));

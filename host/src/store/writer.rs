@@ -375,14 +375,10 @@ impl GroupPlan {
 
     fn log(&mut self, ws: i64, run_id: &str, batch: &LogBatch, l: &Lookups) -> DomainResult<()> {
         let Some(&(key, _, active)) = l.runs.get(run_id).filter(|r| r.1 == ws) else {
-            return Err(DomainError::NotFound(format!(
-                "run '{run_id}' does not exist"
-            )));
+            return Err(crate::workspace::validate::run_not_found(run_id));
         };
         if !active {
-            return Err(DomainError::InvalidState(format!(
-                "run '{run_id}' must be active to log to it; it is deleted"
-            )));
+            return Err(crate::workspace::validate::run_not_active(run_id));
         }
         // every param is checked before anything of this job is planned: all or nothing
         let mut new_params = Vec::new();

@@ -162,13 +162,27 @@ pub fn parse_version(v: &str) -> DomainResult<i64> {
 /// Checks a registered model name: 1–256 characters of letters, digits, `-`, `_`, `.`,
 /// starting with a letter or digit (so it fits in URLs and `models:/` references).
 pub fn check_model_name(name: &str) -> DomainResult<()> {
-    if super::validate::is_label(name, MAX_MODEL_NAME_LEN, b"-_.") {
-        Ok(())
-    } else {
-        Err(DomainError::invalid(format!(
-            "invalid model name '{name}': use 1-{MAX_MODEL_NAME_LEN} letters, digits, '-', '_' and '.', starting with a letter or digit"
-        )))
+    if name.trim().is_empty() {
+        return Err(DomainError::invalid(
+            "Missing value for required parameter 'name'.",
+        ));
     }
+    // MLflow's rule (no '/' or ':'), plus '@' (it separates an alias in models:/NAME@ALIAS) and
+    // control characters; spaces and other punctuation are allowed, as in MLflow
+    let bad = name
+        .chars()
+        .find(|c| matches!(c, '/' | ':' | '@' | '\\') || c.is_control());
+    if let Some(c) = bad {
+        return Err(DomainError::invalid(format!(
+            "Invalid model name '{name}'. Names cannot contain '/', ':', '@', '\\' or control characters (found {c:?})."
+        )));
+    }
+    if name.chars().count() > MAX_MODEL_NAME_LEN || name == "." || name == ".." {
+        return Err(DomainError::invalid(format!(
+            "Invalid model name '{name}': use at most {MAX_MODEL_NAME_LEN} characters, not '.' or '..'"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks an alias: 1–255 letters, digits, `-`, `_`, starting with a letter; `latest` and
@@ -544,7 +558,10 @@ mod tests {
     #[test]
     fn names_and_aliases() {
         assert!(check_model_name("iris-clf_v2.1").is_ok());
-        assert!(check_model_name("-x").is_err());
+        assert!(check_model_name("Update RM 2").is_ok());
+        assert!(check_model_name(" ").is_err());
+        assert!(check_model_name("a:b").is_err());
+        assert!(check_model_name("a@b").is_err());
         assert!(check_model_name("a/b").is_err());
         assert!(check_model_name(&"a".repeat(257)).is_err());
         assert!(check_alias("champion").is_ok());

@@ -125,8 +125,20 @@ pub fn run_id(id: &str) -> DomainResult<()> {
     if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(DomainError::not_found(format!("run '{id}' does not exist")))
+        Err(run_not_found(id))
     }
+}
+
+/// The error for a run that does not exist (MLflow's wording, which clients match).
+pub fn run_not_found(id: &str) -> DomainError {
+    DomainError::not_found(format!("Run '{id}' not found"))
+}
+
+/// The error for a change to a deleted run (MLflow's wording).
+pub fn run_not_active(id: &str) -> DomainError {
+    DomainError::InvalidState(format!(
+        "The run {id} must be in the 'active' state. Current state is deleted."
+    ))
 }
 
 /// Checks the sizes of a batch against MLflow's limits.

@@ -214,6 +214,8 @@ pub struct SearchDatasetsReq {
     experiment_ids: Vec<Value>,
 }
 
+/// Most experiments one dataset search may name (MLflow's limit).
+const MAX_DATASET_EXPERIMENTS: usize = 20;
 /// Most dataset summaries one search answers (MLflow's limit).
 const MAX_DATASET_SUMMARIES: i64 = 1000;
 
@@ -225,7 +227,17 @@ pub async fn search_datasets(
 ) -> Reply {
     let ids = crate::api::search::id_strings(&req.experiment_ids);
     if ids.is_empty() {
-        return Err(crate::api::wire::missing("experiment_ids").into());
+        return Err(DomainError::invalid(
+            "SearchDatasets request must specify at least one experiment_id.",
+        )
+        .into());
+    }
+    if ids.len() > MAX_DATASET_EXPERIMENTS {
+        return Err(DomainError::invalid(format!(
+            "SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} experiment_ids. Received {} experiment_ids.",
+            ids.len()
+        ))
+        .into());
     }
     let ids = ids
         .iter()

@@ -298,7 +298,7 @@ fn page_bounds(req: &SearchReq, default: i64, max: i64) -> Result<(usize, usize)
     let limit = req.max_results.unwrap_or(default);
     if !(1..=max).contains(&limit) {
         return Err(DomainError::invalid(format!(
-            "max_results must be between 1 and {max}, got {limit}"
+            "Invalid value {limit} for parameter 'max_results' supplied: it must be between 1 and {max}"
         )));
     }
     Ok((paging::decode(req.page_token.as_deref())?, limit as usize))
@@ -602,9 +602,26 @@ pub async fn create_version(
             if run_id.as_deref().is_some_and(|r| r != run) {
                 return Err(invalid_source_for(source, "run_id").into());
             }
-            st.tracking
-                .register_model_from_run(&ws, register, &run, &path, Some(source.to_string()))
-                .await?
+            match st
+                .tracking
+                .register_model_from_run(
+                    &ws,
+                    register.clone(),
+                    &run,
+                    &path,
+                    Some(source.to_string()),
+                )
+                .await
+            {
+                // a run this server does not hold (or a directory it has no files in) is
+                // recorded as MLflow records it: the source, no files
+                Err(DomainError::NotFound(_)) => {
+                    st.tracking
+                        .register_model_external(&ws, register, source.to_string(), Some(run))
+                        .await?
+                }
+                other => other?,
+            }
         }
         VersionSource::LoggedModel { model_id: m, path } => {
             if model_id.as_deref().is_some_and(|given| given != m) {
@@ -882,11 +899,8 @@ pub async fn download_uri(
         .store
         .model_version(ws.id, name, version_of(&req.version)?)
         .await?;
-    // a version recorded with an external source and no files here downloads from its source
-    let external = matches!(
-        classify_source(&v.source),
-        Ok(VersionSource::External | VersionSource::Local)
-    ) && st
+    // a version recorded with a source this server holds no files of downloads from its source
+    let external = st
         .tracking
         .store
         .model_files(ws.id, &v.name, v.version)
