@@ -25,6 +25,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another server uses the (SQLite) data directory, or it cannot be locked.
+    #[error(transparent)]
+    Lock(#[from] crate::datadir_lock::LockError),
     /// The store failed to open.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -92,8 +95,35 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
     Ok(Arc::new(tracking))
 }
 
+/// Whether the metadata store is SQLite (embedded in the data directory, or a `sqlite://` URL):
+/// then one server at a time may use the data directory.
+pub fn uses_sqlite(cfg: &ServeConfig) -> bool {
+    cfg.database_url
+        .as_deref()
+        .is_none_or(|u| u.starts_with("sqlite://"))
+}
+
+/// Locks the data directory when the metadata store is SQLite (`None` on PostgreSQL, where
+/// hosts share the database by design).
+pub fn lock_data_dir(
+    cfg: &ServeConfig,
+) -> Result<Option<crate::datadir_lock::DataDirLock>, ServeError> {
+    if !uses_sqlite(cfg) {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServeError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    Ok(Some(crate::datadir_lock::DataDirLock::acquire(
+        &cfg.data_dir,
+    )?))
+}
+
 /// Serves until SIGINT or SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    // held until this function returns (or the process dies)
+    let _lock = lock_data_dir(&cfg)?;
     let tracking = open(&cfg).await?;
     let access = Arc::new(Access::new(tracking.clone()));
     if cfg.reset_admin_token {

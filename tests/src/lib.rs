@@ -269,6 +269,11 @@ impl Server {
         Http::with_token(&self.url, token)
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL (no shutdown, no flush).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
