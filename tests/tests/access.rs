@@ -707,20 +707,18 @@ fn cli_manages_users_tokens_roles_and_reads_the_audit_log() {
     let (ok, _, err) = Server::cli_with_token(&s.url, "", &["experiment", "list"]);
     assert!(!ok && err.contains("UNAUTHENTICATED"), "{err}");
     // the CLI finds the bootstrap token in ATRIUM_DATA_DIR
-    let out = std::process::Command::new(atrium_tests::bin())
-        .args(["whoami"])
-        .env("ATRIUM_SERVER", &s.url)
-        .env("ATRIUM_DATA_DIR", &s.data_dir)
-        .env_remove("ATRIUM_TOKEN")
-        .env_remove("ATRIUM_TOKEN_FILE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // (with no saved login: the profile comes before the data directory)
+    let (ok, out, err) = atrium_tests::cli_raw(
+        &["whoami"],
+        &[
+            ("ATRIUM_SERVER", &s.url),
+            ("ATRIUM_DATA_DIR", s.data_dir.to_str().unwrap()),
+        ],
+        &s.data_dir,
+        None,
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("admin"));
+    assert!(ok, "{err}");
+    assert!(out.contains("admin"), "{out}");
     // the audit log, filtered
     let (ok, out, err) = s.cli(&[
         "audit", "list", "-w", "cli-ws", "--actor", "carol", "-o", "json",
