@@ -867,3 +867,51 @@ fn train_job_on_postgres() {
         "Canceled"
     );
 }
+
+#[test]
+fn a_spec_error_is_reported_once_in_the_format_of_the_file() {
+    let s = Server::start(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    // a TOML typo (an unclosed string): the TOML error alone, not also a YAML one
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "type = \"train\"\n[train]\ndataset = \"iris:1\ntarget = \"t\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = s.cli(&["job", "submit", bad.to_str().unwrap()]);
+    assert!(!ok, "{err}");
+    assert_eq!(err.matches("invalid job spec").count(), 1, "{err}");
+    assert!(
+        err.contains("invalid job spec (TOML)") && !err.contains("YAML"),
+        "{err}"
+    );
+    // a YAML one in a .yaml file: the YAML error
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "type: train\ntrain:\n  dataset: iris:1\n   target: t\n",
+    )
+    .unwrap();
+    let (ok, _, err) = s.cli(&["sweep", "submit", bad.to_str().unwrap()]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("invalid job spec (YAML)") && !err.contains("TOML"),
+        "{err}"
+    );
+    // the API: the media type names the format
+    let r = s
+        .http()
+        .request(reqwest::Method::POST, &format!("{WS}/jobs"))
+        .header("content-type", "application/toml")
+        .body("type = \"train\"\n[train\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().unwrap();
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("invalid job spec (TOML)") && !msg.contains("YAML"),
+        "{msg}"
+    );
+}

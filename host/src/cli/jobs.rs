@@ -360,16 +360,12 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                     return Err(CliError::Usage("give a spec file or --command".into()));
                 }
             };
-            if spec.is_some()
-                && (name.is_some()
-                    || experiment.is_some()
-                    || !env.is_empty()
-                    || !secrets.is_empty()
-                    || timeout.is_some())
-            {
-                // the file is the whole truth; merge flags only into a parsed copy
-                let mut parsed = crate::jobs::JobSpec::parse(&spec_text)
-                    .map_err(|e| CliError::Usage(e.to_string()))?;
+            if let Some(file) = &spec {
+                // parsed here, in the format the file's extension names (one precise error,
+                // before anything is uploaded), then sent as JSON with the flags merged in
+                let mut parsed =
+                    crate::jobs::JobSpec::parse_file(&file.to_string_lossy(), &spec_text)
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
                 parsed.name = name.or(parsed.name);
                 parsed.experiment = experiment.or(parsed.experiment);
                 if let Some(cmd) = parsed.command.as_mut() {
