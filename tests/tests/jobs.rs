@@ -915,3 +915,61 @@ fn a_spec_error_is_reported_once_in_the_format_of_the_file() {
         "{msg}"
     );
 }
+
+#[test]
+fn follow_prints_every_epoch_and_how_training_ended() {
+    let s = Server::start(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(upload(&s.http(), "iris", dataset("iris.csv")).status, 201);
+    // early stopping after 4 of 30 epochs (min_delta too large for any improvement)
+    let spec = dir.path().join("job.toml");
+    std::fs::write(
+        &spec,
+        "type = \"train\"\nname = \"iris-es\"\n\n[train]\ndataset = \"iris:1\"\ntarget = \"target\"\ntask = \"classification\"\nepochs = 30\nbatch_size = 16\nvalidation_split = 0.2\nearly_stopping = { patience = 3, min_delta = 1000.0 }\n\n[train.model]\nfamily = \"logistic\"\n\n[train.optimizer]\nkind = \"sgd\"\nlr = 0.1\n",
+    )
+    .unwrap();
+    // not a terminal: no progress bar, but one line per epoch, none skipped
+    let (ok, out, err) = s.cli(&["job", "submit", spec.to_str().unwrap(), "--follow"]);
+    assert!(ok, "{out}{err}");
+    for e in 1..=4 {
+        let lines = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("epoch {e}/30: ")))
+            .count();
+        assert_eq!(lines, 1, "epoch {e}: {out}");
+    }
+    assert!(!out.contains("epoch 5/30"), "{out}");
+    assert!(
+        out.contains("stopped early after epoch 4/30: no val_loss improvement in 3 epochs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("final metrics (epoch 1, the best val_loss"),
+        "{out}"
+    );
+    let id = s.http().get(&format!("{WS}/jobs")).ok()["jobs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = String::from_utf8(s.http().get(&format!("{WS}/jobs/{id}/logs")).bytes).unwrap();
+    assert!(
+        log.contains("trained 4 of 30 epochs (stopped early); the model keeps epoch 1"),
+        "{log}"
+    );
+    // --output json with --follow: stdout is one JSON document, the epochs go to stderr
+    let (ok, out, err) = s.cli(&[
+        "job",
+        "submit",
+        spec.to_str().unwrap(),
+        "--follow",
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["state"], "Completed");
+    assert!(
+        err.contains("epoch 4/30: ") && err.contains("stopped early"),
+        "{err}"
+    );
+}
