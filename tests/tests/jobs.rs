@@ -917,6 +917,67 @@ fn a_spec_error_is_reported_once_in_the_format_of_the_file() {
 }
 
 #[test]
+fn dataset_upload_detects_or_takes_the_delimiter() {
+    let s = Server::start(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    // a ';'-separated file: detected, stored comma-separated
+    let iris = String::from_utf8(dataset("iris.csv")).unwrap();
+    let semi = dir.path().join("iris-semicolon.csv");
+    std::fs::write(&semi, iris.replace(',', ";")).unwrap();
+    let (ok, out, err) = s.cli(&[
+        "dataset",
+        "create",
+        "iris",
+        "--file",
+        semi.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("iris:1"), "{out}{err}");
+    assert!(err.contains("';'-separated"), "{err}");
+    let v = s.http().get(&format!("{WS}/datasets/iris/versions/1")).ok();
+    assert_eq!(v["schema"].as_array().unwrap().len(), 5, "{v}");
+    let stored = s.http().get(&format!("{WS}/datasets/iris/versions/1/data"));
+    assert_eq!(String::from_utf8(stored.bytes).unwrap(), iris);
+    // the wrong delimiter given: refused, naming the likely one; nothing stored
+    let (ok, _, err) = s.cli(&[
+        "dataset",
+        "create",
+        "iris",
+        "--file",
+        semi.to_str().unwrap(),
+        "--delimiter",
+        ",",
+    ]);
+    assert!(
+        !ok && err.contains("one column") && err.contains("--delimiter ;"),
+        "{err}"
+    );
+    let r = upload(&s.http(), "iris", iris.replace(',', ";").into_bytes());
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["delimiter"], ";");
+    let r = s.http().raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions?delimiter=,"),
+        Some(iris.replace(',', ";").into_bytes()),
+    );
+    assert_eq!(r.status, 400, "{}", r.json);
+    // a tab-separated one with the delimiter given
+    let tsv = dir.path().join("iris.tsv");
+    std::fs::write(&tsv, iris.replace(',', "\t")).unwrap();
+    let (ok, out, err) = s.cli(&[
+        "dataset",
+        "create",
+        "iris",
+        "--file",
+        tsv.to_str().unwrap(),
+        "--delimiter",
+        "tab",
+    ]);
+    assert!(ok && out.contains("iris:3"), "{out}{err}");
+    let list = s.http().get(&format!("{WS}/datasets?name=iris")).ok();
+    assert_eq!(list["datasets"].as_array().unwrap().len(), 3, "{list}");
+}
+
+#[test]
 fn follow_prints_every_epoch_and_how_training_ended() {
     let s = Server::start(Backend::Sqlite);
     let dir = tempfile::tempdir().unwrap();

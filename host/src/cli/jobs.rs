@@ -21,13 +21,17 @@ const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
 /// `atrium dataset ...`
 #[derive(Debug, Subcommand)]
 pub enum DatasetCmd {
-    /// Upload a CSV as the next version of a dataset (NAME:1, NAME:2, ...).
+    /// Upload a CSV as the next version of a dataset (NAME:1, NAME:2, ...); stored
+    /// comma-separated.
     Create {
         /// Dataset name.
         name: String,
         /// The CSV file.
-        #[arg(long, short = 'f')]
+        #[arg(long)]
         file: std::path::PathBuf,
+        /// Field delimiter: ',', ';', 'tab' or '|' [default: detected from the header line].
+        #[arg(long)]
+        delimiter: Option<String>,
     },
     /// List dataset versions.
     List {
@@ -156,17 +160,28 @@ fn dataset_rows(list: &[Value]) -> Vec<Vec<String>> {
 pub async fn dataset(c: &Client, cmd: DatasetCmd, out: Output) -> Result<(), CliError> {
     let header = ["dataset", "rows", "columns", "bytes", "created"];
     match cmd {
-        DatasetCmd::Create { name, file } => {
+        DatasetCmd::Create {
+            name,
+            file,
+            delimiter,
+        } => {
             let bytes = tokio::fs::read(&file)
                 .await
                 .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-            let v = c
-                .post_bytes(
-                    &c.ws_path(&format!("/datasets/{}/versions", encode_query(&name))),
-                    bytes,
-                    "text/csv",
-                )
-                .await?;
+            let mut url = c.ws_path(&format!("/datasets/{}/versions", encode_query(&name)));
+            if let Some(d) = &delimiter {
+                let d = crate::workspace::dataset::parse_delimiter(d)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                let name = crate::workspace::dataset::delimiter_name(d);
+                url.push_str(&format!("?delimiter={}", encode_query(&name)));
+            }
+            let v = c.post_bytes(&url, bytes, "text/csv").await?;
+            if let Some(d) = v["delimiter"].as_str().filter(|d| *d != ",") {
+                eprintln!(
+                    "read {} as '{d}'-separated; stored as comma-separated CSV",
+                    file.display()
+                );
+            }
             print(out, &v, &header, dataset_rows(std::slice::from_ref(&v)));
         }
         DatasetCmd::List { name } => {

@@ -13,7 +13,7 @@ use super::client::{Client, encode_path, encode_query};
 use super::output::{print, text, time};
 use super::{CliError, Output, key_value};
 use crate::train::{Prediction, TrainedModel};
-use crate::workspace::dataset::parse_csv;
+use crate::workspace::dataset::parse_upload;
 use crate::workspace::registry::{ModelRef, Selector};
 
 /// `atrium model ...`
@@ -388,8 +388,8 @@ async fn predict(
     let bytes = tokio::fs::read(file)
         .await
         .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-    let table =
-        parse_csv(&bytes).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    let (table, _) = parse_upload(&bytes, None)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
     let rows: Vec<HashMap<String, String>> = table
         .rows
         .iter()
