@@ -102,7 +102,7 @@ async fn fetch(c: &Client, run: &str, path: &str) -> Result<Vec<u8>, CliError> {
 }
 
 /// `/models/{name}/versions/{selector}` for a reference.
-fn version_path(c: &Client, r: &ModelRef) -> String {
+pub(super) fn version_path(c: &Client, r: &ModelRef) -> String {
     let sel = match &r.selector {
         Selector::Version(v) => v.to_string(),
         Selector::Alias(a) => format!("@{}", encode_query(a)),
