@@ -9,9 +9,10 @@ use crate::auth::bootstrap::ensure_admin;
 use crate::config::ServeConfig;
 use crate::datastore::Datastores;
 use crate::jobs::{Executor, ExecutorConfig};
+use crate::plugins::SharedCache;
 use crate::plugins::{Loader, PluginEngine};
 use crate::store::{Store, StoreError};
-use crate::tracking::{Tracking, prepare_builtins};
+use crate::tracking::{Tracking, builtins_to_compile, prepare_builtins};
 use crate::workspace::DomainError;
 
 /// Errors that stop the server from starting.
@@ -69,10 +70,30 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
     let vault = crate::secrets::Vault::open(&store, &cfg.master_key).await?;
     let engine = Arc::new(PluginEngine::new().map_err(|e| ServeError::Plugins(e.to_string()))?);
     tracing::info!(pooled = engine.pooled(), "plugin engine ready");
+    let shared = cfg
+        .cache_dir
+        .as_deref()
+        .and_then(|d| match SharedCache::open(d) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "no shared plugin cache");
+                None
+            }
+        });
     let loader = Arc::new(
         Loader::new(engine, &cfg.data_dir.join("plugins"))
-            .map_err(|e| ServeError::Plugins(e.to_string()))?,
+            .map_err(|e| ServeError::Plugins(e.to_string()))?
+            .with_shared_cache(shared.clone()),
     );
+    let to_compile = builtins_to_compile(&loader);
+    if to_compile > 0 {
+        tracing::info!(
+            components = to_compile,
+            cache = %shared.as_ref().map_or("off".to_string(), |c| c.dir().display().to_string()),
+            "preparing built-in plugins: compiling them (first start only, a few seconds)"
+        );
+    }
+    let started = std::time::Instant::now();
     let builtins = {
         let loader = loader.clone();
         tokio::task::spawn_blocking(move || prepare_builtins(&loader))
@@ -80,6 +101,11 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
             .map_err(|e| ServeError::Plugins(e.to_string()))?
             .map_err(|e| ServeError::Plugins(e.to_string()))?
     };
+    tracing::info!(
+        compiled = to_compile,
+        ms = started.elapsed().as_millis() as u64,
+        "built-in plugins ready"
+    );
     let tracking = Tracking::new(
         store,
         Datastores::new(cfg.data_dir.clone(), loader),

@@ -190,8 +190,20 @@ impl Server {
 
     /// Starts a server on an existing data directory with extra `serve` flags.
     pub fn start_with_args(data_dir: &Path, database_url: Option<String>, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, database_url, extra, &[])
+    }
+
+    /// Starts a server on an existing data directory with extra `serve` flags and environment
+    /// variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        database_url: Option<String>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = data_dir.join(format!("server-{}.log", uuid_like()));
         let mut cmd = Command::new(bin());
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .args(extra)
             .arg("--data-dir")

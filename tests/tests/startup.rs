@@ -109,3 +109,117 @@ fn servers_sharing_postgresql_may_share_a_data_dir() {
     drop(b);
     atrium_tests::drop_pg_database(&db);
 }
+
+/// The server's log without terminal colour codes.
+fn log_of(s: &Server) -> String {
+    let raw = std::fs::read_to_string(&s.log).unwrap();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI ... final byte in '@'..='~'
+            for d in chars.by_ref() {
+                if ('@'..='~').contains(&d) && d != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn cached_files(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(cache.join("plugins"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Artifacts go through the built-in storage-fs component: a run's file round-trips.
+fn plugins_work(s: &Server) {
+    let h = s.http();
+    let run = h.post(&format!("{WS}/runs"), json!({})).ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = h.raw(
+        "PUT",
+        &format!("{WS}/runs/{run}/artifacts/a.txt"),
+        Some(b"hello".to_vec()),
+    );
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(
+        h.get(&format!("{WS}/runs/{run}/artifacts/a.txt")).bytes,
+        b"hello"
+    );
+}
+
+#[test]
+fn built_in_plugins_compile_once_per_user_cache_and_the_first_start_says_so() {
+    let cache = tempfile::tempdir().unwrap();
+    let c = cache.path().to_str().unwrap();
+    // a first start on a fresh data directory and an empty cache compiles, and says so first
+    let d1 = tempfile::tempdir().unwrap();
+    let s1 = Server::start_with_args(d1.path(), None, &["--cache-dir", c]);
+    let log = log_of(&s1);
+    let said = log
+        .find("preparing built-in plugins: compiling them (first start only")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(said < log.find("built-in plugins ready").unwrap(), "{log}");
+    let builtins = s1.http().get(&format!("{WS}/components")).ok()["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["builtin"] == true)
+        .count();
+    assert!(builtins > 0);
+    assert_eq!(cached_files(cache.path()).len(), builtins);
+    plugins_work(&s1);
+    drop(s1);
+
+    // another fresh data directory, same cache: nothing compiled, everything works
+    let d2 = tempfile::tempdir().unwrap();
+    let s2 = Server::start_with_args(d2.path(), None, &["--cache-dir", c]);
+    let log = log_of(&s2);
+    assert!(!log.contains("compiling them"), "{log}");
+    assert!(log.contains("built-in plugins ready compiled=0"), "{log}");
+    plugins_work(&s2);
+    drop(s2);
+
+    // a damaged cache file is not trusted: compiled again and replaced
+    let files = cached_files(cache.path());
+    for f in &files {
+        std::fs::write(f, b"not a precompiled component").unwrap();
+    }
+    let d3 = tempfile::tempdir().unwrap();
+    let s3 = Server::start_with_args(d3.path(), None, &["--cache-dir", c]);
+    let log = log_of(&s3);
+    assert!(log.contains("unusable precompiled component"), "{log}");
+    plugins_work(&s3);
+    for f in &files {
+        assert!(
+            std::fs::metadata(f).unwrap().len() > 100,
+            "{} not replaced",
+            f.display()
+        );
+    }
+    drop(s3);
+
+    // the cache turned off: compiled in the data directory only
+    let empty = tempfile::tempdir().unwrap();
+    let d4 = tempfile::tempdir().unwrap();
+    let s4 = Server::start_with_env(
+        d4.path(),
+        None,
+        &["--cache-dir", "off"],
+        &[("XDG_CACHE_HOME", empty.path().to_str().unwrap())],
+    );
+    assert!(log_of(&s4).contains("compiling them"));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+    plugins_work(&s4);
+}
