@@ -38,7 +38,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML file with any of: data_dir, listen, database_url, sqlite_sync, job_slots,
-    /// threads_per_slot, master_key_file.
+    /// threads_per_slot, master_key_file, cache_dir.
     #[arg(long, env = "ATRIUM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory for the SQLite database and the local datastores [default: ./atrium-data].
@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// generated on first start]. ATRIUM_MASTER_KEY (base64 of the key itself) takes precedence.
     #[arg(long, env = "ATRIUM_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Per-user cache of the built-in plugins' compiled forms, shared by data directories
+    /// ('off' disables it) [default: $XDG_CACHE_HOME/atrium, else ~/.cache/atrium].
+    #[arg(long, env = "ATRIUM_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Recovery: give the `admin` user (created if missing) a new token in DATA_DIR/admin.token
     /// before serving; for an operator locked out (the token file lost, every admin token
     /// revoked). Needs access to the data directory and the database, not to the API.
@@ -80,6 +84,7 @@ struct FileConfig {
     job_slots: Option<usize>,
     threads_per_slot: Option<usize>,
     master_key_file: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
 }
 
 /// Resolved server settings.
@@ -99,8 +104,23 @@ pub struct ServeConfig {
     pub threads_per_slot: usize,
     /// Where the master key of the secret store comes from.
     pub master_key: KeySource,
+    /// The shared cache of compiled built-in plugins (`None`: off).
+    pub cache_dir: Option<PathBuf>,
     /// Write a fresh admin token before serving.
     pub reset_admin_token: bool,
+}
+
+/// The default shared cache directory: `$XDG_CACHE_HOME/atrium`, else `~/.cache/atrium`
+/// (`None` when neither is an absolute directory).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let abs = |k: &str| {
+        std::env::var_os(k)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    abs("XDG_CACHE_HOME")
+        .map(|d| d.join("atrium"))
+        .or_else(|| abs("HOME").map(|h| h.join(".cache").join("atrium")))
 }
 
 /// The environment variable that passes the master key itself (base64).
@@ -156,6 +176,11 @@ impl ServeConfig {
                 .or(file.threads_per_slot)
                 .unwrap_or_else(|| (cores() / job_slots.max(1)).max(1)),
             master_key,
+            cache_dir: match args.cache_dir.or(file.cache_dir) {
+                Some(p) if p.as_os_str() == "off" => None,
+                Some(p) => Some(p),
+                None => default_cache_dir(),
+            },
             reset_admin_token: args.reset_admin_token,
         })
     }

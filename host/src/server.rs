@@ -9,9 +9,10 @@ use crate::auth::bootstrap::ensure_admin;
 use crate::config::ServeConfig;
 use crate::datastore::Datastores;
 use crate::jobs::{Executor, ExecutorConfig};
+use crate::plugins::SharedCache;
 use crate::plugins::{Loader, PluginEngine};
 use crate::store::{Store, StoreError};
-use crate::tracking::{Tracking, prepare_builtins};
+use crate::tracking::{Tracking, builtins_to_compile, prepare_builtins};
 use crate::workspace::DomainError;
 
 /// Errors that stop the server from starting.
@@ -25,6 +26,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another server uses the (SQLite) data directory, or it cannot be locked.
+    #[error(transparent)]
+    Lock(#[from] crate::datadir_lock::LockError),
     /// The store failed to open.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -66,10 +70,30 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
     let vault = crate::secrets::Vault::open(&store, &cfg.master_key).await?;
     let engine = Arc::new(PluginEngine::new().map_err(|e| ServeError::Plugins(e.to_string()))?);
     tracing::info!(pooled = engine.pooled(), "plugin engine ready");
+    let shared = cfg
+        .cache_dir
+        .as_deref()
+        .and_then(|d| match SharedCache::open(d) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "no shared plugin cache");
+                None
+            }
+        });
     let loader = Arc::new(
         Loader::new(engine, &cfg.data_dir.join("plugins"))
-            .map_err(|e| ServeError::Plugins(e.to_string()))?,
+            .map_err(|e| ServeError::Plugins(e.to_string()))?
+            .with_shared_cache(shared.clone()),
     );
+    let to_compile = builtins_to_compile(&loader);
+    if to_compile > 0 {
+        tracing::info!(
+            components = to_compile,
+            cache = %shared.as_ref().map_or("off".to_string(), |c| c.dir().display().to_string()),
+            "preparing built-in plugins: compiling them (first start only, a few seconds)"
+        );
+    }
+    let started = std::time::Instant::now();
     let builtins = {
         let loader = loader.clone();
         tokio::task::spawn_blocking(move || prepare_builtins(&loader))
@@ -77,6 +101,11 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
             .map_err(|e| ServeError::Plugins(e.to_string()))?
             .map_err(|e| ServeError::Plugins(e.to_string()))?
     };
+    tracing::info!(
+        compiled = to_compile,
+        ms = started.elapsed().as_millis() as u64,
+        "built-in plugins ready"
+    );
     let tracking = Tracking::new(
         store,
         Datastores::new(cfg.data_dir.clone(), loader),
@@ -92,8 +121,35 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
     Ok(Arc::new(tracking))
 }
 
+/// Whether the metadata store is SQLite (embedded in the data directory, or a `sqlite://` URL):
+/// then one server at a time may use the data directory.
+pub fn uses_sqlite(cfg: &ServeConfig) -> bool {
+    cfg.database_url
+        .as_deref()
+        .is_none_or(|u| u.starts_with("sqlite://"))
+}
+
+/// Locks the data directory when the metadata store is SQLite (`None` on PostgreSQL, where
+/// hosts share the database by design).
+pub fn lock_data_dir(
+    cfg: &ServeConfig,
+) -> Result<Option<crate::datadir_lock::DataDirLock>, ServeError> {
+    if !uses_sqlite(cfg) {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServeError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    Ok(Some(crate::datadir_lock::DataDirLock::acquire(
+        &cfg.data_dir,
+    )?))
+}
+
 /// Serves until SIGINT or SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    // held until this function returns (or the process dies)
+    let _lock = lock_data_dir(&cfg)?;
     let tracking = open(&cfg).await?;
     let access = Arc::new(Access::new(tracking.clone()));
     if cfg.reset_admin_token {

@@ -190,8 +190,20 @@ impl Server {
 
     /// Starts a server on an existing data directory with extra `serve` flags.
     pub fn start_with_args(data_dir: &Path, database_url: Option<String>, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, database_url, extra, &[])
+    }
+
+    /// Starts a server on an existing data directory with extra `serve` flags and environment
+    /// variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        database_url: Option<String>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = data_dir.join(format!("server-{}.log", uuid_like()));
         let mut cmd = Command::new(bin());
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .args(extra)
             .arg("--data-dir")
@@ -269,6 +281,11 @@ impl Server {
         Http::with_token(&self.url, token)
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL (no shutdown, no flush).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -320,6 +337,8 @@ impl Server {
     pub fn cli_with_token(url: &str, token: &str, args: &[&str]) -> (bool, String, String) {
         let mut cmd = Command::new(bin());
         cmd.args(args)
+            // no `atrium login` profile of the person running the tests
+            .env("XDG_CONFIG_HOME", empty_config_home())
             .env("ATRIUM_SERVER", url)
             .env_remove("ATRIUM_WORKSPACE")
             .env_remove("ATRIUM_TOKEN_FILE")
@@ -336,6 +355,51 @@ impl Server {
             String::from_utf8_lossy(&out.stderr).into(),
         )
     }
+}
+
+/// An empty directory for `XDG_CONFIG_HOME`, so CLI calls see no saved login.
+fn empty_config_home() -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap())
+        .path()
+        .to_path_buf()
+}
+
+/// Runs the CLI with none of the harness's settings: no server, token, workspace or data
+/// directory from the environment, `env` added, in `cwd`, with `stdin` as its input; returns
+/// (success, stdout, stderr).
+pub fn cli_raw(
+    args: &[&str],
+    env: &[(&str, &str)],
+    cwd: &Path,
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("XDG_CONFIG_HOME", empty_config_home())
+        .env_remove("ATRIUM_SERVER")
+        .env_remove("ATRIUM_TOKEN")
+        .env_remove("ATRIUM_WORKSPACE")
+        .env_remove("ATRIUM_TOKEN_FILE")
+        .env_remove("ATRIUM_DATA_DIR")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run atrium cli");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 impl Drop for Server {

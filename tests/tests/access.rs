@@ -178,8 +178,10 @@ fn authorization_matrix_covers_every_route() {
             let r = w.http.raw(method, &path, body);
             cells += 1;
             let role = w.roles.get(ws).copied().unwrap_or(0);
-            let hidden =
-                r.status == 404 && r.message() == format!("workspace '{ws}' does not exist");
+            let hidden = r.status == 404
+                && r.message().starts_with(&format!(
+                    "workspace '{ws}' does not exist (or you have no role on it; "
+                ));
             let passed = r.status != 401 && r.status != 403 && !hidden;
             let cell = format!(
                 "{method} {path} [{policy}] as {}: {} {}",
@@ -325,7 +327,19 @@ fn objects_of_one_workspace_are_invisible_from_another() {
         // through px-a itself: the workspace is hidden
         let r = other.get(&format!("{a}{p}"));
         assert_eq!(r.status, 404, "GET {a}{p}: {}", r.json);
-        assert_eq!(r.message(), "workspace 'px-a' does not exist", "{a}{p}");
+        // worded exactly like a workspace that does not exist, naming only the caller's own
+        let none = other.get(&format!("/api/v1/workspaces/px-none{p}"));
+        assert_eq!(none.status, 404, "{}", none.json);
+        assert_eq!(
+            r.message(),
+            none.message().replace("px-none", "px-a"),
+            "{a}{p}"
+        );
+        assert_eq!(
+            r.message(),
+            "workspace 'px-a' does not exist (or you have no role on it; your workspaces: px-b)",
+            "{a}{p}"
+        );
         // deleting it is refused the same way, and the object is still there
         let r = other.delete(&format!("{a}{p}"));
         assert!(matches!(r.status, 404 | 405), "DELETE {a}{p}: {}", r.status);
@@ -702,26 +716,30 @@ fn cli_manages_users_tokens_roles_and_reads_the_audit_log() {
     assert!(ok, "{err}");
     let (ok, _, err) = as_carol(&["role", "assign", "carol", "owner", "-w", "cli-ws"]);
     assert!(!ok && err.contains("PERMISSION_DENIED"), "{err}");
-    let (ok, _, err) = as_carol(&["experiment", "list", "-w", "default"]);
-    assert!(!ok && err.contains("does not exist"), "{err}");
+    // without -w: the default workspace, where she has no role; the error lists hers only
+    let (ok, _, err) = as_carol(&["experiment", "list"]);
+    assert!(
+        !ok && err.contains(
+            "workspace 'default' does not exist (or you have no role on it; your workspaces: cli-ws)"
+        ),
+        "{err}"
+    );
     // no token at all
     let (ok, _, err) = Server::cli_with_token(&s.url, "", &["experiment", "list"]);
     assert!(!ok && err.contains("UNAUTHENTICATED"), "{err}");
     // the CLI finds the bootstrap token in ATRIUM_DATA_DIR
-    let out = std::process::Command::new(atrium_tests::bin())
-        .args(["whoami"])
-        .env("ATRIUM_SERVER", &s.url)
-        .env("ATRIUM_DATA_DIR", &s.data_dir)
-        .env_remove("ATRIUM_TOKEN")
-        .env_remove("ATRIUM_TOKEN_FILE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // (with no saved login: the profile comes before the data directory)
+    let (ok, out, err) = atrium_tests::cli_raw(
+        &["whoami"],
+        &[
+            ("ATRIUM_SERVER", &s.url),
+            ("ATRIUM_DATA_DIR", s.data_dir.to_str().unwrap()),
+        ],
+        &s.data_dir,
+        None,
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("admin"));
+    assert!(ok, "{err}");
+    assert!(out.contains("admin"), "{out}");
     // the audit log, filtered
     let (ok, out, err) = s.cli(&[
         "audit", "list", "-w", "cli-ws", "--actor", "carol", "-o", "json",

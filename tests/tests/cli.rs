@@ -296,3 +296,96 @@ fn plugin_new_builds_and_pushes() {
     let (ok, _, _) = s.cli(&["datastore", "delete", "second"]);
     assert!(ok);
 }
+
+#[test]
+fn login_saves_a_profile_and_a_401_says_where_the_cli_looked() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start(Backend::Sqlite);
+    let (ok, _, err) = s.cli(&["workspace", "create", "team-a"]);
+    assert!(ok, "{err}");
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("cfg");
+    let profile = cfg.join("atrium/config.toml");
+    let cfg_env = cfg.to_str().unwrap().to_string();
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        atrium_tests::cli_raw(args, &[("XDG_CONFIG_HOME", &cfg_env)], home.path(), stdin)
+    };
+
+    // nothing anywhere: the 401 lists every place the CLI looked, and how to log in
+    let (ok, _, err) = cli(&["whoami", "--server", &s.url], None);
+    assert!(!ok, "{err}");
+    for needle in [
+        "UNAUTHENTICATED",
+        "the CLI found no API token",
+        "--token / ATRIUM_TOKEN",
+        "ATRIUM_TOKEN_FILE",
+        profile.to_str().unwrap(),
+        "atrium-data/admin.token",
+        &format!("atrium login --server {}", s.url),
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(!err.contains("Authorization"), "{err}");
+
+    // a token the server refuses is not saved
+    let (ok, _, err) = cli(&["login", "--server", &s.url, "--token", "atr_nope"], None);
+    assert!(!ok && err.contains("nothing was saved"), "{err}");
+    assert!(!profile.exists());
+
+    // login with the token on stdin: checked, saved 0600; later commands need no flags
+    let (ok, out, err) = cli(
+        &["login", "--server", &s.url, "-w", "team-a"],
+        Some(&s.token),
+    );
+    assert!(
+        ok && out.contains("logged in to") && out.contains("admin"),
+        "{out}{err}"
+    );
+    let mode = std::fs::metadata(&profile).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let (ok, out, err) = cli(&["whoami"], None);
+    assert!(ok && out.contains("admin"), "{out}{err}");
+    // the workspace saved with the login
+    let (ok, _, err) = cli(&["experiment", "create", "in-team-a"], None);
+    assert!(ok, "{err}");
+    let (ok, out, _) = s.cli(&["experiment", "list", "-w", "team-a"]);
+    assert!(ok && out.contains("in-team-a"), "{out}");
+
+    // a second token, logged in, then revoked: the 401 says the token came from the profile
+    let (ok, tok2, err) = s.cli(&["token", "create", "--description", "laptop"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["login", "--server", &s.url, "--token", tok2.trim()], None);
+    assert!(ok, "{err}");
+    let id = s.http().get("/api/v1/tokens").ok()["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["description"] == "laptop")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = s.cli(&["token", "revoke", &id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["whoami"], None);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("revoked") && err.contains("the CLI sent the token from the profile"),
+        "{err}"
+    );
+    // flags and ATRIUM_TOKEN win over the profile
+    let (ok, out, err) = atrium_tests::cli_raw(
+        &["whoami"],
+        &[("XDG_CONFIG_HOME", &cfg_env), ("ATRIUM_TOKEN", &s.token)],
+        home.path(),
+        None,
+    );
+    assert!(ok && out.contains("admin"), "{out}{err}");
+
+    // logout forgets it
+    let (ok, out, err) = cli(&["logout"], None);
+    assert!(ok && out.contains("logged out of"), "{out}{err}");
+    let (ok, _, err) = cli(&["whoami", "--server", &s.url], None);
+    assert!(!ok && err.contains("found no API token"), "{err}");
+    assert!(!std::fs::read_to_string(&profile).unwrap().contains("atr_"));
+}

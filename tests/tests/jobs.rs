@@ -867,3 +867,170 @@ fn train_job_on_postgres() {
         "Canceled"
     );
 }
+
+#[test]
+fn a_spec_error_is_reported_once_in_the_format_of_the_file() {
+    let s = Server::start(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    // a TOML typo (an unclosed string): the TOML error alone, not also a YAML one
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "type = \"train\"\n[train]\ndataset = \"iris:1\ntarget = \"t\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = s.cli(&["job", "submit", bad.to_str().unwrap()]);
+    assert!(!ok, "{err}");
+    assert_eq!(err.matches("invalid job spec").count(), 1, "{err}");
+    assert!(
+        err.contains("invalid job spec (TOML)") && !err.contains("YAML"),
+        "{err}"
+    );
+    // a YAML one in a .yaml file: the YAML error
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "type: train\ntrain:\n  dataset: iris:1\n   target: t\n",
+    )
+    .unwrap();
+    let (ok, _, err) = s.cli(&["sweep", "submit", bad.to_str().unwrap()]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("invalid job spec (YAML)") && !err.contains("TOML"),
+        "{err}"
+    );
+    // the API: the media type names the format
+    let r = s
+        .http()
+        .request(reqwest::Method::POST, &format!("{WS}/jobs"))
+        .header("content-type", "application/toml")
+        .body("type = \"train\"\n[train\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().unwrap();
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("invalid job spec (TOML)") && !msg.contains("YAML"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn dataset_upload_detects_or_takes_the_delimiter() {
+    let s = Server::start(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    // a ';'-separated file: detected, stored comma-separated
+    let iris = String::from_utf8(dataset("iris.csv")).unwrap();
+    let semi = dir.path().join("iris-semicolon.csv");
+    std::fs::write(&semi, iris.replace(',', ";")).unwrap();
+    let (ok, out, err) = s.cli(&[
+        "dataset",
+        "create",
+        "iris",
+        "--file",
+        semi.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("iris:1"), "{out}{err}");
+    assert!(err.contains("';'-separated"), "{err}");
+    let v = s.http().get(&format!("{WS}/datasets/iris/versions/1")).ok();
+    assert_eq!(v["schema"].as_array().unwrap().len(), 5, "{v}");
+    let stored = s.http().get(&format!("{WS}/datasets/iris/versions/1/data"));
+    assert_eq!(String::from_utf8(stored.bytes).unwrap(), iris);
+    // the wrong delimiter given: refused, naming the likely one; nothing stored
+    let (ok, _, err) = s.cli(&[
+        "dataset",
+        "create",
+        "iris",
+        "--file",
+        semi.to_str().unwrap(),
+        "--delimiter",
+        ",",
+    ]);
+    assert!(
+        !ok && err.contains("one column") && err.contains("--delimiter ;"),
+        "{err}"
+    );
+    let r = upload(&s.http(), "iris", iris.replace(',', ";").into_bytes());
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["delimiter"], ";");
+    let r = s.http().raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions?delimiter=,"),
+        Some(iris.replace(',', ";").into_bytes()),
+    );
+    assert_eq!(r.status, 400, "{}", r.json);
+    // a tab-separated one with the delimiter given
+    let tsv = dir.path().join("iris.tsv");
+    std::fs::write(&tsv, iris.replace(',', "\t")).unwrap();
+    let (ok, out, err) = s.cli(&[
+        "dataset",
+        "create",
+        "iris",
+        "--file",
+        tsv.to_str().unwrap(),
+        "--delimiter",
+        "tab",
+    ]);
+    assert!(ok && out.contains("iris:3"), "{out}{err}");
+    let list = s.http().get(&format!("{WS}/datasets?name=iris")).ok();
+    assert_eq!(list["datasets"].as_array().unwrap().len(), 3, "{list}");
+}
+
+#[test]
+fn follow_prints_every_epoch_and_how_training_ended() {
+    let s = Server::start(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(upload(&s.http(), "iris", dataset("iris.csv")).status, 201);
+    // early stopping after 4 of 30 epochs (min_delta too large for any improvement)
+    let spec = dir.path().join("job.toml");
+    std::fs::write(
+        &spec,
+        "type = \"train\"\nname = \"iris-es\"\n\n[train]\ndataset = \"iris:1\"\ntarget = \"target\"\ntask = \"classification\"\nepochs = 30\nbatch_size = 16\nvalidation_split = 0.2\nearly_stopping = { patience = 3, min_delta = 1000.0 }\n\n[train.model]\nfamily = \"logistic\"\n\n[train.optimizer]\nkind = \"sgd\"\nlr = 0.1\n",
+    )
+    .unwrap();
+    // not a terminal: no progress bar, but one line per epoch, none skipped
+    let (ok, out, err) = s.cli(&["job", "submit", spec.to_str().unwrap(), "--follow"]);
+    assert!(ok, "{out}{err}");
+    for e in 1..=4 {
+        let lines = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("epoch {e}/30: ")))
+            .count();
+        assert_eq!(lines, 1, "epoch {e}: {out}");
+    }
+    assert!(!out.contains("epoch 5/30"), "{out}");
+    assert!(
+        out.contains("stopped early after epoch 4/30: no val_loss improvement in 3 epochs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("final metrics (epoch 1, the best val_loss"),
+        "{out}"
+    );
+    let id = s.http().get(&format!("{WS}/jobs")).ok()["jobs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = String::from_utf8(s.http().get(&format!("{WS}/jobs/{id}/logs")).bytes).unwrap();
+    assert!(
+        log.contains("trained 4 of 30 epochs (stopped early); the model keeps epoch 1"),
+        "{log}"
+    );
+    // --output json with --follow: stdout is one JSON document, the epochs go to stderr
+    let (ok, out, err) = s.cli(&[
+        "job",
+        "submit",
+        spec.to_str().unwrap(),
+        "--follow",
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["state"], "Completed");
+    assert!(
+        err.contains("epoch 4/30: ") && err.contains("stopped early"),
+        "{err}"
+    );
+}

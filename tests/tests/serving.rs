@@ -282,6 +282,25 @@ fn deploy_and_score_through_every_route() {
     );
     assert_eq!(a.status, 200, "{}", a.json);
     assert_same(&a.json, &want);
+    // the alias moves to a version 2; the deployment keeps serving version 1, and says so
+    let (ok, out, err) = s.cli(&["endpoint", "show", "iris-prod"]);
+    assert!(
+        ok && out.contains("models:/iris@champion (serves version 1)"),
+        "{out}{err}"
+    );
+    let v2 = h
+        .post(
+            &format!("{WS}/models/iris/versions"),
+            json!({ "run_id": run, "path": "model", "aliases": ["champion"] }),
+        )
+        .ok();
+    assert_eq!(v2["version"], 2, "{v2}");
+    let (ok, out, err) = s.cli(&["endpoint", "show", "iris-prod"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("models:/iris@champion (serves version 1; @champion is now version 2"),
+        "{out}"
+    );
     let flat: Vec<f64> = rows.iter().flatten().copied().collect();
     let oip = json!({ "id": "r1", "inputs": [
         { "name": "input", "shape": [rows.len(), 4], "datatype": "FP64", "data": flat } ] });

@@ -276,10 +276,24 @@ async fn check(
             "creating a workspace needs the server admin role".into(),
         )),
         None if anonymous_read().await => Ok(()),
-        // a workspace the caller cannot see answers exactly like one that does not exist
+        // a workspace the caller cannot see answers exactly like one that does not exist; the
+        // hint lists only the caller's own workspaces, so it is the same either way
         None => Err(DomainError::NotFound(format!(
-            "workspace '{ws}' does not exist"
+            "workspace '{ws}' does not exist {}",
+            own_workspaces_hint(&g.state.access.workspaces_of(id).await?)
         ))),
+    }
+}
+
+/// `(or you have no role on it; your workspaces: a, b)` for a workspace the caller cannot see.
+pub fn own_workspaces_hint(own: &[String]) -> String {
+    if own.is_empty() {
+        "(or you have no role on it; you have a role on no workspace)".to_string()
+    } else {
+        format!(
+            "(or you have no role on it; your workspaces: {})",
+            own.join(", ")
+        )
     }
 }
 
@@ -405,6 +419,15 @@ mod tests {
             path: path.into(),
             policy: Policy::Read,
         }
+    }
+
+    #[test]
+    fn the_hint_names_only_the_callers_workspaces() {
+        assert_eq!(
+            own_workspaces_hint(&["team-a".into(), "team-b".into()]),
+            "(or you have no role on it; your workspaces: team-a, team-b)"
+        );
+        assert!(own_workspaces_hint(&[]).contains("no workspace"));
     }
 
     #[test]

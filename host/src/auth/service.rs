@@ -130,6 +130,22 @@ impl Access {
         self.store().role_of(workspace, &who.user).await
     }
 
+    /// The workspaces an identity holds a role on, by name (a scoped token: its one workspace).
+    pub async fn workspaces_of(&self, who: &Identity) -> DomainResult<Vec<String>> {
+        if let Some((ws, _)) = &who.scope {
+            return Ok(vec![ws.clone()]);
+        }
+        let mut names: Vec<String> = self
+            .store()
+            .list_roles(None, Some(&who.user))
+            .await?
+            .into_iter()
+            .map(|(ws, _, _)| ws)
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Creates a user.
     pub async fn create_user(&self, name: &str, admin: bool) -> DomainResult<User> {
         check_user_name(name)?;

@@ -1,6 +1,4 @@
-//! `atrium user|token|role|audit|whoami`, and where the CLI finds its API token.
-
-use std::path::PathBuf;
+//! `atrium user|token|role|audit|whoami`.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -9,29 +7,6 @@ use serde_json::{Value, json};
 use super::client::{Client, encode_query};
 use super::output::{print, text, time};
 use super::{CliError, Output};
-
-/// The token from `ATRIUM_TOKEN_FILE`, else from `admin.token` in `ATRIUM_DATA_DIR` or
-/// `./atrium-data` (written by `atrium serve` on first start); `None` if there is none.
-pub fn token_from_files() -> Result<Option<String>, CliError> {
-    if let Some(p) = std::env::var_os("ATRIUM_TOKEN_FILE") {
-        let p = PathBuf::from(p);
-        let t = std::fs::read_to_string(&p).map_err(|e| {
-            CliError::Usage(format!(
-                "cannot read ATRIUM_TOKEN_FILE {}: {e}",
-                p.display()
-            ))
-        })?;
-        return Ok(Some(t.trim().to_string()));
-    }
-    let dir = std::env::var_os("ATRIUM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("atrium-data"));
-    let p = dir.join(crate::auth::bootstrap::TOKEN_FILE);
-    Ok(std::fs::read_to_string(p)
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty()))
-}
 
 /// `atrium user ...` (server admins).
 #[derive(Debug, Subcommand)]

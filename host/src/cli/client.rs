@@ -289,7 +289,7 @@ impl Client {
         .await
     }
 
-    /// POSTs a job spec (and a code archive) as multipart.
+    /// POSTs a job spec as JSON (and a code archive) as multipart.
     pub async fn submit_job(
         &self,
         path: &str,
@@ -298,7 +298,7 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let mut form = reqwest::multipart::Form::new().part(
             "spec",
-            reqwest::multipart::Part::text(spec).file_name("job.toml"),
+            reqwest::multipart::Part::text(spec).file_name("job.json"),
         );
         if let Some(tar) = code {
             form = form.part(

@@ -13,7 +13,9 @@ use super::{
 /// Runs a client command.
 pub async fn dispatch(c: &Client, cmd: Command, out: Output) -> Result<(), CliError> {
     match cmd {
-        Command::Serve(_) | Command::Plugin(_) => unreachable!("handled by the caller"),
+        Command::Serve(_) | Command::Plugin(_) | Command::Login | Command::Logout => {
+            unreachable!("handled by the caller")
+        }
         Command::Component(cmd) => component(c, cmd, out).await,
         Command::Dataset(cmd) => super::jobs::dataset(c, cmd, out).await,
         Command::Job(cmd) => super::jobs::job(c, cmd, out).await,

@@ -126,18 +126,56 @@ fn split_pairs(items: &[String]) -> Result<BTreeMap<String, u32>, CliError> {
     Ok(out)
 }
 
-fn show(out: Output, v: &Value) {
+/// A deployment's model as the table shows it: the reference it was deployed with and the
+/// version it serves (and, for an alias or `latest`, where that points now if it moved).
+async fn served_model(c: &Client, d: &Value) -> String {
+    let uri = text(&d["model_uri"]);
+    let version = d["model_version"].as_i64().unwrap_or(0);
+    let Ok(r) = crate::workspace::registry::ModelRef::parse(&uri) else {
+        return uri; // runs:/<run>/<path>
+    };
+    if version <= 0 {
+        return uri;
+    }
+    if matches!(r.selector, crate::workspace::registry::Selector::Version(_)) {
+        return uri;
+    }
+    let now = match c.get(&super::model::version_path(c, &r)).await {
+        Ok(v) => v["version"].as_i64(),
+        Err(_) => None,
+    };
+    let what = match &r.selector {
+        crate::workspace::registry::Selector::Alias(a) => format!("@{a}"),
+        _ => "latest".to_string(),
+    };
+    match now {
+        Some(n) if n == version => format!("{uri} (serves version {version})"),
+        Some(n) => format!(
+            "{uri} (serves version {version}; {what} is now version {n}: deploy again to follow)"
+        ),
+        None => format!("{uri} (serves version {version}; {what} no longer resolves)"),
+    }
+}
+
+async fn show(c: &Client, out: Output, v: &Value) {
     let traffic = &v["traffic"];
+    let mut models = Vec::new();
+    if out == Output::Table {
+        for d in v["deployments"].as_array().into_iter().flatten() {
+            models.push(served_model(c, d).await);
+        }
+    }
     let rows = v["deployments"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|d| {
+        .zip(models)
+        .map(|(d, model)| {
             let name = text(&d["name"]);
             let state = &v["state"][&name];
             vec![
                 name.clone(),
-                text(&d["model_uri"]),
+                model,
                 format!("{}@{}", text(&d["scorer_name"]), text(&d["scorer_version"])),
                 traffic[&name].as_u64().unwrap_or(0).to_string(),
                 v["mirror"][&name]
@@ -236,7 +274,7 @@ pub async fn endpoint(c: &Client, cmd: EndpointCmd, out: Output) -> Result<(), C
                 rows,
             );
         }
-        EndpointCmd::Show { name } => show(out, &c.get(&path(&name)).await?),
+        EndpointCmd::Show { name } => show(c, out, &c.get(&path(&name)).await?).await,
         EndpointCmd::Deploy {
             endpoint,
             deployment,
@@ -274,7 +312,7 @@ pub async fn endpoint(c: &Client, cmd: EndpointCmd, out: Output) -> Result<(), C
                 encode_path(&deployment)
             );
             let v = c.call(Method::PUT, &url, Some(&body)).await?;
-            show(out, &v);
+            show(c, out, &v).await;
         }
         EndpointCmd::Traffic {
             endpoint,
@@ -294,7 +332,7 @@ pub async fn endpoint(c: &Client, cmd: EndpointCmd, out: Output) -> Result<(), C
                     Some(&json!({ "traffic": traffic, "mirror": mirror })),
                 )
                 .await?;
-            show(out, &v);
+            show(c, out, &v).await;
         }
         EndpointCmd::Invoke {
             endpoint,

@@ -1,6 +1,7 @@
 //! `atrium dataset ...` and `atrium job ...`: upload datasets, submit jobs (with a code
 //! snapshot that respects `.gitignore`), follow them with a progress bar, read logs, cancel.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,13 +21,17 @@ const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
 /// `atrium dataset ...`
 #[derive(Debug, Subcommand)]
 pub enum DatasetCmd {
-    /// Upload a CSV as the next version of a dataset (NAME:1, NAME:2, ...).
+    /// Upload a CSV as the next version of a dataset (NAME:1, NAME:2, ...); stored
+    /// comma-separated.
     Create {
         /// Dataset name.
         name: String,
         /// The CSV file.
-        #[arg(long, short = 'f')]
+        #[arg(long)]
         file: std::path::PathBuf,
+        /// Field delimiter: ',', ';', 'tab' or '|' [default: detected from the header line].
+        #[arg(long)]
+        delimiter: Option<String>,
     },
     /// List dataset versions.
     List {
@@ -155,17 +160,28 @@ fn dataset_rows(list: &[Value]) -> Vec<Vec<String>> {
 pub async fn dataset(c: &Client, cmd: DatasetCmd, out: Output) -> Result<(), CliError> {
     let header = ["dataset", "rows", "columns", "bytes", "created"];
     match cmd {
-        DatasetCmd::Create { name, file } => {
+        DatasetCmd::Create {
+            name,
+            file,
+            delimiter,
+        } => {
             let bytes = tokio::fs::read(&file)
                 .await
                 .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-            let v = c
-                .post_bytes(
-                    &c.ws_path(&format!("/datasets/{}/versions", encode_query(&name))),
-                    bytes,
-                    "text/csv",
-                )
-                .await?;
+            let mut url = c.ws_path(&format!("/datasets/{}/versions", encode_query(&name)));
+            if let Some(d) = &delimiter {
+                let d = crate::workspace::dataset::parse_delimiter(d)
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+                let name = crate::workspace::dataset::delimiter_name(d);
+                url.push_str(&format!("?delimiter={}", encode_query(&name)));
+            }
+            let v = c.post_bytes(&url, bytes, "text/csv").await?;
+            if let Some(d) = v["delimiter"].as_str().filter(|d| *d != ",") {
+                eprintln!(
+                    "read {} as '{d}'-separated; stored as comma-separated CSV",
+                    file.display()
+                );
+            }
             print(out, &v, &header, dataset_rows(std::slice::from_ref(&v)));
         }
         DatasetCmd::List { name } => {
@@ -360,16 +376,12 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                     return Err(CliError::Usage("give a spec file or --command".into()));
                 }
             };
-            if spec.is_some()
-                && (name.is_some()
-                    || experiment.is_some()
-                    || !env.is_empty()
-                    || !secrets.is_empty()
-                    || timeout.is_some())
-            {
-                // the file is the whole truth; merge flags only into a parsed copy
-                let mut parsed = crate::jobs::JobSpec::parse(&spec_text)
-                    .map_err(|e| CliError::Usage(e.to_string()))?;
+            if let Some(file) = &spec {
+                // parsed here, in the format the file's extension names (one precise error,
+                // before anything is uploaded), then sent as JSON with the flags merged in
+                let mut parsed =
+                    crate::jobs::JobSpec::parse_file(&file.to_string_lossy(), &spec_text)
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
                 parsed.name = name.or(parsed.name);
                 parsed.experiment = experiment.or(parsed.experiment);
                 if let Some(cmd) = parsed.command.as_mut() {
@@ -468,31 +480,97 @@ fn progress_line(p: &Value) -> String {
     )
 }
 
-/// The run's latest metrics as `k=v` text.
-async fn metrics_line(c: &Client, run: &str) -> Option<String> {
-    let r = c
-        .get(&c.ws_path(&format!("/runs/{}", encode_query(run))))
-        .await
-        .ok()?;
-    let m = r["metrics"].as_object()?;
-    let parts: Vec<String> = m
-        .iter()
+/// `k=v` text of metrics (the learning rate left out).
+fn metrics_text(m: &BTreeMap<String, f64>) -> String {
+    m.iter()
         .filter(|(k, _)| k.as_str() != "lr")
-        .filter_map(|(k, v)| {
-            let val = v
-                .get("value")
-                .and_then(Value::as_f64)
-                .or_else(|| v.as_f64())?;
-            Some(format!("{k}={val:.4}"))
-        })
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(" "))
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
-/// Follows a job until it ends: a progress bar for train jobs, the log for command jobs.
+/// The run's latest metrics with their step (the last finished epoch of a train job).
+fn latest_metrics(run: &Value) -> (u64, BTreeMap<String, f64>) {
+    let mut step = 0;
+    let mut out = BTreeMap::new();
+    for (k, v) in run["metrics"].as_object().into_iter().flatten() {
+        if let Some(val) = v
+            .get("value")
+            .and_then(Value::as_f64)
+            .or_else(|| v.as_f64())
+        {
+            out.insert(k.clone(), val);
+            step = step.max(v["step"].as_u64().unwrap_or(0));
+        }
+    }
+    (step, out)
+}
+
+/// Metrics of every epoch in `from..=to`, from the metric histories of the run.
+async fn epochs_between(
+    c: &Client,
+    run: &str,
+    keys: &[String],
+    from: u64,
+    to: u64,
+) -> Result<BTreeMap<u64, BTreeMap<String, f64>>, CliError> {
+    let mut by_epoch: BTreeMap<u64, BTreeMap<String, f64>> = BTreeMap::new();
+    for key in keys {
+        let h = c
+            .get(&c.ws_path(&format!(
+                "/runs/{}/metrics/{}",
+                encode_query(run),
+                super::client::encode_path(key)
+            )))
+            .await?;
+        for p in h["points"].as_array().into_iter().flatten() {
+            if let (Some(step), Some(v)) = (p["step"].as_u64(), p["value"].as_f64())
+                && (from..=to).contains(&step)
+            {
+                by_epoch.entry(step).or_default().insert(key.clone(), v);
+            }
+        }
+    }
+    Ok(by_epoch)
+}
+
+/// How often a follower that draws no progress bar (not a terminal) prints a progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Where a follower's lines go: through the progress bar on a terminal, to stdout when the
+/// output is a table, to stderr when stdout carries the final JSON.
+struct Lines<'a> {
+    bar: &'a ProgressBar,
+    json: bool,
+}
+
+impl Lines<'_> {
+    fn epoch(&self, line: String) {
+        if self.json {
+            eprintln!("{line}");
+        } else if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    fn note(&self, line: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
+/// Follows a job until it ends: for train jobs a line per epoch (and a progress bar on a
+/// terminal, periodic progress lines otherwise), how training ended (early stopping, the epoch
+/// the model keeps); for command jobs their log.
 async fn wait(c: &Client, id: &str, out: Output) -> Result<(), CliError> {
     let url = c.ws_path(&format!("/jobs/{}", encode_query(id)));
     let mut job = c.get(&url).await?;
+    // draws on stderr, and only when it is a terminal
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -500,16 +578,29 @@ async fn wait(c: &Client, id: &str, out: Output) -> Result<(), CliError> {
         )
         .expect("valid template"),
     );
+    let lines = Lines {
+        bar: &bar,
+        json: out == Output::Json,
+    };
     let run = text(&job["run_id"]);
+    let run_url = c.ws_path(&format!("/runs/{}", encode_query(&run)));
+    let epochs = job["spec"]["train"]["epochs"].as_u64();
     if job["type"] == "command" {
-        // a command job's output is its progress
+        // a command job's output is its progress (on stderr when stdout carries JSON)
         let logs = c.ws_path(&format!("/jobs/{}/logs?follow=true", encode_query(id)));
-        c.download(&logs, &mut tokio::io::stdout()).await?;
+        if out == Output::Json {
+            c.download(&logs, &mut tokio::io::stderr()).await?;
+        } else {
+            c.download(&logs, &mut tokio::io::stdout()).await?;
+        }
         job = c.get(&url).await?;
     } else {
-        let mut last_epoch = 0u64;
+        let mut printed = 0u64;
+        let mut last_line = std::time::Instant::now();
+        let of = |es: Option<u64>| es.map(|n| format!("/{n}")).unwrap_or_default();
         loop {
             let state = text(&job["state"]);
+            let ended = matches!(state.as_str(), "Completed" | "Failed" | "Canceled");
             if let Some(p) = job.get("progress") {
                 let (e, es) = (
                     p["epoch"].as_u64().unwrap_or(0),
@@ -521,32 +612,83 @@ async fn wait(c: &Client, id: &str, out: Output) -> Result<(), CliError> {
                 );
                 bar.set_length(es * bs);
                 bar.set_position(e.saturating_sub(1) * bs + b);
-                if e > last_epoch {
-                    if let Some(m) = metrics_line(c, &run).await {
-                        if last_epoch > 0 {
-                            let line = format!("epoch {}/{es}: {m}", e - 1);
-                            if bar.is_hidden() {
-                                println!("{line}")
-                            } else {
-                                bar.println(line)
-                            }
-                        }
-                        bar.set_message(m);
-                    }
-                    last_epoch = e;
+                if bar.is_hidden()
+                    && out == Output::Table
+                    && e > 0
+                    && last_line.elapsed() >= PROGRESS_EVERY
+                {
+                    lines.note(progress_line(p));
+                    last_line = std::time::Instant::now();
                 }
             } else {
                 bar.set_message(state.clone());
             }
-            if matches!(state.as_str(), "Completed" | "Failed" | "Canceled") {
+            // one line per finished epoch, none skipped however fast epochs go
+            if let Ok(r) = c.get(&run_url).await {
+                let (step, latest) = latest_metrics(&r);
+                if latest.contains_key("loss") && step > printed {
+                    let all = if step == printed + 1 {
+                        BTreeMap::from([(step, latest.clone())])
+                    } else {
+                        let keys: Vec<String> = latest.keys().cloned().collect();
+                        epochs_between(c, &run, &keys, printed + 1, step).await?
+                    };
+                    for (n, m) in all {
+                        lines.epoch(format!("epoch {n}{}: {}", of(epochs), metrics_text(&m)));
+                    }
+                    printed = step;
+                    last_line = std::time::Instant::now();
+                    bar.set_message(metrics_text(&latest));
+                }
+            }
+            if ended {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
             job = c.get(&url).await?;
         }
         bar.finish_and_clear();
-        if let Some(m) = metrics_line(c, &run).await {
-            println!("final metrics: {m}");
+        // the end of the training report: stdout, or stderr when stdout carries the JSON
+        let report = |line: String| {
+            if out == Output::Json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        };
+        if let Ok(r) = c.get(&run_url).await {
+            let tag = |k: &str| r["tags"][k].as_str().map(str::to_string);
+            let (_, latest) = latest_metrics(&r);
+            let trained = tag("atrium.train.epochs").and_then(|t| t.parse::<u64>().ok());
+            let best = tag("atrium.train.best_epoch").and_then(|t| t.parse::<u64>().ok());
+            if let Some(n) = trained {
+                if tag("atrium.train.stopped_early").as_deref() == Some("true") {
+                    let patience = job["spec"]["train"]["early_stopping"]["patience"]
+                        .as_u64()
+                        .map(|p| format!(": no val_loss improvement in {p} epochs"))
+                        .unwrap_or_default();
+                    report(format!(
+                        "stopped early after epoch {n}{}{patience}",
+                        of(epochs)
+                    ));
+                }
+            }
+            match best.filter(|b| Some(*b) != trained) {
+                Some(b) => {
+                    let keys: Vec<String> = latest.keys().cloned().collect();
+                    let at = epochs_between(c, &run, &keys, b, b).await?;
+                    if let Some(m) = at.get(&b) {
+                        report(format!(
+                            "final metrics (epoch {b}, the best val_loss, whose weights the model keeps): {}",
+                            metrics_text(m)
+                        ));
+                    }
+                }
+                None if !latest.is_empty() => {
+                    report(format!("final metrics: {}", metrics_text(&latest)));
+                }
+                None => {}
+            }
         }
     }
     let state = text(&job["state"]);

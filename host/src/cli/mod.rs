@@ -5,8 +5,10 @@ mod client;
 mod commands;
 mod endpoint;
 mod jobs;
+mod login;
 mod model;
 mod output;
+pub mod profile;
 mod scaffold;
 mod secret;
 mod sweep;
@@ -26,25 +28,17 @@ use crate::config::ServeArgs;
 #[derive(Debug, Parser)]
 #[command(name = "atrium", version, about)]
 pub struct Cli {
-    /// Server to talk to (client commands).
-    #[arg(
-        long,
-        global = true,
-        env = "ATRIUM_SERVER",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub server: String,
-    /// Workspace for client commands.
-    #[arg(
-        long,
-        short = 'w',
-        global = true,
-        env = "ATRIUM_WORKSPACE",
-        default_value = "default"
-    )]
-    pub workspace: String,
-    /// API token for client commands [default: ATRIUM_TOKEN_FILE, else admin.token in
-    /// ATRIUM_DATA_DIR or ./atrium-data, which `atrium serve` writes on first start].
+    /// Server to talk to (client commands) [default: the last `atrium login`'s, else
+    /// http://127.0.0.1:8080].
+    #[arg(long, global = true, env = "ATRIUM_SERVER")]
+    pub server: Option<String>,
+    /// Workspace for client commands [default: the one saved by `atrium login -w`, else
+    /// `default`].
+    #[arg(long, short = 'w', global = true, env = "ATRIUM_WORKSPACE")]
+    pub workspace: Option<String>,
+    /// API token for client commands [default: the file ATRIUM_TOKEN_FILE names, else the
+    /// profile `atrium login` saved for the server, else admin.token in ATRIUM_DATA_DIR or
+    /// ./atrium-data, which `atrium serve` writes on first start].
     #[arg(long, global = true, env = "ATRIUM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Output format of client commands.
@@ -69,6 +63,12 @@ pub enum Output {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Check an API token against a server and save both in the CLI profile
+    /// ($XDG_CONFIG_HOME/atrium/config.toml, mode 0600); later commands use them by default.
+    Login,
+    /// Remove the saved token of a server (default: the last login's) from the CLI profile; the
+    /// token stays valid on the server (`atrium token revoke` revokes it).
+    Logout,
     /// Manage workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCmd),
@@ -349,6 +349,14 @@ pub enum CliError {
     /// Local file or terminal I/O failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The server refused the call for lack of valid credentials.
+    #[error("UNAUTHENTICATED: {message} (HTTP 401)\n{hint}")]
+    Unauthenticated {
+        /// The server's message.
+        message: String,
+        /// Where the CLI took the token from, or everywhere it looked.
+        hint: String,
+    },
     /// A followed job did not complete.
     #[error("{0}")]
     Job(String),
@@ -373,13 +381,32 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Login => login::login(cli).await,
+        Command::Logout => login::logout(cli),
         cmd => {
-            let token = match cli.token {
-                Some(t) => Some(t),
-                None => access::token_from_files()?,
-            };
-            let client = Client::new(&cli.server, &cli.workspace, token.as_deref())?;
-            commands::dispatch(&client, cmd, cli.output).await
+            let r = profile::resolve(profile::Given {
+                server: cli.server,
+                workspace: cli.workspace,
+                token: cli.token,
+            })?;
+            let client = Client::new(&r.server, &r.workspace, r.token.as_deref())?;
+            commands::dispatch(&client, cmd, cli.output)
+                .await
+                .map_err(|e| match e {
+                    CliError::Client(ClientError::Api {
+                        status: reqwest::StatusCode::UNAUTHORIZED,
+                        message,
+                        ..
+                    }) => CliError::Unauthenticated {
+                        message: if r.token.is_none() {
+                            "the server needs an API token".into()
+                        } else {
+                            message
+                        },
+                        hint: r.unauthenticated_hint(),
+                    },
+                    other => other,
+                })
         }
     }
 }

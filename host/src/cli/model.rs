@@ -13,7 +13,7 @@ use super::client::{Client, encode_path, encode_query};
 use super::output::{print, text, time};
 use super::{CliError, Output, key_value};
 use crate::train::{Prediction, TrainedModel};
-use crate::workspace::dataset::parse_csv;
+use crate::workspace::dataset::parse_upload;
 use crate::workspace::registry::{ModelRef, Selector};
 
 /// `atrium model ...`
@@ -107,7 +107,7 @@ async fn fetch(c: &Client, run: &str, path: &str) -> Result<Vec<u8>, CliError> {
 }
 
 /// `/models/{name}/versions/{selector}` for a reference.
-fn version_path(c: &Client, r: &ModelRef) -> String {
+pub(super) fn version_path(c: &Client, r: &ModelRef) -> String {
     let sel = match &r.selector {
         Selector::Version(v) => v.to_string(),
         Selector::Alias(a) => format!("@{}", encode_query(a)),
@@ -419,8 +419,8 @@ async fn predict(
     let bytes = tokio::fs::read(file)
         .await
         .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
-    let table =
-        parse_csv(&bytes).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+    let (table, _) = parse_upload(&bytes, None)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
     let rows: Vec<HashMap<String, String>> = table
         .rows
         .iter()

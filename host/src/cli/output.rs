@@ -5,10 +5,15 @@ use serde_json::Value;
 
 use super::Output;
 
+/// Prints JSON on stdout, pretty-printed (the one form `--output json` uses).
+pub fn json_out(json: &Value) {
+    println!("{}", serde_json::to_string_pretty(json).unwrap_or_default());
+}
+
 /// Prints JSON as is, or the given rows as a table.
 pub fn print(output: Output, json: &Value, header: &[&str], rows: Vec<Vec<String>>) {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(json).unwrap_or_default()),
+        Output::Json => json_out(json),
         Output::Table => {
             let mut t = Table::new();
             t.load_preset(UTF8_FULL_CONDENSED)

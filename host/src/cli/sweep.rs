@@ -138,7 +138,7 @@ pub async fn sweep(c: &Client, cmd: SweepCmd, out: Output) -> Result<(), CliErro
             let text_in = tokio::fs::read_to_string(&spec)
                 .await
                 .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", spec.display())))?;
-            let mut parsed = crate::jobs::JobSpec::parse(&text_in)
+            let mut parsed = crate::jobs::JobSpec::parse_file(&spec.to_string_lossy(), &text_in)
                 .map_err(|e| CliError::Usage(format!("{}: {e}", spec.display())))?;
             if !matches!(
                 parsed.kind,

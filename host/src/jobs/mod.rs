@@ -17,7 +17,7 @@ use std::time::Instant;
 
 pub use executor::{Executor, ExecutorConfig};
 pub use logs::JobLogs;
-pub use spec::{CommandSpec, JobKind, JobSpec, SnapshotFile};
+pub use spec::{CommandSpec, JobKind, JobSpec, SnapshotFile, SpecFormat};
 pub use train::{Prepared, prepare, split_rows};
 
 use crate::sweep::SweepState;

@@ -107,25 +107,109 @@ pub struct JobSpec {
     pub batch_score: Option<super::batch::BatchScoreSpec>,
 }
 
-impl JobSpec {
-    /// Parses TOML, YAML or JSON (sniffed from the text).
-    pub fn parse(text: &str) -> Result<Self, DomainError> {
-        let t = text.trim_start();
-        let spec: JobSpec = if t.starts_with('{') {
-            serde_json::from_str(text)
-                .map_err(|e| DomainError::invalid(format!("invalid job spec (JSON): {e}")))?
+/// The language a spec is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecFormat {
+    /// TOML.
+    Toml,
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+}
+
+impl SpecFormat {
+    /// The format a file name's extension names (`.toml`, `.yaml` / `.yml`, `.json`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "toml" => Some(Self::Toml),
+            "yaml" | "yml" => Some(Self::Yaml),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+
+    /// The format a media type names (`application/json`, `application/toml`,
+    /// `application/yaml`, ...).
+    pub fn from_media_type(ct: &str) -> Option<Self> {
+        let ct = ct.split(';').next()?.trim().to_ascii_lowercase();
+        if ct.ends_with("json") {
+            Some(Self::Json)
+        } else if ct.ends_with("toml") {
+            Some(Self::Toml)
+        } else if ct.ends_with("yaml") || ct.ends_with("yml") {
+            Some(Self::Yaml)
         } else {
-            match toml::from_str(text) {
-                Ok(s) => s,
-                Err(toml_err) => serde_yaml::from_str(text).map_err(|yaml_err| {
-                    DomainError::invalid(format!(
-                        "invalid job spec: as TOML: {toml_err}; as YAML: {yaml_err}"
-                    ))
-                })?,
+            None
+        }
+    }
+
+    /// Guesses from the text: JSON starts with `{`; otherwise the first line that is not blank,
+    /// a comment or a YAML document marker decides: `[table]` or `key = value` is TOML, `key:`
+    /// or `- item` YAML (TOML when nothing decides).
+    pub fn sniff(text: &str) -> Self {
+        if text.trim_start().starts_with('{') {
+            return Self::Json;
+        }
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line == "---" {
+                continue;
             }
+            if line.starts_with('[') || line.starts_with('"') && line.contains('=') {
+                return Self::Toml;
+            }
+            if line.starts_with("- ") {
+                return Self::Yaml;
+            }
+            let eq = line.find('=');
+            let colon = line.find(':');
+            return match (eq, colon) {
+                (Some(e), Some(c)) if c < e => Self::Yaml,
+                (Some(_), _) => Self::Toml,
+                (None, Some(_)) => Self::Yaml,
+                (None, None) => Self::Toml,
+            };
+        }
+        Self::Toml
+    }
+
+    /// Its name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Toml => "TOML",
+            Self::Yaml => "YAML",
+            Self::Json => "JSON",
+        }
+    }
+}
+
+impl JobSpec {
+    /// Parses TOML, YAML or JSON, the format guessed from the text ([`SpecFormat::sniff`]).
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        Self::parse_as(text, SpecFormat::sniff(text))
+    }
+
+    /// Parses a spec in one format; one error, in that format's terms.
+    pub fn parse_as(text: &str, format: SpecFormat) -> Result<Self, DomainError> {
+        let bad = |e: String| {
+            DomainError::invalid(format!("invalid job spec ({}): {e}", format.as_str()))
+        };
+        let spec: JobSpec = match format {
+            SpecFormat::Json => serde_json::from_str(text).map_err(|e| bad(e.to_string()))?,
+            SpecFormat::Toml => toml::from_str(text).map_err(|e| bad(e.to_string()))?,
+            SpecFormat::Yaml => serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?,
         };
         spec.check()?;
         Ok(spec)
+    }
+
+    /// Parses a spec file's text: the format its extension names, else the guessed one.
+    pub fn parse_file(name: &str, text: &str) -> Result<Self, DomainError> {
+        Self::parse_as(
+            text,
+            SpecFormat::from_name(name).unwrap_or_else(|| SpecFormat::sniff(text)),
+        )
     }
 
     /// Checks the parts match the type.
@@ -240,6 +324,49 @@ mod tests {
         assert_eq!(a, JobSpec::parse(yaml).unwrap());
         assert_eq!(a, JobSpec::parse(json).unwrap());
         assert_eq!(a.datasets(), vec!["iris:1".to_string()]);
+    }
+
+    #[test]
+    fn one_error_in_the_format_of_the_file() {
+        assert_eq!(SpecFormat::from_name("job.yml"), Some(SpecFormat::Yaml));
+        assert_eq!(SpecFormat::from_name("a/b.TOML"), Some(SpecFormat::Toml));
+        assert_eq!(SpecFormat::from_name("spec"), None);
+        assert_eq!(
+            SpecFormat::from_media_type("application/json; charset=utf-8"),
+            Some(SpecFormat::Json)
+        );
+        assert_eq!(
+            SpecFormat::sniff("# c\ntype = \"train\"\n"),
+            SpecFormat::Toml
+        );
+        assert_eq!(SpecFormat::sniff("---\ntype: train\n"), SpecFormat::Yaml);
+        assert_eq!(SpecFormat::sniff("[train]\n"), SpecFormat::Toml);
+        assert_eq!(SpecFormat::sniff("name: a=b\n"), SpecFormat::Yaml);
+        // a TOML typo: the TOML error alone, not a YAML one about the whole file
+        let toml = "type = \"train\"\n[train]\ndataset = \"iris:1\ntarget = \"target\"\n";
+        for e in [
+            JobSpec::parse(toml).unwrap_err().to_string(),
+            JobSpec::parse_file("job.toml", toml)
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(e.starts_with("invalid job spec (TOML):"), "{e}");
+            assert!(!e.contains("YAML"), "{e}");
+        }
+        // a YAML typo in a .yaml file: the YAML error
+        let yaml = "type: train\ntrain:\n  dataset: iris:1\n   target: target\n";
+        let e = JobSpec::parse_file("job.yaml", yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid job spec (YAML):") && !e.contains("TOML"),
+            "{e}"
+        );
+        // the extension wins over the guess
+        let e = JobSpec::parse_file("job.json", "type = \"train\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid job spec (JSON):"), "{e}");
     }
 
     #[test]

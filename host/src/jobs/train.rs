@@ -374,11 +374,16 @@ pub(super) async fn run(
     .map_err(|e| Failure::Failed(format!("the training task failed: {e}")))?;
     let (outcome, pre) = trained?;
     ex.finalizing(job).await?;
+    let kept = match outcome.best_epoch {
+        Some(e) if e != outcome.epochs => format!("; the model keeps epoch {e} (best val_loss)"),
+        _ => String::new(),
+    };
     ex.logs.line(
         &job.id,
         &format!(
-            "trained {} epochs{}; saving the model",
+            "trained {} of {} epochs{}{kept}; saving the model",
             outcome.epochs,
+            spec.epochs,
             if outcome.stopped_early {
                 " (stopped early)"
             } else {
@@ -399,7 +404,14 @@ pub(super) async fn run(
                         "atrium.train.stopped_early".into(),
                         outcome.stopped_early.to_string(),
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(
+                    outcome
+                        .best_epoch
+                        .map(|e| ("atrium.train.best_epoch".to_string(), e.to_string())),
+                )
+                .collect(),
                 ..Default::default()
             },
         )

@@ -1,5 +1,10 @@
 //! Loading components: validation of uploads, the precompiled cache, and the per-(digest, kind)
 //! cache of pre-instantiated components, so that the request path only instantiates.
+//!
+//! Precompiled forms live in the data directory's `plugins/cache/`, and the built-ins' also in
+//! a per-user cache shared by every data directory (see [`SharedCache`]), so that a fresh data
+//! directory does not compile them again. Both are keyed by the component's sha256 and the
+//! engine's compatibility hash, and hold only files this host code compiled and wrote atomically.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,8 +51,50 @@ pub struct Validated {
 pub struct Loader {
     engine: Arc<PluginEngine>,
     dir: PathBuf,
+    shared: Option<SharedCache>,
     linkers: HashMap<Kind, Linker<PluginState>>,
     pres: Mutex<HashMap<(String, Kind), Arc<KindPre>>>,
+}
+
+/// A per-user directory of precompiled built-in components, shared by data directories
+/// (`$ATRIUM_CACHE_DIR`, default `$XDG_CACHE_HOME/atrium` or `~/.cache/atrium`).
+#[derive(Debug, Clone)]
+pub struct SharedCache {
+    dir: PathBuf,
+}
+
+impl SharedCache {
+    /// Opens (creating with mode 0700) `root/plugins`; refuses a directory another user owns
+    /// or others may write to, since its files are loaded as machine code.
+    pub fn open(root: &Path) -> Result<Self, RuntimeError> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let dir = root.join("plugins");
+        let io = |e: std::io::Error| RuntimeError::Internal(format!("{}: {e}", dir.display()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io)?;
+        for d in [root, dir.as_path()] {
+            let m = std::fs::metadata(d).map_err(io)?;
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            if m.uid() != me || m.mode() & 0o022 != 0 {
+                return Err(RuntimeError::Internal(format!(
+                    "{} is not a private directory of this user (owner uid {}, mode {:o}): not using it",
+                    d.display(),
+                    m.uid(),
+                    m.mode() & 0o777
+                )));
+            }
+        }
+        Ok(Self { dir })
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 /// sha256 hex of bytes.
@@ -137,9 +184,16 @@ impl Loader {
         Ok(Self {
             engine,
             dir: dir.to_path_buf(),
+            shared: None,
             linkers,
             pres: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Also keeps the built-ins' precompiled forms in (and loads them from) a shared cache.
+    pub fn with_shared_cache(mut self, cache: Option<SharedCache>) -> Self {
+        self.shared = cache;
+        self
     }
 
     /// The engine.
@@ -151,6 +205,27 @@ impl Loader {
     /// size limit, of an API version this host serves, importing only what the kind may import,
     /// exporting the kind's world. Compiles it (with a time cap).
     pub fn validate(&self, bytes: &[u8], kind: Kind) -> Result<Validated, RuntimeError> {
+        self.validate_with(bytes, kind, false)
+    }
+
+    /// [`Self::validate`] for a built-in component: its compiled form comes from the shared
+    /// cache when there (and goes there when compiled).
+    pub fn validate_builtin(&self, bytes: &[u8], kind: Kind) -> Result<Validated, RuntimeError> {
+        self.validate_with(bytes, kind, true)
+    }
+
+    /// Whether preparing a built-in compiles nothing: the data directory keeps it (with its
+    /// compiled form), or the shared cache has its compiled form.
+    pub fn builtin_is_compiled(&self, digest: &str) -> bool {
+        self.has(digest) || self.shared_path(digest).is_some_and(|p| p.exists())
+    }
+
+    fn validate_with(
+        &self,
+        bytes: &[u8],
+        kind: Kind,
+        builtin: bool,
+    ) -> Result<Validated, RuntimeError> {
         if bytes.len() > MAX_COMPONENT_BYTES {
             return Err(RuntimeError::TooLarge {
                 size: bytes.len(),
@@ -172,7 +247,11 @@ impl Loader {
         if let Some(v) = &api_version {
             check_api_version(v)?;
         }
-        let component = self.compile(bytes)?;
+        let component = if builtin {
+            self.compile_shared(bytes)?
+        } else {
+            self.compile(bytes)?
+        };
         let engine = self.engine.engine();
         let ty = component.component_type();
         let mut forbidden: Vec<String> = ty
@@ -228,6 +307,45 @@ impl Loader {
                 COMPILE_TIMEOUT.as_secs()
             ))),
         }
+    }
+
+    /// Compiles a built-in, or loads what an earlier compile left in the shared cache.
+    fn compile_shared(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        let Some(path) = self.shared_path(&digest_of(bytes)) else {
+            return self.compile(bytes);
+        };
+        if path.exists() {
+            // SAFETY: the shared cache is a private directory of this user (checked when
+            // opened) that only `compile_shared` writes, atomically, with what this engine
+            // configuration compiled; the name carries the source's sha256 and the engine's
+            // compatibility hash, and wasmtime checks the engine settings again on load.
+            match unsafe { Component::deserialize_file(self.engine.engine(), &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "unusable precompiled component in the shared cache; compiling again");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let c = self.compile(bytes)?;
+        match c.serialize() {
+            Ok(compiled) => {
+                if let Err(e) = write_atomic(&path, &compiled) {
+                    tracing::warn!(error = %e, "cannot write to the shared plugin cache");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot serialize a compiled component"),
+        }
+        Ok(c)
+    }
+
+    fn shared_path(&self, digest: &str) -> Option<PathBuf> {
+        self.shared.as_ref().map(|s| {
+            s.dir.join(format!(
+                "{digest}-{}.cwasm",
+                self.engine.compatibility_key()
+            ))
+        })
     }
 
     fn instantiate_pre(&self, component: &Component, kind: Kind) -> Result<KindPre, RuntimeError> {

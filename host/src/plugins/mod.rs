@@ -21,7 +21,7 @@ use std::time::Duration;
 
 pub use engine::PluginEngine;
 pub use kind::Kind;
-pub use loader::{KindPre, Loader, Validated};
+pub use loader::{KindPre, Loader, SharedCache, Validated};
 pub use manifest::{Effective, Grants, Manifest};
 pub use state::{LogTags, PluginState, SecretValues, StoreSpec};
 

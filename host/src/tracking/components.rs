@@ -127,8 +127,16 @@ fn row(
     }
 }
 
-/// Validates and keeps the built-in components (compiling them on first start); returns their
-/// registry rows. Blocking: run it off the async threads.
+/// How many built-in components preparing them would compile (none in either cache).
+pub fn builtins_to_compile(loader: &Loader) -> usize {
+    BUILTINS
+        .iter()
+        .filter(|b| !loader.builtin_is_compiled(&digest_of(b.wasm)))
+        .count()
+}
+
+/// Validates and keeps the built-in components (compiling them on first start, unless the
+/// shared cache has them); returns their registry rows. Blocking: run it off the async threads.
 pub fn prepare_builtins(loader: &Loader) -> Result<Vec<ComponentRow>, RuntimeError> {
     let mut rows = Vec::new();
     for b in BUILTINS {
@@ -137,7 +145,7 @@ pub fn prepare_builtins(loader: &Loader) -> Result<Vec<ComponentRow>, RuntimeErr
         let digest = digest_of(b.wasm);
         let api_version = crate::plugins::loader::api_version(b.wasm);
         if !loader.has(&digest) {
-            let v = loader.validate(b.wasm, manifest.kind)?;
+            let v = loader.validate_builtin(b.wasm, manifest.kind)?;
             loader.keep(b.wasm, &v)?;
         }
         let version = manifest.version.clone().unwrap_or_else(|| "builtin".into());

@@ -5,7 +5,7 @@ use std::io::Read;
 use super::Tracking;
 use crate::datastore::{BlobMeta, DatastoreError};
 use crate::store::{DatasetRow, Datastore};
-use crate::workspace::dataset::{Table, infer_schema, parse_csv};
+use crate::workspace::dataset::{Table, infer_schema, parse_csv, parse_upload, to_csv};
 use crate::workspace::{DomainError, DomainResult, Workspace};
 
 /// Largest dataset file accepted.
@@ -92,13 +92,25 @@ impl Tracking {
         .map_err(DomainError::from)
     }
 
-    /// Validates a CSV and stores it as the next version of `name`.
+    /// Validates a comma-separated CSV and stores it as the next version of `name`.
     pub async fn create_dataset(
         &self,
         ws: &Workspace,
         name: &str,
         bytes: Vec<u8>,
     ) -> DomainResult<DatasetRow> {
+        Ok(self.upload_dataset(ws, name, bytes, Some(b',')).await?.0)
+    }
+
+    /// Validates a CSV with the given delimiter (`None`: detected) and stores it as the next
+    /// version of `name`, as comma-separated CSV; returns the version and the delimiter read.
+    pub async fn upload_dataset(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        bytes: Vec<u8>,
+        delimiter: Option<u8>,
+    ) -> DomainResult<(DatasetRow, u8)> {
         check_name(name)?;
         if bytes.len() > MAX_DATASET_BYTES {
             return Err(DomainError::invalid(format!(
@@ -106,10 +118,12 @@ impl Tracking {
                 bytes.len()
             )));
         }
-        let (bytes, rows, schema) = tokio::task::spawn_blocking(move || {
-            let t = parse_csv(&bytes)?;
+        let (bytes, rows, schema, delimiter) = tokio::task::spawn_blocking(move || {
+            let (t, d) = parse_upload(&bytes, delimiter)?;
             let schema = serde_json::to_string(&infer_schema(&t)).expect("schema serializes");
-            Ok::<_, DomainError>((bytes, t.rows.len(), schema))
+            // every stored version is comma-separated, whatever the upload used
+            let bytes = if d == b',' { bytes } else { to_csv(&t)? };
+            Ok::<_, DomainError>((bytes, t.rows.len(), schema, d))
         })
         .await
         .map_err(task_err)??;
@@ -126,7 +140,10 @@ impl Tracking {
             schema,
             created_at: 0,
         };
-        self.store.add_dataset_version(ws.id, &row).await
+        Ok((
+            self.store.add_dataset_version(ws.id, &row).await?,
+            delimiter,
+        ))
     }
 
     /// A dataset version's parsed table.

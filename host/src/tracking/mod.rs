@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub use artifacts::{ArtifactScope, ArtifactUpload};
-pub use components::{ComponentUpload, DatastoreRequest, prepare_builtins};
+pub use components::{ComponentUpload, DatastoreRequest, builtins_to_compile, prepare_builtins};
 pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
 pub use registry::{MAX_MODEL_UPLOAD_BYTES, ModelFileUpload, RegisterRequest};
 

@@ -59,6 +59,9 @@ pub struct Outcome {
     pub epochs: usize,
     /// Whether early stopping ended training.
     pub stopped_early: bool,
+    /// The epoch whose weights the network holds when early stopping kept its best epoch
+    /// (`None`: the last epoch's).
+    pub best_epoch: Option<usize>,
     /// Metrics of the returned network.
     pub metrics: Vec<(String, f64)>,
 }
@@ -214,7 +217,7 @@ pub fn auc(scores: &[f32], classes: &[u32]) -> f64 {
 }
 
 /// The best epoch so far: validation loss, weights, metrics.
-type Best = (f64, HashMap<String, Tensor>, Vec<(String, f64)>);
+type Best = (f64, HashMap<String, Tensor>, Vec<(String, f64)>, usize);
 
 /// Trains a network on encoded data.
 pub fn train(
@@ -286,9 +289,11 @@ pub fn train(
             .map_err(TrainError::Observer)?;
         last_metrics = metrics.clone();
         if let (Some(es), Some(vl)) = (&spec.early_stopping, val_loss) {
-            let improved = best.as_ref().is_none_or(|(b, _, _)| vl < b - es.min_delta);
+            let improved = best
+                .as_ref()
+                .is_none_or(|(b, _, _, _)| vl < b - es.min_delta);
             if improved {
-                best = Some((vl, net.snapshot()?, metrics));
+                best = Some((vl, net.snapshot()?, metrics, epoch));
                 since_best = 0;
             } else {
                 since_best += 1;
@@ -299,17 +304,18 @@ pub fn train(
             }
         }
     }
-    let metrics = match best {
-        Some((_, tensors, m)) if spec.early_stopping.is_some() => {
+    let (metrics, best_epoch) = match best {
+        Some((_, tensors, m, e)) if spec.early_stopping.is_some() => {
             net.load(&tensors)?;
-            m
+            (m, Some(e))
         }
-        _ => last_metrics,
+        _ => (last_metrics, None),
     };
     Ok(Outcome {
         net,
         epochs,
         stopped_early,
+        best_epoch,
         metrics,
     })
 }

@@ -48,9 +48,101 @@ pub fn is_null(v: &str) -> bool {
     )
 }
 
-/// Parses a CSV with a header row. Refuses: empty input, non-UTF-8, duplicate or empty header
-/// names, and rows whose field count differs from the header's (naming the line).
+/// Field delimiters an upload may use: comma, semicolon, tab, pipe.
+pub const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// A delimiter as people write it: `,`, `;`, `|`, or `tab` / `\t` / a tab character.
+pub fn parse_delimiter(s: &str) -> Result<u8, DomainError> {
+    match s {
+        "," | "comma" => Ok(b','),
+        ";" | "semicolon" => Ok(b';'),
+        "\t" | "\\t" | "tab" => Ok(b'\t'),
+        "|" | "pipe" => Ok(b'|'),
+        other => Err(DomainError::invalid(format!(
+            "unsupported delimiter '{other}': use ',', ';', 'tab' or '|'"
+        ))),
+    }
+}
+
+/// A delimiter's name in messages (`tab` for the tab).
+pub fn delimiter_name(d: u8) -> String {
+    match d {
+        b'\t' => "tab".to_string(),
+        other => (other as char).to_string(),
+    }
+}
+
+/// Guesses the delimiter from the header line: the one of [`DELIMITERS`] occurring most often
+/// outside quotes (a comma on a tie or when none occurs).
+pub fn detect_delimiter(bytes: &[u8]) -> u8 {
+    let mut counts = [0usize; DELIMITERS.len()];
+    let mut quoted = false;
+    for &b in bytes.iter().skip_while(|b| b.is_ascii_whitespace()) {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => break,
+            _ if !quoted => {
+                if let Some(i) = DELIMITERS.iter().position(|d| *d == b) {
+                    counts[i] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut best = 0;
+    for i in 1..DELIMITERS.len() {
+        if counts[i] > counts[best] {
+            best = i;
+        }
+    }
+    DELIMITERS[best]
+}
+
+/// Parses an upload with the given delimiter, or the one [`detect_delimiter`] finds; returns
+/// the table and the delimiter used. Beyond [`parse_csv`]'s checks, refuses a one-column file
+/// whose header holds another likely delimiter (a `;`-separated file read with `,`).
+pub fn parse_upload(bytes: &[u8], delimiter: Option<u8>) -> Result<(Table, u8), DomainError> {
+    let d = delimiter.unwrap_or_else(|| detect_delimiter(bytes));
+    let t = parse_csv_with(bytes, d)?;
+    if let [only] = t.header.as_slice()
+        && let Some(other) = DELIMITERS
+            .iter()
+            .copied()
+            .find(|o| *o != d && only.as_bytes().contains(o))
+    {
+        let shown: String = only.chars().take(60).collect();
+        return Err(DomainError::invalid(format!(
+            "the file reads as one column with delimiter '{}', but its header '{shown}' holds '{}': \
+             give the delimiter it uses (`--delimiter {}`; API: ?delimiter=)",
+            delimiter_name(d),
+            delimiter_name(other),
+            delimiter_name(other)
+        )));
+    }
+    Ok((t, d))
+}
+
+/// A table as comma-separated CSV (what [`parse_csv`] reads back as the same table).
+pub fn to_csv(t: &Table) -> Result<Vec<u8>, DomainError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| DomainError::Internal(format!("cannot write CSV: {e}"));
+    w.write_record(&t.header).map_err(err)?;
+    for r in &t.rows {
+        w.write_record(r).map_err(err)?;
+    }
+    w.into_inner()
+        .map_err(|e| DomainError::Internal(format!("cannot write CSV: {e}")))
+}
+
+/// Parses a comma-separated CSV with a header row; see [`parse_csv_with`].
 pub fn parse_csv(bytes: &[u8]) -> Result<Table, DomainError> {
+    parse_csv_with(bytes, b',')
+}
+
+/// Parses a CSV with a header row and the given delimiter. Refuses: empty input, non-UTF-8,
+/// duplicate or empty header names, and rows whose field count differs from the header's
+/// (naming the line).
+pub fn parse_csv_with(bytes: &[u8], delimiter: u8) -> Result<Table, DomainError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(DomainError::invalid("the file is empty"));
     }
@@ -66,6 +158,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Table, DomainError> {
         )));
     }
     let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
         .has_headers(true)
         .flexible(true)
         .from_reader(bytes);
@@ -182,6 +275,37 @@ mod tests {
         assert_eq!(s[1].kind, ColumnKind::Categorical);
         assert_eq!(s[2].kind, ColumnKind::Text);
         assert!(s[3].nullable && s[3].kind == ColumnKind::Numeric);
+    }
+
+    #[test]
+    fn delimiters_are_detected_or_given() {
+        assert_eq!(detect_delimiter(b"a;b;c\n1;2;3\n"), b';');
+        assert_eq!(detect_delimiter(b"a\tb\n1\t2\n"), b'\t');
+        assert_eq!(detect_delimiter(b"\"x;y\",z\n1,2\n"), b',');
+        assert_eq!(detect_delimiter(b"only\n1\n"), b',');
+        let (t, d) = parse_upload(b"a;b;c\n1,5;2;x\n", None).unwrap();
+        assert_eq!((d, t.header.len()), (b';', 3));
+        assert_eq!(t.rows[0], vec!["1,5", "2", "x"]);
+        // stored as comma-separated: reads back as the same table
+        let back = parse_csv(&to_csv(&t).unwrap()).unwrap();
+        assert_eq!((back.header, back.rows), (t.header.clone(), t.rows.clone()));
+        let (t, _) = parse_upload(b"a\tb\n1\t2\n", Some(b'\t')).unwrap();
+        assert_eq!(t.header, vec!["a", "b"]);
+        // a ';' file read with ',' is one column: refused, naming the likely delimiter
+        let e = parse_upload(b"a;b;c\n1;2;3\n", Some(b','))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("one column") && e.contains("--delimiter ;"),
+            "{e}"
+        );
+        // a real one-column file is fine
+        assert_eq!(
+            parse_upload(b"x\n1\n2\n", None).unwrap().0.header,
+            vec!["x"]
+        );
+        assert_eq!(parse_delimiter("tab").unwrap(), b'\t');
+        assert!(parse_delimiter(":").is_err());
     }
 
     #[test]

@@ -45,18 +45,26 @@ fn version_of(v: &str) -> Result<Option<i64>, DomainError> {
         })
 }
 
-/// `POST .../datasets/{name}/versions` with the CSV as the body: creates the next version.
+/// `POST .../datasets/{name}/versions?delimiter=D` with the CSV as the body: creates the next
+/// version (stored comma-separated; the delimiter is detected unless given: `,` `;` `tab` `|`).
 pub async fn create(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
+    q: QueryMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let d = st
+    let delimiter = q
+        .get("delimiter")
+        .map(crate::workspace::dataset::parse_delimiter)
+        .transpose()?;
+    let (d, used) = st
         .tracking
-        .create_dataset(&ws, &name, body.to_vec())
+        .upload_dataset(&ws, &name, body.to_vec(), delimiter)
         .await?;
-    Ok((StatusCode::CREATED, Json(dataset_json(&d))))
+    let mut v = dataset_json(&d);
+    v["delimiter"] = json!(crate::workspace::dataset::delimiter_name(used));
+    Ok((StatusCode::CREATED, Json(v)))
 }
 
 /// `GET .../datasets?name=N`: every version (of one dataset, or of all).

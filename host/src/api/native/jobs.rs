@@ -15,7 +15,7 @@ use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::{QueryMap, Ws};
 use crate::auth::{Principal, Role};
-use crate::jobs::JobSpec;
+use crate::jobs::{JobSpec, SpecFormat};
 use crate::store::{JobRow, JobState};
 use crate::workspace::DomainError;
 
@@ -56,11 +56,15 @@ pub async fn submit(
     Extension(p): Extension<Principal>,
     req: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let multipart = req
+    let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
+        .unwrap_or("")
+        .to_string();
+    let multipart = content_type.starts_with("multipart/form-data");
+    // a body's media type names its format (application/json, application/toml, ...)
+    let req_format = SpecFormat::from_media_type(&content_type);
     let (spec, code) = if multipart {
         let mut form = Multipart::from_request(req, &st)
             .await
@@ -72,6 +76,11 @@ pub async fn submit(
             .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?
         {
             let part = field.name().unwrap_or("").to_string();
+            // the part's file name or media type names the format; else it is guessed
+            let format = field
+                .file_name()
+                .and_then(SpecFormat::from_name)
+                .or_else(|| field.content_type().and_then(SpecFormat::from_media_type));
             let data = field
                 .bytes()
                 .await
@@ -80,7 +89,10 @@ pub async fn submit(
                 "spec" => {
                     let text = String::from_utf8(data.to_vec())
                         .map_err(|_| DomainError::invalid("the job spec is not UTF-8"))?;
-                    spec = Some(JobSpec::parse(&text)?);
+                    spec = Some(match format {
+                        Some(f) => JobSpec::parse_as(&text, f)?,
+                        None => JobSpec::parse(&text)?,
+                    });
                 }
                 "code" => code = Some(data.to_vec()),
                 other => {
@@ -101,7 +113,13 @@ pub async fn submit(
             .map_err(|e| DomainError::Malformed(format!("cannot read the body: {e}")))?;
         let text = std::str::from_utf8(&body)
             .map_err(|_| DomainError::Malformed("the job spec is not UTF-8".into()))?;
-        (JobSpec::parse(text)?, None)
+        (
+            match req_format {
+                Some(f) => JobSpec::parse_as(text, f)?,
+                None => JobSpec::parse(text)?,
+            },
+            None,
+        )
     };
     if asks_for_secrets(&serde_json::to_value(&spec).unwrap_or_default()) {
         // the command sees the values: only an Owner may hand them out
