@@ -662,17 +662,17 @@ async fn wait(c: &Client, id: &str, out: Output) -> Result<(), CliError> {
             let (_, latest) = latest_metrics(&r);
             let trained = tag("atrium.train.epochs").and_then(|t| t.parse::<u64>().ok());
             let best = tag("atrium.train.best_epoch").and_then(|t| t.parse::<u64>().ok());
-            if let Some(n) = trained {
-                if tag("atrium.train.stopped_early").as_deref() == Some("true") {
-                    let patience = job["spec"]["train"]["early_stopping"]["patience"]
-                        .as_u64()
-                        .map(|p| format!(": no val_loss improvement in {p} epochs"))
-                        .unwrap_or_default();
-                    report(format!(
-                        "stopped early after epoch {n}{}{patience}",
-                        of(epochs)
-                    ));
-                }
+            if let Some(n) = trained
+                && tag("atrium.train.stopped_early").as_deref() == Some("true")
+            {
+                let patience = job["spec"]["train"]["early_stopping"]["patience"]
+                    .as_u64()
+                    .map(|p| format!(": no val_loss improvement in {p} epochs"))
+                    .unwrap_or_default();
+                report(format!(
+                    "stopped early after epoch {n}{}{patience}",
+                    of(epochs)
+                ));
             }
             match best.filter(|b| Some(*b) != trained) {
                 Some(b) => {
