@@ -11,6 +11,13 @@ fn main() -> std::process::ExitCode {
             unsafe { std::env::set_var("RAYON_NUM_THREADS", cfg.threads_per_slot.to_string()) };
         }
     }
+    if !matches!(cli.command, atrium::cli::Command::Serve(_)) {
+        // A closed pipe (`atrium run list --output json | head`) ends a client command quietly,
+        // as it does other Unix tools, instead of making the next print panic. The server keeps
+        // ignoring SIGPIPE (its sockets and job pipes report EPIPE as an error instead).
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let default_level = if matches!(cli.command, atrium::cli::Command::Serve(_)) {
         "info"
     } else {
@@ -22,6 +29,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // colour codes only on a terminal, not in log files and pipes
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

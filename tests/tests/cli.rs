@@ -389,3 +389,92 @@ fn login_saves_a_profile_and_a_401_says_where_the_cli_looked() {
     assert!(!ok && err.contains("found no API token"), "{err}");
     assert!(!std::fs::read_to_string(&profile).unwrap().contains("atr_"));
 }
+
+#[test]
+fn scripting_closed_pipes_one_json_form_and_one_meaning_of_f() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    for i in 0..20 {
+        h.post(&format!("{WS}/runs"), json!({ "name": format!("r{i}") }))
+            .ok();
+    }
+    // `... --output json | head`: the reader is gone before the CLI writes; no panic
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(atrium_tests::bin())
+        .args(["run", "list", "--output", "json"])
+        .env("ATRIUM_SERVER", &s.url)
+        .env("ATRIUM_TOKEN", &s.token)
+        .env("XDG_CONFIG_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}: {err}",
+        out.status
+    );
+
+    // --output json: one pretty JSON document on stdout, whatever the command
+    let (ok, _, err) = s.cli(&["workspace", "create", "js-a"]);
+    assert!(ok, "{err}");
+    for args in [
+        &["whoami"][..],
+        &["token", "list"],
+        &["run", "list"],
+        &["experiment", "list"],
+        &["component", "list"],
+        &["workspace", "delete", "js-a"],
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let (ok, out, err) = s.cli(&a);
+        assert!(ok, "{args:?}: {err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert_eq!(
+            out.trim_end(),
+            serde_json::to_string_pretty(&v).unwrap(),
+            "{args:?}"
+        );
+    }
+
+    // -f is --follow, and only that
+    let code = tempfile::tempdir().unwrap();
+    let (ok, out, err) = s.cli(&[
+        "job",
+        "submit",
+        "--command",
+        "echo from-the-job",
+        "--code",
+        code.path().to_str().unwrap(),
+        "-f",
+    ]);
+    assert!(ok && out.contains("from-the-job"), "{out}{err}");
+    assert!(err.contains("submitted job"), "{err}");
+    let id = h.get(&format!("{WS}/jobs")).ok()["jobs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out, err) = s.cli(&["job", "logs", &id, "-f"]);
+    assert!(ok && out.contains("from-the-job"), "{out}{err}");
+    for args in [
+        &["run", "list", "-f", "metrics.acc > 1"][..],
+        &["dataset", "create", "d", "-f", "x.csv"],
+        &["model", "predict", "--run", "r", "-f", "x.csv"],
+        &["secret", "set", "s", "-f", "x"],
+        &["endpoint", "invoke", "e", "-f", "x"],
+    ] {
+        let (ok, _, err) = s.cli(args);
+        assert!(
+            !ok && err.contains("unexpected argument '-f'"),
+            "{args:?}: {err}"
+        );
+    }
+}

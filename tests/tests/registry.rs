@@ -127,7 +127,7 @@ fn scenario(backend: Backend) {
     let csv = rows.path().join("iris.csv");
     std::fs::write(&csv, dataset("iris.csv")).unwrap();
     let csv = csv.to_str().unwrap();
-    let from_run = cli_json(&s, &["model", "predict", "--run", &run, "-f", csv]);
+    let from_run = cli_json(&s, &["model", "predict", "--run", &run, "--file", csv]);
     let from_registry = cli_json(
         &s,
         &[
@@ -135,11 +135,13 @@ fn scenario(backend: Backend) {
             "predict",
             "--model",
             "models:/iris-clf@champion",
-            "-f",
+            "--file",
             csv,
         ],
     );
-    assert_eq!(from_run.as_array().unwrap().len(), 150);
+    // the endpoint's shape: `predictions` (one per row) and `probabilities`
+    assert_eq!(from_run["predictions"].as_array().unwrap().len(), 150);
+    assert_eq!(from_run["probabilities"].as_array().unwrap().len(), 150);
     assert_eq!(from_run, from_registry);
 
     // precise errors, and nothing changes after a refused call
@@ -262,7 +264,7 @@ fn scenario(backend: Backend) {
             "predict",
             "--model",
             "iris-clf@champion",
-            "-f",
+            "--file",
             csv,
         ],
     );

@@ -178,15 +178,20 @@ fn reference(s: &Server, run: &str, csv: &str) -> Vec<Value> {
         "predict",
         "--run",
         run,
-        "-f",
+        "--file",
         f.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    serde_json::from_str::<Value>(&out)
-        .unwrap()
+    // the endpoint's shape: `predictions` for the list, `probabilities` beside it
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let preds = v["predictions"]
         .as_array()
-        .unwrap()
-        .clone()
+        .unwrap_or_else(|| panic!("{out}"));
+    preds
+        .iter()
+        .enumerate()
+        .map(|(i, p)| json!({ "prediction": p, "probabilities": v["probabilities"][i] }))
+        .collect()
 }
 
 /// Asserts an answer's predictions (and probabilities) match the in-process ones.
@@ -196,7 +201,7 @@ fn assert_same(answer: &Value, want: &[Value]) {
         .unwrap_or_else(|| panic!("no predictions: {answer}"));
     assert_eq!(got.len(), want.len(), "{answer}");
     for (i, w) in want.iter().enumerate() {
-        assert_eq!(got[i], w["label"], "row {i}: {answer}");
+        assert_eq!(got[i], w["prediction"], "row {i}: {answer}");
         let probs = w["probabilities"].as_object().unwrap();
         for (label, p) in probs {
             let q = answer["probabilities"][i][label].as_f64().unwrap();
@@ -282,6 +287,40 @@ fn deploy_and_score_through_every_route() {
     );
     assert_eq!(a.status, 200, "{}", a.json);
     assert_same(&a.json, &want);
+    // the CLI: the answer on stdout; a refusal in the usual `error: CODE: message` form
+    let body = json!({ "dataframe_records": records }).to_string();
+    let (ok, out, err) = s.cli(&[
+        "endpoint",
+        "invoke",
+        "iris-prod",
+        "--data",
+        &body,
+        "--key",
+        &key,
+    ]);
+    assert!(ok, "{err}");
+    assert_same(&serde_json::from_str(&out).unwrap(), &want);
+    let (ok, out, err) = s.cli(&[
+        "endpoint",
+        "invoke",
+        "iris-prod",
+        "--data",
+        "{\"dataframe_records\": [{\"sepal_length\": 1}]}",
+        "--key",
+        &key,
+    ]);
+    assert!(!ok && out.is_empty(), "{out}");
+    let line = err.lines().next().unwrap_or_default();
+    let code = line
+        .strip_prefix("error: ")
+        .and_then(|r| r.split_once(": "))
+        .map(|(c, _)| c);
+    assert!(
+        code.is_some_and(
+            |c| !c.is_empty() && c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')
+        ) && line.contains("(HTTP 400"),
+        "{err}"
+    );
     // the alias moves to a version 2; the deployment keeps serving version 1, and says so
     let (ok, out, err) = s.cli(&["endpoint", "show", "iris-prod"]);
     assert!(
@@ -320,7 +359,7 @@ fn deploy_and_score_through_every_route() {
         .find(|o| o["name"] == "predictions")
         .unwrap();
     for (i, w) in want.iter().enumerate() {
-        assert_eq!(preds["data"][i], w["label"]);
+        assert_eq!(preds["data"][i], w["prediction"]);
     }
     assert_eq!(h.get("/v2/health/ready").status, 200);
     assert_eq!(h.get("/v2/models/iris-prod/ready").status, 200);
@@ -885,7 +924,7 @@ fn batch_score_job_writes_a_scored_dataset_version() {
     for (i, w) in want.iter().enumerate() {
         assert_eq!(
             all[i * 7][pcol],
-            w["label"].as_str().unwrap(),
+            w["prediction"].as_str().unwrap(),
             "row {}",
             i * 7
         );
@@ -1008,7 +1047,7 @@ fn a_team_uploaded_scorer_does_its_own_pre_and_post_processing() {
     let digits = a.json["digits"].as_array().unwrap();
     assert_eq!(digits.len(), 5, "{}", a.json);
     for (d, w) in digits.iter().zip(&want) {
-        assert_eq!(d["digit"], w["label"], "{}", a.json);
+        assert_eq!(d["digit"], w["prediction"], "{}", a.json);
         assert_eq!(d["top3"].as_array().unwrap().len(), 3);
     }
     let a = sc.json("digits", json!({ "images": [[0, 1, 2]] }));

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::client::{Client, encode_query};
-use super::output::{print, text, time};
+use super::output::{json_out, print, text, time};
 use super::{CliError, Output};
 
 /// `atrium user ...` (server admins).
@@ -189,7 +189,7 @@ pub async fn user(c: &Client, cmd: UserCmd, out: Output) -> Result<(), CliError>
 
 fn done(out: Output, v: &Value, msg: &str) {
     if out == Output::Json {
-        println!("{v}");
+        json_out(v);
     } else {
         println!("{msg}");
     }
@@ -223,7 +223,7 @@ pub async fn token(c: &Client, cmd: TokenCmd, out: Output) -> Result<(), CliErro
                 )
                 .await?;
             if out == Output::Json {
-                println!("{v}");
+                json_out(&v);
             } else {
                 eprintln!(
                     "created token {} for {} (shown once: store it now)",
@@ -356,7 +356,7 @@ pub async fn audit(c: &Client, cmd: AuditCmd, out: Output) -> Result<(), CliErro
 pub async fn whoami(c: &Client, out: Output) -> Result<(), CliError> {
     let v = c.get("/api/v1/whoami").await?;
     if out == Output::Json {
-        println!("{v}");
+        json_out(&v);
         return Ok(());
     }
     println!(

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::client::{Client, encode_path, encode_query};
-use super::output::{print, text, time};
+use super::output::{json_out, print, text, time};
 use super::{
     ArtifactCmd, CliError, Command, ComponentCmd, DatastoreCmd, ExperimentCmd, Output, RunCmd,
     WorkspaceCmd,
@@ -111,7 +111,7 @@ async fn workspace(c: &Client, cmd: WorkspaceCmd, out: Output) -> Result<(), Cli
                 )
                 .await?;
             if out == Output::Json {
-                println!("{v}");
+                json_out(&v);
             } else {
                 println!("deleted workspace {name}");
             }
@@ -303,7 +303,8 @@ async fn run(c: &Client, cmd: RunCmd, out: Output) -> Result<(), CliError> {
 }
 
 /// Downloads `url` to `dest` ('-' for stdout), atomically: a failed download leaves nothing.
-pub(super) async fn save(c: &Client, url: &str, dest: &str) -> Result<(), CliError> {
+/// With `--output json` (and a file), prints `{"file": ..., "bytes": ...}`.
+pub(super) async fn save(c: &Client, url: &str, dest: &str, out: Output) -> Result<(), CliError> {
     if dest == "-" {
         c.download(url, &mut tokio::io::stdout()).await?;
         return Ok(());
@@ -314,7 +315,11 @@ pub(super) async fn save(c: &Client, url: &str, dest: &str) -> Result<(), CliErr
         Ok(n) => {
             f.sync_all().await?;
             tokio::fs::rename(&tmp, dest).await?;
-            eprintln!("wrote {n} bytes to {dest}");
+            if out == Output::Json {
+                json_out(&json!({ "file": dest, "bytes": n }));
+            } else {
+                eprintln!("wrote {n} bytes to {dest}");
+            }
             Ok(())
         }
         Err(e) => {
@@ -338,7 +343,7 @@ async fn artifact(c: &Client, cmd: ArtifactCmd, out: Output) -> Result<(), CliEr
             ));
             let dest =
                 dest.unwrap_or_else(|| path.rsplit('/').next().unwrap_or("artifact").to_string());
-            save(c, &url, &dest).await?;
+            save(c, &url, &dest, out).await?;
         }
         ArtifactCmd::List { run, path } => {
             let mut url = c.ws_path(&format!("/runs/{}/artifacts", encode_query(&run)));
@@ -449,7 +454,7 @@ async fn component(c: &Client, cmd: ComponentCmd, out: Output) -> Result<(), Cli
             ));
             let v = c.call(Method::DELETE, &path, None).await?;
             if out == Output::Json {
-                println!("{v}");
+                json_out(&v);
             } else {
                 println!("deleted component {name}@{version}");
             }
@@ -518,7 +523,7 @@ async fn datastore(c: &Client, cmd: DatastoreCmd, out: Output) -> Result<(), Cli
                 )
                 .await?;
             if out == Output::Json {
-                println!("{v}");
+                json_out(&v);
             } else {
                 println!("deleted datastore {name}");
             }

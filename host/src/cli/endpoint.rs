@@ -7,8 +7,9 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::client::ClientError;
 use super::client::{Client, encode_path};
-use super::output::{print, text, time};
+use super::output::{json_out, print, text, time};
 use super::{CliError, Output};
 
 /// `atrium endpoint ...`
@@ -79,7 +80,7 @@ pub enum EndpointCmd {
         #[arg(long, conflicts_with = "file")]
         data: Option<String>,
         /// File holding the request body.
-        #[arg(long, short = 'f')]
+        #[arg(long)]
         file: Option<std::path::PathBuf>,
         /// Endpoint key (or ATRIUM_ENDPOINT_KEY).
         #[arg(long, env = "ATRIUM_ENDPOINT_KEY")]
@@ -228,14 +229,15 @@ pub async fn endpoint(c: &Client, cmd: EndpointCmd, out: Output) -> Result<(), C
                 )
                 .await?;
             if out == Output::Json {
-                print(out, &v, &[], vec![]);
+                json_out(&v);
             } else {
-                println!(
+                eprintln!(
                     "created endpoint {name}; scoring at {}",
                     text(&v["scoring_uri"])
                 );
                 if let Some(k) = v["key"].as_str() {
-                    println!("key (shown once): {k}");
+                    eprintln!("its key (shown once; store it now):");
+                    println!("{k}");
                 }
             }
         }
@@ -362,10 +364,20 @@ pub async fn endpoint(c: &Client, cmd: EndpointCmd, out: Output) -> Result<(), C
                     deployment.as_deref(),
                 )
                 .await?;
-            println!("{}", String::from_utf8_lossy(&answer));
             if !status.is_success() {
-                return Err(CliError::Usage(format!("the endpoint answered {status}")));
+                // the usual `error: CODE: message` form, nothing on stdout
+                let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+                return Err(ClientError::Api {
+                    status,
+                    code: v["error_code"].as_str().unwrap_or("HTTP_ERROR").to_string(),
+                    message: v["message"]
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| String::from_utf8_lossy(&answer).trim().to_string()),
+                }
+                .into());
             }
+            println!("{}", String::from_utf8_lossy(&answer));
         }
         EndpointCmd::Metrics { endpoint } => {
             let v = c.get(&format!("{}/metrics", path(&endpoint))).await?;
@@ -409,9 +421,10 @@ pub async fn endpoint(c: &Client, cmd: EndpointCmd, out: Output) -> Result<(), C
             ));
             let v = c.call(Method::POST, &url, None).await?;
             if out == Output::Json {
-                print(out, &v, &[], vec![]);
+                json_out(&v);
             } else {
-                println!("new key (shown once): {}", text(&v["key"]));
+                eprintln!("the new key of {endpoint} (shown once; store it now):");
+                println!("{}", text(&v["key"]));
             }
         }
         EndpointCmd::Delete {
@@ -422,10 +435,18 @@ pub async fn endpoint(c: &Client, cmd: EndpointCmd, out: Output) -> Result<(), C
                 Some(d) => format!("{}/deployments/{}", path(&endpoint), encode_path(d)),
                 None => path(&endpoint),
             };
-            c.call(Method::DELETE, &url, None).await?;
-            match deployment {
-                Some(d) => println!("deleted deployment {d} of {endpoint}"),
-                None => println!("deleted endpoint {endpoint}"),
+            let v = c.call(Method::DELETE, &url, None).await?;
+            if out == Output::Json {
+                json_out(&if v.is_null() {
+                    json!({ "endpoint": endpoint, "deployment": deployment, "deleted": true })
+                } else {
+                    v
+                });
+            } else {
+                match deployment {
+                    Some(d) => println!("deleted deployment {d} of {endpoint}"),
+                    None => println!("deleted endpoint {endpoint}"),
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::client::{Client, encode_query};
 use super::commands::save;
-use super::output::{print, text, time};
+use super::output::{json_out, print, text, time};
 use super::{CliError, Output, key_value};
 
 /// Largest code snapshot the CLI sends.
@@ -93,7 +93,7 @@ pub enum JobCmd {
         #[arg(long)]
         timeout: Option<u64>,
         /// Wait for the job, showing progress; exit non-zero unless it completes.
-        #[arg(long)]
+        #[arg(long, short = 'f')]
         follow: bool,
     },
     /// List jobs (newest first).
@@ -203,7 +203,7 @@ pub async fn dataset(c: &Client, cmd: DatasetCmd, out: Output) -> Result<(), Cli
                 .get(&c.ws_path(&format!("/datasets/{n}/versions/{ver}?preview={rows}")))
                 .await?;
             if out == Output::Json {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                json_out(&v);
                 return Ok(());
             }
             println!(
@@ -254,6 +254,7 @@ pub async fn dataset(c: &Client, cmd: DatasetCmd, out: Output) -> Result<(), Cli
                 c,
                 &c.ws_path(&format!("/datasets/{n}/versions/{ver}/data")),
                 &dest,
+                out,
             )
             .await?;
         }
@@ -272,7 +273,7 @@ pub async fn dataset(c: &Client, cmd: DatasetCmd, out: Output) -> Result<(), Cli
                 )
                 .await?;
             if out == Output::Json {
-                println!("{v}");
+                json_out(&v);
             } else {
                 println!("deleted dataset {}", text(&v["ref"]));
             }
@@ -402,7 +403,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
             };
             let v = c.submit_job(&c.ws_path("/jobs"), spec_text, tar).await?;
             if out == Output::Json && !follow {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                json_out(&v);
                 return Ok(());
             }
             eprintln!(
@@ -661,17 +662,17 @@ async fn wait(c: &Client, id: &str, out: Output) -> Result<(), CliError> {
             let (_, latest) = latest_metrics(&r);
             let trained = tag("atrium.train.epochs").and_then(|t| t.parse::<u64>().ok());
             let best = tag("atrium.train.best_epoch").and_then(|t| t.parse::<u64>().ok());
-            if let Some(n) = trained {
-                if tag("atrium.train.stopped_early").as_deref() == Some("true") {
-                    let patience = job["spec"]["train"]["early_stopping"]["patience"]
-                        .as_u64()
-                        .map(|p| format!(": no val_loss improvement in {p} epochs"))
-                        .unwrap_or_default();
-                    report(format!(
-                        "stopped early after epoch {n}{}{patience}",
-                        of(epochs)
-                    ));
-                }
+            if let Some(n) = trained
+                && tag("atrium.train.stopped_early").as_deref() == Some("true")
+            {
+                let patience = job["spec"]["train"]["early_stopping"]["patience"]
+                    .as_u64()
+                    .map(|p| format!(": no val_loss improvement in {p} epochs"))
+                    .unwrap_or_default();
+                report(format!(
+                    "stopped early after epoch {n}{}{patience}",
+                    of(epochs)
+                ));
             }
             match best.filter(|b| Some(*b) != trained) {
                 Some(b) => {
@@ -693,7 +694,7 @@ async fn wait(c: &Client, id: &str, out: Output) -> Result<(), CliError> {
     }
     let state = text(&job["state"]);
     if out == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&job).unwrap_or_default());
+        json_out(&job);
     } else {
         println!("job {id} {}: run {run}", state.to_lowercase());
     }

@@ -192,7 +192,7 @@ pub enum RunCmd {
         #[arg(long, short = 'e')]
         experiment: Vec<String>,
         /// Filter, e.g. "metrics.acc > 0.9 and (params.opt = 'adam' or params.opt = 'sgd')".
-        #[arg(long, short = 'f')]
+        #[arg(long)]
         filter: Option<String>,
         /// Sort clause, e.g. "metrics.acc DESC" (repeatable).
         #[arg(long)]
@@ -375,10 +375,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Plugin(PluginCmd::New { kind, name, sdk }) => {
             let dir = scaffold::new_plugin(&kind, &name, sdk.as_deref())?;
-            println!(
-                "created {}: build it with `cargo build --release --target wasm32-wasip2`",
-                dir.display()
-            );
+            if cli.output == Output::Json {
+                output::json_out(&serde_json::json!({ "created": dir.display().to_string() }));
+            } else {
+                println!(
+                    "created {}: build it with `cargo build --release --target wasm32-wasip2`",
+                    dir.display()
+                );
+            }
             Ok(())
         }
         Command::Login => login::login(cli).await,

@@ -90,7 +90,7 @@ pub enum ModelCmd {
         #[arg(long, default_value = "model")]
         path: String,
         /// CSV with the feature columns (other columns are ignored).
-        #[arg(long, short = 'f')]
+        #[arg(long)]
         file: std::path::PathBuf,
     },
 }
@@ -170,7 +170,7 @@ fn version_rows(list: &[Value]) -> Vec<Vec<String>> {
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    super::output::json_out(v);
 }
 
 /// Runs `atrium model ...`.
@@ -437,10 +437,26 @@ async fn predict(
         .predict(&rows)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if out == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&preds).unwrap_or_default()
-        );
+        // the shape an endpoint answers: `predictions` for the list, `probabilities` beside it
+        let mut list = Vec::with_capacity(preds.len());
+        let mut probs = Vec::new();
+        for p in &preds {
+            match p {
+                Prediction::Class {
+                    label,
+                    probabilities,
+                } => {
+                    list.push(json!(label));
+                    probs.push(json!(probabilities));
+                }
+                Prediction::Value { value } => list.push(json!(value)),
+            }
+        }
+        let mut v = json!({ "predictions": list });
+        if !probs.is_empty() {
+            v["probabilities"] = json!(probs);
+        }
+        print_json(&v);
         return Ok(());
     }
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());

@@ -20,7 +20,7 @@ pub enum SecretCmd {
         /// Secret name: letters, digits, '-', '_', '.'.
         name: String,
         /// Read the value from this file instead of standard input.
-        #[arg(long, short = 'f')]
+        #[arg(long)]
         file: Option<std::path::PathBuf>,
     },
     /// List the workspace's secrets (names and metadata, never values).

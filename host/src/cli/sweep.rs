@@ -28,7 +28,7 @@ pub enum SweepCmd {
         #[arg(long)]
         code: Option<std::path::PathBuf>,
         /// Wait with a live table of trials; exit non-zero unless the sweep completes.
-        #[arg(long)]
+        #[arg(long, short = 'f')]
         follow: bool,
     },
     /// Print a sweep's leaderboard (best first).
@@ -160,7 +160,7 @@ pub async fn sweep(c: &Client, cmd: SweepCmd, out: Output) -> Result<(), CliErro
             let v = c.submit_job(&c.ws_path("/jobs"), body, tar).await?;
             let id = text(&v["id"]);
             if out == Output::Json && !follow {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                super::output::json_out(&v);
                 return Ok(());
             }
             eprintln!(
@@ -230,10 +230,7 @@ async fn follow_sweep(c: &Client, id: &str, out: Output) -> Result<(), CliError>
     let job = &board["job"];
     let state = text(&job["state"]);
     if out == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&board).unwrap_or_default()
-        );
+        super::output::json_out(&board);
     } else if !tty {
         println!("{}", table(&board, 20));
     }
