@@ -236,6 +236,29 @@ fn request_bodies_and_queries_are_strict_with_mlflow_aliases() {
             r.message()
         );
     }
+    // no text may hold a NUL character (PostgreSQL cannot store one: it was a 500 there)
+    let r = h.post(
+        &format!("{WS}/runs/{run}/log"),
+        json!({ "tags": { "t": "a\u{0}b" } }),
+    );
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(r.message().contains("NUL"), "{}", r.message());
+    let r = h.get(&format!("{WS}/audit?object=a%00b"));
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(r.message().contains("'object'"), "{}", r.message());
+    let r = h.get(&format!("{WS}/models/a%00b"));
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(
+        r.message().contains("path parameter 'name'"),
+        "{}",
+        r.message()
+    );
+    let r = h.post(
+        &format!("{WS}/runs:search"),
+        json!({ "filter": "params.lr = 'a\u{0}'" }),
+    );
+    assert_eq!(r.status, 400, "{}", r.json);
+
     // nothing was stored by the refused calls
     let runs = h.get(&format!("{WS}/runs?view=ALL&max_results=100")).ok();
     assert_eq!(runs["runs"].as_array().unwrap().len(), 2);

@@ -24,6 +24,45 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DomainError> {
     })
 }
 
+/// Whether JSON text escapes a NUL character (`\u0000`) anywhere.
+fn escapes_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            // an escape: `\\` is a backslash, `\u0000` the NUL character
+            if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Refuses text holding a NUL character: no name or value needs one, and PostgreSQL cannot
+/// store one in text (it would be a 500 there).
+pub(crate) fn no_nul(what: &str, text: &str) -> Result<(), DomainError> {
+    if text.contains('\0') {
+        Err(DomainError::invalid(format!(
+            "{what} contains a NUL character (\\u0000), which no name or value may hold"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a JSON body of the native API: [`parse_json`], and no NUL character in any string.
+pub fn parse_native_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DomainError> {
+    if escapes_nul(bytes) {
+        return Err(DomainError::invalid(
+            "the request body contains a NUL character (\\u0000), which no name or value may hold",
+        ));
+    }
+    parse_json(bytes)
+}
+
 /// Reads a whole request body; too large is a 400 in the error shape.
 pub(crate) async fn body_bytes<S: Send + Sync>(
     req: Request,
@@ -45,7 +84,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        Ok(Self(parse_json(&bytes)?))
+        Ok(Self(parse_native_json(&bytes)?))
     }
 }
 
@@ -181,6 +220,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let q = QueryMap::parse(parts.uri.query().unwrap_or(""));
+        for (k, vs) in &q.0 {
+            no_nul("the query string", k)?;
+            for v in vs {
+                no_nul(&format!("query parameter '{k}'"), v)?;
+            }
+        }
         Ok(Self(query::from_map(q)?))
     }
 }
@@ -394,6 +439,23 @@ mod tests {
         let e = q("fliter=x").unwrap_err();
         assert!(matches!(e, DomainError::InvalidArgument(_)));
         assert!(e.to_string().contains("unknown field `fliter`"), "{e}");
+    }
+
+    #[test]
+    fn nul_escapes_are_found_in_json_text() {
+        assert!(escapes_nul(br#"{"a": "x\u0000y"}"#));
+        assert!(escapes_nul(br#"{"a\u0000": 1}"#));
+        assert!(
+            !escapes_nul(br#"{"a": "x\\u0000y"}"#),
+            "an escaped backslash, then text"
+        );
+        assert!(escapes_nul(br#"{"a": "x\\\u0000"}"#));
+        assert!(escapes_nul(br#"{"a": "\u00001"}"#));
+        assert!(!escapes_nul(br#"{"a": "\u0001", "b": "\\"}"#));
+        assert!(matches!(
+            parse_native_json::<serde_json::Value>(br#"{"a": "\u0000"}"#),
+            Err(DomainError::InvalidArgument(_))
+        ));
     }
 
     #[test]

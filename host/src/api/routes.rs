@@ -476,14 +476,23 @@ async fn sniff_ids(parts: &axum::http::request::Parts, body: Body) -> (Body, Str
 /// The guard in front of every route.
 async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let workspace = RawPathParams::from_request_parts(&mut parts, &())
+    let params = RawPathParams::from_request_parts(&mut parts, &())
         .await
-        .ok()
-        .and_then(|p| {
-            p.iter()
-                .find(|(k, _)| *k == "ws")
-                .map(|(_, v)| v.to_string())
-        });
+        .ok();
+    let workspace = params.as_ref().and_then(|p| {
+        p.iter()
+            .find(|(k, _)| *k == "ws")
+            .map(|(_, v)| v.to_string())
+    });
+    if g.flavor == Flavor::Native
+        && let Some(p) = &params
+        && let Some(Err(e)) = p
+            .iter()
+            .map(|(k, v)| super::extract::no_nul(&format!("path parameter '{k}'"), v))
+            .find(Result::is_err)
+    {
+        return error_response(&e, g.flavor);
+    }
     let principal = match identify(&g, &parts.headers).await {
         Ok(p) => p,
         Err(e) => return error_response(&e, g.flavor),

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, Ws};
+use crate::api::extract::{JsonBody, Ws, no_nul};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
 use crate::api::reply::{Created, Empty, Upserted};
 use crate::auth::{Principal, Role};
@@ -117,10 +117,10 @@ impl<S: Send + Sync> FromRequest<S> for ComponentForm {
             match part.as_str() {
                 "component" => wasm = Some(data.to_vec()),
                 "manifest" => {
-                    manifest = Some(
-                        String::from_utf8(data.to_vec())
-                            .map_err(|_| DomainError::invalid("the manifest is not UTF-8"))?,
-                    )
+                    let text = String::from_utf8(data.to_vec())
+                        .map_err(|_| DomainError::invalid("the manifest is not UTF-8"))?;
+                    no_nul("the manifest", &text)?;
+                    manifest = Some(text);
                 }
                 other => {
                     return Err(DomainError::invalid(format!(

@@ -101,6 +101,19 @@ pub struct Submission {
     code: Option<Vec<u8>>,
 }
 
+/// Parses a spec (TOML, YAML or JSON) whose text holds no NUL character.
+fn parse_spec(text: &str) -> Result<JobSpec, DomainError> {
+    let spec = JobSpec::parse(text)?;
+    // an escape in any of the three languages: the spec as JSON shows it
+    let json = serde_json::to_string(&spec).map_err(|e| DomainError::Internal(e.to_string()))?;
+    if json.contains("\\u0000") {
+        return Err(DomainError::invalid(
+            "the job spec contains a NUL character (\\u0000), which no name or value may hold",
+        ));
+    }
+    Ok(spec)
+}
+
 impl<S: Send + Sync> FromRequest<S> for Submission {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -114,7 +127,7 @@ impl<S: Send + Sync> FromRequest<S> for Submission {
             let text = std::str::from_utf8(&body)
                 .map_err(|_| DomainError::Malformed("the job spec is not UTF-8".into()))?;
             return Ok(Self {
-                spec: JobSpec::parse(text)?,
+                spec: parse_spec(text)?,
                 code: None,
             });
         }
@@ -136,7 +149,7 @@ impl<S: Send + Sync> FromRequest<S> for Submission {
                 "spec" => {
                     let text = String::from_utf8(data.to_vec())
                         .map_err(|_| DomainError::invalid("the job spec is not UTF-8"))?;
-                    spec = Some(JobSpec::parse(&text)?);
+                    spec = Some(parse_spec(&text)?);
                 }
                 "code" => code = Some(data.to_vec()),
                 other => {

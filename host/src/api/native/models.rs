@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::Deleted;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, Params, Ws, body_bytes, parse_json};
+use crate::api::extract::{JsonBody, Params, Ws, body_bytes, parse_native_json};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
 use crate::api::reply::{Created, FileBytes};
 use crate::api::{AppState, artifact_response, paging};
@@ -398,7 +398,7 @@ impl<S: Send + Sync> FromRequest<S> for Registration {
             Ok(Self::Upload(meta, files))
         } else {
             let bytes = body_bytes(req, state).await?;
-            Ok(Self::FromRun(parse_json(&bytes)?))
+            Ok(Self::FromRun(parse_native_json(&bytes)?))
         }
     }
 }
@@ -504,7 +504,7 @@ async fn read_upload(
             .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
         match part.as_str() {
             "meta" => {
-                meta = parse_json(&data).map_err(|e| {
+                meta = parse_native_json(&data).map_err(|e| {
                     DomainError::invalid(format!(
                         "an upload's meta takes description, tags and aliases only: {e}"
                     ))
