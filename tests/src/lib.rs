@@ -565,15 +565,21 @@ const REQUIREMENTS: &str = "tests/python/requirements.txt";
 /// A Python with the pinned `mlflow` client: `ATRIUM_TEST_PYTHON`, or the virtualenv
 /// `tests/python/.venv`, created when missing or stale.
 pub fn python() -> PathBuf {
-    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = VENV.lock().unwrap_or_else(|e| e.into_inner());
     if let Ok(p) = std::env::var("ATRIUM_TEST_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = root().join("tests/python/.venv");
+    python_env(REQUIREMENTS, "tests/python/.venv")
+}
+
+/// A virtualenv at `venv` (relative to the workspace root) with the pinned `requirements`
+/// installed, created when missing or when the requirements changed; returns its Python.
+pub fn python_env(requirements: &str, venv: &str) -> PathBuf {
+    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = root().join(venv);
     let py = venv.join("bin/python");
     let stamp = venv.join(".requirements");
-    let wanted = std::fs::read_to_string(root().join(REQUIREMENTS)).unwrap();
+    let wanted = std::fs::read_to_string(root().join(requirements)).unwrap();
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
         let ok = Command::new("python3")
             .args(["-m", "venv"])
@@ -591,11 +597,11 @@ pub fn python() -> PathBuf {
                 "--disable-pip-version-check",
                 "-r",
             ])
-            .arg(root().join(REQUIREMENTS))
+            .arg(root().join(requirements))
             .status()
             .unwrap()
             .success();
-        assert!(ok, "pip install -r {REQUIREMENTS} failed");
+        assert!(ok, "pip install -r {requirements} failed");
         std::fs::write(&stamp, wanted).unwrap();
     }
     py

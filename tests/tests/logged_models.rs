@@ -33,12 +33,13 @@ fn log_model(h: &Http, run: &str) -> String {
         .ok();
     let id = m["model"]["info"]["model_id"].as_str().unwrap().to_string();
     let location = m["model"]["info"]["artifact_uri"].as_str().unwrap();
-    assert_eq!(location, format!("mlflow-artifacts:/{exp}/models/{id}/artifacts"));
+    assert_eq!(
+        location,
+        format!("mlflow-artifacts:/{exp}/models/{id}/artifacts")
+    );
     assert_eq!(m["model"]["info"]["status"], "LOGGED_MODEL_PENDING");
     for f in ["model.json", "model.safetensors"] {
-        let bytes = h
-            .get(&format!("{WS}/runs/{run}/artifacts/model/{f}"))
-            .bytes;
+        let bytes = h.get(&format!("{WS}/runs/{run}/artifacts/model/{f}")).bytes;
         assert!(!bytes.is_empty());
         let up = h.raw(
             "PUT",
@@ -94,14 +95,44 @@ fn scenario(backend: Backend) {
     let rows = dir.path().join("rows.csv");
     std::fs::write(&rows, dataset("iris.csv")).unwrap();
     let rows = rows.to_str().unwrap();
-    let from_model = cli_json(&s, &["model", "predict", "--model", &format!("models:/{id}"), "--file", rows]);
+    let from_model = cli_json(
+        &s,
+        &[
+            "model",
+            "predict",
+            "--model",
+            &format!("models:/{id}"),
+            "--file",
+            rows,
+        ],
+    );
     let from_run = cli_json(&s, &["model", "predict", "--run", &run, "--file", rows]);
     assert_eq!(from_model, from_run);
-    let v = cli_json(&s, &["model", "register", "--name", "iris-lm", "--logged-model", &id]);
+    let v = cli_json(
+        &s,
+        &[
+            "model",
+            "register",
+            "--name",
+            "iris-lm",
+            "--logged-model",
+            &id,
+        ],
+    );
     assert_eq!(v["version"], 1, "{v}");
     assert_eq!(v["logged_model_id"], id.as_str(), "{v}");
     assert_eq!(v["run_id"], run.as_str(), "{v}");
-    let from_version = cli_json(&s, &["model", "predict", "--model", "models:/iris-lm/1", "--file", rows]);
+    let from_version = cli_json(
+        &s,
+        &[
+            "model",
+            "predict",
+            "--model",
+            "models:/iris-lm/1",
+            "--file",
+            rows,
+        ],
+    );
     assert_eq!(from_version, from_run);
     // MLflow's view of the version, and of the logged model's registrations
     let mv = h
@@ -130,7 +161,17 @@ fn scenario(backend: Backend) {
     h.delete(&format!("{WS}/runs/{run}")).ok();
     h.raw("DELETE", &format!("{ML}/logged-models/{id}"), None);
     h.post("/api/v1/gc", json!({})).ok();
-    let again = cli_json(&s, &["model", "predict", "--model", "models:/iris-lm/1", "--file", rows]);
+    let again = cli_json(
+        &s,
+        &[
+            "model",
+            "predict",
+            "--model",
+            "models:/iris-lm/1",
+            "--file",
+            rows,
+        ],
+    );
     assert_eq!(again, from_run);
     let gone = h.get(&format!("{WS}/logged-models/{id}"));
     assert_eq!(gone.status, 404, "{:?}", gone.json);
@@ -138,17 +179,31 @@ fn scenario(backend: Backend) {
     // bad input is refused precisely and changes nothing
     let r = h.get(&format!("{WS}/logged-models/m-nope"));
     assert_eq!(r.status, 404);
-    let (ok, _, err) = s.cli(&["model", "register", "--name", "iris-lm", "--logged-model", "m-0123456789abcdef0123456789abcdef"]);
+    let (ok, _, err) = s.cli(&[
+        "model",
+        "register",
+        "--name",
+        "iris-lm",
+        "--logged-model",
+        "m-0123456789abcdef0123456789abcdef",
+    ]);
     assert!(!ok && err.contains("not found"), "{err}");
     let r = h.post(
         &format!("{ML}/logged-models"),
         json!({ "experiment_id": "0", "name": "a/b" }),
     );
     assert_eq!(r.status, 400, "{:?}", r.json);
-    let r = h.post(&format!("{ML}/logged-models"), json!({ "experiment_id": "999" }));
+    let r = h.post(
+        &format!("{ML}/logged-models"),
+        json!({ "experiment_id": "999" }),
+    );
     assert_eq!(r.status, 404, "{:?}", r.json);
     let versions = h.get(&format!("{WS}/models/iris-lm/versions")).ok();
-    assert_eq!(versions["versions"].as_array().unwrap().len(), 1, "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
 }
 
 #[test]

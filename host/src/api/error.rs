@@ -3,9 +3,33 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::workspace::DomainError;
+
+/// The one error shape of every API.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Error")]
+pub struct ErrorBody {
+    /// A stable code: `RESOURCE_DOES_NOT_EXIST`, `RESOURCE_ALREADY_EXISTS`,
+    /// `INVALID_PARAMETER_VALUE`, `MALFORMED_REQUEST`, `INVALID_STATE`, `PLUGIN_FAILED`,
+    /// `UNAUTHENTICATED`, `PERMISSION_DENIED`, `INTERNAL_ERROR`, `ENDPOINT_NOT_FOUND`,
+    /// `BAD_REQUEST` (and the scoring routes' own codes).
+    pub error_code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl ErrorBody {
+    fn new(code: &str, message: String) -> Json<Self> {
+        Json(Self {
+            error_code: code.to_string(),
+            message,
+        })
+    }
+}
 
 /// Which API answers: statuses differ slightly (MLflow sends 400 for "already exists").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +71,7 @@ pub fn code_and_status(e: &DomainError, flavor: Flavor) -> (&'static str, Status
 
 fn respond(e: &DomainError, flavor: Flavor) -> Response {
     let (code, status) = code_and_status(e, flavor);
-    let mut resp = (
-        status,
-        Json(json!({ "error_code": code, "message": e.to_string() })),
-    )
-        .into_response();
+    let mut resp = (status, ErrorBody::new(code, e.to_string())).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             axum::http::header::WWW_AUTHENTICATE,
@@ -175,7 +195,7 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
     };
     (
         StatusCode::NOT_FOUND,
-        Json(json!({ "error_code": "ENDPOINT_NOT_FOUND", "message": message })),
+        ErrorBody::new("ENDPOINT_NOT_FOUND", message),
     )
         .into_response()
 }
@@ -184,7 +204,10 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({ "error_code": "BAD_REQUEST", "message": format!("{method} is not allowed on {}", uri.path()) })),
+        ErrorBody::new(
+            "BAD_REQUEST",
+            format!("{method} is not allowed on {}", uri.path()),
+        ),
     )
         .into_response()
 }

@@ -24,7 +24,50 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DomainError> {
     })
 }
 
-async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, DomainError> {
+/// Whether JSON text escapes a NUL character (`\u0000`) anywhere.
+fn escapes_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            // an escape: `\\` is a backslash, `\u0000` the NUL character
+            if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Refuses text holding a NUL character: no name or value needs one, and PostgreSQL cannot
+/// store one in text (it would be a 500 there).
+pub(crate) fn no_nul(what: &str, text: &str) -> Result<(), DomainError> {
+    if text.contains('\0') {
+        Err(DomainError::invalid(format!(
+            "{what} contains a NUL character (\\u0000), which no name or value may hold"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a JSON body of the native API: [`parse_json`], and no NUL character in any string.
+pub fn parse_native_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DomainError> {
+    if escapes_nul(bytes) {
+        return Err(DomainError::invalid(
+            "the request body contains a NUL character (\\u0000), which no name or value may hold",
+        ));
+    }
+    parse_json(bytes)
+}
+
+/// Reads a whole request body; too large is a 400 in the error shape.
+pub(crate) async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<Bytes, DomainError> {
     Bytes::from_request(req, state).await.map_err(|rej| {
         if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             DomainError::invalid(format!("request body is too large: {}", rej.body_text()))
@@ -41,7 +84,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        Ok(Self(parse_json(&bytes)?))
+        Ok(Self(parse_native_json(&bytes)?))
     }
 }
 
@@ -256,6 +299,170 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Query parameters decoded into `T`, strictly: an unknown parameter is a 400 naming it, a
+/// value of the wrong type a 400 naming the parameter. Repeated keys fill a `Vec` field; an
+/// empty value counts as absent for an `Option` field; `?flag` alone is `true`.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = QueryMap::parse(parts.uri.query().unwrap_or(""));
+        for (k, vs) in &q.0 {
+            no_nul("the query string", k)?;
+            for v in vs {
+                no_nul(&format!("query parameter '{k}'"), v)?;
+            }
+        }
+        Ok(Self(query::from_map(q)?))
+    }
+}
+
+/// A serde deserializer over a [`QueryMap`].
+mod query {
+    use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
+
+    use super::QueryMap;
+    use crate::workspace::DomainError;
+
+    /// Decodes a query map into `T`.
+    pub fn from_map<T: DeserializeOwned>(q: QueryMap) -> Result<T, DomainError> {
+        let mut entries: Vec<(String, Vec<String>)> = q.0.into_iter().collect();
+        entries.sort();
+        let map = de::value::MapDeserializer::new(
+            entries
+                .into_iter()
+                .map(|(key, values)| (key.clone(), Value { key, values })),
+        );
+        T::deserialize(map)
+            .map_err(|e: Error| DomainError::invalid(format!("invalid query parameter: {}", e.0)))
+    }
+
+    /// A deserialization error (the message names the parameter).
+    #[derive(Debug)]
+    pub struct Error(String);
+
+    impl std::fmt::Display for Error {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Error {}
+
+    impl de::Error for Error {
+        fn custom<M: std::fmt::Display>(msg: M) -> Self {
+            Self(msg.to_string())
+        }
+    }
+
+    /// The values of one key.
+    pub struct Value {
+        key: String,
+        values: Vec<String>,
+    }
+
+    impl<'de> IntoDeserializer<'de, Error> for Value {
+        type Deserializer = Self;
+        fn into_deserializer(self) -> Self {
+            self
+        }
+    }
+
+    impl Value {
+        fn first(&self) -> &str {
+            self.values.first().map(String::as_str).unwrap_or("")
+        }
+
+        fn parse<N: std::str::FromStr>(&self, what: &str) -> Result<N, Error> {
+            self.first().trim().parse().map_err(|_| {
+                Error(format!(
+                    "parameter '{}' must be {what}, got '{}'",
+                    self.key,
+                    self.first()
+                ))
+            })
+        }
+    }
+
+    macro_rules! numbers {
+        ($($method:ident $visit:ident $t:ty, $what:literal;)*) => {
+            $(fn $method<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+                v.$visit(self.parse::<$t>($what)?)
+            })*
+        };
+    }
+
+    impl<'de> de::Deserializer<'de> for Value {
+        type Error = Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            let first = self.first().to_string();
+            v.visit_string(first)
+        }
+
+        fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            if self.values.iter().all(|s| s.is_empty()) {
+                v.visit_none()
+            } else {
+                v.visit_some(self)
+            }
+        }
+
+        fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            match self.first() {
+                "" | "true" | "1" => v.visit_bool(true),
+                "false" | "0" => v.visit_bool(false),
+                other => Err(Error(format!(
+                    "parameter '{}' must be true or false, got '{other}'",
+                    self.key
+                ))),
+            }
+        }
+
+        numbers! {
+            deserialize_i64 visit_i64 i64, "an integer";
+            deserialize_i32 visit_i32 i32, "an integer";
+            deserialize_u64 visit_u64 u64, "a non-negative integer";
+            deserialize_u32 visit_u32 u32, "a non-negative integer";
+            deserialize_f64 visit_f64 f64, "a number";
+        }
+
+        fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Error> {
+            let key = self.key;
+            v.visit_seq(de::value::SeqDeserializer::new(
+                self.values.into_iter().map(move |s| Value {
+                    key: key.clone(),
+                    values: vec![s],
+                }),
+            ))
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            v: V,
+        ) -> Result<V::Value, Error> {
+            v.visit_newtype_struct(self)
+        }
+
+        fn deserialize_enum<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            _variants: &'static [&'static str],
+            v: V,
+        ) -> Result<V::Value, Error> {
+            let first = self.first().to_string();
+            v.visit_enum(IntoDeserializer::<Error>::into_deserializer(first))
+        }
+
+        serde::forward_to_deserialize_any! {
+            i8 i16 i128 u8 u16 u128 f32 char str string bytes byte_buf unit unit_struct
+            tuple tuple_struct map struct identifier ignored_any
+        }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for QueryMap {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -275,6 +482,68 @@ mod tests {
         assert_eq!(q.get("bad"), Some("%zz"));
         assert_eq!(q.get("tail"), Some("%4"));
         assert_eq!(q.get("missing"), None);
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Q {
+        a: Option<i64>,
+        #[serde(default)]
+        b: Vec<String>,
+        #[serde(default)]
+        c: bool,
+        #[serde(alias = "dd")]
+        d: Option<String>,
+    }
+
+    fn q(s: &str) -> Result<Q, DomainError> {
+        query::from_map(QueryMap::parse(s))
+    }
+
+    #[test]
+    fn typed_queries_are_strict() {
+        assert_eq!(
+            q("a=5&b=x&b=y+z&c").unwrap(),
+            Q {
+                a: Some(5),
+                b: vec!["x".into(), "y z".into()],
+                c: true,
+                d: None
+            }
+        );
+        assert_eq!(
+            q("a=&dd=w&c=false").unwrap(),
+            Q {
+                a: None,
+                b: vec![],
+                c: false,
+                d: Some("w".into())
+            }
+        );
+        let e = q("a=many").unwrap_err().to_string();
+        assert!(e.contains("'a'") && e.contains("many"), "{e}");
+        let e = q("c=maybe").unwrap_err().to_string();
+        assert!(e.contains("'c'"), "{e}");
+        let e = q("fliter=x").unwrap_err();
+        assert!(matches!(e, DomainError::InvalidArgument(_)));
+        assert!(e.to_string().contains("unknown field `fliter`"), "{e}");
+    }
+
+    #[test]
+    fn nul_escapes_are_found_in_json_text() {
+        assert!(escapes_nul(br#"{"a": "x\u0000y"}"#));
+        assert!(escapes_nul(br#"{"a\u0000": 1}"#));
+        assert!(
+            !escapes_nul(br#"{"a": "x\\u0000y"}"#),
+            "an escaped backslash, then text"
+        );
+        assert!(escapes_nul(br#"{"a": "x\\\u0000"}"#));
+        assert!(escapes_nul(br#"{"a": "\u00001"}"#));
+        assert!(!escapes_nul(br#"{"a": "\u0001", "b": "\\"}"#));
+        assert!(matches!(
+            parse_native_json::<serde_json::Value>(br#"{"a": "\u0000"}"#),
+            Err(DomainError::InvalidArgument(_))
+        ));
     }
 
     #[test]

@@ -4,7 +4,9 @@ pub mod error;
 pub mod extract;
 mod mlflow;
 mod native;
+pub mod openapi;
 pub mod paging;
+pub mod reply;
 pub mod routes;
 mod scoring;
 pub mod search;
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::tracking::Tracking;
 use crate::workspace::ArtifactFile;
@@ -42,8 +44,14 @@ pub const MAX_JSON_BODY: usize = 64 * 1024 * 1024;
 /// The whole HTTP application: every route with its policy (see [`routes`]).
 pub fn router(state: AppState) -> Router {
     let mut api = routes::Api::new(state.clone());
-    api.get("/health", crate::auth::Policy::Public, health);
+    api.route(
+        axum::http::Method::GET,
+        "/health",
+        crate::auth::Policy::Public,
+        routes::doc("Whether the server is up", health),
+    );
     native::routes(&mut api);
+    openapi::routes(&mut api);
     scoring::routes(&mut api);
     mlflow::routes(&mut api);
     let (router, table) = api.finish();
@@ -92,8 +100,15 @@ async fn merge_slashes(mut req: axum::extract::Request) -> axum::extract::Reques
     req
 }
 
-async fn health() -> impl IntoResponse {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+/// The answer of `GET /health`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+async fn health() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 /// Streams an artifact's bytes as a response body.

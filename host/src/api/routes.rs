@@ -6,22 +6,25 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::MethodRouter;
+use axum::routing::{MethodFilter, MethodRouter};
 use serde::Serialize;
 
 use super::AppState;
 use super::error::{Flavor, error_response};
+use super::openapi::describe::{Described, DocInput, Generators, OpDoc};
 use crate::auth::token::Credentials;
 use crate::auth::{NewAuditEntry, Policy, Principal, Role, audit};
 use crate::workspace::{DEFAULT_WORKSPACE, DomainError, now_millis};
 
 /// One route of the table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Route")]
 pub struct RouteSpec {
     /// HTTP method (GET routes answer HEAD too).
     pub method: String,
@@ -29,6 +32,111 @@ pub struct RouteSpec {
     pub path: String,
     /// What the caller needs.
     pub policy: Policy,
+    /// For an action route, the action after the last path segment: `POST .../{id}:restore`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// What the operation is, takes and answers (documented routes: the native API).
+    #[serde(skip)]
+    pub doc: Option<RouteDoc>,
+}
+
+/// The documentation of a route: a summary, and its operation as the handler's types say.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    /// One line.
+    pub summary: &'static str,
+    /// The request and responses, from the handler's signature.
+    pub describe: fn(&mut Generators) -> OpDoc,
+}
+
+/// A handler with its summary, for [`Api::route`].
+pub struct Doc<H> {
+    handler: H,
+    summary: &'static str,
+    action: Option<&'static str>,
+    limit: Option<DefaultBodyLimit>,
+}
+
+/// Documents a handler: `summary` is one line; the rest comes from its signature.
+pub fn doc<H>(summary: &'static str, handler: H) -> Doc<H> {
+    Doc {
+        handler,
+        summary,
+        action: None,
+        limit: None,
+    }
+}
+
+impl<H> Doc<H> {
+    /// Makes the route an action: the last path segment is `{id}:{action}`, and the handler
+    /// reads the id with [`Target`].
+    pub fn action(mut self, action: &'static str) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// Replaces the default body limit of the route.
+    pub fn body_limit(mut self, limit: DefaultBodyLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+}
+
+/// The id in the last path segment of an action route, without its `:action` suffix.
+#[derive(Debug, Clone)]
+pub struct Target(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = super::error::ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Target>()
+            .map(|t| Target(t.0.clone()))
+            .ok_or_else(|| {
+                DomainError::Internal("Target read on a route that is not an action".into()).into()
+            })
+    }
+}
+
+impl DocInput for Target {
+    fn describe(_: &mut Generators, _: &mut OpDoc) {}
+}
+
+/// Checks the `:action` suffix of an action route's last path segment; hands the id before
+/// it to the handler as a [`Target`].
+async fn split_action(
+    State(action): State<&'static str>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let last = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|p| p.iter().last().map(|(_, v)| v.to_string()))
+        .unwrap_or_default();
+    req = Request::from_parts(parts, body);
+    match last.rsplit_once(':') {
+        Some((id, a)) if a == action => {
+            req.extensions_mut().insert(Target(id.to_string()));
+            next.run(req).await
+        }
+        Some((_, a)) => error_response(
+            &DomainError::NotFound(format!("unknown action '{a}'; known: {action}")),
+            Flavor::Native,
+        ),
+        None => error_response(
+            &DomainError::NotFound(format!(
+                "POST {} is not an action; use POST {{id}}:{action}",
+                req.uri().path()
+            )),
+            Flavor::Native,
+        ),
+    }
 }
 
 /// Builds the router and its table together.
@@ -69,6 +177,35 @@ impl Api {
         self
     }
 
+    /// Registers one method of a documented route under a policy: the handler's signature
+    /// gives the operation's request and responses (see [`super::openapi`]).
+    pub fn route<H, T, A>(
+        &mut self,
+        method: Method,
+        path: &str,
+        policy: Policy,
+        d: Doc<H>,
+    ) -> &mut Self
+    where
+        H: Handler<T, AppState> + Described<A>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("no method filter for {method}"));
+        let mut mr = axum::routing::on(filter, d.handler);
+        if let Some(action) = d.action {
+            mr = mr.route_layer(axum::middleware::from_fn_with_state(action, split_action));
+        }
+        if let Some(limit) = d.limit {
+            mr = mr.layer(limit);
+        }
+        let doc = RouteDoc {
+            summary: d.summary,
+            describe: <H as Described<A>>::describe,
+        };
+        self.register(method, path, policy, mr, d.action, Some(doc))
+    }
+
     /// Registers one method of a route (`mr` holds that method only) under a policy.
     pub fn add(
         &mut self,
@@ -76,6 +213,18 @@ impl Api {
         path: &str,
         policy: Policy,
         mr: MethodRouter<AppState>,
+    ) -> &mut Self {
+        self.register(method, path, policy, mr, None, None)
+    }
+
+    fn register(
+        &mut self,
+        method: Method,
+        path: &str,
+        policy: Policy,
+        mr: MethodRouter<AppState>,
+        action: Option<&'static str>,
+        doc: Option<RouteDoc>,
     ) -> &mut Self {
         let full = format!("{}{path}", self.prefix);
         let flavor = if full.contains("/mlflow") {
@@ -95,6 +244,8 @@ impl Api {
             method: method.to_string(),
             path: full,
             policy,
+            action,
+            doc,
         });
         self
     }
@@ -339,14 +490,23 @@ async fn sniff_ids(parts: &axum::http::request::Parts, body: Body) -> (Body, Str
 /// The guard in front of every route.
 async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let workspace = RawPathParams::from_request_parts(&mut parts, &())
+    let params = RawPathParams::from_request_parts(&mut parts, &())
         .await
-        .ok()
-        .and_then(|p| {
-            p.iter()
-                .find(|(k, _)| *k == "ws")
-                .map(|(_, v)| v.to_string())
-        });
+        .ok();
+    let workspace = params.as_ref().and_then(|p| {
+        p.iter()
+            .find(|(k, _)| *k == "ws")
+            .map(|(_, v)| v.to_string())
+    });
+    if g.flavor == Flavor::Native
+        && let Some(p) = &params
+        && let Some(Err(e)) = p
+            .iter()
+            .map(|(k, v)| super::extract::no_nul(&format!("path parameter '{k}'"), v))
+            .find(Result::is_err)
+    {
+        return error_response(&e, g.flavor);
+    }
     let principal = match identify(&g, &parts.headers).await {
         Ok(p) => p,
         Err(e) => return error_response(&e, g.flavor),
@@ -418,6 +578,8 @@ mod tests {
             method: method.into(),
             path: path.into(),
             policy: Policy::Read,
+            action: None,
+            doc: None,
         }
     }
 

@@ -4,6 +4,26 @@
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+/// The schema of a double on the wire: a JSON number, or "NaN" / "Infinity" / "-Infinity".
+pub struct WireF64;
+
+impl schemars::JsonSchema for WireF64 {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Double".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": "number" },
+                { "type": "string", "enum": ["NaN", "Infinity", "-Infinity"] }
+            ]
+        })
+    }
+}
+
 /// Serializes a double as a JSON number, or as "NaN" / "Infinity" / "-Infinity".
 pub fn ser_f64<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
     if v.is_nan() {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::workspace::Millis;
 
 /// One recorded call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     /// Sequence number (newer is larger).
     pub id: i64,

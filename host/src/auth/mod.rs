@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::workspace::DomainError;
 
 /// A role on one workspace; each includes the ones below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Role {
     /// Read everything in the workspace.
     Reader,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::Role;
 
 /// What a route requires of its caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Anyone, credentials or not (health, capability probes).

@@ -16,7 +16,7 @@ use crate::workspace::{DomainError, DomainResult, Millis, now_millis};
 pub const JOBS_USER: &str = "atrium-jobs";
 
 /// A user.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct User {
     /// Unique name.
     pub name: String,
@@ -27,7 +27,7 @@ pub struct User {
 }
 
 /// A token's public data (never the token itself).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     /// Public id (`tok_…`), used to revoke.
     pub id: String,
@@ -48,7 +48,7 @@ pub struct TokenInfo {
 }
 
 /// A freshly created token: the secret value, shown once, and its public data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NewToken {
     /// The token; only its hash is stored.
     pub token: String,

@@ -10,7 +10,7 @@ use crate::train::TrainSpec;
 use crate::workspace::DomainError;
 
 /// What a job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
     /// Train a model on a dataset with Candle.
@@ -75,10 +75,10 @@ pub struct CommandSpec {
 }
 
 /// A job to submit (TOML, YAML or JSON).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// `train` or `command`.
+    /// What the job does.
     #[serde(rename = "type")]
     pub kind: JobKind,
     /// Display name (also the run's name).
@@ -92,18 +92,23 @@ pub struct JobSpec {
     pub retries: u32,
     /// The train part (for `type = "train"`).
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub train: Option<TrainSpec>,
     /// The command part (for `type = "command"`).
     #[serde(default)]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub command: Option<CommandSpec>,
     /// The sweep part (for `type = "sweep"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub sweep: Option<SweepSpec>,
     /// The AutoML part (for `type = "automl"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub automl: Option<AutomlSpec>,
     /// The batch scoring part (for `type = "batch-score"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub batch_score: Option<super::batch::BatchScoreSpec>,
 }
 

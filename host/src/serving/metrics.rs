@@ -135,7 +135,7 @@ impl Series {
 }
 
 /// One cumulative histogram bucket.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Bucket {
     /// Upper bound in milliseconds.
     pub le_ms: f64,
@@ -144,7 +144,7 @@ pub struct Bucket {
 }
 
 /// Counters of one series, as JSON.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SeriesSnapshot {
     /// Requests answered.
     pub requests: u64,

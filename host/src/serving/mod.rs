@@ -156,7 +156,7 @@ struct LiveEndpoint {
 }
 
 /// An endpoint with the live state of its deployments.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct EndpointView {
     /// The stored endpoint.
     #[serde(flatten)]
@@ -171,7 +171,7 @@ pub struct EndpointView {
 }
 
 /// A deployment's live state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeploymentState {
     /// `warm` (instances started) or `cold` (starts on the first request).
     pub state: &'static str,

@@ -143,9 +143,8 @@ impl Store {
         id: &str,
         allow_deleted: bool,
     ) -> DomainResult<LoggedModel> {
-        let row =
-            with_db!(self, read, |p| {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = with_db!(self, read, |p| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM logged_models m JOIN experiments e ON e.id = m.experiment_id \
              WHERE m.uuid = $1 AND m.workspace_id = $2"
         )))
@@ -156,7 +155,7 @@ impl Store {
         .as_ref()
         .map(model_from)
         .transpose()
-            })?;
+        })?;
         let model = row.ok_or_else(|| not_found(id))?;
         if model.lifecycle_stage == LifecycleStage::Deleted && !allow_deleted {
             return Err(not_found(id));

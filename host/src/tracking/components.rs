@@ -70,7 +70,7 @@ pub struct ComponentUpload {
 }
 
 /// A datastore to create.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatastoreRequest {
     /// Storage component name.

@@ -25,7 +25,7 @@ use crate::workspace::{
 };
 
 /// What a garbage collection freed.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, schemars::JsonSchema)]
 pub struct GcReport {
     /// Deleted runs removed for good.
     pub runs_purged: u64,

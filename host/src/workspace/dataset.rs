@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::DomainError;
 
 /// How a column is used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnKind {
     /// Every non-null value is a number.
@@ -19,7 +19,7 @@ pub enum ColumnKind {
 }
 
 /// One inferred column.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ColumnSchema {
     /// Header name.
     pub name: String,

@@ -12,7 +12,9 @@ use super::{DomainError, DomainResult, Millis};
 pub const DEFAULT_SCORER: &str = "scorer-tabular";
 
 /// How callers authenticate to an endpoint's scoring routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// `Authorization: Bearer <endpoint key>`.
@@ -33,7 +35,9 @@ impl AuthMode {
 }
 
 /// Where a deployment runs its model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ServeDevice {
     /// The host's CPU.
@@ -46,7 +50,7 @@ pub enum ServeDevice {
 }
 
 /// A deployment's tunables.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeploymentSettings {
     /// Scorer instances kept ready (each serves one request at a time).
@@ -104,7 +108,7 @@ impl DeploymentSettings {
 }
 
 /// What a caller sends to create or update a deployment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentRequest {
     /// `models:/name/3`, `models:/name@alias`, `name/3`, `name@alias`, or `runs:/<run>/<path>`.
@@ -118,7 +122,7 @@ pub struct DeploymentRequest {
 }
 
 /// A deployment as stored: the resolved model version and scorer version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Deployment {
     /// Name, unique in its endpoint.
     pub name: String,
@@ -143,7 +147,7 @@ pub struct Deployment {
 }
 
 /// An endpoint as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Endpoint {
     /// Workspace name.
     pub workspace: String,

@@ -47,7 +47,7 @@ pub struct Workspace {
 }
 
 /// Whether an experiment or run is live or soft-deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LifecycleStage {
     /// Visible in default searches.
@@ -107,7 +107,7 @@ impl ViewType {
 }
 
 /// The state of a run, as MLflow names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum RunStatus {
     /// Executing.
@@ -252,7 +252,7 @@ pub struct Run {
 }
 
 /// An artifact file attached to a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ArtifactFile {
     /// Path relative to the run's artifact root.
     pub path: String,

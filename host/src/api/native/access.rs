@@ -1,17 +1,22 @@
 //! Users, tokens, role assignments, the audit log and the route table.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, QueryMap, Ws};
+use crate::api::extract::{JsonBody, Params, Ws};
 use crate::api::paging;
-use crate::auth::{AuditFilter, Identity, Principal, Role, check_user_name};
+use crate::api::reply::{Created, Empty};
+use crate::api::routes::RouteSpec;
+use crate::auth::{
+    AuditEntry, AuditFilter, Identity, NewToken, Principal, Role, TokenInfo, User, check_user_name,
+};
 use crate::workspace::{DomainError, now_millis};
+
+type Reply<T> = Result<Json<T>, ApiError>;
 
 /// The identity behind a request that passed an `Authenticated` or `Admin` guard.
 fn identity(p: &Principal) -> Result<&Identity, ApiError> {
@@ -22,46 +27,94 @@ fn identity(p: &Principal) -> Result<&Identity, ApiError> {
     })
 }
 
-/// `GET /api/v1/routes`: every route with its policy.
-pub async fn route_table(State(st): State<AppState>) -> Json<Value> {
-    Json(json!({ "routes": st.routes.get().cloned().unwrap_or_default() }))
+/// The route table.
+#[derive(Serialize, JsonSchema)]
+pub struct RouteList {
+    /// Every route with its policy.
+    routes: Vec<RouteSpec>,
 }
 
-fn roles_json(roles: &[(String, String, Role)]) -> Vec<Value> {
+/// `GET /api/v1/routes`: every route with its policy.
+pub async fn route_table(State(st): State<AppState>) -> Json<RouteList> {
+    Json(RouteList {
+        routes: st.routes.get().cloned().unwrap_or_default(),
+    })
+}
+
+/// A role assignment.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "RoleAssignment")]
+pub struct RoleJson {
+    /// The workspace.
+    workspace: String,
+    /// The user.
+    user: String,
+    /// `Reader`, `Contributor` or `Owner`.
+    role: Role,
+}
+
+fn roles_json(roles: Vec<(String, String, Role)>) -> Vec<RoleJson> {
     roles
-        .iter()
-        .map(|(w, u, r)| json!({ "workspace": w, "user": u, "role": r.as_str() }))
+        .into_iter()
+        .map(|(workspace, user, role)| RoleJson {
+            workspace,
+            user,
+            role,
+        })
         .collect()
+}
+
+/// The caller.
+#[derive(Serialize, JsonSchema)]
+pub struct WhoAmI {
+    /// User name.
+    user: String,
+    /// Server admin.
+    admin: bool,
+    /// The token of this request.
+    token_id: String,
+    /// Roles (a workspace-scoped token: its one role).
+    roles: Vec<RoleJson>,
 }
 
 /// `GET /api/v1/whoami`.
 pub async fn whoami(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<WhoAmI> {
     let id = identity(&p)?;
     let roles = match &id.scope {
         Some((w, r)) => vec![(w.clone(), id.user.clone(), *r)],
         None => st.access.store().list_roles(None, Some(&id.user)).await?,
     };
-    Ok(Json(json!({
-        "user": id.user,
-        "admin": id.admin,
-        "token_id": id.token_id,
-        "roles": roles_json(&roles),
-    })))
+    Ok(Json(WhoAmI {
+        user: id.user.clone(),
+        admin: id.admin,
+        token_id: id.token_id.clone(),
+        roles: roles_json(roles),
+    }))
+}
+
+/// The users of the host.
+#[derive(Serialize, JsonSchema)]
+pub struct UserList {
+    /// By name.
+    users: Vec<User>,
 }
 
 /// `GET /api/v1/users`.
-pub async fn list_users(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn list_users(State(st): State<AppState>) -> Reply<UserList> {
     let users = st.access.store().list_users().await?;
-    Ok(Json(json!({ "users": users })))
+    Ok(Json(UserList { users }))
 }
 
-#[derive(Deserialize)]
+/// The body of `POST /api/v1/users`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserReq {
+    /// Unique name.
     name: String,
+    /// Make the user a server admin.
     #[serde(default)]
     admin: bool,
 }
@@ -70,31 +123,38 @@ pub struct NewUserReq {
 pub async fn create_user(
     State(st): State<AppState>,
     JsonBody(req): JsonBody<NewUserReq>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Created<User>, ApiError> {
     let u = st.access.create_user(&req.name, req.admin).await?;
-    Ok((StatusCode::CREATED, Json(json!(u))))
+    Ok(Created(u))
+}
+
+/// A user with their roles.
+#[derive(Serialize, JsonSchema)]
+pub struct UserDetail {
+    /// Unique name.
+    name: String,
+    /// Server admin.
+    admin: bool,
+    /// Milliseconds since the epoch.
+    created_at: i64,
+    /// Roles on workspaces.
+    roles: Vec<RoleJson>,
 }
 
 /// `GET /api/v1/users/{user}`: the user and their roles.
-pub async fn get_user(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn get_user(State(st): State<AppState>, Path(name): Path<String>) -> Reply<UserDetail> {
     let u = st.access.user(&name).await?;
     let roles = st.access.store().list_roles(None, Some(&name)).await?;
-    Ok(Json(json!({
-        "name": u.name,
-        "admin": u.admin,
-        "created_at": u.created_at,
-        "roles": roles_json(&roles),
-    })))
+    Ok(Json(UserDetail {
+        name: u.name,
+        admin: u.admin,
+        created_at: u.created_at,
+        roles: roles_json(roles),
+    }))
 }
 
 /// `DELETE /api/v1/users/{user}`: the user, their tokens and roles (not the last admin).
-pub async fn delete_user(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn delete_user(State(st): State<AppState>, Path(name): Path<String>) -> Reply<Empty> {
     let u = st.access.user(&name).await?;
     if u.name == crate::auth::JOBS_USER {
         return Err(DomainError::invalid("the built-in job user cannot be deleted").into());
@@ -116,18 +176,36 @@ pub async fn delete_user(
         }
     }
     st.access.store().delete_user(&name).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
+}
+
+/// The query of `GET /api/v1/tokens`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokensQuery {
+    /// Another user's tokens (server admins only).
+    user: Option<String>,
+    /// Every user's tokens (server admins only).
+    #[serde(default)]
+    all: bool,
+}
+
+/// Tokens (their public data, never the secret).
+#[derive(Serialize, JsonSchema)]
+pub struct TokenList {
+    /// Newest first.
+    tokens: Vec<TokenInfo>,
 }
 
 /// `GET /api/v1/tokens`: the caller's tokens (an admin: `?user=NAME`, or `?all=true`).
 pub async fn list_tokens(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
-    q: QueryMap,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<TokensQuery>,
+) -> Reply<TokenList> {
     let id = identity(&p)?;
-    let all = q.get("all") == Some("true");
-    let user = q.get("user").unwrap_or(&id.user);
+    let all = q.all;
+    let user = q.user.as_deref().unwrap_or(&id.user);
     if (all || user != id.user) && !id.admin {
         return Err(DomainError::PermissionDenied(
             "listing other users' tokens needs the server admin role".into(),
@@ -139,12 +217,14 @@ pub async fn list_tokens(
         .store()
         .list_tokens(if all { None } else { Some(user) })
         .await?;
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
-#[derive(Deserialize, Default)]
+/// The body of `POST /api/v1/tokens`.
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenReq {
+    /// Free text.
     #[serde(default)]
     description: String,
     /// Lifetime in seconds (none: does not expire).
@@ -163,7 +243,7 @@ pub async fn create_token(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<NewTokenReq>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Created<NewToken>, ApiError> {
     let id = identity(&p)?;
     if id.scope.is_some() {
         return Err(DomainError::PermissionDenied(
@@ -197,7 +277,16 @@ pub async fn create_token(
         .access
         .create_token(user, &req.description, expires_at, None)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(t))))
+    Ok(Created(t))
+}
+
+/// A revoked token.
+#[derive(Serialize, JsonSchema)]
+pub struct Revoked {
+    /// The token's id.
+    id: String,
+    /// Always true.
+    revoked: bool,
 }
 
 /// `DELETE /api/v1/tokens/{id}`: revokes one of the caller's tokens (admins: anyone's).
@@ -205,7 +294,7 @@ pub async fn revoke_token(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(token_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<Revoked> {
     let id = identity(&p)?;
     let t = st.access.token(&token_id).await?;
     if t.user != id.user && !id.admin {
@@ -213,18 +302,32 @@ pub async fn revoke_token(
         return Err(DomainError::NotFound(format!("token '{token_id}' does not exist")).into());
     }
     st.access.revoke(&token_id).await?;
-    Ok(Json(json!({ "id": token_id, "revoked": true })))
+    Ok(Json(Revoked {
+        id: token_id,
+        revoked: true,
+    }))
+}
+
+/// A workspace's role assignments.
+#[derive(Serialize, JsonSchema)]
+pub struct RoleList {
+    /// By user.
+    roles: Vec<RoleJson>,
 }
 
 /// `GET /api/v1/workspaces/{ws}/roles`.
-pub async fn list_roles(State(st): State<AppState>, Ws(ws): Ws) -> Result<Json<Value>, ApiError> {
+pub async fn list_roles(State(st): State<AppState>, Ws(ws): Ws) -> Reply<RoleList> {
     let roles = st.access.store().list_roles(Some(&ws.name), None).await?;
-    Ok(Json(json!({ "roles": roles_json(&roles) })))
+    Ok(Json(RoleList {
+        roles: roles_json(roles),
+    }))
 }
 
-#[derive(Deserialize)]
+/// The body of `PUT .../roles/{user}`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleReq {
+    /// `Reader`, `Contributor` or `Owner` (any case).
     role: String,
 }
 
@@ -234,7 +337,7 @@ pub async fn assign_role(
     Ws(ws): Ws,
     Path((_, user)): Path<(String, String)>,
     JsonBody(req): JsonBody<RoleReq>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<RoleJson> {
     let role = Role::parse(&req.role)?;
     let u = st.access.user(&user).await?;
     if u.name == crate::auth::JOBS_USER {
@@ -244,9 +347,11 @@ pub async fn assign_role(
         .store()
         .set_role(ws.id, &u.name, role, now_millis())
         .await?;
-    Ok(Json(
-        json!({ "workspace": ws.name, "user": u.name, "role": role.as_str() }),
-    ))
+    Ok(Json(RoleJson {
+        workspace: ws.name,
+        user: u.name,
+        role,
+    }))
 }
 
 /// `DELETE /api/v1/workspaces/{ws}/roles/{user}`.
@@ -254,7 +359,7 @@ pub async fn remove_role(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, user)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<Empty> {
     if !st.access.store().remove_role(ws.id, &user).await? {
         return Err(DomainError::NotFound(format!(
             "user '{user}' has no role on workspace '{}'",
@@ -262,69 +367,127 @@ pub async fn remove_role(
         ))
         .into());
     }
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// Most audit records per page.
 const MAX_AUDIT_PAGE: i64 = 1000;
 
-fn audit_filter(q: &QueryMap, workspace: Option<String>) -> Result<AuditFilter, DomainError> {
-    let limit = q.int("max_results")?.unwrap_or(100);
-    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(DomainError::invalid(format!(
-            "max_results must be between 1 and {MAX_AUDIT_PAGE}"
-        )));
-    }
-    let before = match q.get("page_token").filter(|t| !t.is_empty()) {
-        Some(t) => Some(paging::decode(Some(t))? as i64),
-        None => None,
+/// The filters of an audit query.
+macro_rules! audit_query {
+    ($(#[$m:meta])* $name:ident { $($extra:tt)* }) => {
+        $(#[$m])*
+        #[derive(Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($extra)*
+            /// Only this caller (a user name, `anonymous`, `datastore:NAME`, `job:ID`).
+            actor: Option<String>,
+            /// Only this action, e.g. `DELETE /api/v1/workspaces/{ws}/runs/{id}`.
+            action: Option<String>,
+            /// Only records whose object contains this text.
+            object: Option<String>,
+            /// Only `ok`, `denied` or `failed`.
+            result: Option<String>,
+            /// Only records at or after this time (ms since the epoch).
+            since: Option<i64>,
+            /// Only records before this time (ms since the epoch).
+            until: Option<i64>,
+            /// Page size (default 100, 1 to 1000).
+            max_results: Option<i64>,
+            /// From the previous page's `next_page_token`.
+            page_token: Option<String>,
+        }
+
+        impl $name {
+            fn filter(self, workspace: Option<String>) -> Result<AuditFilter, DomainError> {
+                let limit = self.max_results.unwrap_or(100);
+                if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+                    return Err(DomainError::invalid(format!(
+                        "max_results must be between 1 and {MAX_AUDIT_PAGE}"
+                    )));
+                }
+                let before = match self.page_token.as_deref().filter(|t| !t.is_empty()) {
+                    Some(t) => Some(paging::decode(Some(t))? as i64),
+                    None => None,
+                };
+                if let Some(r) = &self.result
+                    && !matches!(r.as_str(), "ok" | "denied" | "failed")
+                {
+                    return Err(DomainError::invalid(format!(
+                        "result must be ok, denied or failed, not '{r}'"
+                    )));
+                }
+                Ok(AuditFilter {
+                    workspace,
+                    actor: self.actor,
+                    action: self.action,
+                    object: self.object,
+                    result: self.result,
+                    since: self.since,
+                    until: self.until,
+                    before_id: before,
+                    limit: limit as u32,
+                })
+            }
+        }
     };
-    let text = |k: &str| q.get(k).filter(|v| !v.is_empty()).map(String::from);
-    if let Some(r) = q.get("result")
-        && !matches!(r, "ok" | "denied" | "failed")
-    {
-        return Err(DomainError::invalid(format!(
-            "result must be ok, denied or failed, not '{r}'"
-        )));
-    }
-    Ok(AuditFilter {
-        workspace: workspace.or_else(|| text("workspace")),
-        actor: text("actor"),
-        action: text("action"),
-        object: text("object"),
-        result: text("result"),
-        since: q.int("since")?,
-        until: q.int("until")?,
-        before_id: before,
-        limit: limit as u32,
-    })
 }
 
-async fn audit_page(st: &AppState, f: AuditFilter) -> Result<Json<Value>, ApiError> {
+audit_query!(
+    /// The query of `GET .../workspaces/{ws}/audit`.
+    AuditQuery {}
+);
+
+audit_query!(
+    /// The query of `GET /api/v1/audit`.
+    HostAuditQuery {
+        /// Only this workspace's records.
+        workspace: Option<String>,
+    }
+);
+
+/// A page of audit records.
+#[derive(Serialize, JsonSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    entries: Vec<AuditEntry>,
+    /// The next (older) page, if any.
+    next_page_token: Option<String>,
+}
+
+async fn audit_page(st: &AppState, f: AuditFilter) -> Reply<AuditPage> {
     let limit = f.limit as usize;
     let mut f = f;
     f.limit += 1;
     let mut entries = st.access.store().list_audit(&f).await?;
-    let next = if entries.len() > limit {
+    let next_page_token = if entries.len() > limit {
         entries.truncate(limit);
         entries.last().map(|e| paging::encode(e.id as usize))
     } else {
         None
     };
-    Ok(Json(json!({ "entries": entries, "next_page_token": next })))
+    Ok(Json(AuditPage {
+        entries,
+        next_page_token,
+    }))
 }
 
 /// `GET /api/v1/workspaces/{ws}/audit` (Owner): filters `actor`, `action`, `object`,
 /// `result`, `since`, `until` (ms), paged by `page_token` / `max_results`.
 pub async fn workspace_audit(
     State(st): State<AppState>,
-    Path(ws): Path<String>,
-    q: QueryMap,
-) -> Result<Json<Value>, ApiError> {
-    audit_page(&st, audit_filter(&q, Some(ws))?).await
+    Ws(ws): Ws,
+    Params(q): Params<AuditQuery>,
+) -> Reply<AuditPage> {
+    audit_page(&st, q.filter(Some(ws.name))?).await
 }
 
 /// `GET /api/v1/audit` (admin): the whole host's records, `workspace` as a further filter.
-pub async fn host_audit(State(st): State<AppState>, q: QueryMap) -> Result<Json<Value>, ApiError> {
-    audit_page(&st, audit_filter(&q, None)?).await
+pub async fn host_audit(
+    State(st): State<AppState>,
+    Params(q): Params<HostAuditQuery>,
+) -> Reply<AuditPage> {
+    let ws = q.workspace.clone().filter(|w| !w.is_empty());
+    audit_page(&st, q.filter(ws)?).await
 }

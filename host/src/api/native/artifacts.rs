@@ -4,15 +4,17 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use serde_json::{Value, json};
+use axum::extract::{FromRequest, Path, Request, State};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
+use super::Deleted;
 use crate::api::error::ApiError;
-use crate::api::extract::{QueryMap, Ws};
+use crate::api::extract::{Params, Ws};
+use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc, binary};
+use crate::api::reply::{Created, FileBytes};
 use crate::api::{AppState, artifact_response};
-use crate::workspace::{DomainError, validate};
+use crate::workspace::{ArtifactFile, DomainError, validate};
 
 fn parts(p: &BTreeMap<String, String>) -> Result<(&str, &str), DomainError> {
     let id = p.get("id").map(String::as_str).unwrap_or("");
@@ -20,19 +22,53 @@ fn parts(p: &BTreeMap<String, String>) -> Result<(&str, &str), DomainError> {
     Ok((id, p.get("path").map(String::as_str).unwrap_or("")))
 }
 
+/// The query of `GET .../runs/{id}/artifacts`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The directory to list (default: the root).
+    path: Option<String>,
+}
+
+/// A directory's immediate children.
+#[derive(Serialize, JsonSchema)]
+pub struct ArtifactList {
+    /// Files and directories, by path.
+    files: Vec<ArtifactFile>,
+}
+
 /// `GET .../runs/{id}/artifacts?path=dir`: the directory's immediate children.
 pub async fn list(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path(p): Path<BTreeMap<String, String>>,
-    q: QueryMap,
-) -> Result<Json<Value>, ApiError> {
+    Params(q): Params<ListQuery>,
+) -> Result<Json<ArtifactList>, ApiError> {
     let (id, _) = parts(&p)?;
     let files = st
         .tracking
-        .list_artifacts(&ws, id, q.get("path").unwrap_or(""))
+        .list_artifacts(&ws, id, q.path.as_deref().unwrap_or(""))
         .await?;
-    Ok(Json(json!({ "files": files })))
+    Ok(Json(ArtifactList { files }))
+}
+
+/// A raw request body, streamed.
+pub struct RawBody(Body);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(req.into_body()))
+    }
+}
+
+impl DocInput for RawBody {
+    fn describe(_: &mut Generators, op: &mut OpDoc) {
+        op.body = Some(BodyDoc {
+            required: false,
+            content: vec![("application/octet-stream", binary())],
+        });
+    }
 }
 
 /// `PUT .../runs/{id}/artifacts/{path}` with the raw bytes as body.
@@ -40,14 +76,14 @@ pub async fn upload(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path(p): Path<BTreeMap<String, String>>,
-    body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    RawBody(body): RawBody,
+) -> Result<Created<ArtifactFile>, ApiError> {
     let (id, path) = parts(&p)?;
     let file = st
         .tracking
         .upload_artifact(&ws, id, path, body.into_data_stream())
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(file))))
+    Ok(Created(file))
 }
 
 /// `GET .../runs/{id}/artifacts/{path}`: the bytes.
@@ -55,10 +91,10 @@ pub async fn download(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path(p): Path<BTreeMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<FileBytes, ApiError> {
     let (id, path) = parts(&p)?;
     let (file, reader) = st.tracking.open_artifact(&ws, id, path).await?;
-    Ok(artifact_response(&file, reader))
+    Ok(FileBytes(artifact_response(&file, reader)))
 }
 
 /// `DELETE .../runs/{id}/artifacts/{path}`: a file or a whole directory.
@@ -66,8 +102,8 @@ pub async fn delete(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path(p): Path<BTreeMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Deleted<u64>>, ApiError> {
     let (id, path) = parts(&p)?;
     let n = st.tracking.delete_artifact(&ws, id, path).await?;
-    Ok(Json(json!({ "deleted": n })))
+    Ok(Json(Deleted { deleted: n }))
 }

@@ -1,84 +1,176 @@
 //! Component registry and datastore endpoints.
 
-use axum::extract::{Multipart, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::{Extension, Json};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, Ws};
+use crate::api::extract::{JsonBody, Ws, no_nul};
+use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
+use crate::api::reply::{Created, Empty, Upserted};
 use crate::auth::{Principal, Role};
 use crate::store::{ComponentRow, Datastore};
 use crate::tracking::{ComponentUpload, DatastoreRequest};
 use crate::workspace::DomainError;
 
-/// A component version as JSON.
-fn component_json(c: &ComponentRow) -> Value {
-    json!({
-        "name": c.name,
-        "version": c.version,
-        "kind": c.kind,
-        "digest": c.digest,
-        "size": c.size,
-        "api_version": c.api_version,
-        "manifest": serde_json::from_str::<Value>(&c.manifest).unwrap_or(Value::Null),
-        "builtin": c.builtin,
-        "created_at": c.created_at,
+type Reply<T> = Result<Json<T>, ApiError>;
+
+/// A component version.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Component")]
+pub struct ComponentJson {
+    /// Registry name.
+    name: String,
+    /// Version label.
+    version: String,
+    /// Plugin kind (`scorer`, `storage`, `sampler`, …).
+    kind: String,
+    /// sha256 of the `.wasm`.
+    digest: String,
+    /// Bytes.
+    size: i64,
+    /// The SDK API version embedded in the component, if any.
+    api_version: Option<String>,
+    /// The manifest (`plugin.toml`) as JSON.
+    manifest: Map<String, Value>,
+    /// Whether the host registered it itself.
+    builtin: bool,
+    /// Milliseconds since the epoch.
+    created_at: i64,
+}
+
+fn component_json(c: ComponentRow) -> Result<ComponentJson, DomainError> {
+    let manifest = serde_json::from_str(&c.manifest).map_err(|e| {
+        DomainError::Internal(format!(
+            "stored manifest of component {}@{}: {e}",
+            c.name, c.version
+        ))
+    })?;
+    Ok(ComponentJson {
+        name: c.name,
+        version: c.version,
+        kind: c.kind,
+        digest: c.digest,
+        size: c.size,
+        api_version: c.api_version,
+        manifest,
+        builtin: c.builtin,
+        created_at: c.created_at,
     })
 }
 
-/// A datastore as JSON (its grants included; secrets are names only).
-fn datastore_json(d: &Datastore) -> Value {
+/// A datastore (its grants included; secrets by name only).
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Datastore")]
+pub struct DatastoreJson {
+    /// Name in the workspace.
+    name: String,
+    /// Whether new artifacts go here unless an experiment says otherwise.
+    default: bool,
+    /// Storage component (none for the built-in local store).
+    component: Option<String>,
+    /// Its version.
+    version: Option<String>,
+    /// What the component was granted: config, directories, hosts, secret names.
+    grants: Option<Map<String, Value>>,
+}
+
+fn datastore_json(d: Datastore) -> DatastoreJson {
     let c = &d.config;
-    json!({
-        "name": d.name,
-        "default": d.is_default,
-        "component": c.get("component"),
-        "version": c.get("version"),
-        "grants": c.get("grants"),
-    })
+    let text = |k: &str| c.get(k).and_then(Value::as_str).map(String::from);
+    DatastoreJson {
+        component: text("component"),
+        version: text("version"),
+        grants: c.get("grants").and_then(Value::as_object).cloned(),
+        name: d.name,
+        default: d.is_default,
+    }
 }
 
-/// `PUT .../components/{name}/versions/{version}`: multipart with parts `component` (the
-/// `.wasm`) and `manifest` (`plugin.toml`). Validated before anything is stored.
+/// The multipart body of a component push: parts `component` (the `.wasm`) and `manifest`
+/// (`plugin.toml`).
+pub struct ComponentForm {
+    wasm: Vec<u8>,
+    manifest: String,
+}
+
+impl<S: Send + Sync> FromRequest<S> for ComponentForm {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mut form = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
+        let (mut wasm, mut manifest) = (None, None);
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?
+        {
+            let part = field.name().unwrap_or("").to_string();
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
+            match part.as_str() {
+                "component" => wasm = Some(data.to_vec()),
+                "manifest" => {
+                    let text = String::from_utf8(data.to_vec())
+                        .map_err(|_| DomainError::invalid("the manifest is not UTF-8"))?;
+                    no_nul("the manifest", &text)?;
+                    manifest = Some(text);
+                }
+                other => {
+                    return Err(DomainError::invalid(format!(
+                        "unexpected part '{other}': send 'component' and 'manifest'"
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(Self {
+            wasm: wasm
+                .ok_or_else(|| DomainError::invalid("missing part 'component' (the .wasm file)"))?,
+            manifest: manifest
+                .ok_or_else(|| DomainError::invalid("missing part 'manifest' (plugin.toml)"))?,
+        })
+    }
+}
+
+impl DocInput for ComponentForm {
+    fn describe(_: &mut Generators, op: &mut OpDoc) {
+        op.body = Some(BodyDoc {
+            required: true,
+            content: vec![(
+                "multipart/form-data",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "component": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The component (.wasm)."
+                        },
+                        "manifest": { "type": "string", "description": "plugin.toml" },
+                    },
+                    "required": ["component", "manifest"],
+                    "additionalProperties": false,
+                }),
+            )],
+        });
+    }
+}
+
+/// `PUT .../components/{name}/versions/{version}`: validated before anything is stored; 201
+/// when new, 200 when the same bytes were already registered.
 pub async fn push(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
-    mut form: Multipart,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let (mut wasm, mut manifest) = (None, None);
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?
-    {
-        let part = field.name().unwrap_or("").to_string();
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
-        match part.as_str() {
-            "component" => wasm = Some(data.to_vec()),
-            "manifest" => {
-                manifest = Some(
-                    String::from_utf8(data.to_vec())
-                        .map_err(|_| DomainError::invalid("the manifest is not UTF-8"))?,
-                )
-            }
-            other => {
-                return Err(DomainError::invalid(format!(
-                    "unexpected part '{other}': send 'component' and 'manifest'"
-                ))
-                .into());
-            }
-        }
-    }
-    let wasm =
-        wasm.ok_or_else(|| DomainError::invalid("missing part 'component' (the .wasm file)"))?;
-    let manifest =
-        manifest.ok_or_else(|| DomainError::invalid("missing part 'manifest' (plugin.toml)"))?;
+    form: ComponentForm,
+) -> Result<Upserted<ComponentJson>, ApiError> {
     let (c, created) = st
         .tracking
         .push_component(
@@ -86,27 +178,33 @@ pub async fn push(
             ComponentUpload {
                 name,
                 version,
-                manifest,
-                wasm,
+                manifest: form.manifest,
+                wasm: form.wasm,
             },
         )
         .await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(component_json(&c)),
-    ))
+    Ok(Upserted {
+        created,
+        body: component_json(c)?,
+    })
+}
+
+/// The components of a workspace.
+#[derive(Serialize, JsonSchema)]
+pub struct ComponentList {
+    /// By name, then version.
+    components: Vec<ComponentJson>,
 }
 
 /// `GET .../components`.
-pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Reply<ComponentList> {
     let all = st.tracking.store.list_components(ws.id).await?;
-    Ok(Json(
-        json!({ "components": all.iter().map(component_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(ComponentList {
+        components: all
+            .into_iter()
+            .map(component_json)
+            .collect::<Result<_, _>>()?,
+    }))
 }
 
 /// `GET .../components/{name}/versions/{version}`.
@@ -114,10 +212,10 @@ pub async fn get(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<ComponentJson> {
     Ok(Json(component_json(
-        &st.tracking.component(&ws, &name, &version).await?,
-    )))
+        st.tracking.component(&ws, &name, &version).await?,
+    )?))
 }
 
 /// `DELETE .../components/{name}/versions/{version}`.
@@ -125,20 +223,24 @@ pub async fn delete(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<Empty> {
     st.tracking.delete_component(&ws, &name, &version).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
+}
+
+/// The datastores of a workspace.
+#[derive(Serialize, JsonSchema)]
+pub struct DatastoreList {
+    /// By name.
+    datastores: Vec<DatastoreJson>,
 }
 
 /// `GET .../datastores`.
-pub async fn list_datastores(
-    State(st): State<AppState>,
-    Ws(ws): Ws,
-) -> Result<Json<Value>, ApiError> {
+pub async fn list_datastores(State(st): State<AppState>, Ws(ws): Ws) -> Reply<DatastoreList> {
     let all = st.tracking.store.list_datastores(ws.id).await?;
-    Ok(Json(
-        json!({ "datastores": all.iter().map(datastore_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(DatastoreList {
+        datastores: all.into_iter().map(datastore_json).collect(),
+    }))
 }
 
 /// `PUT .../datastores/{name}` with a [`DatastoreRequest`].
@@ -148,7 +250,7 @@ pub async fn create_datastore(
     Path((_, name)): Path<(String, String)>,
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<DatastoreRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Created<DatastoreJson>, ApiError> {
     if !req.secrets.is_empty() {
         // granting a plugin secrets is the Owner's decision (a Contributor could otherwise
         // hand any workspace secret to a component of their own)
@@ -162,7 +264,7 @@ pub async fn create_datastore(
         .await?;
     }
     let ds = st.tracking.create_datastore(&ws, &name, req).await?;
-    Ok((StatusCode::CREATED, Json(datastore_json(&ds))))
+    Ok(Created(datastore_json(ds)))
 }
 
 /// `GET .../datastores/{name}`.
@@ -170,9 +272,9 @@ pub async fn get_datastore(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<DatastoreJson> {
     Ok(Json(datastore_json(
-        &st.tracking.store.datastore_by_name(ws.id, &name).await?,
+        st.tracking.store.datastore_by_name(ws.id, &name).await?,
     )))
 }
 
@@ -181,7 +283,7 @@ pub async fn delete_datastore(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Reply<Empty> {
     st.tracking.delete_datastore(&ws, &name).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }

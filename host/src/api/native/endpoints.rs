@@ -5,25 +5,22 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::split_action;
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, Ws};
-use crate::workspace::DomainError;
+use crate::api::reply::{Empty, Upserted};
+use crate::api::routes::Target;
+use crate::serving::EndpointView;
+use crate::serving::metrics::SeriesSnapshot;
 use crate::workspace::endpoint::{AuthMode, DeploymentRequest};
 
-type Reply = Result<Json<Value>, ApiError>;
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(|e| ApiError(DomainError::Internal(e.to_string())))
-}
+type Reply<T> = Result<Json<T>, ApiError>;
 
 /// Body of `PUT .../endpoints/{name}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
     /// Free text.
@@ -35,7 +32,7 @@ pub struct EndpointBody {
 }
 
 /// Body of `PUT .../endpoints/{name}/traffic`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficBody {
     /// Percent of live traffic per deployment (sums to 100).
@@ -46,10 +43,17 @@ pub struct TrafficBody {
     pub mirror: BTreeMap<String, u32>,
 }
 
+/// The endpoints of a workspace.
+#[derive(Serialize, JsonSchema)]
+pub struct EndpointList {
+    /// By name.
+    endpoints: Vec<EndpointView>,
+}
+
 /// `GET .../endpoints`.
-pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Reply {
-    let all = st.serving.list(&ws).await?;
-    Ok(Json(json!({ "endpoints": to_json(&all)? })))
+pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Reply<EndpointList> {
+    let endpoints = st.serving.list(&ws).await?;
+    Ok(Json(EndpointList { endpoints }))
 }
 
 /// `PUT .../endpoints/{name}`: creates the endpoint (201, with its key) or updates it.
@@ -58,13 +62,16 @@ pub async fn put(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Upserted<EndpointView>, ApiError> {
     if st.tracking.store.endpoint(ws.id, &name).await?.is_some() {
         let v = st
             .serving
             .update_endpoint(&ws, &name, body.description, body.auth_mode)
             .await?;
-        return Ok((StatusCode::OK, Json(to_json(&v)?)));
+        return Ok(Upserted {
+            created: false,
+            body: v,
+        });
     }
     let v = st
         .serving
@@ -75,7 +82,10 @@ pub async fn put(
             body.auth_mode.unwrap_or_default(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(to_json(&v)?)))
+    Ok(Upserted {
+        created: true,
+        body: v,
+    })
 }
 
 /// `GET .../endpoints/{name}`.
@@ -83,8 +93,8 @@ pub async fn get(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Reply {
-    Ok(Json(to_json(&st.serving.endpoint(&ws, &name).await?)?))
+) -> Reply<EndpointView> {
+    Ok(Json(st.serving.endpoint(&ws, &name).await?))
 }
 
 /// `DELETE .../endpoints/{name}`.
@@ -92,26 +102,18 @@ pub async fn delete(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<Empty> {
     st.serving.delete_endpoint(&ws, &name).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `POST .../endpoints/{name}:regenerate-key`.
-pub async fn action(
+pub async fn regenerate_key(
     State(st): State<AppState>,
     Ws(ws): Ws,
-    Path((_, target)): Path<(String, String)>,
-) -> Reply {
-    match split_action(&target)? {
-        (name, "regenerate-key") => {
-            Ok(Json(to_json(&st.serving.regenerate_key(&ws, name).await?)?))
-        }
-        (_, other) => Err(DomainError::NotFound(format!(
-            "unknown endpoint action '{other}'; known: regenerate-key"
-        ))
-        .into()),
-    }
+    Target(name): Target,
+) -> Reply<EndpointView> {
+    Ok(Json(st.serving.regenerate_key(&ws, &name).await?))
 }
 
 /// `PUT .../endpoints/{name}/deployments/{deployment}`: creates or updates a deployment; the
@@ -121,12 +123,12 @@ pub async fn put_deployment(
     Ws(ws): Ws,
     Path((_, name, deployment)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<DeploymentRequest>,
-) -> Reply {
+) -> Reply<EndpointView> {
     let v = st
         .serving
         .put_deployment(&ws, &name, &deployment, body)
         .await?;
-    Ok(Json(to_json(&v)?))
+    Ok(Json(v))
 }
 
 /// `DELETE .../endpoints/{name}/deployments/{deployment}`.
@@ -134,12 +136,12 @@ pub async fn delete_deployment(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, deployment)): Path<(String, String, String)>,
-) -> Reply {
+) -> Reply<EndpointView> {
     let v = st
         .serving
         .delete_deployment(&ws, &name, &deployment)
         .await?;
-    Ok(Json(to_json(&v)?))
+    Ok(Json(v))
 }
 
 /// `PUT .../endpoints/{name}/traffic`.
@@ -148,23 +150,33 @@ pub async fn traffic(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<TrafficBody>,
-) -> Reply {
+) -> Reply<EndpointView> {
     let v = st
         .serving
         .set_traffic(&ws, &name, body.traffic, body.mirror)
         .await?;
-    Ok(Json(to_json(&v)?))
+    Ok(Json(v))
 }
 
-/// `GET .../endpoints/{name}/metrics`: counters by deployment (`""`: requests that reached
-/// none, e.g. refused for a missing key).
+/// An endpoint's counters.
+#[derive(Serialize, JsonSchema)]
+pub struct EndpointMetrics {
+    /// The endpoint's name.
+    endpoint: String,
+    /// Counters by deployment (`""`: requests that reached none, e.g. refused for a missing
+    /// key).
+    deployments: BTreeMap<String, SeriesSnapshot>,
+}
+
+/// `GET .../endpoints/{name}/metrics`.
 pub async fn metrics(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Reply {
-    let m = st.serving.endpoint_metrics(&ws, &name).await?;
-    Ok(Json(
-        json!({ "endpoint": name, "deployments": to_json(&m)? }),
-    ))
+) -> Reply<EndpointMetrics> {
+    let deployments = st.serving.endpoint_metrics(&ws, &name).await?;
+    Ok(Json(EndpointMetrics {
+        endpoint: name,
+        deployments,
+    }))
 }

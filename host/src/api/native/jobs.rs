@@ -5,68 +5,139 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::Response;
 use axum::{Extension, Json};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
-use super::split_action;
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::extract::{QueryMap, Ws};
+use crate::api::extract::{Params, Ws, body_bytes};
+use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc, text};
+use crate::api::reply::{Created, PlainText};
+use crate::api::routes::Target;
 use crate::auth::{Principal, Role};
 use crate::jobs::{JobSpec, SpecFormat};
 use crate::store::{JobRow, JobState};
 use crate::workspace::DomainError;
 
-type Reply = Result<Json<Value>, ApiError>;
+type Reply<T> = Result<Json<T>, ApiError>;
 
 /// Largest code archive accepted with a command job.
 pub const MAX_CODE_BYTES: usize = 256 << 20;
 
-/// A job as JSON (with live progress when it runs on this host).
-fn job_json(st: &AppState, j: &JobRow) -> Value {
-    let mut v = json!({
-        "id": j.id,
-        "name": j.name,
-        "type": j.kind,
-        "state": j.state.as_str(),
-        "target": j.target,
-        "run_id": j.run_id,
-        "attempts": j.attempts,
-        "retries": j.retries,
-        "error": j.error,
-        "cancel_requested": j.cancel_requested,
-        "created_at": j.created_at,
-        "started_at": j.started_at,
-        "ended_at": j.ended_at,
-        "spec": serde_json::from_str::<Value>(&j.spec).unwrap_or(Value::Null),
-    });
-    if let Some(p) = st.executor.progress(&j.id) {
-        v["progress"] = p;
-    }
-    v
+/// A job.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Job")]
+pub struct JobJson {
+    /// Public id.
+    id: String,
+    /// Display name.
+    name: String,
+    /// `train`, `command`, `sweep`, `automl` or `batch-score`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// `Queued`, `Starting`, `Running`, `Finalizing`, `Completed`, `Failed` or `Canceled`.
+    state: &'static str,
+    /// Compute target.
+    target: String,
+    /// The run it produced.
+    run_id: Option<String>,
+    /// Attempts started.
+    attempts: i64,
+    /// Retries allowed after an interruption by a host restart.
+    retries: i64,
+    /// Why it failed.
+    error: Option<String>,
+    /// Whether cancellation was requested.
+    cancel_requested: bool,
+    /// Milliseconds since the epoch.
+    created_at: i64,
+    /// Start of the current attempt.
+    started_at: Option<i64>,
+    /// When it ended.
+    ended_at: Option<i64>,
+    /// The spec as submitted (JSON).
+    spec: Map<String, Value>,
+    /// Live progress while it runs on this host (epoch, batch, fraction, elapsed and
+    /// estimated remaining seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<Map<String, Value>>,
 }
 
-/// `POST .../jobs`: a JSON job spec, or multipart with parts `spec` (TOML, YAML or JSON) and
-/// `code` (a tar archive of the code directory, for command jobs).
-pub async fn submit(
-    State(st): State<AppState>,
-    Ws(ws): Ws,
-    Extension(p): Extension<Principal>,
-    req: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let multipart = content_type.starts_with("multipart/form-data");
-    // a body's media type names its format (application/json, application/toml, ...)
-    let req_format = SpecFormat::from_media_type(&content_type);
-    let (spec, code) = if multipart {
-        let mut form = Multipart::from_request(req, &st)
+/// A job as JSON (with live progress when it runs on this host).
+fn job_json(st: &AppState, j: JobRow) -> Result<JobJson, DomainError> {
+    let spec = serde_json::from_str(&j.spec)
+        .map_err(|e| DomainError::Internal(format!("stored spec of job {}: {e}", j.id)))?;
+    let progress = match st.executor.progress(&j.id) {
+        Some(Value::Object(m)) => Some(m),
+        _ => None,
+    };
+    Ok(JobJson {
+        state: j.state.as_str(),
+        id: j.id,
+        name: j.name,
+        kind: j.kind,
+        target: j.target,
+        run_id: j.run_id,
+        attempts: j.attempts,
+        retries: j.retries,
+        error: j.error,
+        cancel_requested: j.cancel_requested,
+        created_at: j.created_at,
+        started_at: j.started_at,
+        ended_at: j.ended_at,
+        spec,
+        progress,
+    })
+}
+
+/// A job submission: a JSON, TOML or YAML spec, or multipart with parts `spec` (TOML, YAML or
+/// JSON) and `code` (a tar archive of the code directory, for command jobs).
+pub struct Submission {
+    spec: JobSpec,
+    code: Option<Vec<u8>>,
+}
+
+/// Parses a spec whose text holds no NUL character: in `format` when the request names one
+/// (a media type, a part's file name), else in the format its text shows (one error either way).
+fn parse_spec(text: &str, format: Option<SpecFormat>) -> Result<JobSpec, DomainError> {
+    let spec = match format {
+        Some(f) => JobSpec::parse_as(text, f)?,
+        None => JobSpec::parse(text)?,
+    };
+    // an escape in any of the three languages: the spec as JSON shows it
+    let json = serde_json::to_string(&spec).map_err(|e| DomainError::Internal(e.to_string()))?;
+    if json.contains("\\u0000") {
+        return Err(DomainError::invalid(
+            "the job spec contains a NUL character (\\u0000), which no name or value may hold",
+        ));
+    }
+    Ok(spec)
+}
+
+impl<S: Send + Sync> FromRequest<S> for Submission {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if !content_type.starts_with("multipart/form-data") {
+            let body = body_bytes(req, state).await?;
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| DomainError::Malformed("the job spec is not UTF-8".into()))?;
+            // the body's media type names its format (application/json, application/toml, ...)
+            return Ok(Self {
+                spec: parse_spec(text, SpecFormat::from_media_type(&content_type))?,
+                code: None,
+            });
+        }
+        let mut form = Multipart::from_request(req, state)
             .await
             .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
         let (mut spec, mut code) = (None, None);
@@ -89,10 +160,7 @@ pub async fn submit(
                 "spec" => {
                     let text = String::from_utf8(data.to_vec())
                         .map_err(|_| DomainError::invalid("the job spec is not UTF-8"))?;
-                    spec = Some(match format {
-                        Some(f) => JobSpec::parse_as(&text, f)?,
-                        None => JobSpec::parse(&text)?,
-                    });
+                    spec = Some(parse_spec(&text, format)?);
                 }
                 "code" => code = Some(data.to_vec()),
                 other => {
@@ -103,30 +171,54 @@ pub async fn submit(
                 }
             }
         }
-        (
-            spec.ok_or_else(|| DomainError::invalid("missing part 'spec'"))?,
+        Ok(Self {
+            spec: spec.ok_or_else(|| DomainError::invalid("missing part 'spec'"))?,
             code,
-        )
-    } else {
-        let body = Bytes::from_request(req, &st)
-            .await
-            .map_err(|e| DomainError::Malformed(format!("cannot read the body: {e}")))?;
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| DomainError::Malformed("the job spec is not UTF-8".into()))?;
-        (
-            match req_format {
-                Some(f) => JobSpec::parse_as(text, f)?,
-                None => JobSpec::parse(text)?,
-            },
-            None,
-        )
-    };
+        })
+    }
+}
+
+impl DocInput for Submission {
+    fn describe(g: &mut Generators, op: &mut OpDoc) {
+        op.body = Some(BodyDoc {
+            required: true,
+            content: vec![
+                ("application/json", g.request::<JobSpec>()),
+                ("text/plain", text()),
+                (
+                    "multipart/form-data",
+                    json!({
+                        "type": "object",
+                        "properties": {
+                            "spec": { "type": "string", "description": "The spec: TOML, YAML or JSON." },
+                            "code": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "A tar archive of the code directory (command jobs).",
+                            },
+                        },
+                        "required": ["spec"],
+                        "additionalProperties": false,
+                    }),
+                ),
+            ],
+        });
+    }
+}
+
+/// `POST .../jobs`: a JSON job spec (or TOML / YAML as text), or multipart with a code archive.
+pub async fn submit(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Extension(p): Extension<Principal>,
+    Submission { spec, code }: Submission,
+) -> Result<Created<JobJson>, ApiError> {
     if asks_for_secrets(&serde_json::to_value(&spec).unwrap_or_default()) {
         // the command sees the values: only an Owner may hand them out
         super::require_role(&st, &p, &ws.name, Role::Owner, "a job that reads secrets").await?;
     }
     let job = st.executor.submit(&ws, spec, code).await?;
-    Ok((StatusCode::CREATED, Json(job_json(&st, &job))))
+    Ok(Created(job_json(&st, job)?))
 }
 
 /// Whether a job spec names secrets anywhere (a command job, or a sweep's command trials).
@@ -140,18 +232,39 @@ fn asks_for_secrets(v: &Value) -> bool {
     }
 }
 
+/// The query of `GET .../jobs`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only jobs in this state (`Queued`, `Starting`, `Running`, `Finalizing`, `Completed`,
+    /// `Failed`, `Canceled`; any case).
+    state: Option<String>,
+    /// At most this many (default 100, 1 to 1000).
+    limit: Option<i64>,
+}
+
+/// Jobs, newest first.
+#[derive(Serialize, JsonSchema)]
+pub struct JobList {
+    /// Newest first.
+    jobs: Vec<JobJson>,
+}
+
 /// `GET .../jobs?state=Running&limit=N`: newest first.
-pub async fn list(State(st): State<AppState>, Ws(ws): Ws, q: QueryMap) -> Reply {
-    let state = q
-        .get("state")
-        .filter(|s| !s.is_empty())
-        .map(JobState::parse)
-        .transpose()?;
-    let limit = q.int("limit")?.unwrap_or(100).clamp(1, 1000);
+pub async fn list(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Params(q): Params<ListQuery>,
+) -> Reply<JobList> {
+    let state = q.state.as_deref().map(JobState::parse).transpose()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let jobs = st.tracking.store.list_jobs(ws.id, state, limit).await?;
-    Ok(Json(
-        json!({ "jobs": jobs.iter().map(|j| job_json(&st, j)).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(JobList {
+        jobs: jobs
+            .into_iter()
+            .map(|j| job_json(&st, j))
+            .collect::<Result<_, _>>()?,
+    }))
 }
 
 /// `GET .../jobs/{id}`.
@@ -159,9 +272,20 @@ pub async fn get(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<JobJson> {
     let job = st.tracking.store.job(ws.id, &id).await?;
-    Ok(Json(job_json(&st, &job)))
+    Ok(Json(job_json(&st, job)?))
+}
+
+/// The leaderboard of a sweep or AutoML job.
+#[derive(Serialize, JsonSchema)]
+pub struct Trials {
+    /// The job.
+    job: JobJson,
+    /// `primary_metric`, `goal`, `best`, `counts` by trial state, `exhausted`, `note` and
+    /// `trials` (best first).
+    #[serde(flatten)]
+    board: Map<String, Value>,
 }
 
 /// `GET .../jobs/{id}/trials`: the leaderboard of a sweep or AutoML job (live while it runs).
@@ -169,7 +293,7 @@ pub async fn trials(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<Trials> {
     let job = st.tracking.store.job(ws.id, &id).await?;
     if !matches!(job.kind.as_str(), "sweep" | "automl") {
         return Err(DomainError::invalid(format!(
@@ -186,27 +310,32 @@ pub async fn trials(
             None => crate::sweep::SweepState::default(),
         },
     };
-    let mut board = state.leaderboard();
-    board["job"] = job_json(&st, &job);
-    Ok(Json(board))
+    let mut board = match state.leaderboard() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    board.remove("job");
+    Ok(Json(Trials {
+        job: job_json(&st, job)?,
+        board,
+    }))
 }
 
 /// `POST .../jobs/{id}:cancel`.
-pub async fn action(
-    State(st): State<AppState>,
-    Ws(ws): Ws,
-    Path((_, target)): Path<(String, String)>,
-) -> Reply {
-    match split_action(&target)? {
-        (id, "cancel") => {
-            let job = st.executor.cancel(&ws, id).await?;
-            Ok(Json(job_json(&st, &job)))
-        }
-        (_, other) => Err(DomainError::NotFound(format!(
-            "unknown job action '{other}'; known: cancel"
-        ))
-        .into()),
-    }
+pub async fn cancel(State(st): State<AppState>, Ws(ws): Ws, Target(id): Target) -> Reply<JobJson> {
+    let job = st.executor.cancel(&ws, &id).await?;
+    Ok(Json(job_json(&st, job)?))
+}
+
+/// The query of `GET .../jobs/{id}/logs`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Only the last N lines.
+    tail: Option<i64>,
+    /// Keep the response open and stream new output until the job ends.
+    #[serde(default)]
+    follow: bool,
 }
 
 /// `GET .../jobs/{id}/logs?tail=N&follow=true`: the log (its last N lines), or with `follow`
@@ -215,11 +344,11 @@ pub async fn logs(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
-    q: QueryMap,
-) -> Result<Response, ApiError> {
+    Params(q): Params<LogsQuery>,
+) -> Result<PlainText, ApiError> {
     let job = st.tracking.store.job(ws.id, &id).await?;
     let logs = st.executor.logs().clone();
-    let head = match q.int("tail")? {
+    let head = match q.tail {
         Some(n) if n >= 0 => {
             let mut t = logs.tail(&job.id, n as usize)?;
             if !t.is_empty() {
@@ -229,12 +358,13 @@ pub async fn logs(
         }
         _ => logs.read_from(&job.id, 0)?,
     };
-    let follow = matches!(q.get("follow"), Some("true" | "1" | ""));
+    let follow = q.follow;
     let text = |b: Body| {
         Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .header(header::CACHE_CONTROL, "no-cache")
             .body(b)
+            .map(PlainText)
             .map_err(|e| ApiError::from(DomainError::Internal(e.to_string())))
     };
     if !follow || job.state.is_terminal() {

@@ -10,13 +10,16 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::http::header;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use super::Deleted;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, QueryMap, Ws, parse_json};
+use crate::api::extract::{JsonBody, Params, Ws, body_bytes, parse_native_json};
+use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
+use crate::api::reply::{Created, FileBytes};
 use crate::api::{AppState, artifact_response, paging};
 use crate::store::{ArtifactRow, ModelUpdate, VersionUpdate};
 use crate::tracking::{ModelFileUpload, RegisterRequest};
@@ -26,54 +29,128 @@ use crate::workspace::registry::{
 };
 use crate::workspace::{DomainError, Workspace, validate};
 
-type Reply = Result<Json<Value>, ApiError>;
+type Reply<T> = Result<Json<T>, ApiError>;
+
+/// A file of a model version.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "ModelFile")]
+pub struct FileJson {
+    /// Path inside the version.
+    path: String,
+    /// Bytes.
+    size: i64,
+    /// sha256 of the content.
+    digest: String,
+}
+
+/// A model version with its lineage.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "ModelVersion")]
+pub struct VersionJson {
+    /// The registered model's name.
+    name: String,
+    /// 1, 2, … (never reused).
+    version: i64,
+    /// `models:/name/version`.
+    #[serde(rename = "ref")]
+    reference: String,
+    /// Where the files came from (`runs:/<run>/<path>`, an MLflow URI, or `upload`).
+    source: String,
+    /// The run it was registered from.
+    run_id: Option<String>,
+    /// The MLflow logged model it was registered from (`m-...`).
+    logged_model_id: Option<String>,
+    /// `READY` once its files are in place.
+    status: String,
+    /// MLflow's legacy stage (`None`, `Staging`, `Production`, `Archived`).
+    stage: String,
+    /// Aliases pointing at it.
+    aliases: Vec<String>,
+    /// Tags.
+    tags: BTreeMap<String, String>,
+    /// Training dataset `name:version`, when known.
+    dataset: Option<String>,
+    /// The training job's id, when known.
+    job_id: Option<String>,
+    /// Free text.
+    description: String,
+    /// Milliseconds since the epoch.
+    created_at: i64,
+    /// Last change.
+    updated_at: i64,
+    /// Its files (a single version's reads and registration only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<FileJson>>,
+}
 
 /// A model version as JSON (with its files when given).
-pub(crate) fn version_json(v: &ModelVersion, files: Option<&[ArtifactRow]>) -> Value {
-    let mut out = json!({
-        "name": v.name,
-        "version": v.version,
-        "ref": v.uri(),
-        "source": v.source,
-        "run_id": v.run_id,
-        "logged_model_id": v.model_id,
-        "status": v.status,
-        "stage": v.stage,
-        "aliases": v.aliases,
-        "tags": v.tags,
-        "dataset": v.dataset,
-        "job_id": v.job,
-        "description": v.description,
-        "created_at": v.created_at,
-        "updated_at": v.updated_at,
-    });
-    if let Some(files) = files {
-        out["files"] = json!(
-            files
-                .iter()
-                .map(|f| json!({ "path": f.path, "size": f.size, "digest": f.digest }))
-                .collect::<Vec<_>>()
-        );
+pub(crate) fn version_json(v: ModelVersion, files: Option<Vec<ArtifactRow>>) -> VersionJson {
+    VersionJson {
+        reference: v.uri(),
+        name: v.name,
+        version: v.version,
+        source: v.source,
+        run_id: v.run_id,
+        logged_model_id: v.model_id,
+        status: v.status,
+        stage: v.stage,
+        aliases: v.aliases,
+        tags: v.tags,
+        dataset: v.dataset,
+        job_id: v.job,
+        description: v.description,
+        created_at: v.created_at,
+        updated_at: v.updated_at,
+        files: files.map(|fs| {
+            fs.into_iter()
+                .map(|f| FileJson {
+                    path: f.path,
+                    size: f.size,
+                    digest: f.digest,
+                })
+                .collect()
+        }),
     }
-    out
+}
+
+/// A registered model.
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Model")]
+pub struct ModelJson {
+    /// Unique in the workspace.
+    name: String,
+    /// Free text.
+    description: String,
+    /// Tags.
+    tags: BTreeMap<String, String>,
+    /// Alias → version.
+    aliases: BTreeMap<String, i64>,
+    /// The highest version, if any.
+    latest_version: Option<i64>,
+    /// How many versions exist.
+    version_count: i64,
+    /// Milliseconds since the epoch.
+    created_at: i64,
+    /// Last change of the model or one of its versions.
+    updated_at: i64,
+    /// Its versions (`GET .../models/{name}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    versions: Option<Vec<VersionJson>>,
 }
 
 /// A registered model as JSON (with its versions when given).
-fn model_json(m: &RegisteredModel, versions: Option<&[ModelVersion]>) -> Value {
-    let mut out = json!({
-        "name": m.name,
-        "description": m.description,
-        "tags": m.tags,
-        "aliases": m.aliases,
-        "latest_version": m.latest_version,
-        "version_count": m.version_count,
-        "created_at": m.created_at,
-        "updated_at": m.updated_at,
-    });
-    if let Some(vs) = versions {
-        out["versions"] = json!(vs.iter().map(|v| version_json(v, None)).collect::<Vec<_>>());
+fn model_json(m: RegisteredModel, versions: Option<Vec<ModelVersion>>) -> ModelJson {
+    ModelJson {
+        name: m.name,
+        description: m.description,
+        tags: m.tags,
+        aliases: m.aliases,
+        latest_version: m.latest_version,
+        version_count: m.version_count,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        versions: versions.map(|vs| vs.into_iter().map(|v| version_json(v, None)).collect()),
     }
-    out
 }
 
 /// `{version}` in a path: a number, `@alias` or `latest`.
@@ -123,19 +200,46 @@ fn tag_changes(
     Ok((set, delete))
 }
 
+/// The query of `GET .../models`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size (default 100, 1 to 1000).
+    max_results: Option<i64>,
+    /// From the previous page's `next_page_token`.
+    page_token: Option<String>,
+}
+
+/// A page of registered models.
+#[derive(Serialize, JsonSchema)]
+pub struct ModelList {
+    /// By name.
+    models: Vec<ModelJson>,
+    /// The next page, if any.
+    next_page_token: Option<String>,
+}
+
 /// `GET .../models?max_results=N&page_token=T`: registered models by name.
-pub async fn list(State(st): State<AppState>, Ws(ws): Ws, q: QueryMap) -> Reply {
-    let limit = q.int("max_results")?.unwrap_or(100).clamp(1, 1000) as usize;
-    let offset = paging::decode(q.get("page_token"))?;
+pub async fn list(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Params(q): Params<ListQuery>,
+) -> Reply<ModelList> {
+    let limit = q.max_results.unwrap_or(100).clamp(1, 1000) as usize;
+    let offset = paging::decode(q.page_token.as_deref())?;
     let all = st.tracking.store.registered_models(ws.id, None).await?;
-    let page: Vec<Value> = all
-        .iter()
+    let total = all.len();
+    let models = all
+        .into_iter()
         .skip(offset)
         .take(limit)
         .map(|m| model_json(m, None))
         .collect();
-    let next = paging::next(offset, all.len().saturating_sub(offset), limit);
-    Ok(Json(json!({ "models": page, "next_page_token": next })))
+    let next_page_token = paging::next(offset, total.saturating_sub(offset), limit);
+    Ok(Json(ModelList {
+        models,
+        next_page_token,
+    }))
 }
 
 /// `GET .../models/{name}`: the model with its versions.
@@ -143,24 +247,27 @@ pub async fn get(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<ModelJson> {
     let m = st.tracking.store.registered_model(ws.id, &name).await?;
     let versions = st
         .tracking
         .store
         .model_versions(ws.id, Some(&name), None)
         .await?;
-    Ok(Json(model_json(&m, Some(&versions))))
+    Ok(Json(model_json(m, Some(versions))))
 }
 
-#[derive(Deserialize)]
+/// The body of `PATCH .../models/{name}`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateModelReq {
-    /// New name.
-    #[serde(default)]
+    /// New name (MLflow's `new_name` is accepted too).
+    #[serde(default, alias = "new_name")]
     name: Option<String>,
+    /// Free text.
     #[serde(default)]
     description: Option<String>,
+    /// Tag changes: a string sets the tag, `null` removes it.
     #[serde(default)]
     tags: BTreeMap<String, Option<String>>,
 }
@@ -171,7 +278,7 @@ pub async fn update(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
     JsonBody(req): JsonBody<UpdateModelReq>,
-) -> Reply {
+) -> Reply<ModelJson> {
     if let Some(n) = &req.name {
         check_model_name(n)?;
     }
@@ -193,7 +300,7 @@ pub async fn update(
             },
         )
         .await?;
-    Ok(Json(model_json(&m, None)))
+    Ok(Json(model_json(m, None)))
 }
 
 /// `DELETE .../models/{name}`: the model with all its versions.
@@ -201,9 +308,16 @@ pub async fn delete(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<Deleted<String>> {
     st.tracking.delete_registered_model(&ws, &name).await?;
-    Ok(Json(json!({ "deleted": name })))
+    Ok(Json(Deleted { deleted: name }))
+}
+
+/// A model's versions.
+#[derive(Serialize, JsonSchema)]
+pub struct VersionList {
+    /// Oldest first.
+    versions: Vec<VersionJson>,
 }
 
 /// `GET .../models/{name}/versions`: every version of a model.
@@ -211,34 +325,120 @@ pub async fn list_versions(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Reply {
+) -> Reply<VersionList> {
     st.tracking.store.registered_model(ws.id, &name).await?;
     let versions = st
         .tracking
         .store
         .model_versions(ws.id, Some(&name), None)
         .await?;
-    Ok(Json(json!({
-        "versions": versions.iter().map(|v| version_json(v, None)).collect::<Vec<_>>()
-    })))
+    Ok(Json(VersionList {
+        versions: versions
+            .into_iter()
+            .map(|v| version_json(v, None))
+            .collect(),
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// Registering from a run's artifacts (the JSON body of `POST .../models/{name}/versions`).
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterReq {
+    /// The run whose artifacts hold the model.
     #[serde(default)]
     run_id: Option<String>,
-    /// An MLflow logged model (`m-...`) to register instead of a run's directory.
+    /// Or: an MLflow logged model (`m-...` or `models:/m-...`) to register.
     #[serde(default)]
     model_id: Option<String>,
+    /// The model's directory among the run's artifacts (default `model`).
     #[serde(default)]
     path: Option<String>,
+    /// Free text.
     #[serde(default)]
     description: Option<String>,
+    /// Tags of the version.
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    /// Aliases to point at the version.
     #[serde(default)]
     aliases: Vec<String>,
+}
+
+/// The `meta` part of an upload.
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadMeta {
+    /// Free text.
+    #[serde(default)]
+    description: Option<String>,
+    /// Tags of the version.
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    /// Aliases to point at the version.
+    #[serde(default)]
+    aliases: Vec<String>,
+}
+
+/// What `POST .../models/{name}/versions` registers: a run's artifacts (JSON), or files
+/// uploaded as multipart (see the module documentation).
+pub enum Registration {
+    /// From a run.
+    FromRun(RegisterReq),
+    /// Uploaded files.
+    Upload(UploadMeta, Vec<ModelFileUpload>),
+}
+
+impl<S: Send + Sync> FromRequest<S> for Registration {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+        if multipart {
+            let form = Multipart::from_request(req, state)
+                .await
+                .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
+            let (meta, files) = read_upload(form).await?;
+            Ok(Self::Upload(meta, files))
+        } else {
+            let bytes = body_bytes(req, state).await?;
+            Ok(Self::FromRun(parse_native_json(&bytes)?))
+        }
+    }
+}
+
+impl DocInput for Registration {
+    fn describe(g: &mut Generators, op: &mut OpDoc) {
+        let meta = g.request::<UploadMeta>();
+        op.body = Some(BodyDoc {
+            required: true,
+            content: vec![
+                ("application/json", g.request::<RegisterReq>()),
+                (
+                    "multipart/form-data",
+                    json!({
+                        "type": "object",
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": { "type": "string", "format": "binary" },
+                                "description": "One part per file; its filename is the path inside the version.",
+                            },
+                            "meta": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": meta,
+                                "description": "Optional JSON: description, tags, aliases.",
+                            },
+                        },
+                        "additionalProperties": false,
+                    }),
+                ),
+            ],
+        });
+    }
 }
 
 /// `POST .../models/{name}/versions`: registers the next version, from
@@ -248,57 +448,44 @@ pub async fn register(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-    req: Request,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
-    let v = if multipart {
-        let form = Multipart::from_request(req, &st)
-            .await
-            .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
-        let (meta, files) = read_upload(form).await?;
-        st.tracking
-            .register_model_upload(&ws, register_request(&name, meta), files)
-            .await?
-    } else {
-        let bytes = axum::body::Bytes::from_request(req, &st)
-            .await
-            .map_err(|e| DomainError::Malformed(format!("cannot read request body: {e}")))?;
-        let mut meta: RegisterReq = parse_json(&bytes)?;
-        if let Some(model_id) = meta.model_id.take() {
-            let model_id = model_id
-                .strip_prefix("models:/")
-                .unwrap_or(&model_id)
-                .to_string();
+    body: Registration,
+) -> Result<Created<VersionJson>, ApiError> {
+    let v = match body {
+        Registration::Upload(meta, files) => {
+            let req = register_request(&name, meta.description, meta.tags, meta.aliases);
+            st.tracking.register_model_upload(&ws, req, files).await?
+        }
+        Registration::FromRun(meta) if meta.model_id.is_some() => {
             if meta.run_id.is_some() {
                 return Err(DomainError::invalid(
                     "give either 'run_id' (a run's directory) or 'model_id' (a logged model), not both",
                 )
                 .into());
             }
-            let path = meta.path.take().unwrap_or_default();
-            let source = format!("models:/{model_id}");
+            let given = meta.model_id.unwrap_or_default();
+            let model_id = given.strip_prefix("models:/").unwrap_or(&given).to_string();
+            let path = meta.path.unwrap_or_default();
+            let req = register_request(&name, meta.description, meta.tags, meta.aliases);
             st.tracking
                 .register_model_from_logged_model(
                     &ws,
-                    register_request(&name, meta),
+                    req,
                     &model_id,
                     &path,
-                    source,
+                    format!("models:/{model_id}"),
                 )
                 .await?
-        } else {
-            let run_id = meta.run_id.take().ok_or_else(|| {
+        }
+        Registration::FromRun(meta) => {
+            let run_id = meta.run_id.ok_or_else(|| {
                 DomainError::invalid(
                     "missing 'run_id' or 'model_id': register from a run's artifacts or an MLflow logged model, or upload files as multipart/form-data",
                 )
             })?;
-            let path = meta.path.take().unwrap_or_else(|| "model".to_string());
+            let path = meta.path.unwrap_or_else(|| "model".to_string());
+            let req = register_request(&name, meta.description, meta.tags, meta.aliases);
             st.tracking
-                .register_model_from_run(&ws, register_request(&name, meta), &run_id, &path, None)
+                .register_model_from_run(&ws, req, &run_id, &path, None)
                 .await?
         }
     };
@@ -307,24 +494,29 @@ pub async fn register(
         .store
         .model_files(ws.id, &v.name, v.version)
         .await?;
-    Ok((StatusCode::CREATED, Json(version_json(&v, Some(&files)))))
+    Ok(Created(version_json(v, Some(files))))
 }
 
-fn register_request(name: &str, meta: RegisterReq) -> RegisterRequest {
+fn register_request(
+    name: &str,
+    description: Option<String>,
+    tags: BTreeMap<String, String>,
+    aliases: Vec<String>,
+) -> RegisterRequest {
     RegisterRequest {
         name: name.to_string(),
         create_model: true,
-        description: meta.description.unwrap_or_default(),
-        tags: meta.tags,
-        aliases: meta.aliases,
+        description: description.unwrap_or_default(),
+        tags,
+        aliases,
     }
 }
 
 /// Reads the `meta` and `file` parts of an upload.
 async fn read_upload(
     mut form: Multipart,
-) -> Result<(RegisterReq, Vec<ModelFileUpload>), DomainError> {
-    let mut meta = RegisterReq::default();
+) -> Result<(UploadMeta, Vec<ModelFileUpload>), DomainError> {
+    let mut meta = UploadMeta::default();
     let mut files = Vec::new();
     while let Some(field) = form
         .next_field()
@@ -339,12 +531,11 @@ async fn read_upload(
             .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
         match part.as_str() {
             "meta" => {
-                meta = parse_json(&data)?;
-                if meta.run_id.is_some() || meta.path.is_some() {
-                    return Err(DomainError::invalid(
-                        "an upload's meta takes description, tags and aliases only",
-                    ));
-                }
+                meta = parse_native_json(&data).map_err(|e| {
+                    DomainError::invalid(format!(
+                        "an upload's meta takes description, tags and aliases only: {e}"
+                    ))
+                })?;
             }
             "file" => {
                 let path = file_name.filter(|f| !f.is_empty()).ok_or_else(|| {
@@ -373,23 +564,27 @@ pub async fn get_version(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
-) -> Reply {
+) -> Reply<VersionJson> {
     let v = resolve(&st, &ws, &name, &version).await?;
     let files = st
         .tracking
         .store
         .model_files(ws.id, &v.name, v.version)
         .await?;
-    Ok(Json(version_json(&v, Some(&files))))
+    Ok(Json(version_json(v, Some(files))))
 }
 
-#[derive(Deserialize)]
+/// The body of `PATCH .../models/{name}/versions/{version}`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateVersionReq {
+    /// Free text.
     #[serde(default)]
     description: Option<String>,
+    /// MLflow's legacy stage: `None`, `Staging`, `Production` or `Archived`.
     #[serde(default)]
     stage: Option<String>,
+    /// Tag changes: a string sets the tag, `null` removes it.
     #[serde(default)]
     tags: BTreeMap<String, Option<String>>,
 }
@@ -400,7 +595,7 @@ pub async fn update_version(
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
     JsonBody(req): JsonBody<UpdateVersionReq>,
-) -> Reply {
+) -> Reply<VersionJson> {
     if let Some(d) = &req.description {
         check_description(d)?;
     }
@@ -422,7 +617,7 @@ pub async fn update_version(
             },
         )
         .await?;
-    Ok(Json(version_json(&v, None)))
+    Ok(Json(version_json(v, None)))
 }
 
 /// `DELETE .../models/{name}/versions/{version}`.
@@ -430,17 +625,19 @@ pub async fn delete_version(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
-) -> Reply {
+) -> Reply<Deleted<String>> {
     let v = resolve(&st, &ws, &name, &version).await?;
     st.tracking
         .delete_model_version(&ws, &name, v.version)
         .await?;
-    Ok(Json(json!({ "deleted": v.uri() })))
+    Ok(Json(Deleted { deleted: v.uri() }))
 }
 
-#[derive(Deserialize)]
+/// The body of `PUT .../models/{name}/aliases/{alias}`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AliasReq {
+    /// The version the alias points at.
     version: i64,
 }
 
@@ -450,12 +647,12 @@ pub async fn put_alias(
     Ws(ws): Ws,
     Path((_, name, alias)): Path<(String, String, String)>,
     JsonBody(req): JsonBody<AliasReq>,
-) -> Reply {
+) -> Reply<VersionJson> {
     let v = st
         .tracking
         .set_model_alias(&ws, &name, &alias, req.version)
         .await?;
-    Ok(Json(version_json(&v, None)))
+    Ok(Json(version_json(v, None)))
 }
 
 /// `DELETE .../models/{name}/aliases/{alias}`.
@@ -463,12 +660,14 @@ pub async fn delete_alias(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, alias)): Path<(String, String, String)>,
-) -> Reply {
+) -> Reply<Deleted<String>> {
     st.tracking
         .store
         .delete_model_alias(ws.id, &name, &alias)
         .await?;
-    Ok(Json(json!({ "deleted": format!("{name}@{alias}") })))
+    Ok(Json(Deleted {
+        deleted: format!("{name}@{alias}"),
+    }))
 }
 
 /// `GET .../models/{name}/versions/{version}/files/{*path}`: one file of the version.
@@ -476,11 +675,11 @@ pub async fn download(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name, version, path)): Path<(String, String, String, String)>,
-) -> Result<Response, ApiError> {
+) -> Result<FileBytes, ApiError> {
     let v = resolve(&st, &ws, &name, &version).await?;
     let (file, reader) = st
         .tracking
         .open_model_version_file(&ws, &name, v.version, &path)
         .await?;
-    Ok(artifact_response(&file, reader))
+    Ok(FileBytes(artifact_response(&file, reader)))
 }

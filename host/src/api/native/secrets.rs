@@ -1,39 +1,56 @@
 //! Secret endpoints: set (create or replace), list, show and delete. No response ever carries
 //! a value: the API takes values in and gives back metadata only.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::extract::Ws;
+use crate::api::extract::{Ws, body_bytes};
+use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
+use crate::api::reply::{Empty, Upserted};
 use crate::auth::Principal;
 use crate::secrets::{SecretMeta, SecretString};
 use crate::workspace::DomainError;
 
-/// A secret's metadata as JSON, with the datastores whose grants name it.
-fn secret_json(m: &SecretMeta, datastores: Option<Vec<String>>) -> Value {
-    let mut v = json!({
-        "name": m.name,
-        "version": m.version,
-        "created_at": m.created_at,
-        "updated_at": m.updated_at,
-        "created_by": m.created_by,
-    });
-    if let Some(d) = datastores {
-        v["datastores"] = json!(d);
+/// A secret's metadata (never its value).
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "Secret")]
+pub struct SecretJson {
+    /// Name, unique in the workspace.
+    name: String,
+    /// 1 when created, +1 on each replacement.
+    version: i64,
+    /// Milliseconds since the epoch.
+    created_at: i64,
+    /// The last replacement.
+    updated_at: i64,
+    /// Who created it.
+    created_by: Option<String>,
+    /// The datastores whose grants name it (`GET .../secrets/{name}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datastores: Option<Vec<String>>,
+}
+
+fn secret_json(m: SecretMeta, datastores: Option<Vec<String>>) -> SecretJson {
+    SecretJson {
+        name: m.name,
+        version: m.version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        created_by: m.created_by,
+        datastores,
     }
-    v
 }
 
 /// The body of `PUT .../secrets/{name}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SetBody {
+    /// The value (UTF-8 text).
+    #[schemars(with = "String")]
     value: SecretString,
 }
 
@@ -60,6 +77,26 @@ fn parse_body(bytes: &[u8]) -> Result<SecretString, DomainError> {
         })
 }
 
+/// The value sent to `PUT .../secrets/{name}`, read without echoing it in any error.
+pub struct SecretBody(SecretString);
+
+impl<S: Send + Sync> FromRequest<S> for SecretBody {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = body_bytes(req, state).await?;
+        Ok(Self(parse_body(&body)?))
+    }
+}
+
+impl DocInput for SecretBody {
+    fn describe(g: &mut Generators, op: &mut OpDoc) {
+        op.body = Some(BodyDoc {
+            required: true,
+            content: vec![("application/json", g.request::<SetBody>())],
+        });
+    }
+}
+
 /// `PUT .../secrets/{name}` with `{"value": "..."}`: 201 when created, 200 when replaced;
 /// answers the metadata.
 pub async fn put(
@@ -67,30 +104,31 @@ pub async fn put(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
     Extension(p): Extension<Principal>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let value = parse_body(&body)?;
-    drop(body);
+    SecretBody(value): SecretBody,
+) -> Result<Upserted<SecretJson>, ApiError> {
     let w = st
         .tracking
         .set_secret(&ws, &name, value, Some(p.actor()))
         .await?;
-    Ok((
-        if w.created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(secret_json(&w.meta, None)),
-    ))
+    Ok(Upserted {
+        created: w.created,
+        body: secret_json(w.meta, None),
+    })
+}
+
+/// The secrets of a workspace.
+#[derive(Serialize, JsonSchema)]
+pub struct SecretList {
+    /// Metadata only, by name.
+    secrets: Vec<SecretJson>,
 }
 
 /// `GET .../secrets`: metadata of every secret of the workspace.
-pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Result<Json<SecretList>, ApiError> {
     let all = st.tracking.list_secrets(&ws).await?;
-    Ok(Json(json!({
-        "secrets": all.iter().map(|m| secret_json(m, None)).collect::<Vec<_>>()
-    })))
+    Ok(Json(SecretList {
+        secrets: all.into_iter().map(|m| secret_json(m, None)).collect(),
+    }))
 }
 
 /// `GET .../secrets/{name}`: metadata, and the datastores granted the secret.
@@ -98,10 +136,10 @@ pub async fn get(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretJson>, ApiError> {
     let m = st.tracking.secret(&ws, &name).await?;
     let users = st.tracking.secret_datastores(&ws, &name).await?;
-    Ok(Json(secret_json(&m, Some(users))))
+    Ok(Json(secret_json(m, Some(users))))
 }
 
 /// `DELETE .../secrets/{name}`.
@@ -109,9 +147,9 @@ pub async fn delete(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     st.tracking.delete_secret(&ws, &name).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 #[cfg(test)]
