@@ -108,6 +108,11 @@ pub fn parse_mlflow_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DomainE
     } else {
         bytes
     };
+    if escapes_nul(bytes) {
+        return Err(DomainError::invalid(
+            "the request body contains a NUL character (\\u0000), which no name or value may hold",
+        ));
+    }
     match serde_json::from_slice::<T>(bytes) {
         Ok(t) => Ok(t),
         Err(e) if e.classify() != serde_json::error::Category::Data => {

@@ -70,6 +70,14 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for DomainError {
     fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL refuses a NUL character in text (22021): the caller's input, not a fault
+        if let Some(d) = e.as_database_error()
+            && d.code().as_deref() == Some("22021")
+        {
+            return DomainError::invalid(
+                "a name or value contains a NUL character (\\u0000), which cannot be stored",
+            );
+        }
         tracing::error!(error = %e, "database error");
         DomainError::Internal(format!("database: {e}"))
     }

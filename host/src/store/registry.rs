@@ -62,7 +62,7 @@ pub struct VersionUpdate {
 }
 
 fn model_missing(name: &str) -> DomainError {
-    DomainError::NotFound(format!("registered model '{name}' does not exist"))
+    DomainError::NotFound(format!("Registered Model with name={name} not found"))
 }
 
 fn version_missing(name: &str, version: i64) -> DomainError {

@@ -804,9 +804,15 @@ pub async fn search_versions(
     if let Some(f) = &filter {
         versions.retain(|v| eval_filter(f, &|k| version_field(v, k), &v.tags));
     }
+    // MLflow's order: the most recently updated first by default; ties by name, newest version
+    let order_by = if req.order_by.is_empty() {
+        vec!["last_updated_timestamp DESC".to_string()]
+    } else {
+        req.order_by.clone()
+    };
     sort_by(
         &mut versions,
-        &req.order_by,
+        &order_by,
         version_attribute,
         version_field,
         &[("name", true), ("version_number", false)],
