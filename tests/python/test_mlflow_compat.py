@@ -453,9 +453,11 @@ class MlflowThree(unittest.TestCase):
         v = mlflow.register_model(f"models:/{info.model_id}", name)
         self.assertEqual(v.version, "1")
         self.assertEqual(v.run_id, run.info.run_id)
-        self.assertEqual(self.client.get_model_version(name, "1").model_id, info.model_id)
+        # (the client does not read a version's model_id; the logged model's tag lists it)
         tag = self.client.get_logged_model(info.model_id).tags["mlflow.modelVersions"]
-        self.assertEqual(json.loads(tag), [{"name": name, "version": 1}])
+        # the server lists the registration (the fluent client then appends its own entry, as
+        # it does against mlflow server)
+        self.assertIn({"name": name, "version": 1}, json.loads(tag))
         again = mlflow.pyfunc.load_model(f"models:/{name}/1")
         self.assertEqual(list(again.predict([5])), [6])
         # the MLflow 2 spelling, runs:/<run>/model, finds the logged model too
@@ -507,7 +509,7 @@ class MlflowThree(unittest.TestCase):
         self.assertEqual([m.name for m in ordered], ["b", "a"])
         scoped = self.client.search_logged_models([exp], datasets=[{"dataset_name": "val"}])
         self.assertEqual([m.name for m in scoped], ["a"])
-        with self.assertRaisesRegex(MlflowException, "Invalid"):
+        with self.assertRaisesRegex(MlflowException, "(?i)invalid filter"):
             self.client.search_logged_models([exp], filter_string="metrics.acc >")
         self.client.delete_logged_model(a.model_id)
         with self.assertRaisesRegex(MlflowException, "not found"):
