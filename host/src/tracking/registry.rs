@@ -58,6 +58,20 @@ fn task_err(e: tokio::task::JoinError) -> DomainError {
 }
 
 impl RegisterRequest {
+    /// The version to add: this request's model, description, tags and aliases, from `source`
+    /// (callers fill in the lineage and files).
+    fn into_version(self, source: String) -> NewModelVersion {
+        NewModelVersion {
+            name: self.name,
+            create_model: self.create_model,
+            description: self.description,
+            tags: self.tags,
+            aliases: self.aliases,
+            source,
+            ..NewModelVersion::default()
+        }
+    }
+
     fn check(&self) -> DomainResult<()> {
         check_model_name(&self.name)?;
         check_description(&self.description)?;
@@ -138,17 +152,11 @@ impl Tracking {
             None => self.card_dataset(&files).await?,
         };
         let new = NewModelVersion {
-            name: req.name,
-            create_model: req.create_model,
-            description: req.description,
-            tags: req.tags,
-            aliases: req.aliases,
             run_id: Some(run.id.clone()),
-            model_id: None,
-            source: source.unwrap_or_else(|| format!("runs:/{}/{path}", run.id)),
             dataset,
             job_key,
             files,
+            ..req.into_version(source.unwrap_or_else(|| format!("runs:/{}/{path}", run.id)))
         };
         let v = self.store.add_model_version(ws.id, &new).await?;
         tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, run = %run_id, "model version registered");
@@ -189,17 +197,11 @@ impl Tracking {
             .collect();
         let dataset = self.card_dataset(&files).await?;
         let new = NewModelVersion {
-            name: req.name,
-            create_model: req.create_model,
-            description: req.description,
-            tags: req.tags,
-            aliases: req.aliases,
             run_id: model.source_run_id.clone(),
             model_id: Some(model.id.clone()),
-            source,
             dataset,
-            job_key: None,
             files,
+            ..req.into_version(source)
         };
         let v = self.store.add_model_version(ws.id, &new).await?;
         drop(_guard);
@@ -259,17 +261,12 @@ impl Tracking {
             .model_files(ws.id, &src.name, src.version)
             .await?;
         let new = NewModelVersion {
-            name: req.name,
-            create_model: req.create_model,
-            description: req.description,
-            tags: req.tags,
-            aliases: req.aliases,
             run_id: src.run_id.clone(),
             model_id: src.model_id.clone(),
-            source,
             dataset: src.dataset.clone(),
             job_key: src.job_id,
             files,
+            ..req.into_version(source)
         };
         let v = self.store.add_model_version(ws.id, &new).await?;
         tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, from = %src.uri(), "model version copied");
@@ -287,17 +284,8 @@ impl Tracking {
     ) -> DomainResult<ModelVersion> {
         req.check()?;
         let new = NewModelVersion {
-            name: req.name,
-            create_model: req.create_model,
-            description: req.description,
-            tags: req.tags,
-            aliases: req.aliases,
             run_id,
-            model_id: None,
-            source,
-            dataset: None,
-            job_key: None,
-            files: Vec::new(),
+            ..req.into_version(source)
         };
         self.store.add_model_version(ws.id, &new).await
     }
@@ -368,17 +356,9 @@ impl Tracking {
         .await
         .map_err(task_err)??;
         let new = NewModelVersion {
-            name: req.name,
-            create_model: req.create_model,
-            description: req.description,
-            tags: req.tags,
-            aliases: req.aliases,
-            run_id: None,
-            model_id: None,
-            source: "upload".into(),
             dataset,
-            job_key: None,
             files: rows,
+            ..req.into_version("upload".into())
         };
         let v = self.store.add_model_version(ws.id, &new).await?;
         tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, "model version uploaded");

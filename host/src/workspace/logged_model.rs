@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::filter::{Comparison, Entity, Expr, Op, Value};
-use super::registry::{Field, like};
+use super::filter::{Comparison, Entity, Expr};
+use super::registry::{Field, field_matches};
 use super::{DomainError, DomainResult, LifecycleStage, Millis};
 
 /// Most logged models one search page answers (MLflow's default and limit).
@@ -261,42 +261,12 @@ impl LoggedModel {
                 .metrics
                 .iter()
                 .filter(|m| m.key == c.key && in_scope(m, scopes))
-                .any(|m| cmp(c, &Field::Number(m.value))),
-            Entity::Param => cmp(c, &field(&self.params)),
-            Entity::Tag => cmp(c, &field(&self.tags)),
-            Entity::Attribute => cmp(c, &self.attribute(&c.key)),
+                .any(|m| field_matches(c, &Field::Number(m.value))),
+            Entity::Param => field_matches(c, &field(&self.params)),
+            Entity::Tag => field_matches(c, &field(&self.tags)),
+            Entity::Attribute => field_matches(c, &self.attribute(&c.key)),
             Entity::Dataset => false,
         }
-    }
-}
-
-fn cmp(c: &Comparison, f: &Field) -> bool {
-    use std::cmp::Ordering::*;
-    let ord = |o: std::cmp::Ordering| match c.op {
-        Op::Eq => o == Equal,
-        Op::Ne => o != Equal,
-        Op::Lt => o == Less,
-        Op::Le => o != Greater,
-        Op::Gt => o == Greater,
-        Op::Ge => o != Less,
-        _ => false,
-    };
-    match (c.op, &c.value, f) {
-        (Op::IsNull, _, f) => *f == Field::Null,
-        (Op::IsNotNull, _, f) => *f != Field::Null,
-        (_, _, Field::Null) => false,
-        (Op::In, Value::List(l), Field::Text(t)) => l.contains(t),
-        (Op::NotIn, Value::List(l), Field::Text(t)) => !l.contains(t),
-        (Op::Like, Value::Text(p), Field::Text(t)) => like(p, t, false),
-        (Op::ILike, Value::Text(p), Field::Text(t)) => like(p, t, true),
-        (_, Value::Text(v), Field::Text(t)) => ord(t.as_str().cmp(v.as_str())),
-        (_, Value::Number(v), Field::Number(n)) => n.partial_cmp(v).is_some_and(ord),
-        (_, Value::Text(v), Field::Number(n)) => v
-            .parse::<f64>()
-            .ok()
-            .and_then(|v| n.partial_cmp(&v))
-            .is_some_and(ord),
-        _ => false,
     }
 }
 

@@ -435,11 +435,18 @@ fn eval_cmp(c: &Comparison, attr: &dyn Fn(&str) -> Field, tags: &BTreeMap<String
         Entity::Attribute => attr(&c.key),
         Entity::Metric | Entity::Param | Entity::Dataset => Field::Null,
     };
-    match (c.op, &c.value, &field) {
+    field_matches(c, &field)
+}
+
+/// Whether a field's value satisfies a comparison: text against text, numbers against numbers
+/// (a numeric text compared with a number counts as that number); an absent tag differs from
+/// every value (MLflow's client filters prompts out of model searches with
+/// `tag.mlflow.prompt.is_prompt != 'true'`), other absent fields match only `IS NULL`.
+pub fn field_matches(c: &Comparison, field: &Field) -> bool {
+    use super::filter::Entity;
+    match (c.op, &c.value, field) {
         (Op::IsNull, _, f) => *f == Field::Null,
         (Op::IsNotNull, _, f) => *f != Field::Null,
-        // an absent tag differs from every value (MLflow's client filters prompts out of model
-        // searches with `tag.mlflow.prompt.is_prompt != 'true'`)
         (Op::Ne | Op::NotIn, _, Field::Null) => c.entity == Entity::Tag,
         (_, _, Field::Null) => false,
         (Op::In, Value::List(l), Field::Text(t)) => l.contains(t),
@@ -450,6 +457,11 @@ fn eval_cmp(c: &Comparison, attr: &dyn Fn(&str) -> Field, tags: &BTreeMap<String
         (op, Value::Number(v), Field::Number(n)) => {
             n.partial_cmp(v).is_some_and(|o| compare(op, o))
         }
+        (op, Value::Text(v), Field::Number(n)) => v
+            .parse::<f64>()
+            .ok()
+            .and_then(|v| n.partial_cmp(&v))
+            .is_some_and(|o| compare(op, o)),
         _ => false,
     }
 }
