@@ -13,6 +13,7 @@ mod endpoints;
 mod experiments;
 mod jobs;
 mod logging;
+mod migrations;
 mod registry;
 mod rows;
 mod runs;
@@ -158,7 +159,7 @@ impl Store {
             .connect_with(base.clone())
             .await
             .map_err(StoreError::Connect)?;
-        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        migrations::sqlite().run(&write).await?;
         let readers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -191,7 +192,7 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::Connect)?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        migrations::postgres().run(&pool).await?;
         Ok(Self {
             db: Db::Postgres(pool),
         })
