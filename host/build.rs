@@ -1,6 +1,8 @@
 //! Builds the plugins workspace (`plugins/`, built-ins and test fixtures) for wasm32-wasip2 and
 //! embeds the built-in components in the binary, as wasmtime's test-programs do: the host and
-//! its plugins always come from the same sources.
+//! its plugins always come from the same sources. Also lists the SQL migrations for
+//! `store::migrations` (what `sqlx::migrate!` did, without sqlx's proc-macro crates, which built
+//! a second copy of SQLite, sqlx's drivers and tokio in every cold build).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,8 +62,9 @@ fn main() {
         ));
     }
     src.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("builtin.rs");
-    std::fs::write(out, src).unwrap();
+    let out_dir_env = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    std::fs::write(out_dir_env.join("builtin.rs"), src).unwrap();
+    embed_migrations(&host, &out_dir_env);
     println!("cargo:rustc-env=ATRIUM_PLUGINS_OUT={}", out_dir.display());
 }
 
@@ -106,4 +109,55 @@ fn build_plugins(plugins: &Path, target_dir: &Path) {
         "building the plugins for wasm32-wasip2 failed; is the target installed? \
          `rustup target add wasm32-wasip2` (scripts/setup.sh does it)"
     );
+}
+
+/// Writes `migrations.rs`: for each engine a `(version, description, sql)` table of
+/// `host/migrations/<engine>/<VERSION>_<description>.sql`, sorted by version, parsed the way
+/// sqlx's migration resolver parses file names (so the checksums stored by earlier builds match).
+fn embed_migrations(host: &Path, out_dir: &Path) {
+    let mut src = String::new();
+    for (engine, konst) in [("sqlite", "SQLITE"), ("postgres", "POSTGRES")] {
+        let dir = host.join("migrations").join(engine);
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !path.is_file() || !name.ends_with(".sql") {
+                continue;
+            }
+            let (version, rest) = name.split_once('_').unwrap_or_else(|| {
+                panic!("migration {name}: expected <VERSION>_<description>.sql")
+            });
+            assert!(
+                !rest.ends_with(".up.sql") && !rest.ends_with(".down.sql"),
+                "migration {name}: reversible migrations are not supported, use <VERSION>_<description>.sql"
+            );
+            let version: i64 = version.parse().unwrap_or_else(|_| {
+                panic!("migration {name}: the version prefix is not an integer")
+            });
+            let description = rest.trim_end_matches(".sql").replace('_', " ");
+            found.push((version, description, path.canonicalize().unwrap()));
+        }
+        found.sort_by_key(|m| m.0);
+        for w in found.windows(2) {
+            assert!(
+                w[0].0 != w[1].0,
+                "two {engine} migrations have version {}",
+                w[0].0
+            );
+        }
+        src.push_str(&format!(
+            "/// The {engine} migrations: (version, description, SQL), by version.\n\
+             pub(super) const {konst}: &[(i64, &str, &str)] = &[\n"
+        ));
+        for (version, description, path) in found {
+            src.push_str(&format!(
+                "    ({version}, {description:?}, include_str!({:?})),\n",
+                path.display().to_string()
+            ));
+        }
+        src.push_str("];\n");
+    }
+    std::fs::write(out_dir.join("migrations.rs"), src).unwrap();
 }

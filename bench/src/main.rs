@@ -1,5 +1,6 @@
-//! Tracking benchmark: the same client workload against `atrium serve` and `mlflow server`
-//! (SQLite backends both), run side by side in one process. See bench/README in RESULTS.md.
+//! Tracking benchmark: the same client workload against `atrium serve`, `mlflow server` and
+//! FastTrackML (`fml server`, the Go MLflow-compatible server), SQLite backends all three, run
+//! side by side in one process. See bench/RESULTS.md.
 //!
 //! Workloads: log-batch of 1000 metrics from 4 client threads (points/s), create-run from
 //! 4 client threads (runs/s), and run search with a filter over N seeded runs (p50/p99 ms).
@@ -16,11 +17,13 @@ use serde_json::{Value, json};
 struct Args {
     atrium: PathBuf,
     mlflow: PathBuf,
+    fasttrackml: PathBuf,
     runs: usize,
     seconds: f64,
     threads: usize,
     queries: usize,
     skip_mlflow: bool,
+    skip_fasttrackml: bool,
     also_normal: bool,
 }
 
@@ -28,11 +31,13 @@ fn parse_args() -> Args {
     let mut a = Args {
         atrium: PathBuf::from("target/release/atrium"),
         mlflow: PathBuf::from("bench/.venv/bin/mlflow"),
+        fasttrackml: PathBuf::from("bench/.venv/bin/fml"),
         runs: 100_000,
         seconds: 10.0,
         threads: 4,
         queries: 40,
         skip_mlflow: false,
+        skip_fasttrackml: false,
         also_normal: false,
     };
     let mut it = std::env::args().skip(1);
@@ -41,14 +46,16 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--atrium" => a.atrium = val().into(),
             "--mlflow" => a.mlflow = val().into(),
+            "--fasttrackml" => a.fasttrackml = val().into(),
             "--runs" => a.runs = val().parse().expect("--runs N"),
             "--seconds" => a.seconds = val().parse().expect("--seconds S"),
             "--threads" => a.threads = val().parse().expect("--threads N"),
             "--queries" => a.queries = val().parse().expect("--queries N"),
             "--skip-mlflow" => a.skip_mlflow = true,
+            "--skip-fasttrackml" => a.skip_fasttrackml = true,
             "--also-normal" => a.also_normal = true,
             other => panic!(
-                "unknown flag {other}; flags: --atrium BIN --mlflow BIN --runs N --seconds S --threads N --queries N --skip-mlflow"
+                "unknown flag {other}; flags: --atrium BIN --mlflow BIN --fasttrackml BIN --runs N --seconds S --threads N --queries N --skip-mlflow --skip-fasttrackml --also-normal"
             ),
         }
     }
@@ -58,7 +65,7 @@ fn parse_args() -> Args {
 struct Proc {
     child: Child,
     url: String,
-    /// Atrium's bootstrap admin token (sent as `Authorization: Bearer`); None for mlflow.
+    /// Atrium's bootstrap admin token (sent as `Authorization: Bearer`); None for the peers.
     token: Option<String>,
     _dir: tempfile::TempDir,
 }
@@ -99,15 +106,20 @@ fn start_atrium(bin: &PathBuf, sync: &str) -> Proc {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start atrium");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("atrium listening on ")
-        .expect("listen line")
-        .to_string();
+    // the first start also prints where the bootstrap admin token went
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "atrium exited before listening"
+        );
+        if let Some(u) = line.trim().strip_prefix("atrium listening on ") {
+            break u.to_string();
+        }
+    };
+    // keep draining: a closed pipe would fail the server's next print
+    std::thread::spawn(move || for _ in out.lines() {});
     // written before the listen line; every route but the health checks needs it
     let token = std::fs::read_to_string(dir.path().join("admin.token"))
         .expect("admin.token in the data dir")
@@ -153,6 +165,35 @@ fn start_mlflow(bin: &PathBuf) -> (Proc, PathBuf) {
         .expect("start mlflow server (run bench/run.sh to create bench/.venv)");
     let url = format!("http://127.0.0.1:{port}");
     wait_health(&url, Duration::from_secs(180));
+    (
+        Proc {
+            child,
+            url,
+            token: None,
+            _dir: dir,
+        },
+        db,
+    )
+}
+
+fn start_fasttrackml(bin: &PathBuf) -> (Proc, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fasttrackml.db");
+    let port = free_port();
+    let child = Command::new(bin)
+        .args(["server", "--listen-address", &format!("127.0.0.1:{port}")])
+        .arg("--database-uri")
+        .arg(format!("sqlite://{}", db.display()))
+        .arg("--default-artifact-root")
+        .arg(dir.path().join("artifacts"))
+        .args(["--log-level", "warn"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fml server (bench/run.sh installs fasttrackml into bench/.venv)");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_health(&url, Duration::from_secs(60));
     (
         Proc {
             child,
@@ -443,6 +484,59 @@ fn seed_mlflow(db: &std::path::Path, exp: &str, runs: usize) {
     });
 }
 
+/// Seeds FastTrackML's SQLite database directly with the same runs (its schema is MLflow's with
+/// typed param values, metric contexts and a row number per run).
+fn seed_fasttrackml(db: &std::path::Path, exp: &str, runs: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let exp: i64 = exp.parse().unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        // the default (empty) metric context, as the server creates it on the first metric
+        sqlx::query("INSERT OR IGNORE INTO contexts (id, json) VALUES (1, '{}')")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let base: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(row_num) + 1, 0) FROM runs")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        for i in 0..runs {
+            let (opt, lr, acc) = seeded(i);
+            let id = format!("{:032x}", i as u128 + (1u128 << 100));
+            let t = 1_700_000_000_000i64 + i as i64;
+            sqlx::query(
+                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, row_num) \
+                 VALUES ($1, $2, 'LOCAL', '', '', 'bench', 'FINISHED', $3, $3, '', 'active', '', $4, $5)",
+            )
+            .bind(&id).bind(format!("run-{i}")).bind(t).bind(exp).bind(base + i as i64)
+            .execute(&mut *tx).await.unwrap();
+            for (k, v) in [("opt", opt.to_string()), ("lr", lr)] {
+                sqlx::query("INSERT INTO params (key, value_str, run_uuid) VALUES ($1, $2, $3)")
+                    .bind(k).bind(v).bind(&id).execute(&mut *tx).await.unwrap();
+            }
+            for (k, v) in [("family", "mlp".to_string()), ("mlflow.runName", format!("run-{i}"))] {
+                sqlx::query("INSERT INTO tags (key, value, run_uuid) VALUES ($1, $2, $3)")
+                    .bind(k).bind(v).bind(&id).execute(&mut *tx).await.unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan, iter, context_id) VALUES ('acc', $1, 1700000000000, $2, 0, 0, 1, 1)",
+            )
+            .bind(acc).bind(&id).execute(&mut *tx).await.unwrap();
+            sqlx::query(
+                "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid, last_iter, context_id) VALUES ('acc', $1, 1700000000000, 0, 0, $2, 1, 1)",
+            )
+            .bind(acc).bind(&id).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    });
+}
+
 /// p50 and p99 latency (ms) of a search, after one warm-up call; also the hit count.
 fn search(srv: &Proc, exp: &str, filter: &str, queries: usize) -> (f64, f64, usize) {
     let c = client();
@@ -470,9 +564,43 @@ fn search(srv: &Proc, exp: &str, filter: &str, queries: usize) -> (f64, f64, usi
 struct Row {
     name: &'static str,
     atrium: f64,
-    mlflow: Option<f64>,
+    /// (mlflow server, FastTrackML), each when measured.
+    peers: [Option<f64>; 2],
     unit: &'static str,
     higher_is_better: bool,
+}
+
+/// A peer's figures: ingest points/s, create-run runs/s, search p50 and p99 ms.
+#[derive(Default, Clone, Copy)]
+struct PeerFigures {
+    ingest: Option<f64>,
+    create: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+}
+
+/// Runs the three workloads against a peer server and reports them under `name`.
+fn measure_peer(
+    name: &str,
+    (srv, db): (Proc, PathBuf),
+    seed: fn(&std::path::Path, &str, usize),
+    a: &Args,
+    filter: &str,
+) -> PeerFigures {
+    let ingest = ingest(&srv, a.threads, a.seconds);
+    println!("{name} ingest: {ingest:.0} points/s");
+    let create = create_runs(&srv, a.threads, a.seconds);
+    println!("{name} create-run: {create:.1} runs/s");
+    let exp = create_experiment(&srv, "search");
+    seed(&db, &exp, a.runs);
+    let (p50, p99, hits) = search(&srv, &exp, filter, a.queries.min(10));
+    println!("{name} search p50 {p50:.1} ms p99 {p99:.1} ms ({hits} runs on the first page)");
+    PeerFigures {
+        ingest: Some(ingest),
+        create: Some(create),
+        p50: Some(p50),
+        p99: Some(p99),
+    }
 }
 
 fn main() {
@@ -482,6 +610,10 @@ fn main() {
     if !a.skip_mlflow {
         a.mlflow = std::fs::canonicalize(&a.mlflow)
             .expect("mlflow executable (bench/run.sh creates bench/.venv)");
+    }
+    if !a.skip_fasttrackml {
+        a.fasttrackml = std::fs::canonicalize(&a.fasttrackml)
+            .expect("fml executable (bench/run.sh installs fasttrackml into bench/.venv)");
     }
     println!(
         "# tracking benchmark: {} client threads, {} s per throughput phase, {} seeded runs",
@@ -517,87 +649,100 @@ fn main() {
         normal = Some((i, c));
     }
 
-    let (mut m_ingest, mut m_create, mut m_p50, mut m_p99) = (None, None, None, None);
-    if !a.skip_mlflow {
-        let (mlflow, db) = start_mlflow(&a.mlflow);
-        let v = ingest(&mlflow, a.threads, a.seconds);
-        println!("mlflow ingest: {v:.0} points/s");
-        m_ingest = Some(v);
-        let v = create_runs(&mlflow, a.threads, a.seconds);
-        println!("mlflow create-run: {v:.1} runs/s");
-        m_create = Some(v);
-        let m_exp = create_experiment(&mlflow, "search");
-        seed_mlflow(&db, &m_exp, a.runs);
-        let (p50, p99, hits) = search(&mlflow, &m_exp, filter, a.queries.min(10));
-        println!("mlflow search p50 {p50:.1} ms p99 {p99:.1} ms ({hits} runs on the first page)");
-        m_p50 = Some(p50);
-        m_p99 = Some(p99);
-    }
+    let m = if a.skip_mlflow {
+        PeerFigures::default()
+    } else {
+        measure_peer("mlflow", start_mlflow(&a.mlflow), seed_mlflow, &a, filter)
+    };
+    let f = if a.skip_fasttrackml {
+        PeerFigures::default()
+    } else {
+        measure_peer(
+            "fasttrackml",
+            start_fasttrackml(&a.fasttrackml),
+            seed_fasttrackml,
+            &a,
+            filter,
+        )
+    };
 
-    rows.push(Row {
-        name: "log-batch ingest (1000 metrics/request)",
-        atrium: a_ingest,
-        mlflow: m_ingest,
-        unit: "points/s",
-        higher_is_better: true,
-    });
-    rows.push(Row {
-        name: "create-run",
-        atrium: a_create,
-        mlflow: m_create,
-        unit: "runs/s",
-        higher_is_better: true,
-    });
+    let row = |name, atrium, peers, unit, higher_is_better| Row {
+        name,
+        atrium,
+        peers,
+        unit,
+        higher_is_better,
+    };
+    rows.push(row(
+        "log-batch ingest (1000 metrics/request)",
+        a_ingest,
+        [m.ingest, f.ingest],
+        "points/s",
+        true,
+    ));
+    rows.push(row(
+        "create-run",
+        a_create,
+        [m.create, f.create],
+        "runs/s",
+        true,
+    ));
     if let Some((i, c)) = normal {
-        rows.push(Row {
-            name: "log-batch ingest, sqlite_sync=normal",
-            atrium: i,
-            mlflow: m_ingest,
-            unit: "points/s",
-            higher_is_better: true,
-        });
-        rows.push(Row {
-            name: "create-run, sqlite_sync=normal",
-            atrium: c,
-            mlflow: m_create,
-            unit: "runs/s",
-            higher_is_better: true,
-        });
+        rows.push(row(
+            "log-batch ingest, sqlite_sync=normal",
+            i,
+            [m.ingest, f.ingest],
+            "points/s",
+            true,
+        ));
+        rows.push(row(
+            "create-run, sqlite_sync=normal",
+            c,
+            [m.create, f.create],
+            "runs/s",
+            true,
+        ));
     }
-    rows.push(Row {
-        name: "search p50 (filter, 100 per page)",
-        atrium: a_p50,
-        mlflow: m_p50,
-        unit: "ms",
-        higher_is_better: false,
-    });
-    rows.push(Row {
-        name: "search p99",
-        atrium: a_p99,
-        mlflow: m_p99,
-        unit: "ms",
-        higher_is_better: false,
-    });
-    println!("\n| workload | atrium | mlflow server | ratio |\n|---|---|---|---|");
+    rows.push(row(
+        "search p50 (filter, 100 per page)",
+        a_p50,
+        [m.p50, f.p50],
+        "ms",
+        false,
+    ));
+    rows.push(row("search p99", a_p99, [m.p99, f.p99], "ms", false));
+    println!(
+        "\n| workload | atrium | mlflow server | fasttrackml | × mlflow | × fasttrackml |\n|---|---|---|---|---|---|"
+    );
     for r in rows {
-        let ratio = r.mlflow.map(|m| {
-            if r.higher_is_better {
-                r.atrium / m
-            } else {
-                m / r.atrium
-            }
-        });
+        let figure = |v: Option<f64>| {
+            v.map(|x| format!("{x:.1} {}", r.unit))
+                .unwrap_or_else(|| "—".into())
+        };
+        let ratio = |v: Option<f64>| {
+            v.map(|p| {
+                let x = if r.higher_is_better {
+                    r.atrium / p
+                } else {
+                    p / r.atrium
+                };
+                if x >= 10.0 {
+                    format!("{x:.0}×")
+                } else {
+                    format!("{x:.2}×")
+                }
+            })
+            .unwrap_or_else(|| "—".into())
+        };
         println!(
-            "| {} | {:.1} {} | {} | {} |",
+            "| {} | {:.1} {} | {} | {} | {} | {} |",
             r.name,
             r.atrium,
             r.unit,
-            r.mlflow
-                .map(|m| format!("{m:.1} {}", r.unit))
-                .unwrap_or_else(|| "—".into()),
-            ratio
-                .map(|x| format!("{x:.0}×"))
-                .unwrap_or_else(|| "—".into()),
+            figure(r.peers[0]),
+            figure(r.peers[1]),
+            ratio(r.peers[0]),
+            ratio(r.peers[1]),
         );
     }
 }

@@ -888,3 +888,51 @@ fn secrets_are_handed_out_by_owners_and_stay_out_of_the_audit_log() {
         "a secret value is in the server log"
     );
 }
+
+/// Two replicas sharing PostgreSQL: a role removed or a token revoked through one is refused by
+/// the other, which holds the verification and the role in its cache: the change is announced
+/// with NOTIFY and moves the other replica's access epoch (without the announcement it would
+/// take up to the cache's 2 s; the test allows 1 s).
+#[test]
+fn changes_on_one_replica_reach_the_caches_of_another() {
+    let a = Server::start(Backend::Postgres);
+    let dir = tempfile::tempdir().unwrap();
+    let b = Server::start_in(dir.path(), a.database_url.clone());
+    let admin = a.http();
+    let t = user_token(&admin, "replica-user");
+    assign(&admin, "default", "replica-user", "Reader");
+    let on_b = b.http_as(Some(&t));
+    let path = "/api/v1/workspaces/default/experiments";
+    let within_a_second = |status: u16| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            let r = on_b.get(path);
+            if r.status == status {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "replica b still answers {} {}",
+                r.status,
+                r.json
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // b verifies the token and reads the role once, then serves both from its cache
+    on_b.get(path).ok();
+    on_b.get(path).ok();
+    admin
+        .delete("/api/v1/workspaces/default/roles/replica-user")
+        .ok();
+    within_a_second(404);
+    assign(&admin, "default", "replica-user", "Reader");
+    within_a_second(200);
+    let id = admin.get("/api/v1/tokens?user=replica-user").ok()["tokens"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin.delete(&format!("/api/v1/tokens/{id}")).ok();
+    let r = within_a_second(401);
+    assert!(r.message().contains("revoked"), "{}", r.message());
+}

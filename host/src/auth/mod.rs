@@ -1,10 +1,12 @@
 //! Access control: users, API tokens, roles per workspace, route policies, the audit log.
 //!
 //! Every HTTP route carries a [`Policy`]; the API layer resolves the caller's [`Principal`]
-//! from its credentials and checks the policy before the handler runs.
+//! from its credentials and checks the policy before the handler runs. Verified tokens and roles
+//! are cached in memory under the store's access epoch (`cache`).
 
 pub mod audit;
 pub mod bootstrap;
+mod cache;
 mod policy;
 mod service;
 pub mod token;

@@ -1,11 +1,13 @@
 //! The access service: who a token belongs to, which role it holds where, token and user
-//! management, audit records.
+//! management, audit records. Verifications and roles are cached ([`super::cache`]) under the
+//! store's access epoch, so a request's checks cost no read of the store.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::audit::NewAuditEntry;
+use super::cache::AuthCache;
 use super::token::{self, Credentials};
 use super::{Role, check_user_name};
 use crate::store::{Store, TokenRow};
@@ -73,28 +75,52 @@ pub struct Identity {
 /// Users, tokens, roles and audit records over the metadata store.
 pub struct Access {
     tracking: Arc<crate::tracking::Tracking>,
+    cache: AuthCache,
+}
+
+/// Refuses Basic credentials whose user is not the token's.
+fn check_basic_user(cred: &Credentials, token_user: &str) -> DomainResult<()> {
+    match cred {
+        Credentials::Basic { user, .. } if user != token_user => Err(DomainError::Unauthenticated(
+            "the password is not an API token of that user".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn expired(token_id: &str) -> DomainError {
+    DomainError::Unauthenticated(format!("API token {token_id} has expired"))
 }
 
 impl Access {
     /// The access service of a tracking service's store.
     pub fn new(tracking: Arc<crate::tracking::Tracking>) -> Self {
-        Self { tracking }
+        Self {
+            tracking,
+            cache: AuthCache::default(),
+        }
     }
 
     /// Resolves credentials to an identity; `Unauthenticated` says why not.
     pub async fn authenticate(&self, cred: &Credentials) -> DomainResult<Identity> {
+        let digest = token::digest(cred.token());
+        // taken before the read: a change committed meanwhile makes the entry stale at once
+        let epoch = self.store().access_epoch();
+        if let Some(epoch) = epoch
+            && let Some((identity, expires_at)) = self.cache.token(&digest, epoch)
+        {
+            check_basic_user(cred, &identity.user)?;
+            if expires_at.is_some_and(|e| e <= now_millis()) {
+                return Err(expired(&identity.token_id));
+            }
+            return Ok(identity);
+        }
         let rec = self
             .store()
-            .token_by_hash(&token::hash(cred.token()))
+            .token_by_hash(&hex::encode(digest))
             .await?
             .ok_or_else(|| DomainError::Unauthenticated("invalid API token".into()))?;
-        if let Credentials::Basic { user, .. } = cred
-            && *user != rec.info.user
-        {
-            return Err(DomainError::Unauthenticated(
-                "the password is not an API token of that user".into(),
-            ));
-        }
+        check_basic_user(cred, &rec.info.user)?;
         if rec.info.revoked_at.is_some() {
             return Err(DomainError::Unauthenticated(format!(
                 "API token {} has been revoked",
@@ -102,21 +128,23 @@ impl Access {
             )));
         }
         if rec.info.expires_at.is_some_and(|e| e <= now_millis()) {
-            return Err(DomainError::Unauthenticated(format!(
-                "API token {} has expired",
-                rec.info.id
-            )));
+            return Err(expired(&rec.info.id));
         }
         let scope = match (rec.info.scope_workspace, rec.info.scope_role) {
             (Some(w), Some(r)) => Some((w, r)),
             _ => None,
         };
-        Ok(Identity {
+        let identity = Identity {
             user: rec.info.user,
             admin: rec.admin && scope.is_none(),
             token_id: rec.info.id,
             scope,
-        })
+        };
+        if let Some(epoch) = epoch {
+            self.cache
+                .put_token(digest, identity.clone(), rec.info.expires_at, epoch);
+        }
+        Ok(identity)
     }
 
     /// The role an identity holds on a workspace (admins: Owner everywhere).
@@ -127,7 +155,17 @@ impl Access {
         if who.admin {
             return Ok(Some(Role::Owner));
         }
-        self.store().role_of(workspace, &who.user).await
+        let epoch = self.store().access_epoch();
+        if let Some(epoch) = epoch
+            && let Some(role) = self.cache.role(&who.user, workspace, epoch)
+        {
+            return Ok(role);
+        }
+        let role = self.store().role_of(workspace, &who.user).await?;
+        if let Some(epoch) = epoch {
+            self.cache.put_role(&who.user, workspace, role, epoch);
+        }
+        Ok(role)
     }
 
     /// The workspaces an identity holds a role on, by name (a scoped token: its one workspace).

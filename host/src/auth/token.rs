@@ -27,7 +27,12 @@ pub fn new_id() -> String {
 /// What is stored of a token: its SHA-256 in hex (the token carries 256 bits of entropy, so
 /// a slow password hash would add nothing).
 pub fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(digest(token))
+}
+
+/// A token's SHA-256 (the key of the verified-token cache, so no token is kept in memory).
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// Credentials found in a request's `Authorization` header.

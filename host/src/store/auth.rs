@@ -99,11 +99,14 @@ impl Store {
         .await
         .map(|_| ()));
         match res {
-            Ok(_) => Ok(User {
-                name: name.to_string(),
-                admin,
-                created_at: now,
-            }),
+            Ok(_) => {
+                self.access_changed().await;
+                Ok(User {
+                    name: name.to_string(),
+                    admin,
+                    created_at: now,
+                })
+            }
             Err(e) if is_unique_violation(&e) => Err(DomainError::AlreadyExists(format!(
                 "user '{name}' already exists"
             ))),
@@ -145,6 +148,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.access_changed().await;
         Ok(n > 0)
     }
 
@@ -167,6 +171,7 @@ impl Store {
         .await
         .map(|_| ())
         })?;
+        self.access_changed().await;
         Ok(())
     }
 
@@ -219,6 +224,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.access_changed().await;
         Ok(n > 0)
     }
 
@@ -259,6 +265,7 @@ impl Store {
         .await
         .map(|_| ())
         })?;
+        self.access_changed().await;
         Ok(())
     }
 
@@ -272,6 +279,7 @@ impl Store {
         .execute(p)
         .await?
         .rows_affected());
+        self.access_changed().await;
         Ok(n > 0)
     }
 
@@ -299,8 +307,13 @@ impl Store {
             .collect()
     }
 
-    /// Appends an audit record.
+    /// Appends an audit record. On SQLite it is queued for the group-commit writer and written
+    /// with its next group (one commit for many records and the runs and metrics beside them);
+    /// [`Self::list_audit`] waits for what is queued.
     pub async fn insert_audit(&self, e: &NewAuditEntry) -> DomainResult<()> {
+        if let super::Db::Sqlite { writer, .. } = &self.db {
+            return writer.audit(e.clone());
+        }
         with_db!(self, write, |p| {
             sqlx::query(
             "INSERT INTO audit_log (at, workspace, actor, token_id, action, object, status, result) \
@@ -321,8 +334,12 @@ impl Store {
         Ok(())
     }
 
-    /// Audit records matching a filter, newest first.
+    /// Audit records matching a filter, newest first (every record queued before the call
+    /// included).
     pub async fn list_audit(&self, f: &AuditFilter) -> DomainResult<Vec<AuditEntry>> {
+        if let super::Db::Sqlite { writer, .. } = &self.db {
+            writer.flush().await;
+        }
         let action = f.action.as_ref().map(|a| format!("%{a}%"));
         let object = f.object.as_ref().map(|o| format!("%{o}%"));
         with_db!(self, read, |p| {

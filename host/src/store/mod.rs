@@ -4,6 +4,7 @@
 //! differences live in [`Dialect`]. Each repository function is written once and expanded
 //! for both pool types by [`with_db!`], so there is no `Any` driver conversion on hot paths.
 
+mod access_epoch;
 mod artifacts;
 mod auth;
 mod bulk;
@@ -14,6 +15,7 @@ mod experiments;
 mod jobs;
 mod logged_models;
 mod logging;
+mod migrations;
 mod registry;
 mod rows;
 mod run_io;
@@ -147,6 +149,8 @@ pub struct Store {
     /// (workspace, experiment number) → the experiment's own artifact location, if it has one.
     /// Locations never change once an experiment exists, so entries never go stale.
     locations: std::sync::Mutex<std::collections::HashMap<(i64, i64), Option<String>>>,
+    /// Moves on every change of users, tokens, roles and workspaces (see [`access_epoch`]).
+    access: std::sync::Arc<access_epoch::AccessEpoch>,
 }
 
 impl Store {
@@ -173,7 +177,7 @@ impl Store {
             .connect_with(base.clone())
             .await
             .map_err(StoreError::Connect)?;
-        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        migrations::sqlite().run(&write).await?;
         let readers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -195,6 +199,8 @@ impl Store {
                 write_lock,
             },
             locations: Default::default(),
+            // one process owns an embedded database: every change goes through this store
+            access: access_epoch::AccessEpoch::new(true),
         })
     }
 
@@ -207,10 +213,15 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::Connect)?;
-        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        migrations::postgres().run(&pool).await?;
+        // replicas sharing the database announce their access changes; until this host listens
+        // (a moment after startup, or after a lost connection) nothing is served from a cache
+        let access = access_epoch::AccessEpoch::new(false);
+        tokio::spawn(access_epoch::listen(pool.clone(), access.clone()));
         Ok(Self {
             db: Db::Postgres(pool),
             locations: Default::default(),
+            access,
         })
     }
 
@@ -243,10 +254,38 @@ impl Store {
         }
     }
 
-    /// Closes all connections (checkpointing SQLite's WAL).
+    /// The access epoch: it moves on every change of users, tokens, role assignments and
+    /// workspaces, on this host or (PostgreSQL) another replica. `None` while changes made
+    /// elsewhere could go unheard: then nothing derived from them may be reused.
+    pub fn access_epoch(&self) -> Option<u64> {
+        self.access.current()
+    }
+
+    /// Records a committed change of users, tokens, roles or workspaces: moves this host's
+    /// access epoch and, on PostgreSQL, announces the change to the other replicas.
+    pub(crate) async fn access_changed(&self) {
+        self.access.bump();
+        if let Db::Postgres(p) = &self.db
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(access_epoch::CHANNEL)
+                .execute(p)
+                .await
+        {
+            tracing::warn!(error = %e, "cannot announce an access change to other replicas; their caches expire it");
+        }
+    }
+
+    /// Closes all connections (checkpointing SQLite's WAL), after the group-commit writer has
+    /// written everything queued (audit records included).
     pub async fn close(&self) {
         match &self.db {
-            Db::Sqlite { write, read, .. } => {
+            Db::Sqlite {
+                write,
+                read,
+                writer,
+                ..
+            } => {
+                writer.flush().await;
                 read.close().await;
                 write.close().await;
             }

@@ -191,7 +191,7 @@ impl Store {
 
     /// Deletes a workspace and everything in it; returns its datastores so their bytes can be freed.
     pub async fn delete_workspace(&self, name: &str) -> DomainResult<Vec<Datastore>> {
-        with_db!(self, write, |p| {
+        let stores: DomainResult<Vec<Datastore>> = with_db!(self, write, |p| {
             async {
             let mut tx = p.begin().await?;
             let Some(row) = sqlx::query("SELECT id FROM workspaces WHERE name = $1")
@@ -222,7 +222,12 @@ impl Store {
             Ok(stores)
         }
         .await
-        })
+        });
+        if stores.is_ok() {
+            // its role assignments went with it
+            self.access_changed().await;
+        }
+        stores
     }
 
     /// The datastore that new artifacts of a workspace go to.

@@ -1,6 +1,6 @@
-//! Group commit for SQLite: concurrent writes of the hot paths (log-batch, create-run) queue up
-//! and one dedicated thread applies each queued group in one transaction, so one commit (and one
-//! WAL fsync) acknowledges many requests.
+//! Group commit for SQLite: concurrent writes of the hot paths (log-batch, create-run, audit
+//! records) queue up and one dedicated thread applies each queued group in one transaction, so
+//! one commit (and one WAL fsync) acknowledges many requests.
 //!
 //! The thread owns its own connection (rusqlite): statements run in-thread with cached prepared
 //! statements instead of one thread hand-off per statement, which is what dominated the cost of
@@ -11,7 +11,9 @@
 //! memory from one read per lookup kind before anything is written, so a rejected job leaves the
 //! shared transaction clean. A database error aborts the group; each job is then retried in a
 //! transaction of its own, so the error is charged only to the job that caused it. A reply is sent
-//! only after the commit that made the job durable.
+//! only after the commit that made the job durable. Audit records get no reply: they ride along
+//! in the next group (the call they record has already been answered), and a flush, answered
+//! after the commit of everything queued before it, is how a reader of the audit log sees them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +29,7 @@ use super::logging::{CHUNK_INSERT, LATEST_INSERT, LATEST_UPSERT};
 use super::runs::PreparedRun;
 use super::sql::{Bind, inserts, push_values};
 use super::{Dialect, LogBatch, SqliteSync};
+use crate::auth::NewAuditEntry;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage};
 
 /// Most jobs committed together.
@@ -44,12 +47,16 @@ enum Job {
         run: PreparedRun,
         reply: oneshot::Sender<DomainResult<i64>>,
     },
+    Audit(Box<NewAuditEntry>),
+    /// Answered once everything queued before it is committed (or failed).
+    Flush(oneshot::Sender<()>),
 }
 
 enum Decision {
     Log(DomainResult<()>),
     Created(String),
     CreateRejected(DomainError),
+    Written,
 }
 
 impl ToSql for Bind {
@@ -131,6 +138,21 @@ impl Writer {
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
+
+    /// Queues an audit record for the next group commit; returns at once.
+    pub fn audit(&self, entry: NewAuditEntry) -> DomainResult<()> {
+        self.tx
+            .send(Job::Audit(Box::new(entry)))
+            .map_err(|_| stopped())
+    }
+
+    /// Waits until everything queued before this call is committed (or has failed).
+    pub async fn flush(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Job::Flush(reply)).is_ok() {
+            let _ = rx.await;
+        }
+    }
 }
 
 fn run(mut conn: Connection, rx: std_mpsc::Receiver<Job>, lock: Arc<tokio::sync::Mutex<()>>) {
@@ -179,6 +201,10 @@ fn reply(job: Job, decision: Decision, keys: &HashMap<String, i64>) {
         (Job::CreateRun { reply, .. }, Decision::CreateRejected(e)) => {
             let _ = reply.send(Err(e));
         }
+        (Job::Audit(_), Decision::Written) => {}
+        (Job::Flush(reply), Decision::Written) => {
+            let _ = reply.send(());
+        }
         _ => unreachable!("decision kind follows job kind"),
     }
 }
@@ -190,6 +216,12 @@ fn fail(job: Job, e: DomainError) {
         }
         Job::CreateRun { reply, .. } => {
             let _ = reply.send(Err(e));
+        }
+        Job::Audit(entry) => {
+            tracing::error!(error = %e, action = entry.action.as_str(), "cannot write the audit record");
+        }
+        Job::Flush(reply) => {
+            let _ = reply.send(());
         }
     }
 }
@@ -249,6 +281,7 @@ impl Lookups {
                     uuids.extend(run.parent.clone());
                 }
                 Job::Log { run_id, .. } => uuids.push(run_id.clone()),
+                Job::Audit(_) | Job::Flush(_) => {}
             }
         }
         if !exps.is_empty() {
@@ -310,6 +343,7 @@ struct GroupPlan {
     params: Vec<Vec<Bind>>,
     chunks: Vec<Vec<Bind>>,
     latest: Vec<Vec<Bind>>,
+    audit: Vec<Vec<Bind>>,
     /// params accepted earlier in this group, so two jobs cannot set one param differently
     pending_params: HashMap<(i64, String), String>,
     /// runs created earlier in this group (uuid → workspace), valid as parents
@@ -326,6 +360,20 @@ impl GroupPlan {
             Job::Log {
                 ws, run_id, batch, ..
             } => Decision::Log(self.log(*ws, run_id, batch, l)),
+            Job::Audit(e) => {
+                self.audit.push(vec![
+                    Bind::I64(e.at),
+                    e.workspace.clone().map_or(Bind::NullText, Bind::Text),
+                    Bind::Text(e.actor.clone()),
+                    e.token_id.clone().map_or(Bind::NullText, Bind::Text),
+                    Bind::Text(e.action.clone()),
+                    Bind::Text(e.object.clone()),
+                    Bind::I64(e.status as i64),
+                    Bind::Text(e.result.to_string()),
+                ]);
+                Decision::Written
+            }
+            Job::Flush(_) => Decision::Written,
         }
     }
 
@@ -460,6 +508,13 @@ impl GroupPlan {
             ),
             inserts(d, CHUNK_INSERT, "", 4, self.chunks),
             inserts(d, LATEST_INSERT, LATEST_UPSERT, 6, self.latest),
+            inserts(
+                d,
+                "INSERT INTO audit_log (at, workspace, actor, token_id, action, object, status, result) VALUES ",
+                "",
+                8,
+                self.audit,
+            ),
         ];
         for ins in statements.into_iter().flatten() {
             let mut stmt = tx.prepare_cached(&ins.sql).map_err(db_err)?;
