@@ -556,7 +556,7 @@ mod tests {
             "models:/iris@latest",
             "models:/@champion",
             "models:/a/b/c",
-            "models:/ir is/1",
+            "models:/ir:is/1",
         ] {
             let e = ModelRef::parse(bad).unwrap_err();
             assert!(matches!(e, DomainError::InvalidArgument(_)), "{bad}: {e:?}");
