@@ -11,8 +11,8 @@ use crate::datastore::Datastores;
 use crate::jobs::{Executor, ExecutorConfig};
 use crate::plugins::SharedCache;
 use crate::plugins::{Loader, PluginEngine};
+use crate::service::{Service, builtins_to_compile, prepare_builtins};
 use crate::store::{Store, StoreError};
-use crate::tracking::{Tracking, builtins_to_compile, prepare_builtins};
 use crate::workspace::DomainError;
 
 /// Errors that stop the server from starting.
@@ -58,7 +58,7 @@ pub enum ServeError {
 }
 
 /// Opens everything the config names and returns the ready service.
-pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
+pub async fn open(cfg: &ServeConfig) -> Result<Arc<Service>, ServeError> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServeError::DataDir {
         path: cfg.data_dir.clone(),
         source,
@@ -106,19 +106,19 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Tracking>, ServeError> {
         ms = started.elapsed().as_millis() as u64,
         "built-in plugins ready"
     );
-    let tracking = Tracking::new(
+    let svc = Service::new(
         store,
         Datastores::new(cfg.data_dir.clone(), loader),
         builtins,
         vault,
     );
-    tracking.ensure_default_workspace().await?;
-    tracking.register_new_builtins().await?;
-    let cleaned = tracking.clean_interrupted_uploads().await?;
+    svc.ensure_default_workspace().await?;
+    svc.register_new_builtins().await?;
+    let cleaned = svc.clean_interrupted_uploads().await?;
     if cleaned > 0 {
         tracing::info!(cleaned, "removed leftovers of interrupted uploads");
     }
-    Ok(Arc::new(tracking))
+    Ok(Arc::new(svc))
 }
 
 /// Whether the metadata store is SQLite (embedded in the data directory, or a `sqlite://` URL):
@@ -150,8 +150,8 @@ pub fn lock_data_dir(
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     // held until this function returns (or the process dies)
     let _lock = lock_data_dir(&cfg)?;
-    let tracking = open(&cfg).await?;
-    let access = Arc::new(Access::new(tracking.clone()));
+    let svc = open(&cfg).await?;
+    let access = Arc::new(Access::new(svc.clone()));
     if cfg.reset_admin_token {
         let path = crate::auth::bootstrap::reset_admin_token(&access, &cfg.data_dir).await?;
         tracing::warn!(token_file = %path.display(), "wrote a new admin token (--reset-admin-token)");
@@ -178,7 +178,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     println!("atrium listening on http://{addr}");
     let _ = std::io::stdout().flush();
     let executor = Executor::new(
-        tracking.clone(),
+        svc.clone(),
         ExecutorConfig {
             slots: cfg.job_slots,
             threads_per_slot: cfg.threads_per_slot,
@@ -189,11 +189,11 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     .await
     .map_err(|e| ServeError::Jobs(e.to_string()))?;
     executor.start();
-    let serving = crate::serving::Serving::start(tracking.clone())
+    let serving = crate::serving::Serving::start(svc.clone())
         .await
         .map_err(ServeError::Init)?;
     let app = router(AppState {
-        tracking: tracking.clone(),
+        svc: svc.clone(),
         executor,
         serving,
         access,
@@ -202,7 +202,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    tracking.store.close().await;
+    svc.store.close().await;
     tracing::info!("atrium stopped");
     Ok(())
 }

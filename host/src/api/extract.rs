@@ -206,7 +206,7 @@ async fn scoped_workspace(parts: &mut Parts, state: &AppState) -> Result<Workspa
         .and_then(|p| p.get("ws"))
         .map(String::as_str)
         .unwrap_or(DEFAULT_WORKSPACE);
-    state.tracking.workspace(name).await
+    state.svc.workspace(name).await
 }
 
 /// The workspace named by the `{ws}` path segment (native API).

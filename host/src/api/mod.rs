@@ -20,14 +20,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 
-use crate::tracking::Tracking;
+use crate::service::Service;
 use crate::workspace::ArtifactFile;
 
 /// State shared by all handlers.
 #[derive(Clone)]
 pub struct AppState {
-    /// The tracking service.
-    pub tracking: Arc<Tracking>,
+    /// The workspace service.
+    pub svc: Arc<Service>,
     /// The local compute target's executor.
     pub executor: Arc<crate::jobs::Executor>,
     /// Online endpoints.

@@ -405,7 +405,7 @@ async fn check(
     let anonymous_read = || async {
         need == Role::Reader
             && g.state
-                .tracking
+                .svc
                 .workspace(ws)
                 .await
                 .is_ok_and(|w| w.anonymous_read)

@@ -1,8 +1,8 @@
 //! Search requests shared by both APIs: parse filter and order_by, page through results.
 
 use super::paging;
+use crate::service::Service;
 use crate::store::{ExperimentQuery, RunQuery};
-use crate::tracking::Tracking;
 use crate::workspace::filter::{self, Entity};
 use crate::workspace::{DomainError, DomainResult, Experiment, Run, ViewType, Workspace};
 
@@ -51,7 +51,7 @@ pub fn id_strings(values: &[serde_json::Value]) -> Vec<String> {
 
 /// Runs one page of a run search; returns the runs and the next page token.
 pub async fn runs(
-    t: &Tracking,
+    t: &Service,
     ws: &Workspace,
     s: RunSearch<'_>,
 ) -> DomainResult<(Vec<Run>, Option<String>)> {
@@ -94,7 +94,7 @@ pub async fn runs(
 
 /// Runs one page of an experiment search.
 pub async fn experiments(
-    t: &Tracking,
+    t: &Service,
     ws: &Workspace,
     filter_text: &str,
     order_by: &[String],

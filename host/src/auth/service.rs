@@ -74,7 +74,7 @@ pub struct Identity {
 
 /// Users, tokens, roles and audit records over the metadata store.
 pub struct Access {
-    tracking: Arc<crate::tracking::Tracking>,
+    svc: Arc<crate::service::Service>,
     cache: AuthCache,
 }
 
@@ -93,10 +93,10 @@ fn expired(token_id: &str) -> DomainError {
 }
 
 impl Access {
-    /// The access service of a tracking service's store.
-    pub fn new(tracking: Arc<crate::tracking::Tracking>) -> Self {
+    /// The access service over the workspace service's store.
+    pub fn new(svc: Arc<crate::service::Service>) -> Self {
         Self {
-            tracking,
+            svc,
             cache: AuthCache::default(),
         }
     }
@@ -279,6 +279,6 @@ impl Access {
 
     /// The store (for listings).
     pub fn store(&self) -> &Store {
-        &self.tracking.store
+        &self.svc.store
     }
 }

@@ -43,7 +43,7 @@ impl BatchScoreSpec {
         }
         dataset_ref(&self.dataset)?;
         if let Some(o) = &self.output {
-            crate::tracking::check_dataset_name(o)?;
+            crate::service::check_dataset_name(o)?;
         }
         if self.batch_size == Some(0) {
             return Err(DomainError::invalid(
@@ -63,7 +63,7 @@ pub(super) async fn run(
     run_id: &str,
     running: &Arc<Running>,
 ) -> Result<(), Failure> {
-    let t = &ex.tracking;
+    let t = &ex.svc;
     let (name, version) = dataset_ref(&spec.dataset)?;
     let d = t.store.dataset(ws.id, name, version).await?;
     let input = format!("{}:{}", d.name, d.version);

@@ -28,7 +28,7 @@ pub(super) async fn materialize(
     spec: &CommandSpec,
     dir: &Path,
 ) -> Result<(), DomainError> {
-    let t = &ex.tracking;
+    let t = &ex.svc;
     let run = t.store.active_run(ws.id, run_id).await?;
     let ds = t.store.artifact_datastore(ws.id, run.experiment_id).await?;
     tokio::fs::create_dir_all(dir).await?;
@@ -136,7 +136,7 @@ pub(super) async fn run(
     let _ = tokio::fs::remove_dir_all(&work).await;
     let code = work.join("code");
     materialize(ex, ws, run_id, spec, &code).await?;
-    let run = ex.tracking.store.active_run(ws.id, run_id).await?;
+    let run = ex.svc.store.active_run(ws.id, run_id).await?;
     let result = execute(
         ex,
         ws,
@@ -184,7 +184,7 @@ pub(super) async fn execute(
     work: Work<'_>,
     spec: &CommandSpec,
 ) -> Result<(), Failure> {
-    let access = crate::auth::Access::new(ex.tracking.clone());
+    let access = crate::auth::Access::new(ex.svc.clone());
     let lifetime = spec
         .timeout_secs
         .map(|s| s + TOKEN_SLACK_SECS)
@@ -223,7 +223,7 @@ async fn spawn_and_wait(
     let secrets = if spec.secrets.is_empty() {
         Default::default()
     } else {
-        ex.tracking
+        ex.svc
             .resolve_secrets(ws, &spec.secrets, &format!("job:{job}"))
             .await
             .map_err(|e| Failure::Failed(format!("cannot pass the job's secrets: {e}")))?

@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use super::logs::JobLogs;
 use super::spec::{JobKind, JobSpec, SnapshotFile};
 use super::{Running, command, sweep, train};
+use crate::service::Service;
 use crate::store::{JobRow, JobState, NewJob, NewRun, RunUpdate};
-use crate::tracking::Tracking;
 use crate::train::spec::dataset_ref;
 use crate::workspace::{
     DomainError, DomainResult, LifecycleStage, RunStatus, Workspace, now_millis, validate,
@@ -49,7 +49,7 @@ impl From<DomainError> for Failure {
 
 /// The executor of the local compute target.
 pub struct Executor {
-    pub(super) tracking: Arc<Tracking>,
+    pub(super) svc: Arc<Service>,
     pub(super) cfg: ExecutorConfig,
     pub(super) logs: JobLogs,
     running: Mutex<HashMap<String, Arc<Running>>>,
@@ -59,7 +59,7 @@ pub struct Executor {
 impl Executor {
     /// Recovers jobs interrupted by a restart (re-queued if they have retries left, else
     /// failed with the reason) and returns the executor; [`Executor::start`] starts it.
-    pub async fn new(tracking: Arc<Tracking>, cfg: ExecutorConfig) -> DomainResult<Arc<Self>> {
+    pub async fn new(svc: Arc<Service>, cfg: ExecutorConfig) -> DomainResult<Arc<Self>> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -74,7 +74,7 @@ impl Executor {
                 cfg.slots, cfg.threads_per_slot
             )));
         }
-        let (requeued, ended) = tracking.store.recover_jobs().await?;
+        let (requeued, ended) = svc.store.recover_jobs().await?;
         if requeued > 0 || !ended.is_empty() {
             tracing::warn!(
                 requeued,
@@ -91,7 +91,7 @@ impl Executor {
             );
         }
         let me = Arc::new(Self {
-            tracking,
+            svc,
             cfg,
             logs,
             running: Mutex::new(HashMap::new()),
@@ -119,7 +119,7 @@ impl Executor {
         tokio::spawn(async move {
             loop {
                 while me.running.lock().expect("running jobs").len() < me.cfg.slots {
-                    match me.tracking.store.claim_job().await {
+                    match me.svc.store.claim_job().await {
                         Ok(Some(job)) => {
                             let running = Running::new();
                             me.running
@@ -173,7 +173,7 @@ impl Executor {
     /// Requests cancellation: a queued job ends at once, a running one within one batch (train)
     /// or by signal (command).
     pub async fn cancel(&self, ws: &Workspace, id: &str) -> DomainResult<JobRow> {
-        let job = self.tracking.store.request_cancel(ws.id, id).await?;
+        let job = self.svc.store.request_cancel(ws.id, id).await?;
         if let Some(r) = self.running.lock().expect("running jobs").get(id) {
             r.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
         }
@@ -194,7 +194,7 @@ impl Executor {
         code: Option<Vec<u8>>,
     ) -> DomainResult<JobRow> {
         spec.check()?;
-        let t = &self.tracking;
+        let t = &self.svc;
         if let Some(train) = &mut spec.train {
             for r in [Some(&mut train.dataset), train.validation_dataset.as_mut()]
                 .into_iter()
@@ -341,7 +341,7 @@ impl Executor {
     /// `name` or `name:version` → `name:version` of an existing dataset version.
     async fn pin_dataset(&self, ws: &Workspace, r: &str) -> DomainResult<String> {
         let (name, version) = dataset_ref(r)?;
-        let d = self.tracking.store.dataset(ws.id, name, version).await?;
+        let d = self.svc.store.dataset(ws.id, name, version).await?;
         Ok(format!("{}:{}", d.name, d.version))
     }
 
@@ -350,7 +350,7 @@ impl Executor {
     /// primary metric is one the trials log, and the early-termination component answers.
     async fn check_sweep(&self, ws: &Workspace, spec: &JobSpec) -> DomainResult<()> {
         let plan = sweep::Plan::of(spec)?;
-        let t = &self.tracking;
+        let t = &self.svc;
         let (sampler_ref, opts) = plan.sweep.sampler.resolve()?;
         let sampler = t
             .strategy_plugin(ws, &sampler_ref, crate::plugins::Kind::Sampler)
@@ -427,7 +427,7 @@ impl Executor {
         ws: &Workspace,
         spec: &crate::train::TrainSpec,
     ) -> DomainResult<(usize, bool)> {
-        let t = &self.tracking;
+        let t = &self.svc;
         let (name, version) = dataset_ref(&spec.dataset)?;
         let table = t
             .dataset_table(ws, &t.store.dataset(ws.id, name, version).await?)
@@ -494,7 +494,7 @@ impl Executor {
             let size = bytes.len() as u64;
             let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
             let file = self
-                .tracking
+                .svc
                 .upload_artifact(ws, run_id, &format!("code/{path}"), stream)
                 .await?;
             snapshot.push(SnapshotFile {
@@ -508,7 +508,7 @@ impl Executor {
     }
 
     async fn workspace_of(&self, job: &JobRow) -> Option<Workspace> {
-        self.tracking
+        self.svc
             .store
             .list_workspaces()
             .await
@@ -523,7 +523,7 @@ impl Executor {
         run_id: &str,
         status: RunStatus,
     ) -> DomainResult<()> {
-        self.tracking
+        self.svc
             .store
             .update_run(
                 ws.id,
@@ -558,7 +558,7 @@ impl Executor {
             let log = self.logs.read_from(&id, 0).unwrap_or_default();
             let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(log))]);
             if let Err(e) = self
-                .tracking
+                .svc
                 .upload_artifact(ws, run, "logs/job.log", stream)
                 .await
             {
@@ -569,7 +569,7 @@ impl Executor {
             }
         }
         if let Err(e) = self
-            .tracking
+            .svc
             .store
             .set_job_state(job.key, state, None, error.as_deref())
             .await
@@ -602,11 +602,11 @@ impl Executor {
                 job.attempts, job.id, job.kind
             ),
         );
-        self.tracking
+        self.svc
             .store
             .set_job_state(job.key, JobState::Running, None, None)
             .await?;
-        self.tracking
+        self.svc
             .store
             .update_run(
                 ws.id,
@@ -639,7 +639,7 @@ impl Executor {
 
     /// Moves a job to Finalizing.
     pub(super) async fn finalizing(&self, job: &JobRow) -> Result<(), Failure> {
-        self.tracking
+        self.svc
             .store
             .set_job_state(job.key, JobState::Finalizing, None, None)
             .await?;

@@ -218,7 +218,7 @@ impl Ctx {
         if let Some(t) = tables.get(r) {
             return Ok(t.clone());
         }
-        let t = &self.ex.tracking;
+        let t = &self.ex.svc;
         let (name, version) = dataset_ref(r)?;
         let d = t.store.dataset(self.ws.id, name, version).await?;
         let table = t.dataset_table(&self.ws, &d).await?;
@@ -288,7 +288,7 @@ impl TrialObserver {
         }
         let metrics = std::mem::take(&mut self.pending);
         self.rt
-            .block_on(self.ctx.ex.tracking.store.log_batch(
+            .block_on(self.ctx.ex.svc.store.log_batch(
                 self.ctx.ws.id,
                 &self.run_id,
                 LogBatch {
@@ -381,7 +381,7 @@ async fn trial_body(
     ctl: &Arc<TrialCtl>,
     tx: &mpsc::UnboundedSender<Event>,
 ) -> Result<f64, TrialFailure> {
-    let t = &ctx.ex.tracking;
+    let t = &ctx.ex.svc;
     let run = t
         .store
         .create_run(
@@ -462,7 +462,7 @@ async fn log_params(ctx: &Arc<Ctx>, trial: &TrialRecord, run_id: &str) -> bool {
         .map(|(k, v)| (k.clone(), choice_text(v)))
         .collect();
     ctx.ex
-        .tracking
+        .svc
         .store
         .log_batch(
             ctx.ws.id,
@@ -484,7 +484,7 @@ async fn train_trial(
     run_id: &str,
     spec: TrainSpec,
 ) -> Result<f64, TrialFailure> {
-    let t = &ctx.ex.tracking;
+    let t = &ctx.ex.svc;
     log_params(ctx, trial, run_id).await;
     let (dataset, prepared) = ctx.prepared(&spec).await?;
     t.store
@@ -610,13 +610,13 @@ async fn command_trial(
     let log = ex.logs.read_from(&key, 0).unwrap_or_default();
     let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(log))]);
     let _ = ex
-        .tracking
+        .svc
         .upload_artifact(&ctx.ws, run_id, "logs/trial.log", stream)
         .await;
     let _ = std::fs::remove_file(ex.logs.path(&key));
     let primary = &ctx.plan.sweep.objective.primary_metric;
     let points = ex
-        .tracking
+        .svc
         .store
         .metric_history(ctx.ws.id, run_id, primary)
         .await?;
@@ -646,7 +646,7 @@ async fn poll_metric(
         tokio::time::sleep(Duration::from_millis(250)).await;
         let Ok(points) = ctx
             .ex
-            .tracking
+            .svc
             .store
             .metric_history(ctx.ws.id, &run_id, &primary)
             .await
@@ -719,7 +719,7 @@ pub(super) async fn run(
     running: &Arc<Running>,
 ) -> Result<(), Failure> {
     let plan = Plan::of(spec)?;
-    let t = &ex.tracking;
+    let t = &ex.svc;
     let (sampler_ref, sampler_opts) = plan.sweep.sampler.resolve()?;
     let sampler = t.strategy_plugin(ws, &sampler_ref, Kind::Sampler).await?;
     let stopper = match &plan.sweep.early_termination {

@@ -216,7 +216,7 @@ impl RunObserver {
         self.rt
             .block_on(
                 self.ex
-                    .tracking
+                    .svc
                     .upload_artifact(&self.ws, &self.run_id, path, stream),
             )
             .map(|_| ())
@@ -244,7 +244,7 @@ impl Observer for RunObserver {
             .logs
             .line(&self.job, &format!("epoch {} {line}", r.epoch));
         self.rt
-            .block_on(self.ex.tracking.store.log_batch(
+            .block_on(self.ex.svc.store.log_batch(
                 self.ws.id,
                 &self.run_id,
                 LogBatch {
@@ -270,7 +270,7 @@ impl Observer for RunObserver {
 
 /// Stores a trained model as the run's `model/` artifacts (spec, weights, MLmodel).
 pub(super) async fn save_model(
-    t: &crate::tracking::Tracking,
+    t: &crate::service::Service,
     ws: &Workspace,
     run_id: &str,
     model: TrainedModel,
@@ -300,7 +300,7 @@ pub(super) async fn run(
     run_id: &str,
     running: &Arc<Running>,
 ) -> Result<(), Failure> {
-    let t = &ex.tracking;
+    let t = &ex.svc;
     let load = |r: String| async move {
         let (name, version) = dataset_ref(&r)?;
         let d = t.store.dataset(ws.id, name, version).await?;

@@ -1,5 +1,5 @@
-//! The secret store's operations on the tracking service: set, list, show and delete work on
-//! metadata and ciphertext only; [`Tracking::resolve_secrets`] is the one place where values
+//! The secret store's operations on the workspace service: set, list, show and delete work on
+//! metadata and ciphertext only; [`Service::resolve_secrets`] is the one place where values
 //! are decrypted for use.
 
 use std::collections::BTreeSet;
@@ -12,7 +12,7 @@ use super::names::{check_name, check_value};
 use super::value::SecretString;
 use crate::datastore::PluginDatastore;
 use crate::plugins::SecretValues;
-use crate::tracking::Tracking;
+use crate::service::Service;
 use crate::workspace::{DomainError, DomainResult, Workspace, now_millis};
 
 /// What the API shows of a secret: never its value.
@@ -46,7 +46,7 @@ fn missing(ws: &Workspace, name: &str) -> DomainError {
     ))
 }
 
-impl Tracking {
+impl Service {
     /// Creates or replaces a secret (sealed before it is stored). Cached datastores that use
     /// it are reopened with the new value on their next use.
     pub async fn set_secret(

@@ -23,7 +23,7 @@ use self::metrics::{Metrics, Series, SeriesSnapshot};
 use self::model::ServedModel;
 use self::pool::{Pool, PoolError};
 use crate::plugins::scorer::GuestFailure;
-use crate::tracking::Tracking;
+use crate::service::Service;
 use crate::workspace::endpoint::{
     AuthMode, DEFAULT_SCORER, Deployment, DeploymentRequest, Endpoint, check_deployment_name,
     check_endpoint_name, check_traffic,
@@ -181,7 +181,7 @@ pub struct DeploymentState {
 
 /// The serving service.
 pub struct Serving {
-    tracking: Arc<Tracking>,
+    svc: Arc<Service>,
     live: RwLock<HashMap<String, Arc<LiveEndpoint>>>,
     metrics: Arc<Metrics>,
     /// One change at a time (deploy, traffic, delete), so snapshots never race.
@@ -210,14 +210,14 @@ fn same_digest(a: &str, b: &str) -> bool {
 
 impl Serving {
     /// The service, with every stored endpoint loaded cold (pools start on first use).
-    pub async fn start(tracking: Arc<Tracking>) -> DomainResult<Arc<Self>> {
+    pub async fn start(svc: Arc<Service>) -> DomainResult<Arc<Self>> {
         let s = Arc::new(Self {
-            tracking,
+            svc,
             live: RwLock::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
             changes: tokio::sync::Mutex::new(()),
         });
-        let all = s.tracking.store.list_endpoints(None).await?;
+        let all = s.svc.store.list_endpoints(None).await?;
         let n = all.len();
         for ep in all {
             let live = s.live_endpoint(&ep, &HashMap::new());
@@ -295,7 +295,7 @@ impl Serving {
     }
 
     async fn stored(&self, ws: &Workspace, name: &str) -> DomainResult<Endpoint> {
-        self.tracking
+        self.svc
             .store
             .endpoint(ws.id, name)
             .await?
@@ -357,7 +357,7 @@ impl Serving {
             created_at: now,
             updated_at: now,
         };
-        self.tracking.store.create_endpoint(ws.id, &ep).await?;
+        self.svc.store.create_endpoint(ws.id, &ep).await?;
         self.install(&ep, &HashMap::new());
         Ok(self.view(ep, Some(key)))
     }
@@ -379,7 +379,7 @@ impl Serving {
             ep.auth_mode = a;
         }
         ep.updated_at = now_millis();
-        self.tracking.store.save_endpoint(ws.id, &ep).await?;
+        self.svc.store.save_endpoint(ws.id, &ep).await?;
         self.install(&ep, &HashMap::new());
         Ok(self.view(ep, None))
     }
@@ -391,7 +391,7 @@ impl Serving {
         let key = new_key();
         ep.key_hash = hash_key(&key);
         ep.updated_at = now_millis();
-        self.tracking.store.save_endpoint(ws.id, &ep).await?;
+        self.svc.store.save_endpoint(ws.id, &ep).await?;
         self.install(&ep, &HashMap::new());
         Ok(self.view(ep, Some(key)))
     }
@@ -404,14 +404,14 @@ impl Serving {
 
     /// The endpoints of a workspace.
     pub async fn list(&self, ws: &Workspace) -> DomainResult<Vec<EndpointView>> {
-        let all = self.tracking.store.list_endpoints(Some(ws.id)).await?;
+        let all = self.svc.store.list_endpoints(Some(ws.id)).await?;
         Ok(all.into_iter().map(|e| self.view(e, None)).collect())
     }
 
     /// Deletes an endpoint; in-flight requests finish on their pools.
     pub async fn delete_endpoint(&self, ws: &Workspace, name: &str) -> DomainResult<()> {
         let _one = self.changes.lock().await;
-        self.tracking.store.delete_endpoint(ws.id, name).await?;
+        self.svc.store.delete_endpoint(ws.id, name).await?;
         self.live.write().expect("live").remove(name);
         self.metrics.forget_endpoint(name);
         Ok(())
@@ -450,7 +450,7 @@ impl Serving {
             ep.traffic.insert(name.to_string(), 100);
         }
         ep.updated_at = now;
-        self.tracking.store.save_endpoint(ws.id, &ep).await?;
+        self.svc.store.save_endpoint(ws.id, &ep).await?;
         let cell = Arc::new(PoolCell {
             deployment,
             endpoint: endpoint.to_string(),
@@ -475,14 +475,14 @@ impl Serving {
             .unwrap_or(DEFAULT_SCORER)
             .split_once('@')
         {
-            Some((n, v)) => self.tracking.component(ws, n, v).await?,
+            Some((n, v)) => self.svc.component(ws, n, v).await?,
             None => {
-                self.tracking
+                self.svc
                     .latest_component(ws, req.scorer.as_deref().unwrap_or(DEFAULT_SCORER))
                     .await?
             }
         };
-        let m = model::resolve(&self.tracking, ws, &req.model).await?;
+        let m = model::resolve(&self.svc, ws, &req.model).await?;
         let (model_name, model_version, model_path) = (m.name, m.version, m.path);
         let deployment = Deployment {
             name: name.to_string(),
@@ -511,7 +511,7 @@ impl Serving {
         d: &Deployment,
     ) -> DomainResult<Arc<Pool>> {
         let scorer = self
-            .tracking
+            .svc
             .component(ws, &d.scorer_name, &d.scorer_version)
             .await?;
         let resolved = model::ResolvedModel {
@@ -519,7 +519,7 @@ impl Serving {
             version: d.model_version,
             path: d.model_path.clone(),
         };
-        let (json, weights) = model::files(&self.tracking, ws, &resolved).await?;
+        let (json, weights) = model::files(&self.svc, ws, &resolved).await?;
         let (name, device) = (d.model_name.clone(), d.settings.device);
         let model =
             tokio::task::spawn_blocking(move || ServedModel::load(&name, &json, &weights, device))
@@ -529,7 +529,7 @@ impl Serving {
         config.insert("endpoint.name".into(), endpoint.to_string());
         config.insert("deployment.name".into(), d.name.clone());
         config.insert("model.device".into(), model.device_name().to_string());
-        let component = self.tracking.scorer_component(
+        let component = self.svc.scorer_component(
             ws,
             &scorer,
             model,
@@ -571,7 +571,7 @@ impl Serving {
         ep.traffic.remove(name);
         ep.deployments.retain(|d| d.name != name);
         ep.updated_at = now_millis();
-        self.tracking.store.save_endpoint(ws.id, &ep).await?;
+        self.svc.store.save_endpoint(ws.id, &ep).await?;
         self.install(&ep, &HashMap::new());
         Ok(self.view(ep, None))
     }
@@ -591,7 +591,7 @@ impl Serving {
         ep.traffic = traffic.into_iter().filter(|(_, v)| *v > 0).collect();
         ep.mirror = mirror.into_iter().filter(|(_, v)| *v > 0).collect();
         ep.updated_at = now_millis();
-        self.tracking.store.save_endpoint(ws.id, &ep).await?;
+        self.svc.store.save_endpoint(ws.id, &ep).await?;
         self.install(&ep, &HashMap::new());
         Ok(self.view(ep, None))
     }
@@ -746,7 +746,7 @@ impl Serving {
         let pool = cell
             .cell
             .get_or_try_init(|| async {
-                let ws = self.tracking.workspace(&live.workspace).await?;
+                let ws = self.svc.workspace(&live.workspace).await?;
                 self.open_pool(&ws, &cell.endpoint, &cell.deployment).await
             })
             .await

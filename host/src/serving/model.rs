@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::jobs::device_for;
 use crate::plugins::scorer::Predictor;
-use crate::tracking::{ArtifactScope, Tracking};
+use crate::service::{ArtifactScope, Service};
 use crate::train::TrainedModel;
 use crate::train::spec::DeviceSpec;
 use crate::workspace::Workspace;
@@ -100,11 +100,7 @@ pub struct ResolvedModel {
 
 /// Resolves `runs:/<run>/<path>` or a registry reference (`models:/name/3`,
 /// `models:/name@alias`, `name/3`, ...).
-pub async fn resolve(
-    tracking: &Tracking,
-    ws: &Workspace,
-    uri: &str,
-) -> DomainResult<ResolvedModel> {
+pub async fn resolve(svc: &Service, ws: &Workspace, uri: &str) -> DomainResult<ResolvedModel> {
     if let Some(rest) = uri.strip_prefix("runs:/") {
         let (run, path) = rest.split_once('/').unwrap_or((rest, ""));
         let path = path.trim_matches('/');
@@ -114,8 +110,7 @@ pub async fn resolve(
             )));
         }
         // the run must exist and hold the model
-        tracking
-            .open_artifact(ws, run, &format!("{path}/model.json"))
+        svc.open_artifact(ws, run, &format!("{path}/model.json"))
             .await?;
         return Ok(ResolvedModel {
             name: run.to_string(),
@@ -128,8 +123,7 @@ pub async fn resolve(
         .filter(|id| crate::workspace::logged_model::is_model_id(id))
     {
         // an MLflow logged model Atrium can run: one holding an Atrium model.json
-        tracking
-            .open_artifact(ws, ArtifactScope::Model(id), "model.json")
+        svc.open_artifact(ws, ArtifactScope::Model(id), "model.json")
             .await?;
         return Ok(ResolvedModel {
             name: id.to_string(),
@@ -137,7 +131,7 @@ pub async fn resolve(
             path: Some(String::new()),
         });
     }
-    let v = tracking
+    let v = svc
         .resolve_model_version(&ws.name, &ModelRef::parse(uri)?)
         .await?;
     Ok(ResolvedModel {
@@ -149,18 +143,17 @@ pub async fn resolve(
 
 /// `model.json` and `model.safetensors` of a resolved model.
 pub async fn files(
-    tracking: &Tracking,
+    svc: &Service,
     ws: &Workspace,
     m: &ResolvedModel,
 ) -> DomainResult<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     for file in ["model.json", "model.safetensors"] {
         out.push(match &m.path {
-            Some(dir) if dir.is_empty() => run_file(tracking, ws, &m.name, file).await?,
-            Some(dir) => run_file(tracking, ws, &m.name, &format!("{dir}/{file}")).await?,
+            Some(dir) if dir.is_empty() => run_file(svc, ws, &m.name, file).await?,
+            Some(dir) => run_file(svc, ws, &m.name, &format!("{dir}/{file}")).await?,
             None => {
-                tracking
-                    .read_model_version_file(&ws.name, &m.name, m.version, file)
+                svc.read_model_version_file(&ws.name, &m.name, m.version, file)
                     .await?
             }
         });
@@ -171,7 +164,7 @@ pub async fn files(
 }
 
 async fn run_file(
-    tracking: &Tracking,
+    svc: &Service,
     ws: &Workspace,
     run_id: &str,
     path: &str,
@@ -182,7 +175,7 @@ async fn run_file(
     } else {
         ArtifactScope::Run(run_id)
     };
-    let (_, mut reader) = tracking.open_artifact(ws, scope, path).await?;
+    let (_, mut reader) = svc.open_artifact(ws, scope, path).await?;
     let what = path.to_string();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();

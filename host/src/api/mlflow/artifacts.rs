@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::api::error::MlflowError;
 use crate::api::extract::{MlflowWs, QueryMap};
 use crate::api::{AppState, artifact_response};
-use crate::tracking::ArtifactScope;
+use crate::service::ArtifactScope;
 use crate::workspace::{ArtifactFile, DomainError, Workspace, validate};
 
 type Reply = Result<Json<Value>, MlflowError>;
@@ -41,10 +41,7 @@ async fn list_registry(
     version: i64,
     dir: &str,
 ) -> Result<Vec<ArtifactFile>, DomainError> {
-    st.tracking
-        .store
-        .model_version(ws.id, name, version)
-        .await?;
+    st.svc.store.model_version(ws.id, name, version).await?;
     let dir = dir.trim_matches('/');
     let base = if dir.is_empty() {
         String::new()
@@ -52,7 +49,7 @@ async fn list_registry(
         format!("{dir}/")
     };
     let mut out: std::collections::BTreeMap<String, ArtifactFile> = Default::default();
-    for f in st.tracking.store.model_files(ws.id, name, version).await? {
+    for f in st.svc.store.model_files(ws.id, name, version).await? {
         let Some(rest) = f.path.strip_prefix(&base) else {
             continue;
         };
@@ -127,9 +124,9 @@ async fn check_experiment(
     scope: ArtifactScope<'_>,
 ) -> Result<(), DomainError> {
     let experiment_id = match scope {
-        ArtifactScope::Run(run) => st.tracking.store.run_info(ws.id, run).await?.experiment_id,
+        ArtifactScope::Run(run) => st.svc.store.run_info(ws.id, run).await?.experiment_id,
         ArtifactScope::Model(m) => {
-            st.tracking
+            st.svc
                 .store
                 .logged_model(ws.id, m, true)
                 .await?
@@ -176,7 +173,7 @@ pub async fn list(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMa
     }
     let (exp, owner, dir) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, owner).await?;
-    let files = st.tracking.list_artifacts(&ws, owner, dir).await?;
+    let files = st.svc.list_artifacts(&ws, owner, dir).await?;
     let strip = if dir.trim_matches('/').is_empty() {
         0
     } else {
@@ -197,14 +194,14 @@ pub async fn download(
     if let Some(reg) = split_registry_path(path) {
         let (name, version, rel) = reg?;
         let (file, reader) = st
-            .tracking
+            .svc
             .open_model_version_file(&ws, name, version, rel)
             .await?;
         return Ok(artifact_response(&file, reader));
     }
     let (exp, owner, rel) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, owner).await?;
-    let (file, reader) = st.tracking.open_artifact(&ws, owner, rel).await?;
+    let (file, reader) = st.svc.open_artifact(&ws, owner, rel).await?;
     Ok(artifact_response(&file, reader))
 }
 
@@ -221,7 +218,7 @@ pub async fn upload(
     }
     let (exp, owner, rel) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, owner).await?;
-    st.tracking
+    st.svc
         .upload_artifact(&ws, owner, rel, body.into_data_stream())
         .await?;
     Ok(Json(json!({})))
@@ -239,7 +236,7 @@ pub async fn delete(
     }
     let (exp, owner, rel) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, owner).await?;
-    st.tracking.delete_artifact(&ws, owner, rel).await?;
+    st.svc.delete_artifact(&ws, owner, rel).await?;
     Ok(Json(json!({})))
 }
 
@@ -286,7 +283,7 @@ pub async fn get_artifact(
 ) -> Result<Response, MlflowError> {
     let run_id = run_of(&q)?;
     let path = client_path(q.require("path")?)?;
-    let (file, reader) = st.tracking.open_artifact(&ws, run_id, &path).await?;
+    let (file, reader) = st.svc.open_artifact(&ws, run_id, &path).await?;
     Ok(artifact_response(&file, reader))
 }
 
@@ -301,7 +298,7 @@ pub async fn get_model_version_artifact(
     let version = crate::workspace::registry::parse_version(q.require("version")?)?;
     let path = client_path(q.require("path")?)?;
     let (file, reader) = st
-        .tracking
+        .svc
         .open_model_version_file(&ws, name, version, &path)
         .await?;
     Ok(artifact_response(&file, reader))
@@ -333,9 +330,7 @@ pub async fn upload_artifact(
         return Err(DomainError::invalid("Request must specify data.").into());
     }
     let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes)]);
-    st.tracking
-        .upload_artifact(&ws, run_id, &path, stream)
-        .await?;
+    st.svc.upload_artifact(&ws, run_id, &path, stream).await?;
     Ok(Json(json!({})))
 }
 
@@ -347,8 +342,8 @@ pub async fn list_for_run(
 ) -> Reply {
     let run_id = run_of(&q)?;
     let dir = client_path(q.get("path").unwrap_or(""))?;
-    let run = st.tracking.store.run_info(ws.id, run_id).await?;
-    let files = st.tracking.list_artifacts(&ws, run_id, &dir).await?;
+    let run = st.svc.store.run_info(ws.id, run_id).await?;
+    let files = st.svc.list_artifacts(&ws, run_id, &dir).await?;
     Ok(Json(json!({
         "root_uri": run.artifact_uri,
         "files": files.iter().map(|f| file_json(f, 0)).collect::<Vec<_>>(),

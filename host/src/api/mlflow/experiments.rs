@@ -53,7 +53,7 @@ pub async fn create(
         .transpose()?;
     let tags = super::tag_map(req.tags)?;
     let e = st
-        .tracking
+        .svc
         .store
         .create_experiment_at(ws.id, &name, &tags, location.as_deref())
         .await?;
@@ -93,13 +93,13 @@ fn artifact_location(loc: &str) -> Result<String, DomainError> {
 
 pub async fn get(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
     let id = experiment_id(q.require("experiment_id")?)?;
-    let e = st.tracking.store.experiment(ws.id, id).await?;
+    let e = st.svc.store.experiment(ws.id, id).await?;
     Ok(Json(json!({ "experiment": experiment_json(&e) })))
 }
 
 pub async fn get_by_name(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
     let name = q.require("experiment_name")?;
-    let e = st.tracking.store.experiment_by_name(ws.id, name).await?;
+    let e = st.svc.store.experiment_by_name(ws.id, name).await?;
     Ok(Json(json!({ "experiment": experiment_json(&e) })))
 }
 
@@ -125,7 +125,7 @@ async fn run_search(st: &AppState, ws: &crate::workspace::Workspace, req: Search
         .transpose()?
         .unwrap_or_default();
     let (exps, next) = search::experiments(
-        &st.tracking,
+        &st.svc,
         ws,
         req.filter.as_deref().unwrap_or(""),
         &req.order_by,
@@ -185,10 +185,7 @@ pub async fn update(
         .new_name
         .ok_or_else(|| crate::api::wire::missing("new_name"))?;
     validate::experiment_name(&name)?;
-    st.tracking
-        .store
-        .rename_experiment(ws.id, id, &name)
-        .await?;
+    st.svc.store.rename_experiment(ws.id, id, &name).await?;
     Ok(Json(json!({})))
 }
 
@@ -198,7 +195,7 @@ pub async fn delete(
     MlflowJson(req, _): MlflowJson<IdReq>,
 ) -> Reply {
     let id = required_id(&req.experiment_id)?;
-    st.tracking
+    st.svc
         .store
         .set_experiment_stage(ws.id, id, LifecycleStage::Deleted)
         .await?;
@@ -211,7 +208,7 @@ pub async fn restore(
     MlflowJson(req, _): MlflowJson<IdReq>,
 ) -> Reply {
     let id = required_id(&req.experiment_id)?;
-    st.tracking
+    st.svc
         .store
         .set_experiment_stage(ws.id, id, LifecycleStage::Active)
         .await?;
@@ -237,7 +234,7 @@ pub async fn set_tag(
     validate::key("tag", &req.key)?;
     let value = req.value.unwrap_or_default();
     validate::tag_value(&req.key, &value)?;
-    st.tracking
+    st.svc
         .store
         .set_experiment_tag(ws.id, id, &req.key, Some(&value))
         .await?;
@@ -250,7 +247,7 @@ pub async fn delete_tag(
     MlflowJson(req, _): MlflowJson<TagReq>,
 ) -> Reply {
     let id = required_id(&req.experiment_id)?;
-    st.tracking
+    st.svc
         .store
         .set_experiment_tag(ws.id, id, &req.key, None)
         .await?;

@@ -105,8 +105,8 @@ pub async fn log_inputs(
         }
     }
     let models: Vec<String> = req.models.into_iter().map(|m| m.model_id).collect();
-    let link = st.tracking.dataset_links(&ws, &datasets).await?;
-    st.tracking
+    let link = st.svc.dataset_links(&ws, &datasets).await?;
+    st.svc
         .store
         .log_run_inputs(ws.id, run, &datasets, &models, &link)
         .await?;
@@ -144,10 +144,7 @@ pub async fn log_outputs(
             step: m.step.unwrap_or(0),
         })
         .collect();
-    st.tracking
-        .store
-        .log_run_outputs(ws.id, run, &models)
-        .await?;
+    st.svc.store.log_run_outputs(ws.id, run, &models).await?;
     Ok(Json(json!({})))
 }
 
@@ -244,7 +241,7 @@ pub async fn search_datasets(
         .map(|s| experiment_id(s))
         .collect::<Result<Vec<_>, _>>()?;
     let found = st
-        .tracking
+        .svc
         .store
         .search_datasets(ws.id, &ids, MAX_DATASET_SUMMARIES)
         .await?;

@@ -15,8 +15,8 @@ use crate::api::error::MlflowError;
 use crate::api::extract::{MlflowWs, QueryMap};
 use crate::api::wire::{MetricOut, de_id_string, de_opt_i64, experiment_id};
 use crate::api::{AppState, artifact_response, paging};
+use crate::service::ArtifactScope;
 use crate::store::NewLoggedModel;
-use crate::tracking::ArtifactScope;
 use crate::workspace::filter::{Entity, parse_order_by};
 use crate::workspace::logged_model::{
     self, DatasetScope, LoggedModel, LoggedModelStatus, MAX_SEARCH_RESULTS, check_model_id,
@@ -123,7 +123,7 @@ pub async fn create(
         None => crate::store::generate_run_name(),
     };
     let model = st
-        .tracking
+        .svc
         .store
         .create_logged_model(
             ws.id,
@@ -149,11 +149,7 @@ pub async fn get(
 ) -> Reply {
     let id = model_param(&p)?;
     let allow_deleted = q.get("allow_deleted").is_some_and(|v| v == "true");
-    let model = st
-        .tracking
-        .store
-        .logged_model(ws.id, id, allow_deleted)
-        .await?;
+    let model = st.svc.store.logged_model(ws.id, id, allow_deleted).await?;
     Ok(Json(json!({ "model": model_json(&model) })))
 }
 
@@ -189,7 +185,7 @@ pub async fn finalize(
         }
     };
     let model = st
-        .tracking
+        .svc
         .store
         .set_logged_model_status(ws.id, id, status, None)
         .await?;
@@ -203,7 +199,7 @@ pub async fn delete(
     Path(p): Path<Vec<(String, String)>>,
 ) -> Reply {
     let id = model_param(&p)?;
-    st.tracking.store.delete_logged_model(ws.id, id).await?;
+    st.svc.store.delete_logged_model(ws.id, id).await?;
     Ok(Json(json!({})))
 }
 
@@ -222,7 +218,7 @@ pub async fn set_tags(
 ) -> Reply {
     let id = model_param(&p)?;
     let tags = tag_pairs(req.tags, "tag")?;
-    st.tracking
+    st.svc
         .store
         .set_logged_model_pairs(ws.id, id, &tags, false)
         .await?;
@@ -241,10 +237,7 @@ pub async fn delete_tag(
         .find(|(k, _)| k == "tag_key")
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
-    st.tracking
-        .store
-        .delete_logged_model_tag(ws.id, id, key)
-        .await?;
+    st.svc.store.delete_logged_model_tag(ws.id, id, key).await?;
     Ok(Json(json!({})))
 }
 
@@ -266,7 +259,7 @@ pub async fn log_params(
     for (k, v) in &params {
         validate::param_value(k, v)?;
     }
-    st.tracking
+    st.svc
         .store
         .set_logged_model_pairs(ws.id, id, &params, true)
         .await?;
@@ -427,7 +420,7 @@ pub async fn search(
     let filter = logged_model::parse_filter(req.filter.as_deref().unwrap_or(""))?;
     let keys = sort_keys(req.order_by)?;
     let offset = paging::decode(req.page_token.as_deref())?;
-    let mut models = st.tracking.store.logged_models(ws.id, &ids).await?;
+    let mut models = st.svc.store.logged_models(ws.id, &ids).await?;
     models.retain(|m| {
         filter.as_ref().is_none_or(|f| m.matches(f, &scopes))
             && (scopes.is_empty() || m.metrics.iter().any(|x| logged_model::in_scope(x, &scopes)))
@@ -472,10 +465,10 @@ pub async fn list_artifacts(
     q: QueryMap,
 ) -> Reply {
     let id = model_param(&p)?;
-    let model = st.tracking.store.logged_model(ws.id, id, false).await?;
+    let model = st.svc.store.logged_model(ws.id, id, false).await?;
     let dir = q.get("artifact_directory_path").unwrap_or("");
     let files = st
-        .tracking
+        .svc
         .list_artifacts(&ws, ArtifactScope::Model(id), dir)
         .await?;
     Ok(Json(json!({
@@ -494,7 +487,7 @@ pub async fn download_artifact(
     let id = model_param(&p)?;
     let path = q.require("artifact_file_path")?;
     let (file, reader) = st
-        .tracking
+        .svc
         .open_artifact(&ws, ArtifactScope::Model(id), path)
         .await?;
     Ok(artifact_response(&file, reader))

@@ -17,8 +17,8 @@ use crate::api::error::MlflowError;
 use crate::api::extract::{MlflowWs, QueryMap, mlflow_from_value, parse_json};
 use crate::api::paging;
 use crate::api::wire::{de_opt_i64, de_stringish};
+use crate::service::RegisterRequest;
 use crate::store::{ModelUpdate, VersionUpdate};
-use crate::tracking::RegisterRequest;
 use crate::workspace::filter::{Entity, Expr, parse, parse_order_by};
 use crate::workspace::registry::{
     Field, ModelVersion, RegisteredModel, STAGES, VersionSource, canonical_stage, check_alias,
@@ -150,12 +150,8 @@ fn model_json(m: &RegisteredModel, versions: &[ModelVersion]) -> Value {
 }
 
 async fn model_reply(st: &AppState, ws: &Workspace, name: &str) -> Reply {
-    let m = st.tracking.store.registered_model(ws.id, name).await?;
-    let versions = st
-        .tracking
-        .store
-        .model_versions(ws.id, Some(name), None)
-        .await?;
+    let m = st.svc.store.registered_model(ws.id, name).await?;
+    let versions = st.svc.store.model_versions(ws.id, Some(name), None).await?;
     Ok(Json(
         json!({ "registered_model": model_json(&m, &versions) }),
     ))
@@ -183,7 +179,7 @@ pub async fn create_model(
     check_description(&description)?;
     let tags = super::tag_map(req.tags)?;
     let m = st
-        .tracking
+        .svc
         .store
         .create_registered_model(ws.id, name, &description, &tags)
         .await?;
@@ -223,7 +219,7 @@ pub async fn rename_model(
     let new_name = required(&req.new_name, "new_name")?;
     check_model_name(new_name)?;
     if new_name != name {
-        st.tracking
+        st.svc
             .store
             .update_registered_model(
                 ws.id,
@@ -256,7 +252,7 @@ pub async fn update_model(
     if let Some(d) = &req.description {
         check_description(d)?;
     }
-    st.tracking
+    st.svc
         .store
         .update_registered_model(
             ws.id,
@@ -276,7 +272,7 @@ pub async fn delete_model(
     MlflowWs(ws): MlflowWs,
     Params(req): Params<NameReq>,
 ) -> Reply {
-    st.tracking
+    st.svc
         .delete_registered_model(&ws, required(&req.name, "name")?)
         .await?;
     Ok(Json(json!({})))
@@ -376,7 +372,7 @@ pub async fn search_models(
 ) -> Reply {
     let (offset, limit) = page_bounds(&req, 100, MAX_MODEL_RESULTS)?;
     let filter = filter_of(req.filter.as_deref(), model_attribute)?;
-    let mut models = st.tracking.store.registered_models(ws.id, None).await?;
+    let mut models = st.svc.store.registered_models(ws.id, None).await?;
     if let Some(f) = &filter {
         models.retain(|m| eval_filter(f, &|k| model_field(m, k), &m.tags));
     }
@@ -387,7 +383,7 @@ pub async fn search_models(
         model_field,
         &[("name", true)],
     )?;
-    let versions = st.tracking.store.model_versions(ws.id, None, None).await?;
+    let versions = st.svc.store.model_versions(ws.id, None, None).await?;
     let page: Vec<Value> = models
         .iter()
         .skip(offset)
@@ -421,12 +417,8 @@ pub async fn latest_versions(
         .iter()
         .map(|s| canonical_stage(s))
         .collect::<Result<Vec<_>, _>>()?;
-    st.tracking.store.registered_model(ws.id, name).await?;
-    let versions = st
-        .tracking
-        .store
-        .model_versions(ws.id, Some(name), None)
-        .await?;
+    st.svc.store.registered_model(ws.id, name).await?;
+    let versions = st.svc.store.model_versions(ws.id, Some(name), None).await?;
     let latest = latest_per_stage(&versions, &stages);
     Ok(Json(json!({
         "model_versions": latest.into_iter().map(version_json).collect::<Vec<_>>()
@@ -462,7 +454,7 @@ pub async fn set_model_tag(
     let tags: BTreeMap<String, String> =
         [(key.to_string(), req.value.clone().unwrap_or_default())].into();
     validate::tags(&tags)?;
-    st.tracking
+    st.svc
         .store
         .update_registered_model(
             ws.id,
@@ -484,13 +476,13 @@ pub async fn delete_model_tag(
 ) -> Reply {
     let name = required(&req.name, "name")?;
     let key = required(&req.key, "key")?;
-    let m = st.tracking.store.registered_model(ws.id, name).await?;
+    let m = st.svc.store.registered_model(ws.id, name).await?;
     if !m.tags.contains_key(key) {
         return Err(
             DomainError::NotFound(format!("registered model '{name}' has no tag '{key}'")).into(),
         );
     }
-    st.tracking
+    st.svc
         .store
         .update_registered_model(
             ws.id,
@@ -523,9 +515,7 @@ pub async fn set_alias(
     let name = required(&req.name, "name")?;
     let alias = required(&req.alias, "alias")?;
     let version = version_of(&req.version)?;
-    st.tracking
-        .set_model_alias(&ws, name, alias, version)
-        .await?;
+    st.svc.set_model_alias(&ws, name, alias, version).await?;
     Ok(Json(json!({})))
 }
 
@@ -538,10 +528,7 @@ pub async fn delete_alias(
     let name = required(&req.name, "name")?;
     let alias = required(&req.alias, "alias")?;
     check_alias(alias)?;
-    st.tracking
-        .store
-        .delete_model_alias(ws.id, name, alias)
-        .await?;
+    st.svc.store.delete_model_alias(ws.id, name, alias).await?;
     Ok(Json(json!({})))
 }
 
@@ -553,8 +540,8 @@ pub async fn get_by_alias(
 ) -> Reply {
     let name = required(&req.name, "name")?;
     let alias = required(&req.alias, "alias")?;
-    let v = st.tracking.store.model_alias(ws.id, name, alias).await?;
-    let v = st.tracking.store.model_version(ws.id, name, v).await?;
+    let v = st.svc.store.model_alias(ws.id, name, alias).await?;
+    let v = st.svc.store.model_version(ws.id, name, v).await?;
     Ok(Json(json!({ "model_version": version_json(&v) })))
 }
 
@@ -596,14 +583,14 @@ pub async fn create_version(
         aliases: Vec::new(),
     };
     // the registered model must exist before anything is resolved (MLflow's order of errors)
-    st.tracking.store.registered_model(ws.id, name).await?;
+    st.svc.store.registered_model(ws.id, name).await?;
     let v = match classify_source(source)? {
         VersionSource::Run { run_id: run, path } => {
             if run_id.as_deref().is_some_and(|r| r != run) {
                 return Err(invalid_source_for(source, "run_id").into());
             }
             match st
-                .tracking
+                .svc
                 .register_model_from_run(
                     &ws,
                     register.clone(),
@@ -616,7 +603,7 @@ pub async fn create_version(
                 // a run this server does not hold (or a directory it has no files in) is
                 // recorded as MLflow records it: the source, no files
                 Err(DomainError::NotFound(_)) => {
-                    st.tracking
+                    st.svc
                         .register_model_external(&ws, register, source.to_string(), Some(run))
                         .await?
                 }
@@ -627,22 +614,19 @@ pub async fn create_version(
             if model_id.as_deref().is_some_and(|given| given != m) {
                 return Err(invalid_source_for(source, "model_id").into());
             }
-            st.tracking
+            st.svc
                 .register_model_from_logged_model(&ws, register, &m, &path, source.to_string())
                 .await?
         }
         VersionSource::Version(from) => {
-            let src = st
-                .tracking
-                .resolve_in(&ws, &from.name, &from.selector)
-                .await?;
+            let src = st.svc.resolve_in(&ws, &from.name, &from.selector).await?;
             let canonical = src.uri();
-            st.tracking
+            st.svc
                 .register_model_copy(&ws, register, &from, canonical)
                 .await?
         }
         VersionSource::External => {
-            st.tracking
+            st.svc
                 .register_model_external(&ws, register, source.to_string(), run_id)
                 .await?
         }
@@ -651,7 +635,7 @@ pub async fn create_version(
             // local artifact_location), as MLflow allows it
             let inside = match &run_id {
                 Some(r) => {
-                    let run = st.tracking.store.run_info(ws.id, r).await?;
+                    let run = st.svc.store.run_info(ws.id, r).await?;
                     let root = run.artifact_uri.trim_start_matches("file://").to_string();
                     let src = source.trim_start_matches("file://");
                     !root.contains(':') && (src == root || src.starts_with(&format!("{root}/")))
@@ -664,7 +648,7 @@ pub async fn create_version(
                 ))
                 .into());
             }
-            st.tracking
+            st.svc
                 .register_model_external(&ws, register, source.to_string(), run_id)
                 .await?
         }
@@ -713,7 +697,7 @@ pub async fn get_version(
 ) -> Reply {
     let name = required(&req.name, "name")?;
     let v = st
-        .tracking
+        .svc
         .store
         .model_version(ws.id, name, version_of(&req.version)?)
         .await?;
@@ -732,7 +716,7 @@ pub async fn update_version(
         check_description(d)?;
     }
     let v = st
-        .tracking
+        .svc
         .store
         .update_model_version(
             ws.id,
@@ -758,7 +742,7 @@ pub async fn transition_stage(
     let version = version_of(&req.version)?;
     let stage = canonical_stage(required(&req.stage, "stage")?)?;
     let v = st
-        .tracking
+        .svc
         .store
         .update_model_version(
             ws.id,
@@ -771,7 +755,7 @@ pub async fn transition_stage(
         )
         .await?;
     if req.archive_existing_versions == Some(true) && matches!(stage, "Staging" | "Production") {
-        st.tracking
+        st.svc
             .store
             .archive_other_versions(ws.id, name, version, stage)
             .await?;
@@ -786,7 +770,7 @@ pub async fn delete_version(
     Params(req): Params<VersionReq>,
 ) -> Reply {
     let name = required(&req.name, "name")?;
-    st.tracking
+    st.svc
         .delete_model_version(&ws, name, version_of(&req.version)?)
         .await?;
     Ok(Json(json!({})))
@@ -800,7 +784,7 @@ pub async fn search_versions(
 ) -> Reply {
     let (offset, limit) = page_bounds(&req, 10_000, MAX_VERSION_RESULTS)?;
     let filter = filter_of(req.filter.as_deref(), version_attribute)?;
-    let mut versions = st.tracking.store.model_versions(ws.id, None, None).await?;
+    let mut versions = st.svc.store.model_versions(ws.id, None, None).await?;
     if let Some(f) = &filter {
         versions.retain(|v| eval_filter(f, &|k| version_field(v, k), &v.tags));
     }
@@ -842,7 +826,7 @@ pub async fn set_version_tag(
     let tags: BTreeMap<String, String> =
         [(key.to_string(), req.value.clone().unwrap_or_default())].into();
     validate::tags(&tags)?;
-    st.tracking
+    st.svc
         .store
         .update_model_version(
             ws.id,
@@ -866,18 +850,14 @@ pub async fn delete_version_tag(
     let name = required(&req.name, "name")?;
     let version = version_of(&req.version)?;
     let key = required(&req.key, "key")?;
-    let v = st
-        .tracking
-        .store
-        .model_version(ws.id, name, version)
-        .await?;
+    let v = st.svc.store.model_version(ws.id, name, version).await?;
     if !v.tags.contains_key(key) {
         return Err(DomainError::NotFound(format!(
             "model version {name}/{version} has no tag '{key}'"
         ))
         .into());
     }
-    st.tracking
+    st.svc
         .store
         .update_model_version(
             ws.id,
@@ -901,13 +881,13 @@ pub async fn download_uri(
 ) -> Reply {
     let name = required(&req.name, "name")?;
     let v = st
-        .tracking
+        .svc
         .store
         .model_version(ws.id, name, version_of(&req.version)?)
         .await?;
     // a version recorded with a source this server holds no files of downloads from its source
     let external = st
-        .tracking
+        .svc
         .store
         .model_files(ws.id, &v.name, v.version)
         .await?

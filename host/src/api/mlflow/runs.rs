@@ -80,7 +80,7 @@ pub async fn create(
     };
     let tags = super::tag_map(req.tags)?;
     let run = st
-        .tracking
+        .svc
         .store
         .create_run(
             ws.id,
@@ -99,8 +99,8 @@ pub async fn create(
 }
 
 pub async fn get(State(st): State<AppState>, MlflowWs(ws): MlflowWs, q: QueryMap) -> Reply {
-    let run = st.tracking.store.run(ws.id, run_id_from_query(&q)?).await?;
-    let io = st.tracking.store.run_io(&[run.key]).await?;
+    let run = st.svc.store.run(ws.id, run_id_from_query(&q)?).await?;
+    let io = st.svc.store.run_io(&[run.key]).await?;
     Ok(Json(json!({ "run": run_json(&run, io.get(&run.key)) })))
 }
 
@@ -123,7 +123,7 @@ pub async fn update(
 ) -> Reply {
     let status = req.status.as_deref().map(str::parse).transpose()?;
     let run = st
-        .tracking
+        .svc
         .store
         .update_run(
             ws.id,
@@ -143,7 +143,7 @@ pub async fn delete(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<RunRef>,
 ) -> Reply {
-    st.tracking
+    st.svc
         .store
         .set_run_stage(ws.id, req.id()?, LifecycleStage::Deleted)
         .await?;
@@ -155,7 +155,7 @@ pub async fn restore(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<RunRef>,
 ) -> Reply {
-    st.tracking
+    st.svc
         .store
         .set_run_stage(ws.id, req.id()?, LifecycleStage::Active)
         .await?;
@@ -191,7 +191,7 @@ pub async fn search(
         .transpose()?
         .unwrap_or_default();
     let (runs, next) = search::runs(
-        &st.tracking,
+        &st.svc,
         &ws,
         search::RunSearch {
             experiment_ids: &ids,
@@ -204,7 +204,7 @@ pub async fn search(
     )
     .await?;
     let keys: Vec<i64> = runs.iter().map(|r| r.key).collect();
-    let io = st.tracking.store.run_io(&keys).await?;
+    let io = st.svc.store.run_io(&keys).await?;
     let mut out =
         json!({ "runs": runs.iter().map(|r| run_json(r, io.get(&r.key))).collect::<Vec<_>>() });
     if let Some(t) = next {
@@ -312,10 +312,10 @@ async fn log_with_models(
     batch.validate(limits)?;
     for (id, _) in &models {
         crate::workspace::logged_model::check_model_id(id)?;
-        st.tracking.store.logged_model(ws_id, id, false).await?;
+        st.svc.store.logged_model(ws_id, id, false).await?;
     }
-    st.tracking.store.log_batch(ws_id, run_id, batch).await?;
-    st.tracking.store.log_model_metrics(ws_id, &models).await?;
+    st.svc.store.log_batch(ws_id, run_id, batch).await?;
+    st.svc.store.log_model_metrics(ws_id, &models).await?;
     Ok(Json(json!({})))
 }
 
@@ -427,7 +427,7 @@ pub async fn delete_tag(
     MlflowWs(ws): MlflowWs,
     MlflowJson(req, _): MlflowJson<DeleteTagReq>,
 ) -> Reply {
-    st.tracking
+    st.svc
         .store
         .delete_run_tag(ws.id, req.run.id()?, &req.key)
         .await?;
@@ -525,7 +525,7 @@ pub async fn metric_history(
         }
     };
     let offset = paging::decode(q.get("page_token"))?;
-    let points = st.tracking.store.metric_history(ws.id, run_id, key).await?;
+    let points = st.svc.store.metric_history(ws.id, run_id, key).await?;
     let page: Vec<MetricOut> = points
         .iter()
         .skip(offset)
@@ -575,7 +575,7 @@ pub async fn log_model(
             serde_json::from_str(s)
                 .map_err(|e| DomainError::invalid(format!("model_json is not valid JSON: {e}")))
         })?;
-    let run = st.tracking.store.run(ws.id, run_id).await?;
+    let run = st.svc.store.run(ws.id, run_id).await?;
     let mut history: Vec<Value> = match run.tags.get(LOG_MODEL_HISTORY_TAG) {
         Some(t) => serde_json::from_str(t).unwrap_or_default(),
         None => Vec::new(),
@@ -644,7 +644,7 @@ pub async fn metric_history_bulk_interval(
     let mut histories = Vec::with_capacity(run_ids.len());
     for id in &run_ids {
         validate::run_id(id)?;
-        histories.push((*id, st.tracking.store.metric_history(ws.id, id, key).await?));
+        histories.push((*id, st.svc.store.metric_history(ws.id, id, key).await?));
     }
     let mut all: Vec<i64> = histories
         .iter()

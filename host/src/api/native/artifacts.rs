@@ -46,7 +46,7 @@ pub async fn list(
 ) -> Result<Json<ArtifactList>, ApiError> {
     let (id, _) = parts(&p)?;
     let files = st
-        .tracking
+        .svc
         .list_artifacts(&ws, id, q.path.as_deref().unwrap_or(""))
         .await?;
     Ok(Json(ArtifactList { files }))
@@ -80,7 +80,7 @@ pub async fn upload(
 ) -> Result<Created<ArtifactFile>, ApiError> {
     let (id, path) = parts(&p)?;
     let file = st
-        .tracking
+        .svc
         .upload_artifact(&ws, id, path, body.into_data_stream())
         .await?;
     Ok(Created(file))
@@ -93,7 +93,7 @@ pub async fn download(
     Path(p): Path<BTreeMap<String, String>>,
 ) -> Result<FileBytes, ApiError> {
     let (id, path) = parts(&p)?;
-    let (file, reader) = st.tracking.open_artifact(&ws, id, path).await?;
+    let (file, reader) = st.svc.open_artifact(&ws, id, path).await?;
     Ok(FileBytes(artifact_response(&file, reader)))
 }
 
@@ -104,6 +104,6 @@ pub async fn delete(
     Path(p): Path<BTreeMap<String, String>>,
 ) -> Result<Json<Deleted<u64>>, ApiError> {
     let (id, path) = parts(&p)?;
-    let n = st.tracking.delete_artifact(&ws, id, path).await?;
+    let n = st.svc.delete_artifact(&ws, id, path).await?;
     Ok(Json(Deleted { deleted: n }))
 }

@@ -12,8 +12,8 @@ use crate::api::extract::{JsonBody, Ws, no_nul};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
 use crate::api::reply::{Created, Empty, Upserted};
 use crate::auth::{Principal, Role};
+use crate::service::{ComponentUpload, DatastoreRequest};
 use crate::store::{ComponentRow, Datastore};
-use crate::tracking::{ComponentUpload, DatastoreRequest};
 use crate::workspace::DomainError;
 
 type Reply<T> = Result<Json<T>, ApiError>;
@@ -172,7 +172,7 @@ pub async fn push(
     form: ComponentForm,
 ) -> Result<Upserted<ComponentJson>, ApiError> {
     let (c, created) = st
-        .tracking
+        .svc
         .push_component(
             &ws,
             ComponentUpload {
@@ -198,7 +198,7 @@ pub struct ComponentList {
 
 /// `GET .../components`.
 pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Reply<ComponentList> {
-    let all = st.tracking.store.list_components(ws.id).await?;
+    let all = st.svc.store.list_components(ws.id).await?;
     Ok(Json(ComponentList {
         components: all
             .into_iter()
@@ -214,7 +214,7 @@ pub async fn get(
     Path((_, name, version)): Path<(String, String, String)>,
 ) -> Reply<ComponentJson> {
     Ok(Json(component_json(
-        st.tracking.component(&ws, &name, &version).await?,
+        st.svc.component(&ws, &name, &version).await?,
     )?))
 }
 
@@ -224,7 +224,7 @@ pub async fn delete(
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
 ) -> Reply<Empty> {
-    st.tracking.delete_component(&ws, &name, &version).await?;
+    st.svc.delete_component(&ws, &name, &version).await?;
     Ok(Json(Empty {}))
 }
 
@@ -237,7 +237,7 @@ pub struct DatastoreList {
 
 /// `GET .../datastores`.
 pub async fn list_datastores(State(st): State<AppState>, Ws(ws): Ws) -> Reply<DatastoreList> {
-    let all = st.tracking.store.list_datastores(ws.id).await?;
+    let all = st.svc.store.list_datastores(ws.id).await?;
     Ok(Json(DatastoreList {
         datastores: all.into_iter().map(datastore_json).collect(),
     }))
@@ -263,7 +263,7 @@ pub async fn create_datastore(
         )
         .await?;
     }
-    let ds = st.tracking.create_datastore(&ws, &name, req).await?;
+    let ds = st.svc.create_datastore(&ws, &name, req).await?;
     Ok(Created(datastore_json(ds)))
 }
 
@@ -274,7 +274,7 @@ pub async fn get_datastore(
     Path((_, name)): Path<(String, String)>,
 ) -> Reply<DatastoreJson> {
     Ok(Json(datastore_json(
-        st.tracking.store.datastore_by_name(ws.id, &name).await?,
+        st.svc.store.datastore_by_name(ws.id, &name).await?,
     )))
 }
 
@@ -284,6 +284,6 @@ pub async fn delete_datastore(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
 ) -> Reply<Empty> {
-    st.tracking.delete_datastore(&ws, &name).await?;
+    st.svc.delete_datastore(&ws, &name).await?;
     Ok(Json(Empty {}))
 }

@@ -132,7 +132,7 @@ pub async fn create(
         .map(crate::workspace::dataset::parse_delimiter)
         .transpose()?;
     let (d, used) = st
-        .tracking
+        .svc
         .upload_dataset(&ws, &name, body.to_vec(), delimiter)
         .await?;
     let mut v = dataset_json(&d)?;
@@ -161,11 +161,7 @@ pub async fn list(
     Ws(ws): Ws,
     Params(q): Params<ListQuery>,
 ) -> Reply<DatasetList> {
-    let all = st
-        .tracking
-        .store
-        .list_datasets(ws.id, q.name.as_deref())
-        .await?;
+    let all = st.svc.store.list_datasets(ws.id, q.name.as_deref()).await?;
     Ok(Json(DatasetList {
         datasets: all.iter().map(dataset_json).collect::<Result<_, _>>()?,
     }))
@@ -188,14 +184,14 @@ pub async fn get(
     Params(q): Params<GetQuery>,
 ) -> Reply<DatasetJson> {
     let d = st
-        .tracking
+        .svc
         .store
         .dataset(ws.id, &name, version_of(&version)?)
         .await?;
     let n = q.preview.unwrap_or(10).clamp(0, 1000) as usize;
     let mut out = dataset_json(&d)?;
     if n > 0 {
-        let table = st.tracking.dataset_table(&ws, &d).await?;
+        let table = st.svc.dataset_table(&ws, &d).await?;
         out.preview = Some(table.rows.into_iter().take(n).collect());
         out.columns = Some(table.header);
     }
@@ -209,12 +205,12 @@ pub async fn download(
     Path((_, name, version)): Path<(String, String, String)>,
 ) -> Result<CsvFile, ApiError> {
     let d = st
-        .tracking
+        .svc
         .store
         .dataset(ws.id, &name, version_of(&version)?)
         .await?;
-    let ds = st.tracking.store.datastore(d.datastore_id).await?;
-    let bytes = st.tracking.read_bytes(&ds, &d.digest).await?;
+    let ds = st.svc.store.datastore(d.datastore_id).await?;
+    let bytes = st.svc.read_bytes(&ds, &d.digest).await?;
     Ok(CsvFile(
         Response::builder()
             .header(header::CONTENT_TYPE, "text/csv")
@@ -235,6 +231,6 @@ pub async fn delete(
 ) -> Reply<DatasetJson> {
     let v =
         version_of(&version)?.ok_or_else(|| DomainError::invalid("name the version to delete"))?;
-    let d = st.tracking.store.delete_dataset(ws.id, &name, v).await?;
+    let d = st.svc.store.delete_dataset(ws.id, &name, v).await?;
     Ok(Json(dataset_json(&d)?))
 }

@@ -63,7 +63,7 @@ pub async fn put(
     Path((_, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<EndpointBody>,
 ) -> Result<Upserted<EndpointView>, ApiError> {
-    if st.tracking.store.endpoint(ws.id, &name).await?.is_some() {
+    if st.svc.store.endpoint(ws.id, &name).await?.is_some() {
         let v = st
             .serving
             .update_endpoint(&ws, &name, body.description, body.auth_mode)

@@ -63,7 +63,7 @@ pub async fn list(
         .transpose()?
         .unwrap_or_default();
     let (exps, next) = search::experiments(
-        &st.tracking,
+        &st.svc,
         &ws,
         q.filter.as_deref().unwrap_or(""),
         &q.order_by,
@@ -101,18 +101,16 @@ pub async fn create(
     validate::experiment_name(&req.name)?;
     validate::tags(&req.tags)?;
     if let Some(ds) = &req.artifact_datastore {
-        st.tracking.store.datastore_by_name(ws.id, ds).await?;
+        st.svc.store.datastore_by_name(ws.id, ds).await?;
     }
     let mut e = st
-        .tracking
+        .svc
         .store
         .create_experiment(ws.id, &req.name, &req.tags)
         .await?;
     if let Some(ds) = &req.artifact_datastore {
-        st.tracking
-            .set_experiment_datastore(&ws, e.id, Some(ds))
-            .await?;
-        e = st.tracking.store.experiment(ws.id, e.id).await?;
+        st.svc.set_experiment_datastore(&ws, e.id, Some(ds)).await?;
+        e = st.svc.store.experiment(ws.id, e.id).await?;
     }
     Ok(Created(e.into()))
 }
@@ -123,7 +121,7 @@ pub async fn get(
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
 ) -> Reply<ExperimentJson> {
-    let e = st.tracking.store.experiment(ws.id, id_of(&id)?).await?;
+    let e = st.svc.store.experiment(ws.id, id_of(&id)?).await?;
     Ok(Json(e.into()))
 }
 
@@ -153,7 +151,7 @@ pub async fn update(
     JsonBody(req): JsonBody<UpdateReq>,
 ) -> Reply<ExperimentJson> {
     let id = id_of(&id)?;
-    let store = &st.tracking.store;
+    let store = &st.svc.store;
     store.experiment(ws.id, id).await?;
     if let Some(name) = &req.name {
         validate::experiment_name(name)?;
@@ -169,7 +167,7 @@ pub async fn update(
         store.set_experiment_tag(ws.id, id, k, None).await?;
     }
     if let Some(ds) = &req.artifact_datastore {
-        st.tracking
+        st.svc
             .set_experiment_datastore(&ws, id, Some(ds.as_str()).filter(|d| !d.is_empty()))
             .await?;
     }
@@ -183,7 +181,7 @@ pub async fn delete(
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
 ) -> Reply<Empty> {
-    st.tracking
+    st.svc
         .store
         .set_experiment_stage(ws.id, id_of(&id)?, LifecycleStage::Deleted)
         .await?;
@@ -197,10 +195,10 @@ pub async fn restore(
     Target(id): Target,
 ) -> Reply<ExperimentJson> {
     let id = id_of(&id)?;
-    st.tracking
+    st.svc
         .store
         .set_experiment_stage(ws.id, id, LifecycleStage::Active)
         .await?;
-    let e = st.tracking.store.experiment(ws.id, id).await?;
+    let e = st.svc.store.experiment(ws.id, id).await?;
     Ok(Json(e.into()))
 }

@@ -258,7 +258,7 @@ pub async fn list(
 ) -> Reply<JobList> {
     let state = q.state.as_deref().map(JobState::parse).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let jobs = st.tracking.store.list_jobs(ws.id, state, limit).await?;
+    let jobs = st.svc.store.list_jobs(ws.id, state, limit).await?;
     Ok(Json(JobList {
         jobs: jobs
             .into_iter()
@@ -273,7 +273,7 @@ pub async fn get(
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
 ) -> Reply<JobJson> {
-    let job = st.tracking.store.job(ws.id, &id).await?;
+    let job = st.svc.store.job(ws.id, &id).await?;
     Ok(Json(job_json(&st, job)?))
 }
 
@@ -294,7 +294,7 @@ pub async fn trials(
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
 ) -> Reply<Trials> {
-    let job = st.tracking.store.job(ws.id, &id).await?;
+    let job = st.svc.store.job(ws.id, &id).await?;
     if !matches!(job.kind.as_str(), "sweep" | "automl") {
         return Err(DomainError::invalid(format!(
             "job {id} is a {} job; only sweep and automl jobs have trials",
@@ -304,7 +304,7 @@ pub async fn trials(
     }
     let state = match st.executor.sweep_view(&job.id) {
         Some(s) => s,
-        None => match st.tracking.store.sweep_state(job.key).await? {
+        None => match st.svc.store.sweep_state(job.key).await? {
             Some(text) => serde_json::from_str(&text)
                 .map_err(|e| DomainError::Internal(format!("sweep state: {e}")))?,
             None => crate::sweep::SweepState::default(),
@@ -346,7 +346,7 @@ pub async fn logs(
     Path((_, id)): Path<(String, String)>,
     Params(q): Params<LogsQuery>,
 ) -> Result<PlainText, ApiError> {
-    let job = st.tracking.store.job(ws.id, &id).await?;
+    let job = st.svc.store.job(ws.id, &id).await?;
     let logs = st.executor.logs().clone();
     let head = match q.tail {
         Some(n) if n >= 0 => {
@@ -373,11 +373,11 @@ pub async fn logs(
     let offset = std::fs::metadata(logs.path(&job.id))
         .map(|m| m.len())
         .unwrap_or(0);
-    let tracking = st.tracking.clone();
+    let svc = st.svc.clone();
     let (ws_id, job_id) = (ws.id, job.id.clone());
     let stream =
         futures_util::stream::unfold((offset, false, Some(head)), move |(offset, done, head)| {
-            let (logs, tracking, job_id) = (logs.clone(), tracking.clone(), job_id.clone());
+            let (logs, svc, job_id) = (logs.clone(), svc.clone(), job_id.clone());
             async move {
                 if let Some(h) = head {
                     return Some((
@@ -390,7 +390,7 @@ pub async fn logs(
                 }
                 loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    let ended = match tracking.store.job(ws_id, &job_id).await {
+                    let ended = match svc.store.job(ws_id, &job_id).await {
                         Ok(j) => j.state.is_terminal(),
                         Err(_) => true,
                     };

@@ -13,7 +13,7 @@ use crate::api::extract::{Params, Ws};
 use crate::api::reply::FileBytes;
 use crate::api::wire::experiment_id;
 use crate::api::{AppState, artifact_response};
-use crate::tracking::ArtifactScope;
+use crate::service::ArtifactScope;
 use crate::workspace::logged_model::{LoggedModel, check_model_id};
 use crate::workspace::{ArtifactFile, DomainError};
 
@@ -148,7 +148,7 @@ pub async fn list(
         Some(e) => vec![experiment_id(e)?],
         None => Vec::new(),
     };
-    let mut models = st.tracking.store.logged_models(ws.id, &ids).await?;
+    let mut models = st.svc.store.logged_models(ws.id, &ids).await?;
     models.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     Ok(Json(LoggedModelList {
         logged_models: models.into_iter().map(Into::into).collect(),
@@ -161,11 +161,7 @@ pub async fn get(
     Ws(ws): Ws,
     Path(p): Path<BTreeMap<String, String>>,
 ) -> Result<Json<LoggedModelJson>, ApiError> {
-    let m = st
-        .tracking
-        .store
-        .logged_model(ws.id, id_of(&p)?, false)
-        .await?;
+    let m = st.svc.store.logged_model(ws.id, id_of(&p)?, false).await?;
     Ok(Json(m.into()))
 }
 
@@ -177,7 +173,7 @@ pub async fn list_files(
     Params(q): Params<FilesQuery>,
 ) -> Result<Json<FileList>, ApiError> {
     let files = st
-        .tracking
+        .svc
         .list_artifacts(
             &ws,
             ArtifactScope::Model(id_of(&p)?),
@@ -196,7 +192,7 @@ pub async fn download(
     let id = id_of(&p)?;
     let path = p.get("path").map(String::as_str).unwrap_or("");
     let (file, reader) = st
-        .tracking
+        .svc
         .open_artifact(&ws, ArtifactScope::Model(id), path)
         .await?;
     Ok(FileBytes(artifact_response(&file, reader)))

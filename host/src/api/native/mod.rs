@@ -411,7 +411,7 @@ fn workspace_routes(api: &mut Api) {
         "/datasets/{name}/versions",
         Write,
         doc("Upload a CSV as the next version", datasets::create)
-            .body_limit(DefaultBodyLimit::max(crate::tracking::MAX_DATASET_BYTES)),
+            .body_limit(DefaultBodyLimit::max(crate::service::MAX_DATASET_BYTES)),
     )
     .route(
         M::GET,
@@ -516,7 +516,7 @@ fn workspace_routes(api: &mut Api) {
             models::register,
         )
         .body_limit(DefaultBodyLimit::max(
-            crate::tracking::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
+            crate::service::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
         )),
     )
     .route(

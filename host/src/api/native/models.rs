@@ -21,8 +21,8 @@ use crate::api::extract::{JsonBody, Params, Ws, body_bytes, parse_native_json};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
 use crate::api::reply::{Created, FileBytes};
 use crate::api::{AppState, artifact_response, paging};
+use crate::service::{ModelFileUpload, RegisterRequest};
 use crate::store::{ArtifactRow, ModelUpdate, VersionUpdate};
-use crate::tracking::{ModelFileUpload, RegisterRequest};
 use crate::workspace::registry::{
     ModelVersion, RegisteredModel, Selector, canonical_stage, check_description, check_model_name,
     parse_version,
@@ -174,9 +174,7 @@ async fn resolve(
     name: &str,
     version: &str,
 ) -> Result<ModelVersion, DomainError> {
-    st.tracking
-        .resolve_in(ws, name, &selector_of(version)?)
-        .await
+    st.svc.resolve_in(ws, name, &selector_of(version)?).await
 }
 
 /// Tag changes: a string sets the tag, `null` removes it.
@@ -227,7 +225,7 @@ pub async fn list(
 ) -> Reply<ModelList> {
     let limit = q.max_results.unwrap_or(100).clamp(1, 1000) as usize;
     let offset = paging::decode(q.page_token.as_deref())?;
-    let all = st.tracking.store.registered_models(ws.id, None).await?;
+    let all = st.svc.store.registered_models(ws.id, None).await?;
     let total = all.len();
     let models = all
         .into_iter()
@@ -248,9 +246,9 @@ pub async fn get(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
 ) -> Reply<ModelJson> {
-    let m = st.tracking.store.registered_model(ws.id, &name).await?;
+    let m = st.svc.store.registered_model(ws.id, &name).await?;
     let versions = st
-        .tracking
+        .svc
         .store
         .model_versions(ws.id, Some(&name), None)
         .await?;
@@ -287,7 +285,7 @@ pub async fn update(
     }
     let (set_tags, delete_tags) = tag_changes(req.tags)?;
     let m = st
-        .tracking
+        .svc
         .store
         .update_registered_model(
             ws.id,
@@ -309,7 +307,7 @@ pub async fn delete(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
 ) -> Reply<Deleted<String>> {
-    st.tracking.delete_registered_model(&ws, &name).await?;
+    st.svc.delete_registered_model(&ws, &name).await?;
     Ok(Json(Deleted { deleted: name }))
 }
 
@@ -326,9 +324,9 @@ pub async fn list_versions(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
 ) -> Reply<VersionList> {
-    st.tracking.store.registered_model(ws.id, &name).await?;
+    st.svc.store.registered_model(ws.id, &name).await?;
     let versions = st
-        .tracking
+        .svc
         .store
         .model_versions(ws.id, Some(&name), None)
         .await?;
@@ -453,7 +451,7 @@ pub async fn register(
     let v = match body {
         Registration::Upload(meta, files) => {
             let req = register_request(&name, meta.description, meta.tags, meta.aliases);
-            st.tracking.register_model_upload(&ws, req, files).await?
+            st.svc.register_model_upload(&ws, req, files).await?
         }
         Registration::FromRun(meta) if meta.model_id.is_some() => {
             if meta.run_id.is_some() {
@@ -466,7 +464,7 @@ pub async fn register(
             let model_id = given.strip_prefix("models:/").unwrap_or(&given).to_string();
             let path = meta.path.unwrap_or_default();
             let req = register_request(&name, meta.description, meta.tags, meta.aliases);
-            st.tracking
+            st.svc
                 .register_model_from_logged_model(
                     &ws,
                     req,
@@ -484,16 +482,12 @@ pub async fn register(
             })?;
             let path = meta.path.unwrap_or_else(|| "model".to_string());
             let req = register_request(&name, meta.description, meta.tags, meta.aliases);
-            st.tracking
+            st.svc
                 .register_model_from_run(&ws, req, &run_id, &path, None)
                 .await?
         }
     };
-    let files = st
-        .tracking
-        .store
-        .model_files(ws.id, &v.name, v.version)
-        .await?;
+    let files = st.svc.store.model_files(ws.id, &v.name, v.version).await?;
     Ok(Created(version_json(v, Some(files))))
 }
 
@@ -566,11 +560,7 @@ pub async fn get_version(
     Path((_, name, version)): Path<(String, String, String)>,
 ) -> Reply<VersionJson> {
     let v = resolve(&st, &ws, &name, &version).await?;
-    let files = st
-        .tracking
-        .store
-        .model_files(ws.id, &v.name, v.version)
-        .await?;
+    let files = st.svc.store.model_files(ws.id, &v.name, v.version).await?;
     Ok(Json(version_json(v, Some(files))))
 }
 
@@ -603,7 +593,7 @@ pub async fn update_version(
     let (set_tags, delete_tags) = tag_changes(req.tags)?;
     let v = resolve(&st, &ws, &name, &version).await?;
     let v = st
-        .tracking
+        .svc
         .store
         .update_model_version(
             ws.id,
@@ -627,9 +617,7 @@ pub async fn delete_version(
     Path((_, name, version)): Path<(String, String, String)>,
 ) -> Reply<Deleted<String>> {
     let v = resolve(&st, &ws, &name, &version).await?;
-    st.tracking
-        .delete_model_version(&ws, &name, v.version)
-        .await?;
+    st.svc.delete_model_version(&ws, &name, v.version).await?;
     Ok(Json(Deleted { deleted: v.uri() }))
 }
 
@@ -649,7 +637,7 @@ pub async fn put_alias(
     JsonBody(req): JsonBody<AliasReq>,
 ) -> Reply<VersionJson> {
     let v = st
-        .tracking
+        .svc
         .set_model_alias(&ws, &name, &alias, req.version)
         .await?;
     Ok(Json(version_json(v, None)))
@@ -661,7 +649,7 @@ pub async fn delete_alias(
     Ws(ws): Ws,
     Path((_, name, alias)): Path<(String, String, String)>,
 ) -> Reply<Deleted<String>> {
-    st.tracking
+    st.svc
         .store
         .delete_model_alias(ws.id, &name, &alias)
         .await?;
@@ -678,7 +666,7 @@ pub async fn download(
 ) -> Result<FileBytes, ApiError> {
     let v = resolve(&st, &ws, &name, &version).await?;
     let (file, reader) = st
-        .tracking
+        .svc
         .open_model_version_file(&ws, &name, v.version, &path)
         .await?;
     Ok(FileBytes(artifact_response(&file, reader)))

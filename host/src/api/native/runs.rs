@@ -113,7 +113,7 @@ pub async fn create(
     Ws(ws): Ws,
     JsonBody(req): JsonBody<CreateReq>,
 ) -> Result<Created<RunJson>, ApiError> {
-    let run = st.tracking.store.create_run(ws.id, new_run(req)?).await?;
+    let run = st.svc.store.create_run(ws.id, new_run(req)?).await?;
     Ok(Created(run.into()))
 }
 
@@ -123,7 +123,7 @@ pub async fn get(
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
 ) -> Reply<RunJson> {
-    let run = st.tracking.store.run(ws.id, run_id(&id)?).await?;
+    let run = st.svc.store.run(ws.id, run_id(&id)?).await?;
     Ok(Json(run.into()))
 }
 
@@ -150,7 +150,7 @@ pub async fn update(
     JsonBody(req): JsonBody<UpdateReq>,
 ) -> Reply<RunJson> {
     let id = run_id(&id)?;
-    st.tracking
+    st.svc
         .store
         .update_run(
             ws.id,
@@ -162,7 +162,7 @@ pub async fn update(
             },
         )
         .await?;
-    let run = st.tracking.store.run(ws.id, id).await?;
+    let run = st.svc.store.run(ws.id, id).await?;
     Ok(Json(run.into()))
 }
 
@@ -172,7 +172,7 @@ pub async fn delete(
     Ws(ws): Ws,
     Path((_, id)): Path<(String, String)>,
 ) -> Reply<Empty> {
-    st.tracking
+    st.svc
         .store
         .set_run_stage(ws.id, run_id(&id)?, LifecycleStage::Deleted)
         .await?;
@@ -182,11 +182,11 @@ pub async fn delete(
 /// `POST .../runs/{id}:restore`.
 pub async fn restore(State(st): State<AppState>, Ws(ws): Ws, Target(id): Target) -> Reply<RunJson> {
     let id = run_id(&id)?;
-    st.tracking
+    st.svc
         .store
         .set_run_stage(ws.id, id, LifecycleStage::Active)
         .await?;
-    let run = st.tracking.store.run(ws.id, id).await?;
+    let run = st.svc.store.run(ws.id, id).await?;
     Ok(Json(run.into()))
 }
 
@@ -229,10 +229,7 @@ pub async fn log(
     JsonBody(req): JsonBody<LogReq>,
 ) -> Reply<Empty> {
     let batch = batch_of(req)?;
-    st.tracking
-        .store
-        .log_batch(ws.id, run_id(&id)?, batch)
-        .await?;
+    st.svc.store.log_batch(ws.id, run_id(&id)?, batch).await?;
     Ok(Json(Empty {}))
 }
 
@@ -264,11 +261,7 @@ pub async fn metric_history(
 ) -> Reply<MetricHistory> {
     let id = p.get("id").map(String::as_str).unwrap_or("");
     let key = p.get("key").map(String::as_str).unwrap_or("");
-    let points = st
-        .tracking
-        .store
-        .metric_history(ws.id, run_id(id)?, key)
-        .await?;
+    let points = st.svc.store.metric_history(ws.id, run_id(id)?, key).await?;
     let total = points.len();
     let points = match q.max_points {
         Some(n) if n < 2 => {
@@ -292,10 +285,7 @@ pub async fn delete_tag(
 ) -> Reply<Empty> {
     let id = p.get("id").map(String::as_str).unwrap_or("");
     let key = p.get("key").map(String::as_str).unwrap_or("");
-    st.tracking
-        .store
-        .delete_run_tag(ws.id, run_id(id)?, key)
-        .await?;
+    st.svc.store.delete_run_tag(ws.id, run_id(id)?, key).await?;
     Ok(Json(Empty {}))
 }
 
@@ -365,7 +355,7 @@ async fn run_search(
         .transpose()?
         .unwrap_or_default();
     let (runs, next) = search::runs(
-        &st.tracking,
+        &st.svc,
         ws,
         RunSearch {
             experiment_ids: &ids,
@@ -520,6 +510,6 @@ pub async fn bulk(
         let batch = batch_of(data).map_err(|e| DomainError::invalid(format!("runs[{i}]: {e}")))?;
         runs.push((new, batch));
     }
-    let run_ids = st.tracking.store.create_runs_bulk(ws.id, runs).await?;
+    let run_ids = st.svc.store.create_runs_bulk(ws.id, runs).await?;
     Ok(Created(BulkCreated { run_ids }))
 }

@@ -107,7 +107,7 @@ pub async fn put(
     SecretBody(value): SecretBody,
 ) -> Result<Upserted<SecretJson>, ApiError> {
     let w = st
-        .tracking
+        .svc
         .set_secret(&ws, &name, value, Some(p.actor()))
         .await?;
     Ok(Upserted {
@@ -125,7 +125,7 @@ pub struct SecretList {
 
 /// `GET .../secrets`: metadata of every secret of the workspace.
 pub async fn list(State(st): State<AppState>, Ws(ws): Ws) -> Result<Json<SecretList>, ApiError> {
-    let all = st.tracking.list_secrets(&ws).await?;
+    let all = st.svc.list_secrets(&ws).await?;
     Ok(Json(SecretList {
         secrets: all.into_iter().map(|m| secret_json(m, None)).collect(),
     }))
@@ -137,8 +137,8 @@ pub async fn get(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
 ) -> Result<Json<SecretJson>, ApiError> {
-    let m = st.tracking.secret(&ws, &name).await?;
-    let users = st.tracking.secret_datastores(&ws, &name).await?;
+    let m = st.svc.secret(&ws, &name).await?;
+    let users = st.svc.secret_datastores(&ws, &name).await?;
     Ok(Json(secret_json(m, Some(users))))
 }
 
@@ -148,7 +148,7 @@ pub async fn delete(
     Ws(ws): Ws,
     Path((_, name)): Path<(String, String)>,
 ) -> Result<Json<Empty>, ApiError> {
-    st.tracking.delete_secret(&ws, &name).await?;
+    st.svc.delete_secret(&ws, &name).await?;
     Ok(Json(Empty {}))
 }
 

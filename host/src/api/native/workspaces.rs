@@ -10,7 +10,7 @@ use crate::api::error::ApiError;
 use crate::api::extract::{JsonBody, Ws};
 use crate::api::reply::{Empty, Upserted};
 use crate::auth::Principal;
-use crate::tracking::GcReport;
+use crate::service::GcReport;
 use crate::workspace::Workspace;
 
 /// A workspace.
@@ -50,7 +50,7 @@ pub async fn list(
     State(st): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<WorkspaceList>, ApiError> {
-    let all = st.tracking.store.list_workspaces().await?;
+    let all = st.svc.store.list_workspaces().await?;
     let mut visible = Vec::with_capacity(all.len());
     if let Some(id) = p.identity() {
         for w in all {
@@ -91,13 +91,13 @@ pub async fn put(
         .into());
     }
     let (mut ws, created) = st
-        .tracking
+        .svc
         .put_workspace(&name, req.description.as_deref())
         .await?;
     if let Some(on) = req.anonymous_read
         && on != ws.anonymous_read
     {
-        st.tracking.set_anonymous_read(&name, on).await?;
+        st.svc.set_anonymous_read(&name, on).await?;
         ws.anonymous_read = on;
     }
     Ok(Upserted {
@@ -116,7 +116,7 @@ pub async fn delete(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Empty>, ApiError> {
-    st.tracking.delete_workspace(&name).await?;
+    st.svc.delete_workspace(&name).await?;
     Ok(Json(Empty {}))
 }
 
@@ -138,7 +138,7 @@ pub async fn gc(
     JsonBody(req): JsonBody<GcReq>,
 ) -> Result<Json<GcReport>, ApiError> {
     Ok(Json(
-        st.tracking
+        st.svc
             .gc(req.workspace.as_deref(), req.deleted_before)
             .await?,
     ))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::Tracking;
+use super::Service;
 use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::builtin::BUILTINS;
 use crate::plugins::engine::MAX_MEMORY;
@@ -162,7 +162,7 @@ pub fn prepare_builtins(loader: &Loader) -> Result<Vec<ComponentRow>, RuntimeErr
     Ok(rows)
 }
 
-impl Tracking {
+impl Service {
     /// The plugin loader.
     fn loader(&self) -> Arc<Loader> {
         self.datastores.loader().clone()

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 
-use super::Tracking;
+use super::Service;
 use crate::datastore::{BlobMeta, DatastoreError};
 use crate::store::{ArtifactRow, NewModelVersion};
 use crate::workspace::registry::{
@@ -89,7 +89,7 @@ fn dataset_of_card(bytes: &[u8]) -> Option<String> {
     v.get("dataset")?.as_str().map(String::from)
 }
 
-impl Tracking {
+impl Service {
     /// Registers the files under a run's artifact directory `path` as the next version of
     /// `req.name`. Lineage comes from the run: its dataset tag (or the model card's `dataset`)
     /// and the job that produced it. `source` defaults to `runs:/<run>/<path>`.

@@ -1,4 +1,4 @@
-//! The tracking service: operations that span the metadata store and the datastores
+//! The workspace service layer: operations that span the metadata store and the datastores
 //! (workspaces, artifacts, garbage collection). Both API flavours call into it.
 
 mod artifacts;
@@ -38,8 +38,8 @@ pub struct GcReport {
 /// How long a workspace lookup is reused.
 const WORKSPACE_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// The tracking service shared by all request handlers.
-pub struct Tracking {
+/// The workspace service shared by all request handlers.
+pub struct Service {
     /// Metadata.
     pub store: Store,
     /// Artifact bytes.
@@ -56,7 +56,7 @@ pub struct Tracking {
     pub(crate) vault: crate::secrets::Vault,
 }
 
-impl Tracking {
+impl Service {
     /// Wraps a store and datastores; `builtins` come from [`prepare_builtins`], `vault` from
     /// [`crate::secrets::Vault::open`] on the same store.
     pub fn new(

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use super::Tracking;
+use super::Service;
 use crate::datastore::{BlobMeta, DatastoreError};
 use crate::store::{DatasetRow, Datastore};
 use crate::workspace::dataset::{Table, infer_schema, parse_csv, parse_upload, to_csv};
@@ -26,7 +26,7 @@ pub fn check_name(name: &str) -> DomainResult<()> {
     }
 }
 
-impl Tracking {
+impl Service {
     /// Atrium dataset versions whose content matches MLflow dataset inputs: MLflow digest →
     /// `name:version`, when the digest (8 to 64 hex digits) starts the version's sha256.
     pub async fn dataset_links(

@@ -7,7 +7,7 @@ use std::io::Read;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::Tracking;
+use super::Service;
 use crate::datastore::{BlobWriter, DatastoreError};
 use crate::store::{ArtifactOwner, ArtifactRow};
 use crate::workspace::{ArtifactFile, DomainError, DomainResult, Workspace, validate};
@@ -49,7 +49,7 @@ fn task_err(e: tokio::task::JoinError) -> DomainError {
     DomainError::Internal(format!("storage task failed: {e}"))
 }
 
-impl Tracking {
+impl Service {
     /// Looks up an artifact owner; `writable` asks for one that may change (not deleted).
     async fn owner(
         &self,
