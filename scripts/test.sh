@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, end-to-end tests against SQLite and PostgreSQL, the
-# MLflow client compatibility suite (creates tests/python/.venv with the pinned client) and the
-# CLI tests, then the unit tests of the built-in strategy plugins (scripted metric traces, TPE
-# vs random), which run natively. Needs PostgreSQL on 127.0.0.1:5432 (ATRIUM_TEST_PG overrides
-# the URL).
-set -euo pipefail
+# MLflow client compatibility suite (creates tests/python/.venv with the pinned client), MLflow's
+# own REST tests (tests/peer), the schemathesis fuzz run and the CLI tests, then the unit tests of
+# the built-in strategy plugins (scripted metric traces, TPE vs random), which run natively.
+# Every test binary runs even when an earlier one fails; the last line sums them all up.
+# Needs PostgreSQL on 127.0.0.1:5432 (ATRIUM_TEST_PG overrides the URL).
+set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace "$@"
-(cd plugins && cargo test -p strategy-core -p sampler-random -p sampler-grid -p sampler-tpe \
-  -p stop-bandit -p stop-median -p stop-truncation -p stop-asha -p bad-sampler -p scorer-tabular -p scorer-digits)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+start=$SECONDS
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
+host=${PIPESTATUS[0]}
+(cd plugins && cargo test --no-fail-fast -p strategy-core -p sampler-random -p sampler-grid -p sampler-tpe \
+  -p stop-bandit -p stop-median -p stop-truncation -p stop-asha -p bad-sampler -p scorer-tabular -p scorer-digits) 2>&1 | tee -a "$log"
+plugins=${PIPESTATUS[0]}
+# Sum cargo's per-binary "test result:" lines into one summary.
+awk -v secs=$((SECONDS - start)) -v host="$host" -v plugins="$plugins" '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) ig += $i } ; b++ }
+  END { printf "SUMMARY: %d passed, %d failed, %d ignored in %d test binaries, %d s; %s\n", p, f, ig, b, secs, (host == 0 && plugins == 0 && f == 0) ? "ok" : "FAILED" }' "$log"
+[ "$host" -eq 0 ] && [ "$plugins" -eq 0 ]
