@@ -24,7 +24,11 @@ fn mlflow_own_rest_tests_pass() {
     // shown with --nocapture, and in the failure message
     println!("MLflow REST test modules against atrium: {summary}");
     assert!(
-        out.status.success() && summary.contains(" passed") && !summary.contains("failed"),
-        "MLflow's REST test modules failed against atrium: {summary}\n{stdout}\n{stderr}"
+        out.status.success()
+            && summary.contains(" passed")
+            // "1 xfailed" (an expected failure) is fine; "N failed" or "N errors" is not
+            && !summary.split([',', ' ']).any(|w| w == "failed" || w.starts_with("error")),
+        "MLflow's REST test modules failed against atrium ({}): {summary}\n{stdout}\n{stderr}",
+        out.status
     );
 }

@@ -148,7 +148,7 @@ fn scenario(backend: Backend) {
     let before = model(&h, "iris-clf");
     let r = h.get(&format!("{WS}/models/nope"));
     assert_eq!((r.status, r.code()), (404, "RESOURCE_DOES_NOT_EXIST"));
-    assert!(r.message().contains("'nope'"), "{}", r.message());
+    assert!(r.message().contains("name=nope"), "{}", r.message());
     let r = file("9", "model.json");
     assert_eq!(r.status, 404);
     assert!(r.message().contains("iris-clf/9"), "{}", r.message());
@@ -176,10 +176,12 @@ fn scenario(backend: Backend) {
     );
     assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER_VALUE"));
     let r = h.post(
-        &format!("{WS}/models/bad name/versions"),
+        &format!("{WS}/models/bad:name/versions"),
         json!({ "run_id": run }),
     );
+    // MLflow's rule: no '/' or ':' (spaces are allowed)
     assert_eq!(r.status, 400, "{}", r.json);
+    assert!(r.message().contains("bad:name"), "{}", r.message());
     for bad in ["v3", "latest", "9lives"] {
         let r = h.put(
             &format!("{WS}/models/iris-clf/aliases/{bad}"),
@@ -204,7 +206,7 @@ fn scenario(backend: Backend) {
     );
     assert_eq!((r.status, r.code()), (400, "RESOURCE_ALREADY_EXISTS"));
     let (ok, _, err) = s.cli(&["model", "show", "nope"]);
-    assert!(!ok && err.contains("'nope'"), "{err}");
+    assert!(!ok && err.contains("name=nope not found"), "{err}");
     let after = model(&h, "iris-clf");
     assert_eq!(before, after, "a refused call changed the model");
     assert_eq!(after["version_count"], 2);
@@ -313,7 +315,11 @@ fn scenario(backend: Backend) {
     assert!(dup.0, "{}{}", dup.1, dup.2);
     assert_eq!(h.get(&format!("{WS}/models/iris-clf")).status, 404);
     dup = s.cli(&["model", "delete", "iris-clf"]);
-    assert!(!dup.0 && dup.2.contains("'iris-clf'"), "{}", dup.2);
+    assert!(
+        !dup.0 && dup.2.contains("name=iris-clf not found"),
+        "{}",
+        dup.2
+    );
     h.post("/api/v1/gc", json!({})).ok();
     assert_eq!(
         h.get(&format!(

@@ -1,7 +1,6 @@
 //! Artifacts of runs and of MLflow 3 logged models: streamed into the workspace's datastore,
 //! indexed by path under their owner.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use bytes::Bytes;
@@ -250,38 +249,10 @@ impl Service {
         }
         let owner = self.owner(ws, scope.into(), false).await?;
         let rows = self.store.artifacts_under(owner.key, dir).await?;
-        let base = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        let mut out: BTreeMap<String, ArtifactFile> = BTreeMap::new();
-        for row in rows {
-            let rest = &row.path[base.len()..];
-            match rest.split_once('/') {
-                Some((child, _)) => {
-                    let p = format!("{base}{child}");
-                    out.entry(p.clone()).or_insert(ArtifactFile {
-                        path: p,
-                        is_dir: true,
-                        size: None,
-                        digest: None,
-                    });
-                }
-                None => {
-                    out.insert(
-                        row.path.clone(),
-                        ArtifactFile {
-                            path: row.path,
-                            is_dir: false,
-                            size: Some(row.size as u64),
-                            digest: Some(row.digest),
-                        },
-                    );
-                }
-            }
-        }
-        Ok(out.into_values().collect())
+        Ok(ArtifactFile::one_level(
+            dir,
+            rows.into_iter().map(|r| (r.path, r.size as u64, r.digest)),
+        ))
     }
 
     /// Deletes an artifact file or directory; bytes are freed by the next GC.

@@ -266,6 +266,51 @@ pub struct ArtifactFile {
     pub digest: Option<String>,
 }
 
+impl ArtifactFile {
+    /// The immediate children of `dir` (no slashes at its ends; empty: the root) among files
+    /// given as (path, size, digest): the files directly in it and one entry per subdirectory,
+    /// in path order. A path naming a file, or nothing, lists as empty, as MLflow does.
+    pub fn one_level(
+        dir: &str,
+        files: impl IntoIterator<Item = (String, u64, String)>,
+    ) -> Vec<ArtifactFile> {
+        let base = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut out: BTreeMap<String, ArtifactFile> = BTreeMap::new();
+        for (path, size, digest) in files {
+            let Some(rest) = path.strip_prefix(&base) else {
+                continue;
+            };
+            match rest.split_once('/') {
+                Some((child, _)) => {
+                    let p = format!("{base}{child}");
+                    out.entry(p.clone()).or_insert(ArtifactFile {
+                        path: p,
+                        is_dir: true,
+                        size: None,
+                        digest: None,
+                    });
+                }
+                None => {
+                    out.insert(
+                        path.clone(),
+                        ArtifactFile {
+                            path,
+                            is_dir: false,
+                            size: Some(size),
+                            digest: Some(digest),
+                        },
+                    );
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+}
+
 /// The MLflow artifact URI of an experiment.
 pub fn experiment_artifact_location(experiment_id: i64) -> String {
     format!("mlflow-artifacts:/{experiment_id}")
@@ -276,5 +321,27 @@ pub fn run_artifact_uri(experiment_id: i64, location: Option<&str>, run_id: &str
     match location {
         Some(loc) => format!("{}/{run_id}/artifacts", loc.trim_end_matches('/')),
         None => format!("mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ArtifactFile;
+
+    #[test]
+    fn one_level_lists_files_and_subdirectories() {
+        let f = |p: &str| (p.to_string(), 3, format!("d-{p}"));
+        let files = [f("a.txt"), f("m/MLmodel"), f("m/data/x.bin"), f("mx.txt")];
+        let root = ArtifactFile::one_level("", files.clone());
+        let got: Vec<_> = root.iter().map(|e| (e.path.as_str(), e.is_dir)).collect();
+        assert_eq!(got, [("a.txt", false), ("m", true), ("mx.txt", false)]);
+        let m = ArtifactFile::one_level("m", files.clone());
+        let got: Vec<_> = m.iter().map(|e| (e.path.as_str(), e.is_dir)).collect();
+        assert_eq!(got, [("m/MLmodel", false), ("m/data", true)]);
+        assert_eq!(m[0].size, Some(3));
+        assert_eq!(m[0].digest.as_deref(), Some("d-m/MLmodel"));
+        // a file's own path, or nothing, lists as empty
+        assert!(ArtifactFile::one_level("a.txt", files.clone()).is_empty());
+        assert!(ArtifactFile::one_level("zz", files).is_empty());
     }
 }

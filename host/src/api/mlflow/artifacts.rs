@@ -42,41 +42,11 @@ async fn list_registry(
     dir: &str,
 ) -> Result<Vec<ArtifactFile>, DomainError> {
     st.svc.store.model_version(ws.id, name, version).await?;
-    let dir = dir.trim_matches('/');
-    let base = if dir.is_empty() {
-        String::new()
-    } else {
-        format!("{dir}/")
-    };
-    let mut out: std::collections::BTreeMap<String, ArtifactFile> = Default::default();
-    for f in st.svc.store.model_files(ws.id, name, version).await? {
-        let Some(rest) = f.path.strip_prefix(&base) else {
-            continue;
-        };
-        match rest.split_once('/') {
-            Some((child, _)) => {
-                let p = format!("{base}{child}");
-                out.entry(p.clone()).or_insert(ArtifactFile {
-                    path: p,
-                    is_dir: true,
-                    size: None,
-                    digest: None,
-                });
-            }
-            None => {
-                out.insert(
-                    f.path.clone(),
-                    ArtifactFile {
-                        path: f.path,
-                        is_dir: false,
-                        size: Some(f.size as u64),
-                        digest: Some(f.digest),
-                    },
-                );
-            }
-        }
-    }
-    Ok(out.into_values().collect())
+    let files = st.svc.store.model_files(ws.id, name, version).await?;
+    Ok(ArtifactFile::one_level(
+        dir.trim_matches('/'),
+        files.into_iter().map(|f| (f.path, f.size as u64, f.digest)),
+    ))
 }
 
 fn read_only(path: &str) -> DomainError {
