@@ -11,6 +11,7 @@ pub mod datadir_lock;
 pub mod datastore;
 pub mod jobs;
 pub mod plugins;
+pub mod portal;
 pub mod secrets;
 pub mod server;
 pub mod service;

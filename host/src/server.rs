@@ -197,6 +197,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         executor,
         serving,
         access,
+        sessions: Default::default(),
         routes: Default::default(),
     });
     axum::serve(listener, app)

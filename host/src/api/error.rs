@@ -38,6 +38,8 @@ pub enum Flavor {
     Native,
     /// `/api/2.0/mlflow`.
     Mlflow,
+    /// The web portal (`/`, `/ui/...`): errors are HTML pages.
+    Portal,
 }
 
 /// MLflow's error code and the HTTP status for a domain error.
@@ -71,6 +73,9 @@ pub fn code_and_status(e: &DomainError, flavor: Flavor) -> (&'static str, Status
 
 fn respond(e: &DomainError, flavor: Flavor) -> Response {
     let (code, status) = code_and_status(e, flavor);
+    if flavor == Flavor::Portal {
+        return crate::portal::error_page(status, code, &e.to_string());
+    }
     let mut resp = (status, ErrorBody::new(code, e.to_string())).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(

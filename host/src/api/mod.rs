@@ -8,7 +8,7 @@ pub mod openapi;
 pub mod paging;
 pub mod reply;
 pub mod routes;
-mod scoring;
+pub(crate) mod scoring;
 pub mod search;
 pub mod wire;
 
@@ -34,6 +34,8 @@ pub struct AppState {
     pub serving: Arc<crate::serving::Serving>,
     /// Users, tokens, roles, audit.
     pub access: Arc<crate::auth::Access>,
+    /// Signed-in browsers of the web portal.
+    pub sessions: Arc<crate::portal::Sessions>,
     /// The route table the router was built from (set once the router is built).
     pub routes: Arc<std::sync::OnceLock<Vec<routes::RouteSpec>>>,
 }
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     openapi::routes(&mut api);
     scoring::routes(&mut api);
     mlflow::routes(&mut api);
+    crate::portal::routes(&mut api);
     let (router, table) = api.finish();
     let matcher = routes::TableMatcher::new(&table);
     let _ = state.routes.set(table);

@@ -229,6 +229,8 @@ impl Api {
         let full = format!("{}{path}", self.prefix);
         let flavor = if full.contains("/mlflow") {
             Flavor::Mlflow
+        } else if crate::portal::is_portal_path(&full) {
+            Flavor::Portal
         } else {
             Flavor::Native
         };
@@ -366,7 +368,33 @@ const NEEDS_TOKEN: &str = "this needs an API token: send `Authorization: Bearer 
      (the mlflow client: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD)";
 
 /// Who is calling: the user behind the credentials, or anonymous; 401 for bad credentials.
-async fn identify(g: &Guard, headers: &HeaderMap) -> Result<Principal, DomainError> {
+/// Portal routes also take the session cookie (then a write must carry the session's CSRF
+/// token); the API routes never do, so a browser's cookie cannot drive them.
+async fn identify(g: &Guard, parts: &axum::http::request::Parts) -> Result<Principal, DomainError> {
+    let headers = &parts.headers;
+    if g.flavor == Flavor::Portal && headers.get(header::AUTHORIZATION).is_none() {
+        let Some((_, session)) = g.state.sessions.of_request(headers) else {
+            return Ok(Principal::Anonymous);
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            let sent = headers
+                .get(crate::portal::session::CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !crate::portal::session::same_token(sent, &session.csrf) {
+                return Err(DomainError::PermissionDenied(
+                    "this form's CSRF token is missing or stale: reload the page and try again"
+                        .into(),
+                ));
+            }
+        }
+        return match g.state.access.authenticate(&session.creds).await {
+            Ok(id) => Ok(Principal::User(id)),
+            // a revoked token or deleted user ends the session: browse as anonymous
+            Err(DomainError::Unauthenticated(_)) => Ok(Principal::Anonymous),
+            Err(e) => Err(e),
+        };
+    }
     Ok(match credentials(headers)? {
         // endpoint keys are bearer tokens too: the scoring handler checks those
         Some(c) if g.policy != Policy::Scoring || c.is_user_token() => {
@@ -507,7 +535,7 @@ async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response
     {
         return error_response(&e, g.flavor);
     }
-    let principal = match identify(&g, &parts.headers).await {
+    let principal = match identify(&g, &parts).await {
         Ok(p) => p,
         Err(e) => return error_response(&e, g.flavor),
     };
@@ -518,6 +546,10 @@ async fn authorize(State(g): State<Guard>, req: Request, next: Next) -> Response
             Ok(()) => {
                 parts.extensions.insert(principal);
                 next.run(Request::from_parts(parts, body)).await
+            }
+            // a browser that is not signed in goes to the sign-in page, and comes back after
+            Err(DomainError::Unauthenticated(_)) if g.flavor == Flavor::Portal => {
+                crate::portal::to_login(&parts.uri)
             }
             Err(e) => error_response(&e, g.flavor),
         };

@@ -186,6 +186,30 @@ impl Store {
             .ok_or_else(|| DomainError::NotFound(format!("experiment '{name}' does not exist")))
     }
 
+    /// The distinct param, metric and tag keys of an experiment's runs (the portal's column
+    /// chooser), each sorted; `experiment_key` is the internal key.
+    pub async fn experiment_keys(
+        &self,
+        experiment_key: i64,
+    ) -> DomainResult<[Vec<String>; 3]> {
+        let mut out: [Vec<String>; 3] = Default::default();
+        for (i, table) in ["params", "latest_metrics", "tags"].into_iter().enumerate() {
+            out[i] = with_db!(self, read, |p| {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT DISTINCT t.key AS key FROM {table} t JOIN runs r ON r.id = t.run_id \
+                     WHERE r.experiment_id = $1 ORDER BY t.key LIMIT 2000"
+                )))
+                .bind(experiment_key)
+                .fetch_all(p)
+                .await?;
+                rows.iter()
+                    .map(|r| r.text("key"))
+                    .collect::<DomainResult<Vec<String>>>()
+            })?;
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn experiment_tags(&self, key: i64) -> DomainResult<BTreeMap<String, String>> {
         with_db!(self, read, |p| {
             let rows =

@@ -3,9 +3,10 @@
 //! chart downsampling. The host's `portal` module serves them.
 //!
 //! Map: [`views`] page models and templates (`templates/`) · [`assets`] embedded files
-//! (`assets/`, vendored htmx and uPlot) · [`series`] min/max bucketing for charts.
+//! (`assets/`, vendored htmx and uPlot) · [`fmt`] times, sizes, numbers · [`series`] min/max bucketing for charts.
 
 pub mod assets;
+pub mod fmt;
 pub mod series;
 pub mod views;
 
