@@ -22,6 +22,7 @@ URL = os.environ["ATRIUM_URL"].rstrip("/")
 TOKEN = os.environ["ATRIUM_TOKEN"]
 READER = os.environ["ATRIUM_READER_TOKEN"]
 TRAIN_RUN = os.environ["ATRIUM_TRAIN_RUN"]
+SWEEP_JOB = os.environ["ATRIUM_SWEEP_JOB"]
 SHOTS = os.environ["ATRIUM_SHOTS"]
 CHROMIUM = os.environ.get("ATRIUM_CHROMIUM", "/usr/bin/chromium")
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
@@ -156,6 +157,7 @@ class Portal(unittest.TestCase):
         p.select_option("[data-ctl=x]", "rel")
         p.check("[data-ctl=log]")
         p.fill("[data-ctl=smooth]", "0.5")
+        p.click("text=One chart for several metrics")
         p.check("[data-combine=acc]")
         p.check("[data-combine=loss]")
         p.wait_for_function("() => document.querySelector('figure.chart.combined canvas')")
@@ -284,8 +286,33 @@ class Portal(unittest.TestCase):
         p.click("#test-form button")
         p.wait_for_selector("#test-answer pre")
         self.assertIn("200 from deployment green", p.inner_text("#test-answer"))
-        p.wait_for_function("() => { const t = document.querySelector('#live-table'); return t && /green/.test(t.innerText); }", timeout=10000)
+        p.wait_for_function("""() => {
+            const row = [...document.querySelectorAll('#live-table tbody tr')].find(r => r.cells[0].innerText === 'green');
+            return row && Number(row.cells[2].innerText) >= 6;
+        }""", timeout=10000)
         self.shoot("endpoint")
+
+    def test_8_sweep_leaderboard_and_register_best(self):
+        self.sign_in()
+        p = self.page
+        p.goto(f"{URL}/ui/ws/default/jobs/{SWEEP_JOB}")
+        p.wait_for_selector("#leaderboard")
+        self.assertEqual(p.locator("#leaderboard tbody tr").count(), 4)
+        self.assertEqual(p.locator("#leaderboard tr.best").count(), 1)
+        self.wait_chart()
+        self.assertEqual(p.locator("figure.chart.combined .u-legend .u-series").count(), 5, "x plus 4 trials")
+        self.shoot("sweep")
+        p.fill("#register-best input[name=model]", "iris-best")
+        p.click("#register-best button")
+        p.wait_for_selector("#flash.ok")
+        self.assertIn("registered iris-best version 1", p.inner_text("#flash"))
+        best_run = p.locator("#leaderboard tr.best a").get_attribute("href").rsplit("/", 1)[1]
+        self.assertEqual(self.client.get_model_version("iris-best", "1").run_id, best_run)
+        # the trials in the compare page: parallel coordinates over their params
+        p.click("text=compare the trials")
+        p.wait_for_url("**/compare?runs=*")
+        p.select_option("#pc-metric", "metrics.val_accuracy")
+        self.assertEqual(p.get_attribute("#parallel", "data-lines"), "4")
 
     def test_7_reader_sees_no_write_controls_and_forged_posts_fail(self):
         self.sign_in(READER)

@@ -322,6 +322,42 @@ fn portal_in_chromium() {
         )
         .ok();
     }
+    // a grid sweep of 4 short trials on iris (uploaded by train_iris), finished before the
+    // browser looks at its leaderboard
+    let sweep = h
+        .post(
+            &format!("{WS}/jobs"),
+            json!({
+                "type": "sweep", "name": "iris-grid", "experiment": "sweeps",
+                "sweep": {
+                    "trial": { "type": "train", "train": {
+                        "dataset": "iris:1", "target": "target", "task": "classification",
+                        "epochs": 4, "batch_size": 16, "seed": 1,
+                        "model": { "hidden": "${{search_space.hidden}}" },
+                        "optimizer": { "lr": "${{search_space.lr}}" } } },
+                    "search_space": {
+                        "lr": { "kind": "choice", "values": [0.01, 0.05] },
+                        "hidden": { "kind": "choice", "values": [[8], [16]] } },
+                    "objective": { "primary_metric": "val_accuracy", "goal": "maximize" },
+                    "sampler": "grid", "limits": { "max_concurrent_trials": 2 }, "seed": 5
+                }
+            }),
+        )
+        .ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let j = h.get(&format!("{WS}/jobs/{sweep}")).ok();
+        match j["state"].as_str() {
+            Some("Completed") => break,
+            Some("Failed" | "Canceled") => panic!("sweep failed: {j}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "sweep did not finish: {j}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let reader = user_with_role(&h, "rita", "Reader");
     let shots = root().join("target/portal-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -334,6 +370,7 @@ fn portal_in_chromium() {
         .env("ATRIUM_TOKEN", &s.token)
         .env("ATRIUM_READER_TOKEN", &reader)
         .env("ATRIUM_TRAIN_RUN", &run)
+        .env("ATRIUM_SWEEP_JOB", &sweep)
         .env("ATRIUM_CHROMIUM", &chromium)
         .env("ATRIUM_SHOTS", &shots)
         .env("MLFLOW_TRACKING_URI", &s.url)
@@ -351,5 +388,4 @@ fn portal_in_chromium() {
     );
     let n = std::fs::read_dir(&shots).unwrap().count();
     assert!(n >= 16, "one screenshot per page at two sizes, got {n}");
-    let _ = Duration::ZERO;
 }

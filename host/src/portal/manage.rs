@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use atrium_portal::fmt::{self, url_enc};
 use atrium_portal::views::{
-    DeploymentRow, EndpointLive, EndpointPage, EndpointRow, EndpointsPage, JobPage, JobRow,
+    Board, DeploymentRow, TrialRow, EndpointLive, EndpointPage, EndpointRow, EndpointsPage, JobPage, JobRow,
     JobsPage, Kv, LiveRow, LogPart, ModelPage, ModelRow, ModelsPage, VersionRow,
 };
 use axum::Extension;
@@ -449,6 +449,146 @@ pub async fn jobs(
     page(&JobsPage { chrome: c, rows })
 }
 
+/// A sweep's state: live from the executor while it runs, else as last stored.
+async fn sweep_state(
+    st: &AppState,
+    j: &crate::store::JobRow,
+) -> Result<crate::sweep::SweepState, PortalError> {
+    Ok(match st.executor.sweep_view(&j.id) {
+        Some(s) => s,
+        None => match st.svc.store.sweep_state(j.key).await? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| DomainError::Internal(format!("sweep state: {e}")))?,
+            None => crate::sweep::SweepState::default(),
+        },
+    })
+}
+
+/// The leaderboard of a sweep or AutoML job (`None` for other kinds).
+async fn board(
+    st: &AppState,
+    ws: &Workspace,
+    j: &crate::store::JobRow,
+    can_write: bool,
+) -> Result<Option<Board>, PortalError> {
+    if !matches!(j.kind.as_str(), "sweep" | "automl") {
+        return Ok(None);
+    }
+    let state = sweep_state(st, j).await?;
+    let lb = state.leaderboard();
+    let rows: Vec<TrialRow> = lb["trials"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|t| TrialRow {
+            id: t["id"].as_u64().unwrap_or(0),
+            state: t["state"].as_str().unwrap_or("").to_string(),
+            value: t["value"].as_f64().map(fmt::num).unwrap_or_default(),
+            params: t["params"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(s) => format!("{k}={s}"),
+                            other => format!("{k}={other}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default(),
+            run_id: t["run_id"].as_str().map(str::to_string),
+        })
+        .collect();
+    let runs: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r.run_id.as_deref())
+        .take(100)
+        .collect();
+    let c = &lb["counts"];
+    let counts = ["completed", "early_terminated", "running", "pending", "failed", "canceled"]
+        .iter()
+        .filter_map(|k| {
+            let n = c[*k].as_u64().unwrap_or(0);
+            (n > 0).then(|| format!("{n} {}", k.replace('_', " ")))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Some(Board {
+        ws: ws.name.clone(),
+        job: j.id.clone(),
+        metric: state.primary_metric.clone(),
+        goal: lb["goal"].as_str().unwrap_or("maximize").to_string(),
+        counts: if counts.is_empty() { "no trials yet".into() } else { counts },
+        best_run: lb["best"]["run_id"].as_str().map(str::to_string),
+        compare_url: (runs.len() >= 2).then(|| {
+            format!("/ui/ws/{}/compare?runs={}", url_enc(&ws.name), runs.join(","))
+        }),
+        runs_csv: runs.join(","),
+        live: !j.state.is_terminal(),
+        can_write,
+        rows,
+    }))
+}
+
+/// `GET /ui/ws/{ws}/jobs/{id}/trials`: the leaderboard part (polled while the sweep runs).
+pub async fn trials(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Path((_, id)): Path<(String, String)>,
+) -> Page {
+    let j = st.svc.store.job(ws.id, &id).await?;
+    match board(&st, &ws, &j, false).await? {
+        Some(b) => Ok(html(&b).into_response()),
+        None => Err(DomainError::invalid(format!(
+            "job {id} is a {} job; only sweep and automl jobs have trials",
+            j.kind
+        ))
+        .into()),
+    }
+}
+
+/// The register-best form.
+#[derive(Deserialize)]
+pub struct RegisterBestForm {
+    /// Registered model name.
+    model: String,
+}
+
+/// `POST /ui/ws/{ws}/jobs/{id}/register-best`: registers the best trial's model (its run's
+/// `model` directory) as the next version of the named model.
+pub async fn register_best(
+    State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    Ws(ws): Ws,
+    Path((_, id)): Path<(String, String)>,
+    Form(f): Form<RegisterBestForm>,
+) -> Page {
+    let j = st.svc.store.job(ws.id, &id).await?;
+    let state = sweep_state(&st, &j).await?;
+    let flash = match state.best().and_then(|b| b.run_id.clone()) {
+        None => (false, "this job has no best trial with a run yet".to_string()),
+        Some(run) => {
+            let req = crate::service::RegisterRequest {
+                name: f.model.trim().to_string(),
+                create_model: true,
+                description: format!("best trial of {} job {}", j.kind, j.id),
+                tags: Default::default(),
+                aliases: Vec::new(),
+            };
+            match st.svc.register_model_from_run(&ws, req, &run, "model", None).await {
+                Ok(v) => (true, format!("registered {} version {} from run {run}", v.name, v.version)),
+                Err(e @ (DomainError::InvalidArgument(_) | DomainError::NotFound(_) | DomainError::AlreadyExists(_))) => {
+                    (false, e.to_string())
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    job_page_with(&st, &who, &headers, &ws, &id, Some(flash)).await
+}
+
 async fn job_page(
     st: &AppState,
     who: &Principal,
@@ -456,8 +596,20 @@ async fn job_page(
     ws: &Workspace,
     id: &str,
 ) -> Page {
+    job_page_with(st, who, headers, ws, id, None).await
+}
+
+async fn job_page_with(
+    st: &AppState,
+    who: &Principal,
+    headers: &HeaderMap,
+    ws: &Workspace,
+    id: &str,
+    flash: Option<(bool, String)>,
+) -> Page {
     let j = st.svc.store.job(ws.id, id).await?;
     let c = chrome(st, who, headers, &ws.name, "jobs", format!("job {}", j.id)).await?;
+    let board = board(st, ws, &j, c.can_write()).await?;
     let spec = serde_json::from_str::<serde_json::Value>(&j.spec)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
@@ -467,7 +619,8 @@ async fn job_page(
         live: !j.state.is_terminal(),
         spec,
         error: j.error.clone(),
-        trials: Vec::new(),
+        board,
+        flash,
         job: job_row(&j),
     })
 }

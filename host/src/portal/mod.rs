@@ -68,6 +68,8 @@ pub fn routes(api: &mut Api) {
             .add(Method::GET, "/jobs", Read, get(manage::jobs))
             .add(Method::GET, "/jobs/{id}", Read, get(manage::job))
             .add(Method::GET, "/jobs/{id}/log", Read, get(manage::job_log))
+            .add(Method::GET, "/jobs/{id}/trials", Read, get(manage::trials))
+            .add(Method::POST, "/jobs/{id}/register-best", Write, post(manage::register_best))
             .add(Method::POST, "/jobs/{id}/cancel", Write, post(manage::cancel_job));
     });
 }

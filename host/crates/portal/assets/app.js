@@ -25,6 +25,7 @@
     return true;
   }
   if (followMlflowLink()) return;
+  window.addEventListener("hashchange", followMlflowLink);
 
   document.addEventListener("change", (e) => {
     const t = e.target;

@@ -540,8 +540,53 @@ pub struct JobPage {
     pub spec: String,
     /// Error, when it failed.
     pub error: Option<String>,
-    /// A sweep's trials, best first (`run`, `state`, `value` and params).
-    pub trials: Vec<Kv>,
+    /// A sweep's or AutoML job's leaderboard.
+    pub board: Option<Board>,
+    /// A message after a change (or its error).
+    pub flash: Option<(bool, String)>,
+}
+
+/// One trial of a sweep.
+#[derive(Debug, Clone)]
+pub struct TrialRow {
+    /// Trial number.
+    pub id: u64,
+    /// State.
+    pub state: String,
+    /// The primary metric's value, formatted.
+    pub value: String,
+    /// `name=value` of its parameters.
+    pub params: String,
+    /// Its run.
+    pub run_id: Option<String>,
+}
+
+/// A sweep's leaderboard (a page part, polled while the sweep runs).
+#[derive(Template)]
+#[template(path = "trials.html")]
+pub struct Board {
+    /// Workspace.
+    pub ws: String,
+    /// The job.
+    pub job: String,
+    /// The primary metric and goal (`val_accuracy`, `maximize`).
+    pub metric: String,
+    /// `maximize` or `minimize`.
+    pub goal: String,
+    /// Counts by state, formatted.
+    pub counts: String,
+    /// Trials, best first.
+    pub rows: Vec<TrialRow>,
+    /// The best trial's run.
+    pub best_run: Option<String>,
+    /// The compare page of the trials' runs (parallel coordinates over trials).
+    pub compare_url: Option<String>,
+    /// The trial runs, comma-separated (their curves on one chart).
+    pub runs_csv: String,
+    /// Whether the part polls.
+    pub live: bool,
+    /// Whether the caller may register the best model.
+    pub can_write: bool,
 }
 
 /// The tail of a job's log (a page part; polled while the job runs).
