@@ -78,7 +78,11 @@ impl Browser {
 
     /// Signs in with a token; keeps the session cookie.
     fn sign_in(&mut self, token: &str) -> Page {
-        let p = self.post("/ui/login", &[("token", token), ("next", "/ui/ws/default")], None);
+        let p = self.post(
+            "/ui/login",
+            &[("token", token), ("next", "/ui/ws/default")],
+            None,
+        );
         if p.status == 303 {
             let c = p.set_cookie.split(';').next().unwrap_or("").to_string();
             self.cookie = Some(c);
@@ -89,7 +93,10 @@ impl Browser {
     /// The CSRF token a page carries for htmx.
     fn csrf(&self) -> String {
         let body = self.get("/ui/ws/default").body;
-        let at = body.find("\"X-Atrium-Csrf\": \"").expect("page carries a CSRF token") + 18;
+        let at = body
+            .find("\"X-Atrium-Csrf\": \"")
+            .expect("page carries a CSRF token")
+            + 18;
         body[at..at + 64].to_string()
     }
 }
@@ -144,7 +151,10 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     assert_eq!(anon.get("/").status, 200);
     let p = anon.get("/ui/ws/default/experiments/0?filter=x");
     assert_eq!(p.status, 303);
-    assert_eq!(p.location, "/ui/login?next=%2Fui%2Fws%2Fdefault%2Fexperiments%2F0%3Ffilter%3Dx");
+    assert_eq!(
+        p.location,
+        "/ui/login?next=%2Fui%2Fws%2Fdefault%2Fexperiments%2F0%3Ffilter%3Dx"
+    );
     assert_eq!(anon.get("/ui/login").status, 200);
     // a wrong token: the form again, with the reason
     let p = anon.sign_in("atr_wrong");
@@ -165,7 +175,9 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     assert_eq!(p.status, 303, "{}", p.body);
     assert_eq!(p.location, "/ui/ws/default");
     assert!(
-        p.set_cookie.contains("HttpOnly") && p.set_cookie.contains("SameSite=Strict") && p.set_cookie.contains("Max-Age="),
+        p.set_cookie.contains("HttpOnly")
+            && p.set_cookie.contains("SameSite=Strict")
+            && p.set_cookie.contains("Max-Age="),
         "{}",
         p.set_cookie
     );
@@ -176,7 +188,13 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     // a run named <script> renders as text everywhere it shows
     let table = admin.get("/ui/ws/default/experiments/0");
     assert_eq!(table.status, 200);
-    assert!(table.body.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{}", table.body);
+    assert!(
+        table
+            .body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        table.body
+    );
     assert!(!table.body.contains("<script>alert(1)"));
     let page = admin.get(&format!("/ui/ws/default/runs/{run}"));
     assert_eq!(page.status, 200);
@@ -184,19 +202,32 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     assert!(page.body.contains("data-keys=\"loss\""));
     let cmp = admin.get(&format!("/ui/ws/default/compare?runs={run},{run}"));
     assert_eq!(cmp.status, 200);
-    assert!(!cmp.body.contains("<script>alert(1)"), "JSON in the page is escaped too");
+    assert!(
+        !cmp.body.contains("<script>alert(1)"),
+        "JSON in the page is escaped too"
+    );
     assert!(cmp.body.contains("\\u003cscript\\u003e"));
 
     // the filter language: an error shows inline with a caret at its position
     let bad = admin.send(
         admin
             .client
-            .get(format!("{}/ui/ws/default/experiments/0?filter=metrics.loss%20%3E", s.url))
+            .get(format!(
+                "{}/ui/ws/default/experiments/0?filter=metrics.loss%20%3E",
+                s.url
+            ))
             .header("hx-request", "true"),
     );
     assert_eq!(bad.status, 200);
-    assert!(bad.body.contains("id=\"filter-error\"") && bad.body.contains("position 14"), "{}", bad.body);
-    assert!(!bad.body.contains("<html"), "an htmx request gets the table part only");
+    assert!(
+        bad.body.contains("id=\"filter-error\"") && bad.body.contains("position 14"),
+        "{}",
+        bad.body
+    );
+    assert!(
+        !bad.body.contains("<html"),
+        "an htmx request gets the table part only"
+    );
     let or = admin.get("/ui/ws/default/experiments/0?filter=params.lr%20%3D%20%270.1%27%20OR%20params.lr%20%3D%20%270.2%27");
     assert!(or.body.contains("1 run on this page"), "{}", or.body);
 
@@ -209,16 +240,35 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     let n = sr["x"].as_array().unwrap().len();
     assert!(n > 100 && n <= 202, "{n} points for 100 px");
     assert_eq!(sr["y"][0], 1.0, "the first point is kept");
-    let zoom = admin.get(&format!("/ui/ws/default/series?run={run}&key=loss&px=100&from=10&to=60"));
+    let zoom = admin.get(&format!(
+        "/ui/ws/default/series?run={run}&key=loss&px=100&from=10&to=60"
+    ));
     let z: Value = serde_json::from_str(&zoom.body).unwrap();
-    assert_eq!(z["series"][0]["x"].as_array().unwrap().len(), 51, "a zoom shows the finer range");
-    assert_eq!(admin.get(&format!("/ui/ws/default/series?run={run}&key=loss&x=bogus")).status, 400);
+    assert_eq!(
+        z["series"][0]["x"].as_array().unwrap().len(),
+        51,
+        "a zoom shows the finer range"
+    );
+    assert_eq!(
+        admin
+            .get(&format!("/ui/ws/default/series?run={run}&key=loss&x=bogus"))
+            .status,
+        400
+    );
     let missing = admin.get("/ui/ws/default/runs/0123456789abcdef0123456789abcdef");
     assert_eq!(missing.status, 404);
-    assert!(missing.body.contains("<html") && missing.body.contains("not found"), "{}", missing.body);
+    assert!(
+        missing.body.contains("<html") && missing.body.contains("not found"),
+        "{}",
+        missing.body
+    );
 
     // a model with two versions, an alias to move
-    h.post("/api/2.0/mlflow/registered-models/create", json!({ "name": "m" })).ok();
+    h.post(
+        "/api/2.0/mlflow/registered-models/create",
+        json!({ "name": "m" }),
+    )
+    .ok();
     for _ in 0..2 {
         h.post(
             "/api/2.0/mlflow/model-versions/create",
@@ -233,7 +283,11 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     .ok();
     let admin_csrf = admin.csrf();
     // a write without the session's CSRF token is refused, and changes nothing
-    let forged = admin.post("/ui/ws/default/models/m/alias", &[("alias", "champion"), ("version", "2")], None);
+    let forged = admin.post(
+        "/ui/ws/default/models/m/alias",
+        &[("alias", "champion"), ("version", "2")],
+        None,
+    );
     assert_eq!(forged.status, 403, "{}", forged.body);
     assert!(forged.body.contains("CSRF"));
     let wrong = admin.post(
@@ -242,7 +296,11 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
         Some(&"0".repeat(64)),
     );
     assert_eq!(wrong.status, 403);
-    let alias = |h: &Http| h.get("/api/2.0/mlflow/registered-models/alias?name=m&alias=champion").ok()["model_version"]["version"].clone();
+    let alias = |h: &Http| {
+        h.get("/api/2.0/mlflow/registered-models/alias?name=m&alias=champion")
+            .ok()["model_version"]["version"]
+            .clone()
+    };
     assert_eq!(alias(&h), "1");
     let moved = admin.post(
         "/ui/ws/default/models/m/alias",
@@ -258,17 +316,32 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     assert_eq!(rita.sign_in(&reader).status, 303);
     let mp = rita.get("/ui/ws/default/models/m");
     assert_eq!(mp.status, 200);
-    assert!(admin.get("/ui/ws/default/models/m").body.contains("id=\"alias-form\""));
-    assert!(!mp.body.contains("id=\"alias-form\""), "no alias form for a Reader");
+    assert!(
+        admin
+            .get("/ui/ws/default/models/m")
+            .body
+            .contains("id=\"alias-form\"")
+    );
+    assert!(
+        !mp.body.contains("id=\"alias-form\""),
+        "no alias form for a Reader"
+    );
     assert!(mp.body.contains("rita · Reader"));
     let rcsrf = rita.csrf();
-    let denied = rita.post("/ui/ws/default/models/m/alias", &[("alias", "champion"), ("version", "1")], Some(&rcsrf));
+    let denied = rita.post(
+        "/ui/ws/default/models/m/alias",
+        &[("alias", "champion"), ("version", "1")],
+        Some(&rcsrf),
+    );
     assert_eq!(denied.status, 403, "{}", denied.body);
     assert!(denied.body.contains("Contributor"), "{}", denied.body);
     assert_eq!(alias(&h), "2", "nothing changed");
     // the refusal is in the audit log
     let audit = h.get(&format!("{WS}/audit?max_results=50")).ok();
-    assert!(audit.to_string().contains("/ui/ws/default/models/m/alias"), "{audit}");
+    assert!(
+        audit.to_string().contains("/ui/ws/default/models/m/alias"),
+        "{audit}"
+    );
 
     // the workspace switcher lists only the caller's workspaces
     h.put("/api/v1/workspaces/hidden", json!({})).ok();
@@ -314,7 +387,11 @@ fn portal_in_chromium() {
         json!({ "name": "iris", "alias": "champion", "version": "1" }),
     )
     .ok();
-    h.put(&format!("{WS}/endpoints/iris-web"), json!({ "auth_mode": "none" })).ok();
+    h.put(
+        &format!("{WS}/endpoints/iris-web"),
+        json!({ "auth_mode": "none" }),
+    )
+    .ok();
     for d in ["blue", "green"] {
         h.put(
             &format!("{WS}/endpoints/iris-web/deployments/{d}"),
@@ -380,7 +457,10 @@ fn portal_in_chromium() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}\n{stderr}\nbrowser suite took {:?}", started.elapsed());
+    println!(
+        "{stdout}\n{stderr}\nbrowser suite took {:?}",
+        started.elapsed()
+    );
     assert!(
         out.status.success() && stderr.contains("OK"),
         "browser suite failed:\n{stdout}\n{stderr}\nserver log:\n{}",

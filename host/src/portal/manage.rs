@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use atrium_portal::fmt::{self, url_enc};
 use atrium_portal::views::{
-    Board, DeploymentRow, TrialRow, EndpointLive, EndpointPage, EndpointRow, EndpointsPage, JobPage, JobRow,
-    JobsPage, Kv, LiveRow, LogPart, ModelPage, ModelRow, ModelsPage, VersionRow,
+    Board, DeploymentRow, EndpointLive, EndpointPage, EndpointRow, EndpointsPage, JobPage, JobRow,
+    JobsPage, Kv, LiveRow, LogPart, ModelPage, ModelRow, ModelsPage, TrialRow, VersionRow,
 };
 use axum::Extension;
 use axum::extract::{Form, Path, State};
@@ -36,7 +36,10 @@ pub async fn models(
         .await?
         .into_iter()
         .map(|m| ModelRow {
-            latest: m.latest_version.map(|v| format!("v{v}")).unwrap_or_default(),
+            latest: m
+                .latest_version
+                .map(|v| format!("v{v}"))
+                .unwrap_or_default(),
             aliases: m
                 .aliases
                 .iter()
@@ -148,9 +151,15 @@ pub async fn set_alias(
     Form(f): Form<AliasForm>,
 ) -> Page {
     let flash = match f.version.trim().parse::<i64>() {
-        Err(_) => (false, format!("version must be a number, got '{}'", f.version)),
+        Err(_) => (
+            false,
+            format!("version must be a number, got '{}'", f.version),
+        ),
         Ok(v) => match st.svc.set_model_alias(&ws, &name, f.alias.trim(), v).await {
-            Ok(_) => (true, format!("@{} now points at version {v}", f.alias.trim())),
+            Ok(_) => (
+                true,
+                format!("@{} now points at version {v}", f.alias.trim()),
+            ),
             Err(e @ (DomainError::InvalidArgument(_) | DomainError::NotFound(_))) => {
                 (false, e.to_string())
             }
@@ -214,7 +223,15 @@ async fn endpoint_page(
     new_key: Option<String>,
 ) -> Page {
     let e = st.serving.endpoint(ws, name).await?;
-    let c = chrome(st, who, headers, &ws.name, "endpoints", e.endpoint.name.clone()).await?;
+    let c = chrome(
+        st,
+        who,
+        headers,
+        &ws.name,
+        "endpoints",
+        e.endpoint.name.clone(),
+    )
+    .await?;
     let deployments = e
         .endpoint
         .deployments
@@ -222,7 +239,11 @@ async fn endpoint_page(
         .map(|d| DeploymentRow {
             model: served(d),
             model_link: (d.model_version > 0).then(|| {
-                format!("/ui/ws/{}/models/{}", url_enc(&ws.name), url_enc(&d.model_name))
+                format!(
+                    "/ui/ws/{}/models/{}",
+                    url_enc(&ws.name),
+                    url_enc(&d.model_name)
+                )
             }),
             scorer: format!("{}@{}", d.scorer_name, d.scorer_version),
             traffic: e.endpoint.traffic.get(&d.name).copied().unwrap_or(0),
@@ -290,13 +311,23 @@ pub async fn endpoint_live(
             state.push_str(&format!(";{d}={}", s.requests));
             let rps = match (prev_at, prev.get(d)) {
                 (Some(t), Some(n)) if now > t => {
-                    format!("{:.1}", (s.requests.saturating_sub(*n)) as f64 * 1000.0 / (now - t) as f64)
+                    format!(
+                        "{:.1}",
+                        (s.requests.saturating_sub(*n)) as f64 * 1000.0 / (now - t) as f64
+                    )
                 }
                 _ => "–".to_string(),
             };
-            let ms = |v: Option<f64>| v.map(|x| format!("{} ms", fmt::num(x))).unwrap_or_else(|| "–".into());
+            let ms = |v: Option<f64>| {
+                v.map(|x| format!("{} ms", fmt::num(x)))
+                    .unwrap_or_else(|| "–".into())
+            };
             LiveRow {
-                name: if d.is_empty() { "(none)".into() } else { d.clone() },
+                name: if d.is_empty() {
+                    "(none)".into()
+                } else {
+                    d.clone()
+                },
                 rps,
                 requests: s.requests,
                 errors: s.errors,
@@ -330,7 +361,11 @@ pub async fn set_traffic(
     let mut bad = None;
     for (k, v) in &f {
         let v = v.trim();
-        let pct = if v.is_empty() { Ok(0) } else { v.parse::<u32>() };
+        let pct = if v.is_empty() {
+            Ok(0)
+        } else {
+            v.parse::<u32>()
+        };
         let Ok(pct) = pct else {
             bad = Some(format!("'{k}' must be a whole percent, got '{v}'"));
             break;
@@ -388,7 +423,10 @@ pub async fn test_endpoint(
                 .ok()
                 .and_then(|v| serde_json::to_string_pretty(&v).ok())
                 .unwrap_or(body);
-            (true, format!("200 from deployment {}\n{pretty}", s.deployment))
+            (
+                true,
+                format!("200 from deployment {}\n{pretty}", s.deployment),
+            )
         }
         Err(e) => (false, format!("{}: {e}", e.status())),
     };
@@ -506,23 +544,38 @@ async fn board(
         .take(100)
         .collect();
     let c = &lb["counts"];
-    let counts = ["completed", "early_terminated", "running", "pending", "failed", "canceled"]
-        .iter()
-        .filter_map(|k| {
-            let n = c[*k].as_u64().unwrap_or(0);
-            (n > 0).then(|| format!("{n} {}", k.replace('_', " ")))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let counts = [
+        "completed",
+        "early_terminated",
+        "running",
+        "pending",
+        "failed",
+        "canceled",
+    ]
+    .iter()
+    .filter_map(|k| {
+        let n = c[*k].as_u64().unwrap_or(0);
+        (n > 0).then(|| format!("{n} {}", k.replace('_', " ")))
+    })
+    .collect::<Vec<_>>()
+    .join(", ");
     Ok(Some(Board {
         ws: ws.name.clone(),
         job: j.id.clone(),
         metric: state.primary_metric.clone(),
         goal: lb["goal"].as_str().unwrap_or("maximize").to_string(),
-        counts: if counts.is_empty() { "no trials yet".into() } else { counts },
+        counts: if counts.is_empty() {
+            "no trials yet".into()
+        } else {
+            counts
+        },
         best_run: lb["best"]["run_id"].as_str().map(str::to_string),
         compare_url: (runs.len() >= 2).then(|| {
-            format!("/ui/ws/{}/compare?runs={}", url_enc(&ws.name), runs.join(","))
+            format!(
+                "/ui/ws/{}/compare?runs={}",
+                url_enc(&ws.name),
+                runs.join(",")
+            )
         }),
         runs_csv: runs.join(","),
         live: !j.state.is_terminal(),
@@ -568,7 +621,10 @@ pub async fn register_best(
     let j = st.svc.store.job(ws.id, &id).await?;
     let state = sweep_state(&st, &j).await?;
     let flash = match state.best().and_then(|b| b.run_id.clone()) {
-        None => (false, "this job has no best trial with a run yet".to_string()),
+        None => (
+            false,
+            "this job has no best trial with a run yet".to_string(),
+        ),
         Some(run) => {
             let req = crate::service::RegisterRequest {
                 name: f.model.trim().to_string(),
@@ -577,11 +633,20 @@ pub async fn register_best(
                 tags: Default::default(),
                 aliases: Vec::new(),
             };
-            match st.svc.register_model_from_run(&ws, req, &run, "model", None).await {
-                Ok(v) => (true, format!("registered {} version {} from run {run}", v.name, v.version)),
-                Err(e @ (DomainError::InvalidArgument(_) | DomainError::NotFound(_) | DomainError::AlreadyExists(_))) => {
-                    (false, e.to_string())
-                }
+            match st
+                .svc
+                .register_model_from_run(&ws, req, &run, "model", None)
+                .await
+            {
+                Ok(v) => (
+                    true,
+                    format!("registered {} version {} from run {run}", v.name, v.version),
+                ),
+                Err(
+                    e @ (DomainError::InvalidArgument(_)
+                    | DomainError::NotFound(_)
+                    | DomainError::AlreadyExists(_)),
+                ) => (false, e.to_string()),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -644,10 +709,14 @@ pub async fn job_log(
 ) -> Page {
     let j = st.svc.store.job(ws.id, &id).await?;
     let text = st.executor.logs().tail(&j.id, 500)?;
-    let poll = (!j.state.is_terminal())
-        .then(|| format!("/ui/ws/{}/jobs/{}/log", url_enc(&ws.name), j.id));
+    let poll =
+        (!j.state.is_terminal()).then(|| format!("/ui/ws/{}/jobs/{}/log", url_enc(&ws.name), j.id));
     Ok(html(&LogPart {
-        text: if text.is_empty() { "(no output yet)".into() } else { text },
+        text: if text.is_empty() {
+            "(no output yet)".into()
+        } else {
+            text
+        },
         poll,
     })
     .into_response())

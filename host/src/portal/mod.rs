@@ -12,12 +12,12 @@ pub mod session;
 
 use atrium_portal::Template;
 use atrium_portal::views::{Chrome, ErrorPage, HomePage, LoginPage, WsRow};
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Extension;
 use serde::Deserialize;
 
 pub use session::Sessions;
@@ -47,18 +47,48 @@ pub fn routes(api: &mut Api) {
         api.add(Method::GET, "", Read, get(pages::experiments))
             .add(Method::GET, "/experiments/{id}", Read, get(pages::runs))
             .add(Method::GET, "/runs/{id}", Read, get(pages::run))
-            .add(Method::GET, "/runs/{id}/artifacts", Read, get(pages::artifacts))
+            .add(
+                Method::GET,
+                "/runs/{id}/artifacts",
+                Read,
+                get(pages::artifacts),
+            )
             .add(Method::GET, "/runs/{id}/raw", Read, get(pages::raw))
             .add(Method::GET, "/series", Read, get(pages::series))
             .add(Method::GET, "/compare", Read, get(pages::compare))
             .add(Method::GET, "/models", Read, get(manage::models))
             .add(Method::GET, "/models/{name}", Read, get(manage::model))
-            .add(Method::POST, "/models/{name}/alias", Write, post(manage::set_alias))
+            .add(
+                Method::POST,
+                "/models/{name}/alias",
+                Write,
+                post(manage::set_alias),
+            )
             .add(Method::GET, "/endpoints", Read, get(manage::endpoints))
-            .add(Method::GET, "/endpoints/{name}", Read, get(manage::endpoint))
-            .add(Method::GET, "/endpoints/{name}/live", Read, get(manage::endpoint_live))
-            .add(Method::POST, "/endpoints/{name}/traffic", Write, post(manage::set_traffic))
-            .add(Method::POST, "/endpoints/{name}/test", Write, post(manage::test_endpoint))
+            .add(
+                Method::GET,
+                "/endpoints/{name}",
+                Read,
+                get(manage::endpoint),
+            )
+            .add(
+                Method::GET,
+                "/endpoints/{name}/live",
+                Read,
+                get(manage::endpoint_live),
+            )
+            .add(
+                Method::POST,
+                "/endpoints/{name}/traffic",
+                Write,
+                post(manage::set_traffic),
+            )
+            .add(
+                Method::POST,
+                "/endpoints/{name}/test",
+                Write,
+                post(manage::test_endpoint),
+            )
             .add(
                 Method::POST,
                 "/endpoints/{name}/regenerate-key",
@@ -69,8 +99,18 @@ pub fn routes(api: &mut Api) {
             .add(Method::GET, "/jobs/{id}", Read, get(manage::job))
             .add(Method::GET, "/jobs/{id}/log", Read, get(manage::job_log))
             .add(Method::GET, "/jobs/{id}/trials", Read, get(manage::trials))
-            .add(Method::POST, "/jobs/{id}/register-best", Write, post(manage::register_best))
-            .add(Method::POST, "/jobs/{id}/cancel", Write, post(manage::cancel_job));
+            .add(
+                Method::POST,
+                "/jobs/{id}/register-best",
+                Write,
+                post(manage::register_best),
+            )
+            .add(
+                Method::POST,
+                "/jobs/{id}/cancel",
+                Write,
+                post(manage::cancel_job),
+            );
     });
 }
 
@@ -205,7 +245,11 @@ async fn home(
     let all = st.svc.store.list_workspaces().await?;
     for w in all {
         let role = match &who {
-            Principal::User(id) => st.access.role(id, &w.name).await?.map(|r| r.as_str().to_string()),
+            Principal::User(id) => st
+                .access
+                .role(id, &w.name)
+                .await?
+                .map(|r| r.as_str().to_string()),
             Principal::Anonymous => None,
         };
         let role = match role {
@@ -285,7 +329,10 @@ struct LoginForm {
 /// Whether a form post comes from this server's own pages (the Origin, when sent, is ours).
 fn same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        host,
+    ) {
         (None, _) => headers
             .get("sec-fetch-site")
             .and_then(|v| v.to_str().ok())
@@ -295,11 +342,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-async fn login(
-    State(st): State<AppState>,
-    headers: HeaderMap,
-    Form(f): Form<LoginForm>,
-) -> Page {
+async fn login(State(st): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Page {
     let next = safe_next(f.next.as_deref());
     let fail = |msg: String| -> Page {
         let page = LoginPage {
@@ -403,7 +446,10 @@ async fn asset(Path(name): Path<String>, Query(q): Query<AssetQuery>) -> Respons
     };
     let mut resp = Response::new(Body::from(a.bytes));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(a.content_type),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -7,8 +7,8 @@ use std::io::Read;
 use atrium_portal::fmt::{self, url_enc};
 use atrium_portal::series::{Point, min_max};
 use atrium_portal::views::{
-    ArtRow, ArtifactsPart, Choice, Col, ComparePage, DiffRow, ExpRow, ExperimentsPage, Kv,
-    Preview, RunPage, RunRef, RunRow, RunsPage, RunsTable, script_json,
+    ArtRow, ArtifactsPart, Choice, Col, ComparePage, DiffRow, ExpRow, ExperimentsPage, Kv, Preview,
+    RunPage, RunRef, RunRow, RunsPage, RunsTable, script_json,
 };
 use axum::Extension;
 use axum::extract::{Path, State};
@@ -80,7 +80,11 @@ struct View {
 
 impl View {
     fn url(&self, order: &str, page: Option<&str>) -> String {
-        let mut u = format!("/ui/ws/{}/experiments/{}?cols=1", url_enc(&self.ws), self.exp);
+        let mut u = format!(
+            "/ui/ws/{}/experiments/{}?cols=1",
+            url_enc(&self.ws),
+            self.exp
+        );
         if !self.filter.is_empty() {
             u.push_str(&format!("&filter={}", url_enc(&self.filter)));
         }
@@ -98,7 +102,9 @@ impl View {
 
     fn col(&self, key: &str, label: &str) -> Col {
         let (sorted, next) = match self.order.rsplit_once(' ') {
-            Some((k, d)) if k == key && d.eq_ignore_ascii_case("desc") => ("desc", format!("{key} ASC")),
+            Some((k, d)) if k == key && d.eq_ignore_ascii_case("desc") => {
+                ("desc", format!("{key} ASC"))
+            }
             Some((k, _)) if k == key => ("asc", format!("{key} DESC")),
             _ if self.order == key => ("asc", format!("{key} DESC")),
             _ => ("", format!("{key} DESC")),
@@ -129,7 +135,10 @@ fn cell(run: &Run, key: &str) -> String {
     if let Some(k) = key.strip_prefix("params.") {
         run.params.get(k).cloned().unwrap_or_default()
     } else if let Some(k) = key.strip_prefix("metrics.") {
-        run.metrics.get(k).map(|m| fmt::num(m.value)).unwrap_or_default()
+        run.metrics
+            .get(k)
+            .map(|m| fmt::num(m.value))
+            .unwrap_or_default()
     } else if let Some(k) = key.strip_prefix("tags.") {
         run.tags.get(k).cloned().unwrap_or_default()
     } else {
@@ -141,7 +150,10 @@ fn duration_of(run: &Run) -> String {
     match run.end_time {
         Some(e) => fmt::duration(e - run.start_time),
         None if run.status == RunStatus::Running => {
-            format!("{} (running)", fmt::duration(crate::workspace::now_millis() - run.start_time))
+            format!(
+                "{} (running)",
+                fmt::duration(crate::workspace::now_millis() - run.start_time)
+            )
         }
         None => String::new(),
     }
@@ -239,11 +251,7 @@ async fn runs_table(st: &AppState, ws: &Workspace, view: &View) -> Result<RunsTa
         view.col("attributes.run_name", "Run"),
         view.col("attributes.start_time", "Started"),
     ];
-    let cols: Vec<Col> = view
-        .cols
-        .iter()
-        .map(|k| view.col(k, k))
-        .collect();
+    let cols: Vec<Col> = view.cols.iter().map(|k| view.col(k, k)).collect();
     let (runs, next, error) = match found {
         Ok((runs, next)) => (runs, next, None),
         Err(DomainError::InvalidArgument(m)) => {
@@ -256,7 +264,11 @@ async fn runs_table(st: &AppState, ws: &Workspace, view: &View) -> Result<RunsTa
         .iter()
         .map(|r| RunRow {
             id: r.id.clone(),
-            name: if r.name.is_empty() { r.id.clone() } else { r.name.clone() },
+            name: if r.name.is_empty() {
+                r.id.clone()
+            } else {
+                r.name.clone()
+            },
             status: r.status.as_str().to_string(),
             start: fmt::time(r.start_time),
             duration: duration_of(r),
@@ -280,7 +292,11 @@ async fn runs_table(st: &AppState, ws: &Workspace, view: &View) -> Result<RunsTa
 fn run_ref(r: &Run) -> RunRef {
     RunRef {
         id: r.id.clone(),
-        name: if r.name.is_empty() { r.id.clone() } else { r.name.clone() },
+        name: if r.name.is_empty() {
+            r.id.clone()
+        } else {
+            r.name.clone()
+        },
         status: r.status.as_str().to_string(),
     }
 }
@@ -413,14 +429,17 @@ pub async fn series(State(st): State<AppState>, Ws(ws): Ws, uri: Uri) -> Page {
     let px = q.int("px")?.unwrap_or(800).clamp(10, 4000) as usize;
     let axis = q.get("x").unwrap_or("step");
     if !matches!(axis, "step" | "time" | "rel") {
-        return Err(DomainError::invalid(format!("x must be step, time or rel, got '{axis}'")).into());
+        return Err(
+            DomainError::invalid(format!("x must be step, time or rel, got '{axis}'")).into(),
+        );
     }
     let bound = |k: &str| -> Result<Option<f64>, PortalError> {
         q.get(k)
             .filter(|s| !s.is_empty())
             .map(|s| {
-                s.parse::<f64>()
-                    .map_err(|_| DomainError::invalid(format!("{k} must be a number, got '{s}'")).into())
+                s.parse::<f64>().map_err(|_| {
+                    DomainError::invalid(format!("{k} must be a number, got '{s}'")).into()
+                })
             })
             .transpose()
     };
@@ -533,7 +552,10 @@ pub async fn artifacts(
     } else {
         let head = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::new();
-            reader.take(PREVIEW_BYTES as u64).read_to_end(&mut buf).map(|_| buf)
+            reader
+                .take(PREVIEW_BYTES as u64)
+                .read_to_end(&mut buf)
+                .map(|_| buf)
         })
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?
@@ -607,7 +629,11 @@ pub async fn raw(
         HeaderValue::from_static("sandbox; default-src 'none'; img-src 'self'"),
     );
     if !is_image(&path) {
-        let name = path.rsplit('/').next().unwrap_or("artifact").replace(['"', '\\'], "_");
+        let name = path
+            .rsplit('/')
+            .next()
+            .unwrap_or("artifact")
+            .replace(['"', '\\'], "_");
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
@@ -654,7 +680,15 @@ pub async fn compare(
     for id in &ids {
         runs.push(st.svc.store.run(ws.id, id).await?);
     }
-    let c = chrome(&st, &who, &headers, &ws.name, "runs", format!("Compare {} runs", runs.len())).await?;
+    let c = chrome(
+        &st,
+        &who,
+        &headers,
+        &ws.name,
+        "runs",
+        format!("Compare {} runs", runs.len()),
+    )
+    .await?;
     let mut keys: BTreeSet<String> = BTreeSet::new();
     let mut metric_keys: BTreeSet<String> = BTreeSet::new();
     for r in &runs {

@@ -55,7 +55,10 @@ impl Sessions {
         let now = Instant::now();
         m.retain(|_, v| v.expires > now);
         if m.len() >= MAX_SESSIONS
-            && let Some(oldest) = m.iter().min_by_key(|(_, v)| v.expires).map(|(k, _)| k.clone())
+            && let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, v)| v.expires)
+                .map(|(k, _)| k.clone())
         {
             m.remove(&oldest);
         }
@@ -118,7 +121,11 @@ pub fn clear_cookie() -> String {
 
 /// Compares two tokens in time independent of where they differ.
 pub fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -131,7 +138,10 @@ mod tests {
         let (id, sess) = s.create(Credentials::Bearer("atr_x".into()));
         assert_eq!(sess.csrf.len(), 64);
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, format!("a=b; {COOKIE}={id}").parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            format!("a=b; {COOKIE}={id}").parse().unwrap(),
+        );
         assert_eq!(s.of_request(&h).map(|x| x.0), Some(id.clone()));
         s.remove(&id);
         assert!(s.of_request(&h).is_none());

@@ -188,10 +188,7 @@ impl Store {
 
     /// The distinct param, metric and tag keys of an experiment's runs (the portal's column
     /// chooser), each sorted; `experiment_key` is the internal key.
-    pub async fn experiment_keys(
-        &self,
-        experiment_key: i64,
-    ) -> DomainResult<[Vec<String>; 3]> {
+    pub async fn experiment_keys(&self, experiment_key: i64) -> DomainResult<[Vec<String>; 3]> {
         let mut out: [Vec<String>; 3] = Default::default();
         for (i, table) in ["params", "latest_metrics", "tags"].into_iter().enumerate() {
             out[i] = with_db!(self, read, |p| {

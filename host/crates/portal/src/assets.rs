@@ -72,16 +72,28 @@ mod tests {
     fn vendored_files_match_their_checksums() {
         let sums = include_str!("../assets/vendor/SHA256SUMS");
         let files: &[(&str, &[u8])] = &[
-            ("htmx-2.0.11.min.js", include_bytes!("../assets/vendor/htmx-2.0.11.min.js")),
-            ("uplot-1.6.32.iife.min.js", include_bytes!("../assets/vendor/uplot-1.6.32.iife.min.js")),
-            ("uplot-1.6.32.min.css", include_bytes!("../assets/vendor/uplot-1.6.32.min.css")),
+            (
+                "htmx-2.0.11.min.js",
+                include_bytes!("../assets/vendor/htmx-2.0.11.min.js"),
+            ),
+            (
+                "uplot-1.6.32.iife.min.js",
+                include_bytes!("../assets/vendor/uplot-1.6.32.iife.min.js"),
+            ),
+            (
+                "uplot-1.6.32.min.css",
+                include_bytes!("../assets/vendor/uplot-1.6.32.min.css"),
+            ),
         ];
         for (name, bytes) in files {
             let want = sums
                 .lines()
                 .find_map(|l| l.strip_suffix(name).map(str::trim))
                 .unwrap_or_else(|| panic!("{name} not in SHA256SUMS"));
-            let got: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+            let got: String = Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             assert_eq!(got, want, "{name} differs from the vendored release");
         }
     }

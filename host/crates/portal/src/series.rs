@@ -114,7 +114,11 @@ mod tests {
         p[5_000].y = f64::NAN;
         let out = min_max(&p, 1_000, Some(4_000.0), Some(6_000.0));
         assert!(out.iter().all(|q| (4_000.0..=6_000.0).contains(&q.x)));
-        assert_eq!(out.len(), 2_000, "2,001 points in range less the NaN: all kept");
+        assert_eq!(
+            out.len(),
+            2_000,
+            "2,001 points in range less the NaN: all kept"
+        );
         let coarse = min_max(&p, 10, Some(4_000.0), Some(6_000.0));
         assert!(coarse.len() <= 22);
         assert!(min_max(&p, 10, Some(20_000.0), None).is_empty());
@@ -122,7 +126,12 @@ mod tests {
 
     #[test]
     fn points_at_one_x_keep_their_extremes() {
-        let p: Vec<Point> = (0..100).map(|i| Point { x: 1.0, y: i as f64 }).collect();
+        let p: Vec<Point> = (0..100)
+            .map(|i| Point {
+                x: 1.0,
+                y: i as f64,
+            })
+            .collect();
         let out = min_max(&p, 10, None, None);
         assert_eq!(out, vec![p[0], p[99]]);
     }
