@@ -314,6 +314,25 @@ class Portal(unittest.TestCase):
         p.select_option("#pc-metric", "metrics.val_accuracy")
         self.assertEqual(p.get_attribute("#parallel", "data-lines"), "4")
 
+    def test_9_datasets_and_settings(self):
+        self.sign_in()
+        p = self.page
+        p.goto(f"{URL}/ui/ws/default/datasets")
+        self.shoot("datasets")
+        p.click("#datasets a:text-is('iris')")
+        p.wait_for_selector("#preview")
+        self.assertEqual(p.locator("#preview tbody tr").count(), 20)
+        self.assertGreaterEqual(p.locator("#used-by li").count(), 1, "the train job used iris:1")
+        self.shoot("dataset")
+        p.goto(f"{URL}/ui/ws/default/settings")
+        p.fill("#secret-form input[name=name]", "api-key")
+        p.fill("#secret-form input[name=value]", "s3cr3t-value")
+        p.click("#secret-form button")
+        p.wait_for_selector("#flash.ok")
+        self.assertIn("api-key", p.inner_text("#secrets"))
+        self.assertNotIn("s3cr3t-value", p.content())
+        self.shoot("settings")
+
     def test_7_reader_sees_no_write_controls_and_forged_posts_fail(self):
         self.sign_in(READER)
         p = self.page

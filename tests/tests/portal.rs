@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Http, Server, python_env, root, train_iris};
+use atrium_tests::{Backend, Http, Server, dataset, python_env, root, train_iris};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
@@ -348,6 +348,77 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     assert!(admin.get("/").body.contains("hidden"));
     assert!(!rita.get("/").body.contains("hidden"));
     assert_eq!(rita.get("/ui/ws/hidden").status, 404);
+
+    // datasets: list, a version's schema and preview, the CSV download
+    h.raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions"),
+        Some(dataset("iris.csv")),
+    )
+    .ok();
+    assert!(
+        admin
+            .get("/ui/ws/default/datasets")
+            .body
+            .contains("/ui/ws/default/datasets/iris")
+    );
+    let dp = admin.get("/ui/ws/default/datasets/iris");
+    assert_eq!(dp.status, 200);
+    assert!(
+        dp.body.contains("sepal_length") && dp.body.contains("iris:1"),
+        "{}",
+        dp.body
+    );
+    let csv = admin.get("/ui/ws/default/datasets/iris/data?version=1");
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.body.starts_with("sepal_length"),
+        "{}",
+        &csv.body[..80.min(csv.body.len())]
+    );
+    assert_eq!(
+        admin.get("/ui/ws/default/datasets/iris?version=9").status,
+        404
+    );
+
+    // settings: a secret is set through the portal and only its name shows; a Reader can't
+    let set = admin.post(
+        "/ui/ws/default/secrets/set",
+        &[("name", "db-password"), ("value", "hunter2-very-secret")],
+        Some(&admin_csrf),
+    );
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert!(
+        set.body.contains("secret &#39;db-password&#39; set"),
+        "{}",
+        set.body
+    );
+    assert!(
+        !set.body.contains("hunter2"),
+        "a secret's value is never shown"
+    );
+    let rs = rita.get("/ui/ws/default/settings");
+    assert!(rs.body.contains("db-password") && !rs.body.contains("id=\"secret-form\""));
+    assert_eq!(
+        rita.post(
+            "/ui/ws/default/secrets/delete",
+            &[("name", "db-password")],
+            Some(&rcsrf)
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        rita.get("/ui/ws/default/audit").status,
+        403,
+        "the audit log is for Owners"
+    );
+    let audit_page = admin.get("/ui/ws/default/audit");
+    assert!(
+        audit_page.body.contains("/ui/ws/default/secrets/set"),
+        "{}",
+        audit_page.body
+    );
 
     // sign out ends the session
     let out = rita.post("/ui/logout", &[], Some(&rcsrf));

@@ -3,9 +3,11 @@
 //! a write exactly like a Reader's token.
 //!
 //! Map: [`session`] sign-in sessions, cookie and CSRF token · [`pages`] runs, run, compare,
-//! charts' series, artifacts · [`manage`] models, endpoints, jobs · this file: the routes, the
+//! charts' series, artifacts · [`manage`] models, endpoints, jobs, sweeps · [`admin`] datasets,
+//! secrets, roles, audit · this file: the routes, the
 //! page frame and errors.
 
+mod admin;
 mod manage;
 mod pages;
 pub mod session;
@@ -95,6 +97,25 @@ pub fn routes(api: &mut Api) {
                 Own,
                 post(manage::regenerate_key),
             )
+            .add(Method::GET, "/datasets", Read, get(admin::datasets))
+            .add(Method::GET, "/datasets/{name}", Read, get(admin::dataset))
+            .add(
+                Method::GET,
+                "/datasets/{name}/data",
+                Read,
+                get(admin::dataset_data),
+            )
+            .add(Method::GET, "/settings", Read, get(admin::settings))
+            .add(Method::POST, "/secrets/set", Write, post(admin::set_secret))
+            .add(
+                Method::POST,
+                "/secrets/delete",
+                Write,
+                post(admin::delete_secret),
+            )
+            .add(Method::POST, "/roles/assign", Own, post(admin::assign_role))
+            .add(Method::POST, "/roles/remove", Own, post(admin::remove_role))
+            .add(Method::GET, "/audit", Own, get(admin::audit))
             .add(Method::GET, "/jobs", Read, get(manage::jobs))
             .add(Method::GET, "/jobs/{id}", Read, get(manage::job))
             .add(Method::GET, "/jobs/{id}/log", Read, get(manage::job_log))

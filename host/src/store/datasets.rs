@@ -136,27 +136,11 @@ impl Store {
         version: i64,
     ) -> DomainResult<DatasetRow> {
         let d = self.dataset(workspace_id, name, Some(version)).await?;
-        // LIKE narrows the candidates; the exact match is checked on the parsed list
-        let candidates: Vec<(String, String)> = with_db!(self, read, |p| {
-            let rows = sqlx::query(
-                "SELECT uuid, datasets FROM jobs WHERE workspace_id = $1 AND datasets LIKE $2",
-            )
-            .bind(workspace_id)
-            .bind(format!("%{name}:{version}%"))
-            .fetch_all(p)
-            .await?;
-            rows.iter()
-                .map(|r| Ok::<_, DomainError>((r.text("uuid")?, r.text("datasets")?)))
-                .collect::<DomainResult<Vec<_>>>()?
-        });
-        let reference = format!("{name}:{version}");
-        let job = candidates
-            .into_iter()
-            .find(|(_, list)| {
-                serde_json::from_str::<Vec<String>>(list).is_ok_and(|l| l.contains(&reference))
-            })
-            .map(|(id, _)| id);
-        if let Some(job) = job {
+        if let Some(job) = self
+            .jobs_using_dataset(workspace_id, name, version)
+            .await?
+            .first()
+        {
             return Err(DomainError::InvalidState(format!(
                 "dataset {name}:{version} is used by job {job}"
             )));
@@ -171,6 +155,39 @@ impl Store {
         .await
         .map(|_| ()))?;
         Ok(d)
+    }
+
+    /// The jobs (public ids, newest first) whose spec uses dataset version `name:version`.
+    pub async fn jobs_using_dataset(
+        &self,
+        workspace_id: i64,
+        name: &str,
+        version: i64,
+    ) -> DomainResult<Vec<String>> {
+        // LIKE narrows the candidates; the exact match is checked on the parsed list
+        let candidates: Vec<(String, String)> = with_db!(self, read, |p| {
+            let rows = sqlx::query(
+                "SELECT uuid, datasets FROM jobs WHERE workspace_id = $1 AND datasets LIKE $2",
+            )
+            .bind(workspace_id)
+            .bind(format!("%{name}:{version}%"))
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| Ok::<_, DomainError>((r.text("uuid")?, r.text("datasets")?)))
+                .collect::<DomainResult<Vec<_>>>()?
+        });
+        let reference = format!("{name}:{version}");
+        let mut jobs: Vec<String> = candidates
+            .into_iter()
+            .filter(|(_, list)| {
+                serde_json::from_str::<Vec<String>>(list).is_ok_and(|l| l.contains(&reference))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        // public ids are UUIDv7: their order is their creation order
+        jobs.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(jobs)
     }
 
     /// Digests of dataset files in a datastore (garbage collection keeps them).

@@ -598,3 +598,95 @@ pub struct LogPart {
     /// The URL to poll, while live.
     pub poll: Option<String>,
 }
+
+/// One dataset in the list (its latest version).
+#[derive(Debug, Clone)]
+pub struct DatasetRow {
+    /// Name.
+    pub name: String,
+    /// Latest version.
+    pub latest: i64,
+    /// How many versions.
+    pub versions: usize,
+    /// Rows of the latest version.
+    pub rows: i64,
+    /// Size of the latest version, formatted.
+    pub size: String,
+    /// When the latest version was uploaded, formatted.
+    pub created: String,
+}
+
+/// `GET /ui/ws/{ws}/datasets`.
+#[derive(Template)]
+#[template(path = "datasets.html")]
+pub struct DatasetsPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// By name.
+    pub rows: Vec<DatasetRow>,
+}
+
+/// `GET /ui/ws/{ws}/datasets/{name}?version=N`.
+#[derive(Template)]
+#[template(path = "dataset.html")]
+pub struct DatasetPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// Name.
+    pub name: String,
+    /// The version shown.
+    pub version: i64,
+    /// Every version: number, rows, size, uploaded.
+    pub versions: Vec<(i64, i64, String, String)>,
+    /// Column name and type.
+    pub schema: Vec<Kv>,
+    /// Preview: header and first rows.
+    pub head: Vec<String>,
+    /// Preview rows.
+    pub preview: Vec<Vec<String>>,
+    /// Jobs that used this version (public ids).
+    pub jobs: Vec<String>,
+    /// Download URL.
+    pub download: String,
+}
+
+/// `GET /ui/ws/{ws}/settings`: secrets (names only) and roles; the audit log for Owners.
+#[derive(Template)]
+#[template(path = "settings.html")]
+pub struct SettingsPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// Secrets: name, version, updated.
+    pub secrets: Vec<(String, i64, String)>,
+    /// Role assignments: user, role.
+    pub roles: Vec<Kv>,
+    /// A message after a change (or its error).
+    pub flash: Option<(bool, String)>,
+}
+
+/// One audit record.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    /// When, formatted.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// `METHOD /route`.
+    pub action: String,
+    /// The path and ids.
+    pub object: String,
+    /// HTTP status.
+    pub status: u16,
+    /// `ok`, `denied`, `failed`.
+    pub result: String,
+}
+
+/// `GET /ui/ws/{ws}/audit` (Owners).
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// Newest first.
+    pub rows: Vec<AuditRow>,
+}
