@@ -78,6 +78,24 @@ impl DocOutput for FileBytes {
 /// A CSV file.
 pub struct CsvFile(pub Response);
 
+impl CsvFile {
+    /// A dataset version's CSV as a download named `NAME-VERSION.csv`.
+    pub fn dataset(name: &str, version: i64, bytes: Vec<u8>) -> Self {
+        let mut resp = Response::new(axum::body::Body::from(bytes));
+        let h = resp.headers_mut();
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/csv"),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+            "attachment; filename=\"{name}-{version}.csv\""
+        )) {
+            h.insert(axum::http::header::CONTENT_DISPOSITION, v);
+        }
+        Self(resp)
+    }
+}
+
 impl IntoResponse for CsvFile {
     fn into_response(self) -> Response {
         self.0

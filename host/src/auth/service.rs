@@ -195,6 +195,26 @@ impl Access {
         self.store().create_user(name, admin, now_millis()).await
     }
 
+    /// Gives an existing user a role on a workspace (replacing the one they had); returns the
+    /// user's name as stored. The built-in job user cannot hold roles.
+    pub async fn assign_role(
+        &self,
+        workspace_id: i64,
+        user: &str,
+        role: Role,
+    ) -> DomainResult<String> {
+        let u = self.user(user).await?;
+        if u.name == JOBS_USER {
+            return Err(DomainError::invalid(
+                "the built-in job user cannot hold roles",
+            ));
+        }
+        self.store()
+            .set_role(workspace_id, &u.name, role, now_millis())
+            .await?;
+        Ok(u.name)
+    }
+
     /// A user that must exist.
     pub async fn user(&self, name: &str) -> DomainResult<User> {
         self.store()

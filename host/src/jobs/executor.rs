@@ -161,6 +161,19 @@ impl Executor {
         Some(view.lock().expect("sweep view").clone())
     }
 
+    /// A sweep's or AutoML job's state: live while it runs, else as last stored (empty before
+    /// its first trial).
+    pub async fn sweep_state(&self, job: &JobRow) -> DomainResult<crate::sweep::SweepState> {
+        if let Some(s) = self.sweep_view(&job.id) {
+            return Ok(s);
+        }
+        match self.svc.store.sweep_state(job.key).await? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| DomainError::Internal(format!("sweep state: {e}"))),
+            None => Ok(crate::sweep::SweepState::default()),
+        }
+    }
+
     /// Progress of a running job.
     pub fn progress(&self, job: &str) -> Option<serde_json::Value> {
         self.running

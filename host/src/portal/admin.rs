@@ -9,10 +9,11 @@ use atrium_portal::views::{
     AuditPage, AuditRow, DatasetPage, DatasetRow, DatasetsPage, Kv, SettingsPage,
 };
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::{Form, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, Uri};
+use axum::response::IntoResponse;
+
+use crate::api::reply::CsvFile;
 use serde::Deserialize;
 
 use super::{Page, PortalError, chrome, page};
@@ -20,7 +21,7 @@ use crate::api::AppState;
 use crate::api::extract::{QueryMap, Ws};
 use crate::auth::{AuditFilter, Principal, Role};
 use crate::secrets::SecretString;
-use crate::workspace::{DomainError, Workspace, now_millis};
+use crate::workspace::{DomainError, Workspace};
 
 /// Preview rows on a dataset page.
 const PREVIEW_ROWS: usize = 20;
@@ -147,18 +148,8 @@ pub async fn dataset_data(
         .store
         .dataset(ws.id, &name, q.int("version")?)
         .await?;
-    let ds = st.svc.store.datastore(d.datastore_id).await?;
-    let bytes = st.svc.read_bytes(&ds, &d.digest).await?;
-    let mut resp = Response::new(Body::from(bytes));
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}-{}.csv\"",
-        d.name, d.version
-    )) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(resp)
+    let bytes = st.svc.dataset_bytes(&d).await?;
+    Ok(CsvFile::dataset(&d.name, d.version, bytes).into_response())
 }
 
 async fn settings_page(
@@ -288,22 +279,8 @@ pub async fn assign_role(
     let user = f.user.trim().to_string();
     let r = async {
         let role = Role::parse(f.role.as_deref().unwrap_or(""))?;
-        let u = st.access.user(&user).await?;
-        if u.name == crate::auth::JOBS_USER {
-            return Err(DomainError::invalid(
-                "the built-in job user cannot hold roles",
-            ));
-        }
-        st.access
-            .store()
-            .set_role(ws.id, &u.name, role, now_millis())
-            .await?;
-        Ok(format!(
-            "{} is now {} on {}",
-            u.name,
-            role.as_str(),
-            ws.name
-        ))
+        let name = st.access.assign_role(ws.id, &user, role).await?;
+        Ok(format!("{name} is now {} on {}", role.as_str(), ws.name))
     }
     .await;
     let flash = outcome(r)?;

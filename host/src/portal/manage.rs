@@ -487,21 +487,6 @@ pub async fn jobs(
     page(&JobsPage { chrome: c, rows })
 }
 
-/// A sweep's state: live from the executor while it runs, else as last stored.
-async fn sweep_state(
-    st: &AppState,
-    j: &crate::store::JobRow,
-) -> Result<crate::sweep::SweepState, PortalError> {
-    Ok(match st.executor.sweep_view(&j.id) {
-        Some(s) => s,
-        None => match st.svc.store.sweep_state(j.key).await? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| DomainError::Internal(format!("sweep state: {e}")))?,
-            None => crate::sweep::SweepState::default(),
-        },
-    })
-}
-
 /// The leaderboard of a sweep or AutoML job (`None` for other kinds).
 async fn board(
     st: &AppState,
@@ -512,7 +497,7 @@ async fn board(
     if !matches!(j.kind.as_str(), "sweep" | "automl") {
         return Ok(None);
     }
-    let state = sweep_state(st, j).await?;
+    let state = st.executor.sweep_state(j).await?;
     let lb = state.leaderboard();
     let rows: Vec<TrialRow> = lb["trials"]
         .as_array()
@@ -619,7 +604,7 @@ pub async fn register_best(
     Form(f): Form<RegisterBestForm>,
 ) -> Page {
     let j = st.svc.store.job(ws.id, &id).await?;
-    let state = sweep_state(&st, &j).await?;
+    let state = st.executor.sweep_state(&j).await?;
     let flash = match state.best().and_then(|b| b.run_id.clone()) {
         None => (
             false,

@@ -146,10 +146,15 @@ impl Service {
         ))
     }
 
+    /// A dataset version's CSV bytes, as stored.
+    pub async fn dataset_bytes(&self, d: &DatasetRow) -> DomainResult<Vec<u8>> {
+        let ds = self.store.datastore(d.datastore_id).await?;
+        self.read_bytes(&ds, &d.digest).await
+    }
+
     /// A dataset version's parsed table.
     pub async fn dataset_table(&self, ws: &Workspace, d: &DatasetRow) -> DomainResult<Table> {
-        let ds = self.store.datastore(d.datastore_id).await?;
-        let bytes = self.read_bytes(&ds, &d.digest).await?;
+        let bytes = self.dataset_bytes(d).await?;
         tokio::task::spawn_blocking(move || parse_csv(&bytes))
             .await
             .map_err(task_err)?

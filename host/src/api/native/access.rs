@@ -339,17 +339,10 @@ pub async fn assign_role(
     JsonBody(req): JsonBody<RoleReq>,
 ) -> Reply<RoleJson> {
     let role = Role::parse(&req.role)?;
-    let u = st.access.user(&user).await?;
-    if u.name == crate::auth::JOBS_USER {
-        return Err(DomainError::invalid("the built-in job user cannot hold roles").into());
-    }
-    st.access
-        .store()
-        .set_role(ws.id, &u.name, role, now_millis())
-        .await?;
+    let user = st.access.assign_role(ws.id, &user, role).await?;
     Ok(Json(RoleJson {
         workspace: ws.name,
-        user: u.name,
+        user,
         role,
     }))
 }

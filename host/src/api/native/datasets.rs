@@ -2,10 +2,8 @@
 //! download, delete.
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::header;
-use axum::response::Response;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -209,18 +207,8 @@ pub async fn download(
         .store
         .dataset(ws.id, &name, version_of(&version)?)
         .await?;
-    let ds = st.svc.store.datastore(d.datastore_id).await?;
-    let bytes = st.svc.read_bytes(&ds, &d.digest).await?;
-    Ok(CsvFile(
-        Response::builder()
-            .header(header::CONTENT_TYPE, "text/csv")
-            .header(
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}-{}.csv\"", d.name, d.version),
-            )
-            .body(Body::from(bytes))
-            .map_err(|e| DomainError::Internal(e.to_string()))?,
-    ))
+    let bytes = st.svc.dataset_bytes(&d).await?;
+    Ok(CsvFile::dataset(&d.name, d.version, bytes))
 }
 
 /// `DELETE .../datasets/{name}/versions/{version}`: refused while a job references it.

@@ -302,14 +302,7 @@ pub async fn trials(
         ))
         .into());
     }
-    let state = match st.executor.sweep_view(&job.id) {
-        Some(s) => s,
-        None => match st.svc.store.sweep_state(job.key).await? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| DomainError::Internal(format!("sweep state: {e}")))?,
-            None => crate::sweep::SweepState::default(),
-        },
-    };
+    let state = st.executor.sweep_state(&job).await?;
     let mut board = match state.leaderboard() {
         Value::Object(m) => m,
         _ => Map::new(),
