@@ -333,6 +333,38 @@ class Portal(unittest.TestCase):
         self.assertNotIn("s3cr3t-value", p.content())
         self.shoot("settings")
 
+    def test_10_components_tokens_and_users(self):
+        self.sign_in()
+        p = self.page
+        p.goto(f"{URL}/ui/ws/default")
+        p.click("nav >> text=Components")
+        p.wait_for_selector("#components")
+        self.shoot("components")
+        p.click("#components a:text-is('storage-fs')")
+        p.wait_for_selector("#manifest")
+        self.assertIn("/data", p.inner_text("#capabilities"))
+        self.shoot("component")
+        # your tokens: create one (shown once), then revoke it
+        p.click("header a.user")
+        p.wait_for_selector("#tokens")
+        p.fill("#token-form input[name=description]", "notebook")
+        p.fill("#token-form input[name=expires_days]", "7")
+        p.click("#token-form button")
+        p.wait_for_selector("#new-token-value")
+        value = p.inner_text("#new-token-value").strip()
+        self.assertTrue(value.startswith("atr_"), value)
+        self.shoot("tokens")
+        row = p.locator("#tokens tr", has_text="notebook")
+        p.once("dialog", lambda d: d.accept())
+        row.locator("button:text-is('revoke')").click()
+        p.wait_for_selector("#flash.ok")
+        self.assertIn("revoked", p.locator("#tokens tr", has_text="notebook").inner_text())
+        # users (server admins)
+        p.click("header >> text=Users")
+        p.wait_for_selector("#users")
+        self.assertIn("rita", p.inner_text("#users"))
+        self.shoot("users")
+
     def test_7_reader_sees_no_write_controls_and_forged_posts_fail(self):
         self.sign_in(READER)
         p = self.page

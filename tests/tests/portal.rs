@@ -420,6 +420,141 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
         audit_page.body
     );
 
+    // the code snapshot: where the code came from and its files, opened in the artifacts browser
+    h.post(
+        "/api/2.0/mlflow/runs/set-tag",
+        json!({ "run_id": run, "key": "mlflow.source.git.commit", "value": "c0ffee1234" }),
+    )
+    .ok();
+    for f in ["train.py", "lib/util.py"] {
+        let put = h.raw(
+            "PUT",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/0/{run}/artifacts/code/{f}"),
+            Some(b"print('hello')\n".to_vec()),
+        );
+        assert_eq!(put.status, 200, "{:?}", put.json);
+    }
+    let rp = admin.get(&format!("/ui/ws/default/runs/{run}"));
+    assert!(
+        rp.body.contains("id=\"code-files\"")
+            && rp.body.contains("c0ffee1234")
+            && rp.body.contains(">lib/util.py</a>")
+            && rp.body.contains("path=code%2Ftrain.py"),
+        "{}",
+        rp.body
+    );
+
+    // components and datastores: the built-ins with their capabilities and manifest
+    let cp = admin.get("/ui/ws/default/components");
+    assert_eq!(cp.status, 200);
+    assert!(
+        cp.body.contains("/ui/ws/default/components/scorer-tabular/")
+            && cp.body.contains("id=\"datastores\""),
+        "{}",
+        cp.body
+    );
+    let listed: Value = h.get(&format!("{WS}/components")).ok();
+    let fs = listed["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "storage-fs")
+        .expect("storage-fs is built in")
+        .clone();
+    let one = rita.get(&format!(
+        "/ui/ws/default/components/storage-fs/{}",
+        fs["version"].as_str().unwrap()
+    ));
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert!(
+        one.body.contains("id=\"capabilities\"")
+            && one.body.contains("guest=/data")
+            && one.body.contains("id=\"manifest\"")
+            && one.body.contains(fs["digest"].as_str().unwrap()),
+        "{}",
+        one.body
+    );
+    assert_eq!(
+        admin
+            .get("/ui/ws/default/components/storage-fs/9.9.9")
+            .status,
+        404
+    );
+
+    // tokens: a user lists, creates (shown once) and revokes their own; users are for admins
+    let tp = rita.get("/ui/tokens");
+    assert_eq!(tp.status, 200, "{}", tp.body);
+    assert!(tp.body.contains("this session") && !tp.body.contains("id=\"users\""));
+    let made = rita.post(
+        "/ui/tokens/create",
+        &[("description", "laptop <b>"), ("expires_days", "30")],
+        Some(&rcsrf),
+    );
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.contains("laptop &#60;b&#62;"), "{}", made.body);
+    let needle = "id=\"new-token-value\">";
+    let at = made.body.find(needle).expect("the new token is shown") + needle.len();
+    let new_token = made.body[at..].split('<').next().unwrap().to_string();
+    assert!(new_token.starts_with("atr_"), "{new_token}");
+    let as_new = Http::with_token(&s.url, Some(&new_token));
+    assert_eq!(as_new.get("/api/v1/whoami").status, 200);
+    let tid = as_new.get("/api/v1/whoami").ok()["token_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !rita.get("/ui/tokens").body.contains(&new_token),
+        "a token's value is shown once"
+    );
+    let bad = rita.post(
+        "/ui/tokens/create",
+        &[("description", "x"), ("expires_days", "soon")],
+        Some(&rcsrf),
+    );
+    assert!(
+        bad.body.contains("expiry &#39;soon&#39; is not a number of days"),
+        "{}",
+        bad.body
+    );
+    let rev = rita.post("/ui/tokens/revoke", &[("id", &tid)], Some(&rcsrf));
+    assert!(rev.body.contains(&format!("token {tid} revoked")), "{}", rev.body);
+    assert_eq!(as_new.get("/api/v1/whoami").status, 401, "revoked at once");
+    // someone else's token answers like an unknown one
+    let admin_tid = h.get("/api/v1/whoami").ok()["token_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = rita.post("/ui/tokens/revoke", &[("id", &admin_tid)], Some(&rcsrf));
+    assert!(other.body.contains("does not exist"), "{}", other.body);
+    assert_eq!(h.get("/api/v1/whoami").status, 200);
+    assert_eq!(rita.get("/ui/users").status, 403, "users are for server admins");
+    assert_eq!(
+        rita.post("/ui/users/create", &[("name", "mallory")], Some(&rcsrf))
+            .status,
+        403
+    );
+    let up = admin.get("/ui/users");
+    assert_eq!(up.status, 200);
+    assert!(
+        up.body.contains("id=\"users\"") && up.body.contains("default: Reader"),
+        "{}",
+        up.body
+    );
+    let nu = admin.post(
+        "/ui/users/create",
+        &[("name", "olga"), ("admin", "true")],
+        Some(&admin_csrf),
+    );
+    assert!(nu.body.contains("user olga created (server admin)"), "{}", nu.body);
+    let dup = admin.post("/ui/users/create", &[("name", "olga")], Some(&admin_csrf));
+    assert!(dup.body.contains("class=\"error\""), "{}", dup.body);
+    let ot = admin.post(
+        "/ui/users/token",
+        &[("user", "olga"), ("description", "ci")],
+        Some(&admin_csrf),
+    );
+    assert!(ot.body.contains("created for olga"), "{}", ot.body);
+
     // sign out ends the session
     let out = rita.post("/ui/logout", &[], Some(&rcsrf));
     assert_eq!(out.status, 204);

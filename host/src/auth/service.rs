@@ -17,6 +17,9 @@ use crate::workspace::{DomainError, DomainResult, Millis, now_millis};
 /// and no tokens but the job-scoped ones the host makes for running jobs).
 pub const JOBS_USER: &str = "atrium-jobs";
 
+/// Longest token lifetime accepted: ten years.
+pub const MAX_TOKEN_SECS: u64 = 10 * 365 * 24 * 3600;
+
 /// A user.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct User {
@@ -269,6 +272,56 @@ impl Access {
                 scope_role: scope.map(|(_, r)| r),
             },
         })
+    }
+
+    /// Creates a token as `caller` asks: for themselves, or (server admins) for another user.
+    /// A workspace-scoped token creates none, the job user gets none this way, and a lifetime
+    /// is positive and at most ten years.
+    pub async fn issue_token(
+        &self,
+        caller: &Identity,
+        user: Option<&str>,
+        description: &str,
+        expires_in_secs: Option<u64>,
+    ) -> DomainResult<NewToken> {
+        if caller.scope.is_some() {
+            return Err(DomainError::PermissionDenied(
+                "a workspace-scoped token cannot create tokens".into(),
+            ));
+        }
+        let user = user.unwrap_or(&caller.user);
+        check_user_name(user)?;
+        if user != caller.user && !caller.admin {
+            return Err(DomainError::PermissionDenied(
+                "creating tokens for other users needs the server admin role".into(),
+            ));
+        }
+        if user == JOBS_USER {
+            return Err(DomainError::invalid(
+                "the built-in job user only gets job tokens",
+            ));
+        }
+        let expires_at = match expires_in_secs {
+            Some(0) => return Err(DomainError::invalid("expires_in_secs must be positive")),
+            Some(s) if s > MAX_TOKEN_SECS => {
+                return Err(DomainError::invalid(format!(
+                    "expires_in_secs must be at most {MAX_TOKEN_SECS} (ten years)"
+                )));
+            }
+            Some(s) => Some(now_millis() + (s as i64) * 1000),
+            None => None,
+        };
+        self.create_token(user, description, expires_at, None).await
+    }
+
+    /// Revokes a token as `caller`: one of their own, or (server admins) anyone's; someone
+    /// else's token answers like an unknown one.
+    pub async fn revoke_as(&self, caller: &Identity, id: &str) -> DomainResult<()> {
+        let t = self.token(id).await?;
+        if t.user != caller.user && !caller.admin {
+            return Err(DomainError::NotFound(format!("token '{id}' does not exist")));
+        }
+        self.revoke(id).await
     }
 
     /// A token by id.

@@ -4,12 +4,14 @@
 //!
 //! Map: [`session`] sign-in sessions, cookie and CSRF token · [`pages`] runs, run, compare,
 //! charts' series, artifacts · [`manage`] models, endpoints, jobs, sweeps · [`admin`] datasets,
-//! secrets, roles, audit · this file: the routes, the
-//! page frame and errors.
+//! secrets, roles, audit · [`components`] components and datastores · [`people`] users and
+//! tokens · this file: the routes, the page frame and errors.
 
 mod admin;
+mod components;
 mod manage;
 mod pages;
+mod people;
 pub mod session;
 
 use atrium_portal::Template;
@@ -44,7 +46,34 @@ pub fn routes(api: &mut Api) {
         .add(Method::GET, "/ui/login", Public, get(login_page))
         .add(Method::POST, "/ui/login", Public, post(login))
         .add(Method::POST, "/ui/logout", Public, post(logout))
-        .add(Method::GET, "/ui/assets/{name}", Public, get(asset));
+        .add(Method::GET, "/ui/assets/{name}", Public, get(asset))
+        .add(Method::GET, "/ui/tokens", Authenticated, get(people::tokens))
+        .add(
+            Method::POST,
+            "/ui/tokens/create",
+            Authenticated,
+            post(people::create_token),
+        )
+        .add(
+            Method::POST,
+            "/ui/tokens/revoke",
+            Authenticated,
+            post(people::revoke_token),
+        )
+        .add(Method::GET, "/ui/users", Admin, get(people::users))
+        .add(Method::POST, "/ui/users/create", Admin, post(people::create_user))
+        .add(
+            Method::POST,
+            "/ui/users/token",
+            Admin,
+            post(people::create_user_token),
+        )
+        .add(
+            Method::POST,
+            "/ui/users/revoke",
+            Admin,
+            post(people::revoke_user_token),
+        );
     api.scope("/ui/ws/{ws}", |api| {
         api.add(Method::GET, "", Read, get(pages::experiments))
             .add(Method::GET, "/experiments/{id}", Read, get(pages::runs))
@@ -104,6 +133,18 @@ pub fn routes(api: &mut Api) {
                 "/datasets/{name}/data",
                 Read,
                 get(admin::dataset_data),
+            )
+            .add(
+                Method::GET,
+                "/components",
+                Read,
+                get(components::components),
+            )
+            .add(
+                Method::GET,
+                "/components/{name}/{version}",
+                Read,
+                get(components::component),
             )
             .add(Method::GET, "/settings", Read, get(admin::settings))
             .add(Method::POST, "/secrets/set", Write, post(admin::set_secret))
@@ -239,7 +280,18 @@ pub async fn chrome(
     if let Principal::User(id) = who {
         c.user = Some(id.user.clone());
         c.admin = id.admin;
-        c.workspaces = st.access.workspaces_of(id).await?;
+        c.workspaces = if id.admin && id.scope.is_none() {
+            // a server admin is Owner everywhere, with or without role assignments
+            st.svc
+                .store
+                .list_workspaces()
+                .await?
+                .into_iter()
+                .map(|w| w.name)
+                .collect()
+        } else {
+            st.access.workspaces_of(id).await?
+        };
         if !ws.is_empty() {
             c.role = st
                 .access

@@ -383,6 +383,7 @@ pub async fn run(
         })
         .collect();
     let live = run.status == RunStatus::Running;
+    let (code_files, code_more) = code_files(&st, &ws, &run.id).await?;
     page(&RunPage {
         chrome: c,
         exp: (exp.id, exp.name),
@@ -395,9 +396,64 @@ pub async fn run(
         metric_keys: run.metrics.keys().cloned().collect(),
         live,
         job: run.tags.get("atrium.job.id").cloned(),
-        code: Vec::new(),
+        code: code_source(&run),
+        code_files,
+        code_more,
         run: run_ref(&run),
     })
+}
+
+/// Files of a code snapshot listed on the run page at most.
+const CODE_FILES: usize = 200;
+
+/// Where a run's code came from, from the tags the mlflow client and Atrium's jobs set.
+fn code_source(run: &Run) -> Vec<Kv> {
+    [
+        ("Source", "mlflow.source.name"),
+        ("Source type", "mlflow.source.type"),
+        ("Git commit", "mlflow.source.git.commit"),
+        ("Git branch", "mlflow.source.git.branch"),
+        ("Repository", "mlflow.source.git.repoURL"),
+        ("Entry point", "mlflow.project.entryPoint"),
+    ]
+    .into_iter()
+    .filter_map(|(label, tag)| {
+        run.tags.get(tag).map(|v| Kv {
+            k: label.into(),
+            v: v.clone(),
+        })
+    })
+    .collect()
+}
+
+/// The files of a run's code snapshot (its `code/` artifacts, as a command job stores them),
+/// walked breadth-first up to [`CODE_FILES`]; whether there were more.
+async fn code_files(
+    st: &AppState,
+    ws: &Workspace,
+    run_id: &str,
+) -> Result<(Vec<ArtRow>, bool), PortalError> {
+    let mut files = Vec::new();
+    let mut dirs = std::collections::VecDeque::from([String::from("code")]);
+    while let Some(dir) = dirs.pop_front() {
+        for f in st.svc.list_artifacts(ws, run_id, &dir).await? {
+            if f.is_dir {
+                dirs.push_back(f.path);
+                continue;
+            }
+            if files.len() == CODE_FILES {
+                return Ok((files, true));
+            }
+            files.push(ArtRow {
+                name: f.path.strip_prefix("code/").unwrap_or(&f.path).to_string(),
+                size: f.size.map(fmt::size).unwrap_or_default(),
+                url: list_url(&ws.name, run_id, &f.path),
+                is_dir: false,
+                path: f.path,
+            });
+        }
+    }
+    Ok((files, false))
 }
 
 /// One series of `GET .../series`.

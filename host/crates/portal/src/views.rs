@@ -246,8 +246,12 @@ pub struct RunPage {
     pub live: bool,
     /// The job that runs it, whose log the page tails.
     pub job: Option<String>,
-    /// The code snapshot's files, if it has one.
+    /// Where the code came from (source, commit, repository, entry point, command).
     pub code: Vec<Kv>,
+    /// The code snapshot's files (`code/` artifacts), opened in the artifacts browser.
+    pub code_files: Vec<ArtRow>,
+    /// Whether the snapshot has more files than listed.
+    pub code_more: bool,
 }
 
 /// One artifact entry.
@@ -689,4 +693,130 @@ pub struct AuditPage {
     pub chrome: Chrome,
     /// Newest first.
     pub rows: Vec<AuditRow>,
+}
+
+/// One component version in the list.
+#[derive(Debug, Clone)]
+pub struct ComponentRow {
+    /// Registry name.
+    pub name: String,
+    /// Version label.
+    pub version: String,
+    /// Plugin kind.
+    pub kind: String,
+    /// The manifest's description.
+    pub description: String,
+    /// Registered by the host itself.
+    pub builtin: bool,
+    /// Size, formatted.
+    pub size: String,
+    /// The first 12 hex digits of its sha256.
+    pub digest: String,
+    /// When it was pushed, formatted.
+    pub created: String,
+}
+
+/// One datastore of a workspace.
+#[derive(Debug, Clone)]
+pub struct DatastoreRow {
+    /// Name.
+    pub name: String,
+    /// Whether new artifacts go here by default.
+    pub default: bool,
+    /// `component@version`, or empty for the built-in local store.
+    pub component: String,
+    /// What the component was granted, one `key: value` line each (secrets by name).
+    pub grants: Vec<Kv>,
+}
+
+/// `GET /ui/ws/{ws}/components`: components and datastores.
+#[derive(Template)]
+#[template(path = "components.html")]
+pub struct ComponentsPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// By name, then version.
+    pub components: Vec<ComponentRow>,
+    /// By name.
+    pub datastores: Vec<DatastoreRow>,
+}
+
+/// `GET /ui/ws/{ws}/components/{name}/{version}`.
+#[derive(Template)]
+#[template(path = "component.html")]
+pub struct ComponentPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// The version shown.
+    pub row: ComponentRow,
+    /// Facts: SDK API version, digest, size, origin.
+    pub facts: Vec<Kv>,
+    /// Capabilities asked for, one per line (`dirs`, `http`, `secrets`, `config`).
+    pub capabilities: Vec<Kv>,
+    /// Limits asked for.
+    pub limits: Vec<Kv>,
+    /// The manifest, pretty JSON.
+    pub manifest: String,
+    /// Every version of the name (label, kind, pushed).
+    pub versions: Vec<(String, String, String)>,
+    /// Datastores that use this version.
+    pub datastores: Vec<String>,
+}
+
+/// One API token in a list (never its value).
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Public id (`tok_…`).
+    pub id: String,
+    /// Its user.
+    pub user: String,
+    /// Free text.
+    pub description: String,
+    /// Created, formatted.
+    pub created: String,
+    /// `never`, a time, or `expired …`.
+    pub expires: String,
+    /// `active`, `revoked …` or `expired`.
+    pub state: String,
+    /// Whether it can still be revoked.
+    pub active: bool,
+    /// `workspace (Role)` for a scoped token.
+    pub scope: String,
+    /// Whether this session signed in with it.
+    pub current: bool,
+}
+
+/// One user (admins' page).
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// Name.
+    pub name: String,
+    /// Server admin.
+    pub admin: bool,
+    /// Created, formatted.
+    pub created: String,
+    /// `workspace: Role` for each role.
+    pub roles: String,
+    /// Active tokens.
+    pub tokens: usize,
+}
+
+/// `GET /ui/tokens` (your tokens) and `GET /ui/users` (admins: users and every token).
+#[derive(Template)]
+#[template(path = "people.html")]
+pub struct PeoplePage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// Whether this is the admins' page (users, everyone's tokens).
+    pub all: bool,
+    /// Users (admins' page only).
+    pub users: Vec<UserRow>,
+    /// Tokens, newest first.
+    pub tokens: Vec<TokenRow>,
+    /// The signed-in user's name.
+    pub me: String,
+    /// A token just created: its value, shown once.
+    pub created: Option<String>,
+    /// A message after a change (or its error).
+    pub flash: Option<(bool, String)>,
 }
