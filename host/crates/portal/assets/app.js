@@ -47,6 +47,14 @@
     if (ids.length >= 2) location.href = `${b.dataset.base}?runs=${ids.join(",")}`;
   });
 
+  // Swapping the runs table: empty the old one first, so htmx does not walk and clean each of
+  // its hundreds of elements one by one (the table holds no polling or SSE triggers to stop);
+  // this is most of a sort's or filter's time in the browser otherwise.
+  document.addEventListener("htmx:beforeSwap", (e) => {
+    const t = e.detail.target;
+    if (e.detail.shouldSwap && t && t.id === "runs-table") t.replaceChildren();
+  });
+
   // ---- runs table: multi-select → compare
   function runsSelection(t) {
     if (t.id === "select-all") $$(".pick").forEach((c) => (c.checked = t.checked));
@@ -206,7 +214,15 @@
         }
       });
     }, { rootMargin: "200px" });
-    $$("figure.chart[data-keys]", box).forEach((f) => { if (keysOf(f).length) io.observe(f); });
+    // those already in view are fetched at once (the observer's first report comes a frame or
+    // two later), the rest when they come near the viewport
+    $$("figure.chart[data-keys]", box).forEach((f) => {
+      if (!keysOf(f).length) return;
+      if (!f.hidden && f.getBoundingClientRect().top < innerHeight + 200) {
+        f.dataset.drawn = "1";
+        draw(f, null);
+      } else io.observe(f);
+    });
     if (box.dataset.live === "true") {
       const tick = async () => {
         let live = false;
