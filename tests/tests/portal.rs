@@ -448,7 +448,8 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     let cp = admin.get("/ui/ws/default/components");
     assert_eq!(cp.status, 200);
     assert!(
-        cp.body.contains("/ui/ws/default/components/scorer-tabular/")
+        cp.body
+            .contains("/ui/ws/default/components/scorer-tabular/")
             && cp.body.contains("id=\"datastores\""),
         "{}",
         cp.body
@@ -512,12 +513,17 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
         Some(&rcsrf),
     );
     assert!(
-        bad.body.contains("expiry &#39;soon&#39; is not a number of days"),
+        bad.body
+            .contains("expiry &#39;soon&#39; is not a number of days"),
         "{}",
         bad.body
     );
     let rev = rita.post("/ui/tokens/revoke", &[("id", &tid)], Some(&rcsrf));
-    assert!(rev.body.contains(&format!("token {tid} revoked")), "{}", rev.body);
+    assert!(
+        rev.body.contains(&format!("token {tid} revoked")),
+        "{}",
+        rev.body
+    );
     assert_eq!(as_new.get("/api/v1/whoami").status, 401, "revoked at once");
     // someone else's token answers like an unknown one
     let admin_tid = h.get("/api/v1/whoami").ok()["token_id"]
@@ -527,7 +533,11 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
     let other = rita.post("/ui/tokens/revoke", &[("id", &admin_tid)], Some(&rcsrf));
     assert!(other.body.contains("does not exist"), "{}", other.body);
     assert_eq!(h.get("/api/v1/whoami").status, 200);
-    assert_eq!(rita.get("/ui/users").status, 403, "users are for server admins");
+    assert_eq!(
+        rita.get("/ui/users").status,
+        403,
+        "users are for server admins"
+    );
     assert_eq!(
         rita.post("/ui/users/create", &[("name", "mallory")], Some(&rcsrf))
             .status,
@@ -545,7 +555,11 @@ fn html_routes_sign_in_roles_csrf_and_escaping() {
         &[("name", "olga"), ("admin", "true")],
         Some(&admin_csrf),
     );
-    assert!(nu.body.contains("user olga created (server admin)"), "{}", nu.body);
+    assert!(
+        nu.body.contains("user olga created (server admin)"),
+        "{}",
+        nu.body
+    );
     let dup = admin.post("/ui/users/create", &[("name", "olga")], Some(&admin_csrf));
     assert!(dup.body.contains("class=\"error\""), "{}", dup.body);
     let ot = admin.post(

@@ -319,7 +319,9 @@ impl Access {
     pub async fn revoke_as(&self, caller: &Identity, id: &str) -> DomainResult<()> {
         let t = self.token(id).await?;
         if t.user != caller.user && !caller.admin {
-            return Err(DomainError::NotFound(format!("token '{id}' does not exist")));
+            return Err(DomainError::NotFound(format!(
+                "token '{id}' does not exist"
+            )));
         }
         self.revoke(id).await
     }

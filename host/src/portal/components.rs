@@ -138,7 +138,10 @@ pub async fn component(
         },
         Kv {
             k: "SDK API".into(),
-            v: comp.api_version.clone().unwrap_or_else(|| "not embedded".into()),
+            v: comp
+                .api_version
+                .clone()
+                .unwrap_or_else(|| "not embedded".into()),
         },
         Kv {
             k: "Pushed".into(),

@@ -47,7 +47,12 @@ pub fn routes(api: &mut Api) {
         .add(Method::POST, "/ui/login", Public, post(login))
         .add(Method::POST, "/ui/logout", Public, post(logout))
         .add(Method::GET, "/ui/assets/{name}", Public, get(asset))
-        .add(Method::GET, "/ui/tokens", Authenticated, get(people::tokens))
+        .add(
+            Method::GET,
+            "/ui/tokens",
+            Authenticated,
+            get(people::tokens),
+        )
         .add(
             Method::POST,
             "/ui/tokens/create",
@@ -61,7 +66,12 @@ pub fn routes(api: &mut Api) {
             post(people::revoke_token),
         )
         .add(Method::GET, "/ui/users", Admin, get(people::users))
-        .add(Method::POST, "/ui/users/create", Admin, post(people::create_user))
+        .add(
+            Method::POST,
+            "/ui/users/create",
+            Admin,
+            post(people::create_user),
+        )
         .add(
             Method::POST,
             "/ui/users/token",

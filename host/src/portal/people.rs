@@ -31,7 +31,10 @@ fn token_row(t: TokenInfo, me: &Identity, now: i64) -> TokenRow {
     };
     TokenRow {
         current: t.id == me.token_id,
-        expires: t.expires_at.map(fmt::time).unwrap_or_else(|| "never".into()),
+        expires: t
+            .expires_at
+            .map(fmt::time)
+            .unwrap_or_else(|| "never".into()),
         scope: match (t.scope_workspace, t.scope_role) {
             (Some(w), Some(r)) => format!("{w} ({})", r.as_str()),
             (Some(w), None) => w,
@@ -56,8 +59,20 @@ async fn people_page(
     flash: Option<(bool, String)>,
 ) -> Page {
     let me = identity(who)?;
-    let title = if all { "Users and tokens" } else { "Your tokens" };
-    let c = chrome(st, who, headers, "", if all { "users" } else { "tokens" }, title).await?;
+    let title = if all {
+        "Users and tokens"
+    } else {
+        "Your tokens"
+    };
+    let c = chrome(
+        st,
+        who,
+        headers,
+        "",
+        if all { "users" } else { "tokens" },
+        title,
+    )
+    .await?;
     let now = now_millis();
     let store = st.access.store();
     let infos = store
@@ -153,7 +168,13 @@ fn flash_of(e: DomainError) -> Result<(bool, String), PortalError> {
 }
 
 /// Creates a token from the form and renders the page with its value (shown once).
-async fn create(st: &AppState, who: &Principal, headers: &HeaderMap, all: bool, f: TokenForm) -> Page {
+async fn create(
+    st: &AppState,
+    who: &Principal,
+    headers: &HeaderMap,
+    all: bool,
+    f: TokenForm,
+) -> Page {
     let me = identity(who)?;
     let days = f.expires_days.trim();
     let expires = if days.is_empty() {
@@ -217,7 +238,13 @@ pub struct RevokeForm {
 }
 
 /// Revokes a token and renders the page again.
-async fn revoke(st: &AppState, who: &Principal, headers: &HeaderMap, all: bool, f: RevokeForm) -> Page {
+async fn revoke(
+    st: &AppState,
+    who: &Principal,
+    headers: &HeaderMap,
+    all: bool,
+    f: RevokeForm,
+) -> Page {
     let me = identity(who)?;
     let id = f.id.trim();
     let flash = match st.access.revoke_as(me, id).await {

@@ -11,9 +11,7 @@ use crate::api::extract::{JsonBody, Params, Ws};
 use crate::api::paging;
 use crate::api::reply::{Created, Empty};
 use crate::api::routes::RouteSpec;
-use crate::auth::{
-    AuditEntry, AuditFilter, Identity, NewToken, Principal, Role, TokenInfo, User,
-};
+use crate::auth::{AuditEntry, AuditFilter, Identity, NewToken, Principal, Role, TokenInfo, User};
 use crate::workspace::DomainError;
 
 type Reply<T> = Result<Json<T>, ApiError>;
