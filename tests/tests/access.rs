@@ -219,12 +219,21 @@ fn authorization_matrix_covers_every_route() {
                 "public" => assert!(passed, "{cell}"),
                 "scoring" => assert!(passed || (r.status == 401 && role == 0), "{cell}"),
                 "authenticated" => {
-                    if no_token {
+                    if no_token && portal && method == "GET" {
+                        assert!(
+                            r.status == 200 && text.contains("action=\"/ui/login\""),
+                            "{cell}: expected the sign-in page"
+                        );
+                    } else if no_token {
                         assert_eq!(r.status, 401, "{cell}");
                     } else {
                         assert!(passed, "{cell}");
                     }
                 }
+                "admin" if no_token && portal && method == "GET" => assert!(
+                    r.status == 200 && text.contains("action=\"/ui/login\""),
+                    "{cell}: expected the sign-in page"
+                ),
                 "admin" => assert_eq!(r.status, if no_token { 401 } else { 403 }, "{cell}"),
                 "read" | "write" | "log" | "own" | "put_workspace" => {
                     let need = match policy.as_str() {
