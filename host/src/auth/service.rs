@@ -171,10 +171,15 @@ impl Access {
         Ok(role)
     }
 
-    /// The workspaces an identity holds a role on, by name (a scoped token: its one workspace).
+    /// The workspaces an identity may open, by name: those it holds a role on; a server admin
+    /// (Owner everywhere) every one; a scoped token its one workspace.
     pub async fn workspaces_of(&self, who: &Identity) -> DomainResult<Vec<String>> {
         if let Some((ws, _)) = &who.scope {
             return Ok(vec![ws.clone()]);
+        }
+        if who.admin {
+            let all = self.svc.store.list_workspaces().await?;
+            return Ok(all.into_iter().map(|w| w.name).collect());
         }
         let mut names: Vec<String> = self
             .store()

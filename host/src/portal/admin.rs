@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use crate::api::reply::CsvFile;
 use serde::Deserialize;
 
-use super::{Page, PortalError, chrome, page};
+use super::{Page, chrome, flash, page};
 use crate::api::AppState;
 use crate::api::extract::{QueryMap, Ws};
 use crate::auth::{AuditFilter, Principal, Role};
@@ -196,19 +196,6 @@ pub async fn settings(
     settings_page(&st, &who, &headers, &ws, None).await
 }
 
-/// The outcome of a settings change as a flash message; unexpected errors stay errors.
-fn outcome(r: Result<String, DomainError>) -> Result<(bool, String), PortalError> {
-    match r {
-        Ok(m) => Ok((true, m)),
-        Err(
-            e @ (DomainError::InvalidArgument(_)
-            | DomainError::NotFound(_)
-            | DomainError::InvalidState(_)),
-        ) => Ok((false, e.to_string())),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// The set-secret form.
 #[derive(Deserialize)]
 pub struct SecretForm {
@@ -236,7 +223,7 @@ pub async fn set_secret(
             .await
             .map(|w| format!("secret '{name}' set (version {})", w.meta.version)),
     };
-    let flash = outcome(r)?;
+    let flash = flash(r)?;
     settings_page(&st, &who, &headers, &ws, Some(flash)).await
 }
 
@@ -254,7 +241,7 @@ pub async fn delete_secret(
         .delete_secret(&ws, &name)
         .await
         .map(|()| format!("secret '{name}' deleted"));
-    let flash = outcome(r)?;
+    let flash = flash(r)?;
     settings_page(&st, &who, &headers, &ws, Some(flash)).await
 }
 
@@ -283,7 +270,7 @@ pub async fn assign_role(
         Ok(format!("{name} is now {} on {}", role.as_str(), ws.name))
     }
     .await;
-    let flash = outcome(r)?;
+    let flash = flash(r)?;
     settings_page(&st, &who, &headers, &ws, Some(flash)).await
 }
 
@@ -304,7 +291,7 @@ pub async fn remove_role(
         ))),
         Err(e) => Err(e),
     };
-    let flash = outcome(r)?;
+    let flash = flash(r)?;
     settings_page(&st, &who, &headers, &ws, Some(flash)).await
 }
 

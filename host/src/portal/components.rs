@@ -14,12 +14,14 @@ use crate::api::extract::Ws;
 use crate::auth::Principal;
 use crate::store::Datastore;
 
-/// The list row of a stored component.
-fn row_of(c: &crate::store::ComponentRow) -> ComponentRow {
-    let description = serde_json::from_str::<Value>(&c.manifest)
-        .ok()
-        .and_then(|m| m["description"].as_str().map(String::from))
-        .unwrap_or_default();
+/// A stored component's manifest (`null` if it does not parse).
+fn manifest_of(c: &crate::store::ComponentRow) -> Value {
+    serde_json::from_str(&c.manifest).unwrap_or(Value::Null)
+}
+
+/// The list row of a stored component with its parsed manifest.
+fn row_of(c: &crate::store::ComponentRow, manifest: &Value) -> ComponentRow {
+    let description = manifest["description"].as_str().unwrap_or("").to_string();
     ComponentRow {
         name: c.name.clone(),
         version: c.version.clone(),
@@ -85,7 +87,7 @@ pub async fn components(
         .list_components(ws.id)
         .await?
         .iter()
-        .map(row_of)
+        .map(|c| row_of(c, &manifest_of(c)))
         .collect();
     let datastores = st
         .svc
@@ -126,7 +128,7 @@ pub async fn component(
         format!("{name}@{version}"),
     )
     .await?;
-    let manifest = serde_json::from_str::<Value>(&comp.manifest).unwrap_or(Value::Null);
+    let manifest = manifest_of(&comp);
     let mut facts = vec![
         Kv {
             k: "Digest".into(),
@@ -172,7 +174,7 @@ pub async fn component(
         .collect();
     page(&ComponentPage {
         chrome: c,
-        row: row_of(&comp),
+        row: row_of(&comp, &manifest),
         facts,
         capabilities: lines(&manifest["capabilities"]),
         limits: lines(&manifest["limits"]),

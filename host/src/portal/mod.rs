@@ -205,6 +205,22 @@ impl IntoResponse for PortalError {
 /// What a page handler answers.
 pub type Page = Result<Response, PortalError>;
 
+/// A form's outcome as the page's flash message: a user's mistake (bad input, an unknown or
+/// existing name, a wrong state) shows inline; a refusal stays a 403 page (so the audit log
+/// records it as denied) and a failure stays an error page.
+pub fn flash(r: Result<String, DomainError>) -> Result<(bool, String), PortalError> {
+    match r {
+        Ok(m) => Ok((true, m)),
+        Err(
+            e @ (DomainError::InvalidArgument(_)
+            | DomainError::NotFound(_)
+            | DomainError::InvalidState(_)
+            | DomainError::AlreadyExists(_)),
+        ) => Ok((false, e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The HTML error page for a refused or failed request.
 pub fn error_page(status: StatusCode, code: &str, message: &str) -> Response {
     let page = ErrorPage {
@@ -290,18 +306,7 @@ pub async fn chrome(
     if let Principal::User(id) = who {
         c.user = Some(id.user.clone());
         c.admin = id.admin;
-        c.workspaces = if id.admin && id.scope.is_none() {
-            // a server admin is Owner everywhere, with or without role assignments
-            st.svc
-                .store
-                .list_workspaces()
-                .await?
-                .into_iter()
-                .map(|w| w.name)
-                .collect()
-        } else {
-            st.access.workspaces_of(id).await?
-        };
+        c.workspaces = st.access.workspaces_of(id).await?;
         if !ws.is_empty() {
             c.role = st
                 .access

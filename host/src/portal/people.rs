@@ -11,7 +11,7 @@ use axum::extract::{Form, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 
-use super::{Page, PortalError, chrome, page};
+use super::{Page, PortalError, chrome, flash, page};
 use crate::api::AppState;
 use crate::auth::{Identity, Principal, TokenInfo};
 use crate::workspace::{DomainError, now_millis};
@@ -156,17 +156,6 @@ pub struct TokenForm {
     user: Option<String>,
 }
 
-/// A user error of a form as a flash message; unexpected errors stay errors.
-fn flash_of(e: DomainError) -> Result<(bool, String), PortalError> {
-    match e {
-        e @ (DomainError::InvalidArgument(_)
-        | DomainError::NotFound(_)
-        | DomainError::AlreadyExists(_)
-        | DomainError::PermissionDenied(_)) => Ok((false, e.to_string())),
-        e => Err(e.into()),
-    }
-}
-
 /// Creates a token from the form and renders the page with its value (shown once).
 async fn create(
     st: &AppState,
@@ -206,7 +195,7 @@ async fn create(
             let msg = format!("token {} created for {}", t.info.id, t.info.user);
             people_page(st, who, headers, all, Some(t.token), Some((true, msg))).await
         }
-        Err(e) => people_page(st, who, headers, all, None, Some(flash_of(e)?)).await,
+        Err(e) => people_page(st, who, headers, all, None, Some(flash(Err(e))?)).await,
     }
 }
 
@@ -247,11 +236,9 @@ async fn revoke(
 ) -> Page {
     let me = identity(who)?;
     let id = f.id.trim();
-    let flash = match st.access.revoke_as(me, id).await {
-        Ok(()) => (true, format!("token {id} revoked")),
-        Err(e) => flash_of(e)?,
-    };
-    people_page(st, who, headers, all, None, Some(flash)).await
+    let r = st.access.revoke_as(me, id).await;
+    let shown = flash(r.map(|()| format!("token {id} revoked")))?;
+    people_page(st, who, headers, all, None, Some(shown)).await
 }
 
 /// `POST /ui/tokens/revoke`: one of the caller's tokens.
@@ -293,16 +280,13 @@ pub async fn create_user(
 ) -> Page {
     let name = f.name.trim();
     let admin = f.admin.as_deref() == Some("true");
-    let flash = match st.access.create_user(name, admin).await {
-        Ok(u) => (
-            true,
-            format!(
-                "user {} created{}: give them a role in a workspace's settings and a token below",
-                u.name,
-                if u.admin { " (server admin)" } else { "" }
-            ),
-        ),
-        Err(e) => flash_of(e)?,
-    };
-    people_page(&st, &who, &headers, true, None, Some(flash)).await
+    let r = st.access.create_user(name, admin).await.map(|u| {
+        format!(
+            "user {} created{}: give them a role in a workspace's settings and a token below",
+            u.name,
+            if u.admin { " (server admin)" } else { "" }
+        )
+    });
+    let shown = flash(r)?;
+    people_page(&st, &who, &headers, true, None, Some(shown)).await
 }
