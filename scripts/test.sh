@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 start=$SECONDS
+# uv, pinned, for the job environment tests (idempotent)
+./scripts/uv.sh
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 host=${PIPESTATUS[0]}
 (cd plugins && cargo test --no-fail-fast -p strategy-core -p sampler-random -p sampler-grid -p sampler-tpe \

@@ -38,7 +38,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML file with any of: data_dir, listen, database_url, sqlite_sync, job_slots,
-    /// threads_per_slot, master_key_file, cache_dir.
+    /// threads_per_slot, master_key_file, cache_dir, uv.
     #[arg(long, env = "ATRIUM_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory for the SQLite database and the local datastores [default: ./atrium-data].
@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// ('off' disables it) [default: $XDG_CACHE_HOME/atrium, else ~/.cache/atrium].
     #[arg(long, env = "ATRIUM_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// The uv binary that builds job environments [default: `uv` on PATH, else the one
+    /// scripts/setup.sh installs in .tools/uv].
+    #[arg(long, env = "ATRIUM_UV")]
+    pub uv: Option<PathBuf>,
     /// Recovery: give the `admin` user (created if missing) a new token in DATA_DIR/admin.token
     /// before serving; for an operator locked out (the token file lost, every admin token
     /// revoked). Needs access to the data directory and the database, not to the API.
@@ -85,6 +89,7 @@ struct FileConfig {
     threads_per_slot: Option<usize>,
     master_key_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    uv: Option<PathBuf>,
 }
 
 /// Resolved server settings.
@@ -106,6 +111,8 @@ pub struct ServeConfig {
     pub master_key: KeySource,
     /// The shared cache of compiled built-in plugins (`None`: off).
     pub cache_dir: Option<PathBuf>,
+    /// The uv binary for job environments (`None`: looked up).
+    pub uv: Option<PathBuf>,
     /// Write a fresh admin token before serving.
     pub reset_admin_token: bool,
 }
@@ -181,6 +188,7 @@ impl ServeConfig {
                 Some(p) => Some(p),
                 None => default_cache_dir(),
             },
+            uv: args.uv.or(file.uv),
             reset_admin_token: args.reset_admin_token,
         })
     }

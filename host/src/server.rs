@@ -184,6 +184,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
             threads_per_slot: cfg.threads_per_slot,
             base_url: format!("http://{addr}"),
             data_dir: cfg.data_dir.clone(),
+            uv: cfg.uv.clone(),
         },
     )
     .await

@@ -203,6 +203,10 @@ impl Server {
     ) -> Self {
         let log = data_dir.join(format!("server-{}.log", uuid_like()));
         let mut cmd = Command::new(bin());
+        // one uv download cache for every test server (job environments)
+        if std::env::var_os("UV_CACHE_DIR").is_none() {
+            cmd.env("UV_CACHE_DIR", root().join("target/uv-cache"));
+        }
         cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .args(extra)

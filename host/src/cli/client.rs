@@ -168,6 +168,31 @@ impl Client {
         })
     }
 
+    /// A JSON call that answers the status too (201 created vs 200 existing).
+    pub async fn call_status(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), ClientError> {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = self.send(req).await?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
+        if bytes.is_empty() {
+            return Ok((status, Value::Null));
+        }
+        let v = serde_json::from_slice(&bytes).map_err(|e| ClientError::Api {
+            status: StatusCode::OK,
+            code: "BAD_RESPONSE".into(),
+            message: format!("server answered with invalid JSON: {e}"),
+        })?;
+        Ok((status, v))
+    }
+
     /// GET returning JSON.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
         self.call(Method::GET, path, None).await

@@ -92,13 +92,17 @@ pub enum JobCmd {
         /// Kill a command job after this many seconds.
         #[arg(long)]
         timeout: Option<u64>,
+        /// Python environment of a command job: NAME, NAME:VERSION or the built-in
+        /// atrium-mlflow (overrides the spec's).
+        #[arg(long)]
+        environment: Option<String>,
         /// Wait for the job, showing progress; exit non-zero unless it completes.
         #[arg(long, short = 'f')]
         follow: bool,
     },
     /// List jobs (newest first).
     List {
-        /// Only jobs in this state (Queued, Starting, Running, Finalizing, Completed, Failed, Canceled).
+        /// Only jobs in this state (Queued, Starting, Preparing, Running, Finalizing, Completed, Failed, Canceled).
         #[arg(long)]
         state: Option<String>,
         /// Most jobs to list.
@@ -353,6 +357,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
             env,
             secrets,
             timeout,
+            environment,
             follow,
         } => {
             let mut spec_text = match (&spec, &command) {
@@ -370,6 +375,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                             "secrets": secrets,
                             "timeout_secs": timeout,
                         },
+                        "environment": environment,
                     });
                     serde_json::to_string(&v).expect("json")
                 }
@@ -385,6 +391,9 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                         .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
                 parsed.name = name.or(parsed.name);
                 parsed.experiment = experiment.or(parsed.experiment);
+                if let Some(e) = environment {
+                    parsed.environment = Some(crate::jobs::spec::EnvironmentRef::Named(e));
+                }
                 if let Some(cmd) = parsed.command.as_mut() {
                     cmd.env.extend(env);
                     for name in secrets {

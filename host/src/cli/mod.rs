@@ -4,6 +4,7 @@ mod access;
 mod client;
 mod commands;
 mod endpoint;
+mod environment;
 mod jobs;
 mod login;
 mod model;
@@ -119,6 +120,9 @@ pub enum Command {
     /// Workspace secrets (key vault): values are sealed at rest and never shown.
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// Python environments for command jobs: versioned, built with uv, cached per machine.
+    #[command(subcommand)]
+    Environment(environment::EnvironmentCmd),
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),

@@ -132,27 +132,72 @@ pub(super) async fn run(
     run_id: &str,
     running: &Arc<Running>,
 ) -> Result<(), Failure> {
+    let env = prepare_env(ex, &job.id, spec, &running.cancel).await?;
+    if env.is_some() {
+        ex.set_state(job, crate::store::JobState::Running).await?;
+    }
     let work = ex.logs.work_dir(&job.id);
     let _ = tokio::fs::remove_dir_all(&work).await;
     let code = work.join("code");
-    materialize(ex, ws, run_id, spec, &code).await?;
-    let run = ex.svc.store.active_run(ws.id, run_id).await?;
-    let result = execute(
-        ex,
-        ws,
-        Work {
-            key: &job.id,
-            job: &job.id,
-            run_id,
-            experiment_id: run.experiment_id,
-            dir: &code,
-            cancel: &running.cancel,
-        },
-        spec,
-    )
+    let result = async {
+        materialize(ex, ws, run_id, spec, &code).await?;
+        let run = ex.svc.store.active_run(ws.id, run_id).await?;
+        execute(
+            ex,
+            ws,
+            Work {
+                key: &job.id,
+                job: &job.id,
+                run_id,
+                experiment_id: run.experiment_id,
+                dir: &code,
+                cancel: &running.cancel,
+            },
+            spec,
+            env.as_ref(),
+        )
+        .await
+    }
     .await;
     let _ = tokio::fs::remove_dir_all(&work).await;
     result
+}
+
+/// Finds or builds the command's environment (none when the spec has none), uv's output in
+/// the log of `key`. A failure names the environment and quotes uv.
+pub(super) async fn prepare_env(
+    ex: &Executor,
+    key: &str,
+    spec: &CommandSpec,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Option<atrium_environments::Ready>, Failure> {
+    let Some(env) = &spec.resolved_environment else {
+        return Ok(None);
+    };
+    let label = env.label();
+    let failed =
+        |e: &dyn std::fmt::Display| Failure::Failed(format!("preparing the {label} failed: {e}"));
+    let cache = ex.envs.as_ref().map_err(|e| failed(e))?;
+    ex.logs
+        .line(key, &format!("preparing the {label} ({})", &env.hash[..12]));
+    let logs = ex.logs.clone();
+    let k = key.to_string();
+    let log = move |l: &str| logs.line(&k, l);
+    match cache.ensure(&env.definition, &log, cancel).await {
+        Ok(r) => {
+            ex.logs.line(
+                key,
+                &if r.hit {
+                    format!("environment ready (cached, {} ms)", r.elapsed.as_millis())
+                } else {
+                    format!("environment built in {:.1} s", r.elapsed.as_secs_f64())
+                },
+            );
+            Ok(Some(r))
+        }
+        Err(atrium_environments::EnvError::Canceled) => Err(Failure::Canceled),
+        Err(e) => Err(failed(&e)),
+    }
 }
 
 /// Where and for whom a command runs.
@@ -183,6 +228,7 @@ pub(super) async fn execute(
     ws: &Workspace,
     work: Work<'_>,
     spec: &CommandSpec,
+    env: Option<&atrium_environments::Ready>,
 ) -> Result<(), Failure> {
     let access = crate::auth::Access::new(ex.svc.clone());
     let lifetime = spec
@@ -197,7 +243,7 @@ pub(super) async fn execute(
             Some((&ws.name, crate::auth::Role::Contributor)),
         )
         .await?;
-    let result = spawn_and_wait(ex, ws, work, spec, &token.token).await;
+    let result = spawn_and_wait(ex, ws, work, spec, env, &token.token).await;
     if let Err(e) = access.revoke(&token.info.id).await {
         tracing::warn!(error = %e, token = token.info.id.as_str(), "cannot revoke a job token");
     }
@@ -209,6 +255,7 @@ async fn spawn_and_wait(
     ws: &Workspace,
     work: Work<'_>,
     spec: &CommandSpec,
+    env: Option<&atrium_environments::Ready>,
     token: &str,
 ) -> Result<(), Failure> {
     let Work {
@@ -237,6 +284,15 @@ async fn spawn_and_wait(
         if let Some(v) = std::env::var_os(var) {
             cmd.env(var, v);
         }
+    }
+    if let Some(env) = env {
+        // the environment's python, pip-installed scripts and `python` first on PATH
+        let mut path = std::ffi::OsString::from(env.bin.as_os_str());
+        if let Some(host) = std::env::var_os("PATH") {
+            path.push(":");
+            path.push(host);
+        }
+        cmd.env("PATH", path).env("VIRTUAL_ENV", &env.dir);
     }
     cmd.env("PYTHONUNBUFFERED", "1");
     cmd.envs(&spec.env);

@@ -31,6 +31,9 @@ pub struct ExecutorConfig {
     pub base_url: String,
     /// The data directory (job logs and working directories).
     pub data_dir: PathBuf,
+    /// The uv binary that builds job environments (`None`: looked up, see
+    /// [`atrium_environments::find_uv`]).
+    pub uv: Option<PathBuf>,
 }
 
 /// How an attempt ended, when not successfully.
@@ -52,6 +55,8 @@ pub struct Executor {
     pub(super) svc: Arc<Service>,
     pub(super) cfg: ExecutorConfig,
     pub(super) logs: JobLogs,
+    /// The machine's environment cache, or why there is none (uv missing).
+    pub(super) envs: Result<atrium_environments::Cache, String>,
     running: Mutex<HashMap<String, Arc<Running>>>,
     wake: Notify,
 }
@@ -90,10 +95,20 @@ impl Executor {
                 "killed commands a previous host process left running"
             );
         }
+        let envs = atrium_environments::find_uv(cfg.uv.as_deref())
+            .and_then(|uv| atrium_environments::Cache::new(cfg.data_dir.join("environments"), uv))
+            .map_err(|e| e.to_string());
+        if let Err(e) = &envs {
+            tracing::warn!(
+                error = e.as_str(),
+                "jobs with an environment cannot run on this host"
+            );
+        }
         let me = Arc::new(Self {
             svc,
             cfg,
             logs,
+            envs,
             running: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
@@ -258,6 +273,36 @@ impl Executor {
             return Err(DomainError::invalid(
                 "only command jobs and sweeps over a command template take a code snapshot",
             ));
+        }
+        let environment = match &spec.environment {
+            Some(r) => {
+                let file = match r {
+                    super::spec::EnvironmentRef::Inline(i) => match &i.requirements_file {
+                        Some(path) => Some(snapshot_text(code.as_deref(), path).await?),
+                        None => None,
+                    },
+                    super::spec::EnvironmentRef::Named(_) => None,
+                };
+                Some(t.resolve_environment(ws, r, file.as_deref()).await?)
+            }
+            None => None,
+        };
+        if let Some(cmd) = spec.command.as_mut() {
+            cmd.resolved_environment = environment.clone();
+        }
+        if let Some(cmd) = spec
+            .sweep
+            .as_mut()
+            .and_then(|s| s.trial.get_mut("command"))
+            .and_then(|c| c.as_object_mut())
+        {
+            cmd.remove("resolved_environment");
+            if let Some(e) = &environment {
+                cmd.insert(
+                    "resolved_environment".into(),
+                    serde_json::to_value(e).map_err(|e| DomainError::Internal(e.to_string()))?,
+                );
+            }
         }
         let exp_name = spec
             .experiment
@@ -615,9 +660,20 @@ impl Executor {
                 job.attempts, job.id, job.kind
             ),
         );
+        // a command job with an environment is Preparing until it is ready (command::run)
+        let preparing = spec.kind == JobKind::Command
+            && spec
+                .command
+                .as_ref()
+                .is_some_and(|c| c.resolved_environment.is_some());
+        let state = if preparing {
+            JobState::Preparing
+        } else {
+            JobState::Running
+        };
         self.svc
             .store
-            .set_job_state(job.key, JobState::Running, None, None)
+            .set_job_state(job.key, state, None, None)
             .await?;
         self.svc
             .store
@@ -650,6 +706,15 @@ impl Executor {
         }
     }
 
+    /// Moves a job to `state` (Running after its environment is ready, Finalizing, ...).
+    pub(super) async fn set_state(&self, job: &JobRow, state: JobState) -> Result<(), Failure> {
+        self.svc
+            .store
+            .set_job_state(job.key, state, None, None)
+            .await?;
+        Ok(())
+    }
+
     /// Moves a job to Finalizing.
     pub(super) async fn finalizing(&self, job: &JobRow) -> Result<(), Failure> {
         self.svc
@@ -658,4 +723,44 @@ impl Executor {
             .await?;
         Ok(())
     }
+}
+
+/// The text of one file of a code snapshot (a tar archive), for an inline environment's
+/// `requirements_file`.
+async fn snapshot_text(code: Option<&[u8]>, path: &str) -> DomainResult<String> {
+    let Some(tar) = code else {
+        return Err(DomainError::invalid(format!(
+            "the environment's requirements_file '{path}' is read from the code snapshot, and the job has none (--code DIR)"
+        )));
+    };
+    let tar = tar.to_vec();
+    let wanted = path.trim_start_matches("./").to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries = archive.entries().map_err(|e| {
+            DomainError::invalid(format!("the code snapshot is not a tar archive: {e}"))
+        })?;
+        for entry in entries {
+            let mut entry = entry
+                .map_err(|e| DomainError::invalid(format!("the code snapshot is damaged: {e}")))?;
+            let name = entry
+                .path()
+                .map(|p| p.to_string_lossy().trim_start_matches("./").to_string())
+                .unwrap_or_default();
+            if name == wanted && entry.header().entry_type().is_file() {
+                let mut text = String::new();
+                entry.read_to_string(&mut text).map_err(|e| {
+                    DomainError::invalid(format!(
+                        "the environment's requirements_file '{wanted}' is not UTF-8 text: {e}"
+                    ))
+                })?;
+                return Ok(text);
+            }
+        }
+        Err(DomainError::invalid(format!(
+            "the environment's requirements_file '{wanted}' is not in the code snapshot"
+        )))
+    })
+    .await
+    .map_err(|e| DomainError::Internal(e.to_string()))?
 }

@@ -72,6 +72,82 @@ pub struct CommandSpec {
     /// The code snapshot (filled in by the host at submission).
     #[serde(default)]
     pub snapshot: Vec<SnapshotFile>,
+    /// The environment it runs in, pinned (filled in by the host at submission from the job's
+    /// `environment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_environment: Option<ResolvedEnvironment>,
+}
+
+/// Which Python environment a command runs in: a workspace environment (`"name"` for its
+/// latest version, `"name:3"`) or one defined inline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EnvironmentRef {
+    /// A workspace environment by reference.
+    Named(String),
+    /// An inline definition.
+    Inline(InlineEnvironment),
+}
+
+/// An environment defined inside a job spec.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineEnvironment {
+    /// A Python version or constraint (`">=3.11"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    /// PEP 508 requirements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirements: Vec<String>,
+    /// A `requirements.txt` or `pyproject.toml` of the code snapshot, by its path there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements_file: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for EnvironmentRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EnvironmentRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an environment reference (\"name\" or \"name:version\") or a table { python, requirements, requirements_file }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EnvironmentRef::Named(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Self::Value, A::Error> {
+                InlineEnvironment::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(EnvironmentRef::Inline)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An environment as a job runs it: the definition, pinned at submission, and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvedEnvironment {
+    /// `name:version` of a workspace (or built-in) environment; `None` for an inline one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The definition.
+    pub definition: atrium_environments::Definition,
+    /// Its content hash.
+    pub hash: String,
+}
+
+impl ResolvedEnvironment {
+    /// How logs and errors name it.
+    pub fn label(&self) -> String {
+        match &self.reference {
+            Some(r) => format!("environment {r}"),
+            None => format!("inline environment {}", &self.hash[..12]),
+        }
+    }
 }
 
 /// A job to submit (TOML, YAML or JSON).
@@ -90,6 +166,10 @@ pub struct JobSpec {
     /// How many times an attempt interrupted by a host restart is started again.
     #[serde(default)]
     pub retries: u32,
+    /// The Python environment of a command job or of a command sweep's trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub environment: Option<EnvironmentRef>,
     /// The train part (for `type = "train"`).
     #[serde(default)]
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
@@ -243,8 +323,18 @@ impl JobSpec {
                 )));
             }
         }
+        if self.environment.is_some() && !self.runs_commands() {
+            return Err(DomainError::invalid(format!(
+                "a {kind} job takes no environment: environments are for command jobs and sweeps over a command template"
+            )));
+        }
         if let Some(s) = &self.sweep {
             s.check()?;
+            if s.trial.get("environment").is_some() {
+                return Err(DomainError::invalid(
+                    "set the environment at the sweep's top level, not in its trial template",
+                ));
+            }
             let kind = s.trial.get("type").and_then(|t| t.as_str()).unwrap_or("");
             if kind != "train" && kind != "command" {
                 return Err(DomainError::invalid(format!(
@@ -288,6 +378,15 @@ impl JobSpec {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether it runs commands: a command job or a sweep over a command template.
+    pub fn runs_commands(&self) -> bool {
+        self.kind == JobKind::Command
+            || self
+                .sweep
+                .as_ref()
+                .is_some_and(|s| s.trial.get("type").and_then(|t| t.as_str()) == Some("command"))
     }
 
     /// Datasets the job reads (`name:version` as written).
@@ -390,6 +489,38 @@ mod tests {
             .is_err()
         );
         assert!(JobSpec::parse("type = \"jump\"\n").is_err());
+    }
+
+    #[test]
+    fn environments_by_name_or_inline_and_for_commands_only() {
+        let cmd = |env: &str| {
+            JobSpec::parse(&format!(
+                "type = \"command\"\nenvironment = {env}\n[command]\ncommand = \"x\"\n"
+            ))
+        };
+        assert_eq!(
+            cmd("\"sk:2\"").unwrap().environment,
+            Some(EnvironmentRef::Named("sk:2".into()))
+        );
+        let inline = cmd("{ python = \">=3.11\", requirements = [\"numpy\"] }").unwrap();
+        assert_eq!(
+            inline.environment,
+            Some(EnvironmentRef::Inline(InlineEnvironment {
+                python: Some(">=3.11".into()),
+                requirements: vec!["numpy".into()],
+                requirements_file: None,
+            }))
+        );
+        let e = cmd("{ pyhton = \"3\" }").unwrap_err().to_string();
+        assert!(e.contains("unknown field `pyhton`"), "{e}");
+        let e = cmd("3").unwrap_err().to_string();
+        assert!(e.contains("an environment reference"), "{e}");
+        let e = JobSpec::parse(
+            "type = \"train\"\nenvironment = \"sk\"\n[train]\ndataset = \"iris:1\"\ntarget = \"t\"\ntask = \"classification\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("a train job takes no environment"), "{e}");
     }
 
     #[test]

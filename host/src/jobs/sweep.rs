@@ -583,6 +583,11 @@ async fn command_trial(
     let work = ex.logs.work_dir(&key);
     let _ = tokio::fs::remove_dir_all(&work).await;
     let code = work.join("code");
+    let env = match command::prepare_env(ex, &key, &spec, &ctl.cancel).await {
+        Ok(env) => env,
+        Err(Failure::Canceled) => return Err(TrialFailure::Stopped(None)),
+        Err(Failure::Failed(m)) => return Err(TrialFailure::Failed(m)),
+    };
     command::materialize(ex, &ctx.ws, run_id, &spec, &code).await?;
     let poller = tokio::spawn(poll_metric(
         ctx.clone(),
@@ -603,6 +608,7 @@ async fn command_trial(
             cancel: &ctl.cancel,
         },
         &spec,
+        env.as_ref(),
     )
     .await;
     poller.abort();

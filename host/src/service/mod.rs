@@ -4,6 +4,7 @@
 mod artifacts;
 mod components;
 mod datasets;
+mod environments;
 mod registry;
 
 use std::collections::HashMap;
@@ -15,6 +16,9 @@ use serde::Serialize;
 pub use artifacts::{ArtifactScope, ArtifactUpload};
 pub use components::{ComponentUpload, DatastoreRequest, builtins_to_compile, prepare_builtins};
 pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
+pub use environments::{
+    EnvironmentVersion, check_environment_name, inline_definition, parse_environment_ref,
+};
 pub use registry::{MAX_MODEL_UPLOAD_BYTES, ModelFileUpload, RegisterRequest};
 
 use crate::datastore::{Datastores, PluginDatastore};

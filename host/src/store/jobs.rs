@@ -11,6 +11,8 @@ pub enum JobState {
     Queued,
     /// Claimed; its run is being prepared.
     Starting,
+    /// Its Python environment is being found or built.
+    Preparing,
     /// Executing.
     Running,
     /// Saving outputs.
@@ -29,6 +31,7 @@ impl JobState {
         match self {
             Self::Queued => "Queued",
             Self::Starting => "Starting",
+            Self::Preparing => "Preparing",
             Self::Running => "Running",
             Self::Finalizing => "Finalizing",
             Self::Completed => "Completed",
@@ -47,6 +50,7 @@ impl JobState {
         Ok(match s.to_ascii_lowercase().as_str() {
             "queued" => Self::Queued,
             "starting" => Self::Starting,
+            "preparing" => Self::Preparing,
             "running" => Self::Running,
             "finalizing" => Self::Finalizing,
             "completed" => Self::Completed,
@@ -54,7 +58,7 @@ impl JobState {
             "canceled" | "cancelled" => Self::Canceled,
             _ => {
                 return Err(DomainError::invalid(format!(
-                    "unknown job state '{s}': expected Queued, Starting, Running, Finalizing, Completed, Failed or Canceled"
+                    "unknown job state '{s}': expected Queued, Starting, Preparing, Running, Finalizing, Completed, Failed or Canceled"
                 )));
             }
         })
@@ -294,7 +298,7 @@ impl Store {
     /// Failed with the reason). Returns how many were re-queued and the jobs that ended.
     pub async fn recover_jobs(&self) -> DomainResult<(u64, Vec<JobRow>)> {
         let now = now_millis();
-        let interrupted = "state IN ('Starting', 'Running', 'Finalizing')";
+        let interrupted = "state IN ('Starting', 'Preparing', 'Running', 'Finalizing')";
         with_db!(self, write, |p| {
             async {
             let mut tx = p.begin().await?;

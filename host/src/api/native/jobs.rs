@@ -39,7 +39,7 @@ pub struct JobJson {
     /// `train`, `command`, `sweep`, `automl` or `batch-score`.
     #[serde(rename = "type")]
     kind: String,
-    /// `Queued`, `Starting`, `Running`, `Finalizing`, `Completed`, `Failed` or `Canceled`.
+    /// `Queued`, `Starting`, `Preparing`, `Running`, `Finalizing`, `Completed`, `Failed` or `Canceled`.
     state: &'static str,
     /// Compute target.
     target: String,
@@ -236,7 +236,7 @@ fn asks_for_secrets(v: &Value) -> bool {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Only jobs in this state (`Queued`, `Starting`, `Running`, `Finalizing`, `Completed`,
+    /// Only jobs in this state (`Queued`, `Starting`, `Preparing`, `Running`, `Finalizing`, `Completed`,
     /// `Failed`, `Canceled`; any case).
     state: Option<String>,
     /// At most this many (default 100, 1 to 1000).

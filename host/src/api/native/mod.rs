@@ -5,6 +5,7 @@ mod artifacts;
 mod components;
 mod datasets;
 mod endpoints;
+mod environments;
 mod experiments;
 mod jobs;
 mod logged_models;
@@ -433,6 +434,39 @@ fn workspace_routes(api: &mut Api) {
         "/datasets/{name}/versions/{version}/data",
         Read,
         doc("Download a dataset version's CSV", datasets::download),
+    )
+    .route(
+        M::GET,
+        "/environments",
+        Read,
+        doc(
+            "List environments (every version; the built-in first)",
+            environments::list,
+        ),
+    )
+    .route(
+        M::POST,
+        "/environments",
+        Write,
+        doc(
+            "Create the next version of an environment (the latest when identical)",
+            environments::create,
+        ),
+    )
+    .route(
+        M::GET,
+        "/environments/{name}",
+        Read,
+        doc("List an environment's versions", environments::versions),
+    )
+    .route(
+        M::GET,
+        "/environments/{name}/versions/{version}",
+        Read,
+        doc(
+            "Get an environment version (a number or latest)",
+            environments::get,
+        ),
     )
     .route(
         M::GET,
