@@ -175,8 +175,11 @@ fn fuzz(backend: Backend) {
             "examples,coverage,fuzzing,stateful",
             "--max-examples",
             &examples,
+            // one worker: with two threads CPython 3.11 now and then fails inside schemathesis
+            // itself ("SystemError: AST constructor recursion depth mismatch", a runtime error
+            // of the tool, not a finding)
             "--workers",
-            "2",
+            "1",
             "--seed",
             "1",
             "--request-timeout",

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Http, Server, dataset, plugin_wasm, python};
+use atrium_tests::{Backend, Http, Server, dataset, plugin_wasm};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
@@ -516,7 +516,7 @@ fn automl_classification_and_regression() {
 /// logs is judged as it appears, and its last value is the trial's value.
 #[test]
 fn command_template_sweeps_run_mlflow_scripts() {
-    let py = python();
+    // the trials run `python` of the sweep's environment: the built-in one with the MLflow client
     let s = Server::start(Backend::Sqlite);
     let h = s.http();
     let code = tempfile::tempdir().unwrap();
@@ -540,11 +540,12 @@ with mlflow.start_run():
             r#"type: sweep
 name: objective
 experiment: scripts
+environment: atrium-mlflow
 sweep:
   trial:
     type: command
     command:
-      command: "{} objective.py --x ${{{{search_space.x}}}} --tag ${{{{search_space.tag}}}}"
+      command: "python objective.py --x ${{{{search_space.x}}}} --tag ${{{{search_space.tag}}}}"
   search_space:
     x: {{ kind: uniform, low: 0.0, high: 1.0 }}
     tag: {{ kind: choice, values: [a, b] }}
@@ -553,8 +554,7 @@ sweep:
   early_termination: {{ policy: bandit, slack_amount: 0.05, delay_evaluation: 2 }}
   limits: {{ max_total_trials: 4, max_concurrent_trials: 2 }}
   seed: 9
-"#,
-            py.display()
+"#
         ),
     )
     .unwrap();
@@ -606,5 +606,16 @@ sweep:
             ))
             .ok();
         assert!(arts.to_string().contains("trial.log"), "{arts}");
+        let log = h
+            .get(&format!(
+                "{WS}/runs/{}/artifacts/logs/trial.log",
+                t["run_id"].as_str().unwrap()
+            ))
+            .bytes;
+        let log = String::from_utf8_lossy(&log);
+        assert!(
+            log.contains("preparing the environment atrium-mlflow:1"),
+            "{log}"
+        );
     }
 }
