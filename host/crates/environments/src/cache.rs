@@ -295,7 +295,7 @@ impl FileLock {
 pub fn find_uv(explicit: Option<&Path>) -> Result<PathBuf, EnvError> {
     if let Some(p) = explicit {
         return if p.is_file() {
-            Ok(p.to_path_buf())
+            Ok(std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()))
         } else {
             Err(EnvError::UvMissing(format!(
                 "uv is not at {} (the configured path)",
@@ -318,9 +318,11 @@ pub fn find_uv(explicit: Option<&Path>) -> Result<PathBuf, EnvError> {
             candidates.push(up.join(".tools/uv/bin/uv"));
         }
     }
+    // absolute: uv runs with the cache directory as its working directory
     candidates
         .into_iter()
         .find(|c| c.is_file())
+        .map(|c| std::fs::canonicalize(&c).unwrap_or(c))
         .ok_or_else(|| {
             EnvError::UvMissing(
                 "uv was not found (on PATH or in .tools/uv); run scripts/setup.sh, or set ATRIUM_UV to its path".into(),
@@ -385,6 +387,15 @@ mod tests {
         assert!(e.starts_with("creating the virtualenv failed"), "{e}");
         assert!(e.contains("2.1"), "{e}");
         assert!(!c.dir_of(&def).exists());
+    }
+
+    #[test]
+    fn uv_is_found_as_an_absolute_path() {
+        assert!(find_uv(None).unwrap().is_absolute());
+        let rel = Path::new("../../../.tools/uv/bin/uv");
+        if rel.is_file() {
+            assert!(find_uv(Some(rel)).unwrap().is_absolute());
+        }
     }
 
     #[test]
