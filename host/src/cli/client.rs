@@ -152,20 +152,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = self.send(req).await?;
-        let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Api {
-            status: StatusCode::OK,
-            code: "BAD_RESPONSE".into(),
-            message: format!("server answered with invalid JSON: {e}"),
-        })
+        self.call_status(method, path, body).await.map(|(_, v)| v)
     }
 
     /// A JSON call that answers the status too (201 created vs 200 existing).

@@ -32,9 +32,9 @@ pub enum EnvironmentCmd {
     },
     /// List environments: every version, the built-in first.
     List,
-    /// Show an environment version: NAME (latest) or NAME:VERSION.
+    /// Show an environment version: NAME (latest), NAME@latest or NAME:VERSION.
     Show {
-        /// NAME or NAME:VERSION.
+        /// NAME, NAME@latest or NAME:VERSION.
         reference: String,
     },
 }
@@ -114,10 +114,9 @@ pub async fn environment(c: &Client, cmd: EnvironmentCmd, out: Output) -> Result
             print(out, &v, &HEADER, rows);
         }
         EnvironmentCmd::Show { reference } => {
-            let (name, version) = match reference.rsplit_once(':') {
-                Some((n, v)) => (n.to_string(), v.to_string()),
-                None => (reference.clone(), "latest".to_string()),
-            };
+            let (name, version) = crate::service::parse_environment_ref(&reference)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let version = version.map_or_else(|| "latest".to_string(), |v| v.to_string());
             let v = c
                 .get(&c.ws_path(&format!(
                     "/environments/{}/versions/{}",

@@ -717,11 +717,7 @@ impl Executor {
 
     /// Moves a job to Finalizing.
     pub(super) async fn finalizing(&self, job: &JobRow) -> Result<(), Failure> {
-        self.svc
-            .store
-            .set_job_state(job.key, JobState::Finalizing, None, None)
-            .await?;
-        Ok(())
+        self.set_state(job, JobState::Finalizing).await
     }
 }
 

@@ -54,24 +54,9 @@ impl Cache {
         })
     }
 
-    /// Where the environments live.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The uv binary it builds with.
-    pub fn uv(&self) -> &Path {
-        &self.uv
-    }
-
     /// The directory of a definition's virtualenv (whether built or not).
     pub fn dir_of(&self, def: &Definition) -> PathBuf {
         self.root.join(&def.hash()[..32])
-    }
-
-    /// Whether the definition's virtualenv is built.
-    pub fn is_ready(&self, def: &Definition) -> bool {
-        self.dir_of(def).join(READY).is_file()
     }
 
     /// The definition's virtualenv, built first when missing. Concurrent callers for the same
@@ -186,7 +171,14 @@ impl Cache {
         let mut child = cmd.spawn().map_err(|e| {
             EnvError::UvMissing(format!("cannot run uv at {}: {e}", self.uv.display()))
         })?;
-        let tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let mut tail = std::collections::VecDeque::new();
+        let mut take = |l: String| {
+            log(&l);
+            tail.push_back(l);
+            if tail.len() > ERROR_LINES {
+                tail.pop_front();
+            }
+        };
         let mut pumps = Vec::new();
         let outs: [Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>; 2] = [
             child.stdout.take().map(|s| Box::new(s) as _),
@@ -210,12 +202,7 @@ impl Cache {
                 status = child.wait() => break status,
                 line = rx.recv() => {
                     if let Some(l) = line {
-                        log(&l);
-                        let mut t = tail.lock().expect("uv output");
-                        t.push_back(l);
-                        if t.len() > ERROR_LINES {
-                            t.pop_front();
-                        }
+                        take(l);
                     }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -229,19 +216,13 @@ impl Cache {
             let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
         }
         while let Ok(l) = rx.try_recv() {
-            log(&l);
-            let mut t = tail.lock().expect("uv output");
-            t.push_back(l);
-            if t.len() > ERROR_LINES {
-                t.pop_front();
-            }
+            take(l);
         }
         let status = status.map_err(|e| EnvError::Io(format!("cannot wait for uv: {e}")))?;
         if status.success() {
             return Ok(());
         }
-        let t = tail.lock().expect("uv output");
-        let message = t
+        let message = tail
             .iter()
             .map(|l| l.trim_end())
             .filter(|l| !l.trim().is_empty())
