@@ -245,6 +245,12 @@ impl Client {
             .await
     }
 
+    /// PUTs raw bytes; returns the JSON answer.
+    pub async fn put_bytes(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+        self.send_json(self.http.put(self.url(path)).body(body))
+            .await
+    }
+
     /// Streams a local file as a PUT body.
     pub async fn upload(&self, path: &str, file: &std::path::Path) -> Result<Value, ClientError> {
         let f = tokio::fs::File::open(file).await?;

@@ -13,7 +13,11 @@ use super::{
 /// Runs a client command.
 pub async fn dispatch(c: &Client, cmd: Command, out: Output) -> Result<(), CliError> {
     match cmd {
-        Command::Serve(_) | Command::Plugin(_) | Command::Login | Command::Logout => {
+        Command::Serve(_)
+        | Command::Plugin(_)
+        | Command::Worker(_)
+        | Command::Login
+        | Command::Logout => {
             unreachable!("handled by the caller")
         }
         Command::Component(cmd) => component(c, cmd, out).await,

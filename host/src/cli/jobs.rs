@@ -96,6 +96,10 @@ pub enum JobCmd {
         /// atrium-mlflow (overrides the spec's).
         #[arg(long)]
         environment: Option<String>,
+        /// Compute target: local (in the host process, the default) or local-process (a
+        /// worker process of its own); overrides the spec's.
+        #[arg(long)]
+        compute: Option<String>,
         /// Wait for the job, showing progress; exit non-zero unless it completes.
         #[arg(long, short = 'f')]
         follow: bool,
@@ -358,6 +362,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
             secrets,
             timeout,
             environment,
+            compute,
             follow,
         } => {
             let mut spec_text = match (&spec, &command) {
@@ -376,6 +381,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                             "timeout_secs": timeout,
                         },
                         "environment": environment,
+                        "compute": compute,
                     });
                     serde_json::to_string(&v).expect("json")
                 }
@@ -394,6 +400,7 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                 if let Some(e) = environment {
                     parsed.environment = Some(crate::jobs::spec::EnvironmentRef::Named(e));
                 }
+                parsed.compute = compute.or(parsed.compute);
                 if let Some(cmd) = parsed.command.as_mut() {
                     cmd.env.extend(env);
                     for name in secrets {

@@ -1,7 +1,7 @@
 //! The `atrium` command line: `serve`, and client verbs that talk to a server's native API.
 
 mod access;
-mod client;
+pub mod client;
 mod commands;
 mod endpoint;
 mod environment;
@@ -126,6 +126,9 @@ pub enum Command {
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),
+    /// Run jobs as a worker (what compute targets start on the machines that run jobs).
+    #[command(subcommand)]
+    Worker(WorkerCmd),
     /// Purge deleted runs for good and free artifact bytes nothing references.
     Gc {
         /// Only this workspace (default: all).
@@ -134,6 +137,24 @@ pub enum Command {
         /// Only runs deleted at least this many seconds ago.
         #[arg(long)]
         older_than_secs: Option<u64>,
+    },
+}
+
+/// `atrium worker ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkerCmd {
+    /// Run the current attempt of one job: fetch its work from --server with the job token the
+    /// host minted (ATRIUM_TOKEN), stream its logs and metrics back, report its result.
+    Run {
+        /// The job's id.
+        #[arg(long)]
+        job: String,
+        /// Where this machine keeps environments and working directories.
+        #[arg(long, env = "ATRIUM_WORKER_DIR", default_value = "atrium-worker")]
+        dir: std::path::PathBuf,
+        /// The uv binary that builds environments [default: .tools/uv/bin/uv or uv on PATH].
+        #[arg(long, env = "ATRIUM_UV")]
+        uv: Option<std::path::PathBuf>,
     },
 }
 
@@ -388,6 +409,25 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 );
             }
             Ok(())
+        }
+        Command::Worker(WorkerCmd::Run { job, dir, uv }) => {
+            let token = cli.token.ok_or_else(|| {
+                CliError::Usage("a worker needs its job token in ATRIUM_TOKEN (or --token)".into())
+            })?;
+            let server = cli
+                .server
+                .unwrap_or_else(|| "http://127.0.0.1:8080".to_string());
+            let workspace = cli.workspace.unwrap_or_else(|| "default".to_string());
+            crate::jobs::worker::run(crate::jobs::worker::WorkerArgs {
+                server,
+                workspace,
+                job,
+                token,
+                dir,
+                uv,
+            })
+            .await
+            .map_err(|e| CliError::Job(format!("worker: {e}")))
         }
         Command::Login => login::login(cli).await,
         Command::Logout => login::logout(cli),

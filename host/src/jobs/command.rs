@@ -171,22 +171,34 @@ pub(super) async fn prepare_env(
     spec: &CommandSpec,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<atrium_environments::Ready>, Failure> {
+    let logs = ex.logs.clone();
+    let k = key.to_string();
+    let sink: Sink = Arc::new(move |b: &[u8]| logs.append(&k, b));
+    prepare_env_in(&ex.envs, spec, &sink, cancel).await
+}
+
+/// Finds or builds the command's environment in `cache`, its progress and uv's output written
+/// to `sink`.
+pub(crate) async fn prepare_env_in(
+    cache: &Result<atrium_environments::Cache, String>,
+    spec: &CommandSpec,
+    sink: &Sink,
+    cancel: &std::sync::atomic::AtomicBool,
+) -> Result<Option<atrium_environments::Ready>, Failure> {
     let Some(env) = &spec.resolved_environment else {
         return Ok(None);
     };
     let label = env.label();
     let failed =
         |e: &dyn std::fmt::Display| Failure::Failed(format!("preparing the {label} failed: {e}"));
-    let cache = ex.envs.as_ref().map_err(|e| failed(e))?;
-    ex.logs
-        .line(key, &format!("preparing the {label} ({})", &env.hash[..12]));
-    let logs = ex.logs.clone();
-    let k = key.to_string();
-    let log = move |l: &str| logs.line(&k, l);
+    let cache = cache.as_ref().map_err(|e| failed(e))?;
+    say(sink, &format!("preparing the {label} ({})", &env.hash[..12]));
+    let s = sink.clone();
+    let log = move |l: &str| say(&s, l);
     match cache.ensure(&env.definition, &log, cancel).await {
         Ok(r) => {
-            ex.logs.line(
-                key,
+            say(
+                sink,
                 &if r.hit {
                     format!("environment ready (cached, {} ms)", r.elapsed.as_millis())
                 } else {
@@ -198,6 +210,17 @@ pub(super) async fn prepare_env(
         Err(atrium_environments::EnvError::Canceled) => Err(Failure::Canceled),
         Err(e) => Err(failed(&e)),
     }
+}
+
+/// Where a command's output (and the lines about it) go.
+pub(crate) type Sink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Writes one line to a sink.
+pub(crate) fn say(sink: &Sink, line: &str) {
+    let mut b = Vec::with_capacity(line.len() + 1);
+    b.extend_from_slice(line.as_bytes());
+    b.push(b'\n');
+    sink(&b);
 }
 
 /// Where and for whom a command runs.
@@ -258,23 +281,91 @@ async fn spawn_and_wait(
     env: Option<&atrium_environments::Ready>,
     token: &str,
 ) -> Result<(), Failure> {
-    let Work {
-        key,
-        job,
-        run_id,
-        experiment_id,
-        dir,
-        cancel,
-    } = work;
     // resolved as the command starts, so it runs with the values current then
     let secrets = if spec.secrets.is_empty() {
         Default::default()
     } else {
         ex.svc
-            .resolve_secrets(ws, &spec.secrets, &format!("job:{job}"))
+            .resolve_secrets(ws, &spec.secrets, &format!("job:{}", work.job))
             .await
             .map_err(|e| Failure::Failed(format!("cannot pass the job's secrets: {e}")))?
     };
+    let mut vars: Vec<(String, String)> = secrets
+        .iter()
+        .map(|(n, v)| (n.clone(), v.expose().to_string()))
+        .collect();
+    drop(secrets);
+    vars.extend(tracking_vars(
+        &format!("{}/ws/{}", ex.cfg.base_url.trim_end_matches('/'), ws.name),
+        token,
+        work.run_id,
+        work.experiment_id,
+        work.job,
+        work.key,
+    ));
+    let logs = ex.logs.clone();
+    let k = work.key.to_string();
+    let sink: Sink = Arc::new(move |b: &[u8]| logs.append(&k, b));
+    launch(
+        Launch {
+            spec,
+            dir: work.dir,
+            vars,
+            python: env,
+            cancel: work.cancel,
+        },
+        sink,
+    )
+    .await
+}
+
+/// The variables that point a command at its run (the mlflow client's and Atrium's own).
+pub(crate) fn tracking_vars(
+    tracking_uri: &str,
+    token: &str,
+    run_id: &str,
+    experiment_id: i64,
+    job: &str,
+    key: &str,
+) -> Vec<(String, String)> {
+    [
+        ("MLFLOW_TRACKING_URI", tracking_uri.to_string()),
+        ("MLFLOW_TRACKING_TOKEN", token.to_string()),
+        ("ATRIUM_TOKEN", token.to_string()),
+        ("MLFLOW_RUN_ID", run_id.to_string()),
+        ("MLFLOW_EXPERIMENT_ID", experiment_id.to_string()),
+        ("ATRIUM_JOB_ID", job.to_string()),
+        ("ATRIUM_WORK_KEY", key.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// A command to start.
+pub(crate) struct Launch<'a> {
+    /// The command line, its declared variables and its timeout.
+    pub spec: &'a CommandSpec,
+    /// Its working directory (the materialized code).
+    pub dir: &'a Path,
+    /// Variables set after the spec's own: secrets, then the tracking variables.
+    pub vars: Vec<(String, String)>,
+    /// The environment it runs in.
+    pub python: Option<&'a atrium_environments::Ready>,
+    /// Set to stop it (SIGTERM, then SIGKILL after the grace period).
+    pub cancel: &'a std::sync::atomic::AtomicBool,
+}
+
+/// Runs a command in its own process group to its end (or its timeout, or cancel), its output
+/// and the lines about it written to `sink`; its pid is left in `pid` beside `dir`.
+pub(crate) async fn launch(l: Launch<'_>, sink: Sink) -> Result<(), Failure> {
+    let Launch {
+        spec,
+        dir,
+        vars,
+        python: env,
+        cancel,
+    } = l;
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
         .arg(&spec.command)
@@ -296,28 +387,14 @@ async fn spawn_and_wait(
     }
     cmd.env("PYTHONUNBUFFERED", "1");
     cmd.envs(&spec.env);
-    for (name, value) in &secrets {
-        cmd.env(name, value.expose());
-    }
-    cmd.env(
-        "MLFLOW_TRACKING_URI",
-        format!("{}/ws/{}", ex.cfg.base_url.trim_end_matches('/'), ws.name),
-    )
-    .env("MLFLOW_TRACKING_TOKEN", token)
-    .env("ATRIUM_TOKEN", token)
-    .env("MLFLOW_RUN_ID", run_id)
-    .env("MLFLOW_EXPERIMENT_ID", experiment_id.to_string())
-    .env("ATRIUM_JOB_ID", job)
-    .env("ATRIUM_WORK_KEY", key);
+    cmd.envs(vars);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    ex.logs.line(key, &format!("$ {}", spec.command));
+    say(&sink, &format!("$ {}", spec.command));
     let spawned = cmd.spawn();
-    // the values now live in the child's environment only (Command keeps its own copies)
-    drop(secrets);
     let mut child =
         spawned.map_err(|e| Failure::Failed(format!("cannot start the command: {e}")))?;
     let pid = child.id().unwrap_or(0);
@@ -335,15 +412,14 @@ async fn spawn_and_wait(
             .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
     ];
     for mut out in outs.into_iter().flatten() {
-        let logs = ex.logs.clone();
-        let id = key.to_string();
+        let sink = sink.clone();
         pumps.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 16 << 10];
             while let Ok(n) = out.read(&mut buf).await {
                 if n == 0 {
                     break;
                 }
-                logs.append(&id, &buf[..n]);
+                sink(&buf[..n]);
             }
         }));
     }
@@ -359,8 +435,7 @@ async fn spawn_and_wait(
         }
         if let Some(at) = termed {
             if at.elapsed() >= GRACE {
-                ex.logs
-                    .line(key, "the command ignored SIGTERM; killing it (SIGKILL)");
+                say(&sink, "the command ignored SIGTERM; killing it (SIGKILL)");
                 signal_group(pid, libc::SIGKILL);
                 termed = None;
             }
@@ -379,7 +454,7 @@ async fn spawn_and_wait(
             } else {
                 Failure::Canceled
             });
-            ex.logs.line(key, "stopping the command (SIGTERM)");
+            say(&sink, "stopping the command (SIGTERM)");
             signal_group(pid, libc::SIGTERM);
             termed = Some(tokio::time::Instant::now());
         }

@@ -58,6 +58,8 @@ pub struct Executor {
     /// The machine's environment cache, or why there is none (uv missing).
     pub(super) envs: Result<atrium_environments::Cache, String>,
     running: Mutex<HashMap<String, Arc<Running>>>,
+    /// Attempts that workers run, by job id.
+    pub(super) remote: Mutex<HashMap<String, Arc<super::remote::Attempt>>>,
     wake: Notify,
 }
 
@@ -110,6 +112,7 @@ impl Executor {
             logs,
             envs,
             running: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
             wake: Notify::new(),
         });
         for job in ended {
@@ -222,6 +225,10 @@ impl Executor {
         code: Option<Vec<u8>>,
     ) -> DomainResult<JobRow> {
         spec.check()?;
+        super::remote::check_target(
+            spec.compute.as_deref().unwrap_or(super::remote::LOCAL),
+            spec.kind,
+        )?;
         let t = &self.svc;
         if let Some(train) = &mut spec.train {
             for r in [Some(&mut train.dataset), train.validation_dataset.as_mut()]
@@ -376,6 +383,7 @@ impl Executor {
                     spec: &json,
                     datasets: &datasets,
                     retries: spec.retries as i64,
+                    target: spec.compute.as_deref().unwrap_or(super::remote::LOCAL),
                 },
             )
             .await?;
@@ -656,8 +664,8 @@ impl Executor {
         self.logs.line(
             &job.id,
             &format!(
-                "attempt {} of job {} ({}) on the local target",
-                job.attempts, job.id, job.kind
+                "attempt {} of job {} ({}) on the {} target",
+                job.attempts, job.id, job.kind, job.target
             ),
         );
         // a command job with an environment is Preparing until it is ready (command::run)
@@ -690,8 +698,20 @@ impl Executor {
         if job.cancel_requested {
             return Err(Failure::Canceled);
         }
+        if job.target == super::remote::LOCAL_PROCESS {
+            return super::remote::run_process(self, &ws, job, &run_id, running).await;
+        }
         match (spec.kind, &spec.train, &spec.command) {
-            (JobKind::Train, Some(t), _) => train::run(self, &ws, job, t, &run_id, running).await,
+            (JobKind::Train, Some(t), _) => {
+                let ctx = Arc::new(super::ctx::HostCtx {
+                    ex: self.clone(),
+                    ws: ws.clone(),
+                    job: job.clone(),
+                    run_id: run_id.clone(),
+                    live: running.clone(),
+                });
+                train::run(&ctx, t, &run_id).await
+            }
             (JobKind::Command, _, Some(c)) => {
                 command::run(self, &ws, job, c, &run_id, running).await
             }

@@ -1,14 +1,18 @@
-//! Jobs and the local compute target: persistent jobs, an executor with a fixed number of
+//! Jobs and the local compute targets: persistent jobs, an executor with a fixed number of
 //! slots and threads per slot, train jobs on Candle, command jobs as subprocesses, logs,
-//! cancellation and recovery after a restart.
+//! cancellation and recovery after a restart; jobs in worker processes (`remote`), and the
+//! context a job kind runs with wherever it runs (`ctx`).
 
 mod batch;
 mod command;
+pub mod ctx;
 mod executor;
 mod logs;
+pub mod remote;
 pub mod spec;
 pub mod sweep;
 mod train;
+pub mod worker;
 pub use train::device_for;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

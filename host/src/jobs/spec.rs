@@ -166,6 +166,10 @@ pub struct JobSpec {
     /// How many times an attempt interrupted by a host restart is started again.
     #[serde(default)]
     pub retries: u32,
+    /// The compute target: `local` (default: in the host process) or `local-process` (a
+    /// worker process per job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<String>,
     /// The Python environment of a command job or of a command sweep's trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Value>")]

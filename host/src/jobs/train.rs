@@ -10,13 +10,13 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::Running;
-use super::executor::{Executor, Failure};
-use crate::store::{JobRow, LogBatch};
+use super::ctx::JobCtx;
+use super::executor::Failure;
+use crate::store::{JobState, LogBatch};
 use crate::train::data::{self, Encoded, Preprocessor};
 use crate::train::model::weights_bytes;
 use crate::train::net::Net;
-use crate::train::spec::{DeviceSpec, Task, dataset_ref};
+use crate::train::spec::{DeviceSpec, Task};
 use crate::train::trainer::{self, EpochReport, Observer, TrainError};
 use crate::train::{TrainSpec, TrainedModel};
 use crate::workspace::dataset::Table;
@@ -201,36 +201,25 @@ pub(super) fn epoch_metrics(r: &EpochReport) -> Vec<Metric> {
 }
 
 /// Logs epochs to the run and keeps the live progress.
-struct RunObserver {
-    ex: Arc<Executor>,
+struct RunObserver<C: JobCtx> {
+    ctx: Arc<C>,
     rt: tokio::runtime::Handle,
-    ws: Workspace,
-    job: String,
-    run_id: String,
-    running: Arc<Running>,
 }
 
-impl RunObserver {
+impl<C: JobCtx> RunObserver<C> {
     fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<(), String> {
-        let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
         self.rt
-            .block_on(
-                self.ex
-                    .svc
-                    .upload_artifact(&self.ws, &self.run_id, path, stream),
-            )
-            .map(|_| ())
+            .block_on(self.ctx.upload(path, bytes))
             .map_err(|e| format!("cannot store {path}: {e}"))
     }
 }
 
-impl Observer for RunObserver {
+impl<C: JobCtx> Observer for RunObserver<C> {
     fn batch(&mut self, epoch: usize, batch: usize, batches: usize) {
-        self.running.epoch.store(epoch as u64, Ordering::Relaxed);
-        self.running.batch.store(batch as u64, Ordering::Relaxed);
-        self.running
-            .batches
-            .store(batches as u64, Ordering::Relaxed);
+        let live = self.ctx.running();
+        live.epoch.store(epoch as u64, Ordering::Relaxed);
+        live.batch.store(batch as u64, Ordering::Relaxed);
+        live.batches.store(batches as u64, Ordering::Relaxed);
     }
 
     fn epoch(&mut self, r: &EpochReport, net: &Net, checkpoint: bool) -> Result<(), String> {
@@ -240,18 +229,12 @@ impl Observer for RunObserver {
             .map(|m| format!("{}={:.6}", m.key, m.point.value))
             .collect::<Vec<_>>()
             .join(" ");
-        self.ex
-            .logs
-            .line(&self.job, &format!("epoch {} {line}", r.epoch));
+        self.ctx.line(&format!("epoch {} {line}", r.epoch));
         self.rt
-            .block_on(self.ex.svc.store.log_batch(
-                self.ws.id,
-                &self.run_id,
-                LogBatch {
-                    metrics,
-                    ..Default::default()
-                },
-            ))
+            .block_on(self.ctx.log(LogBatch {
+                metrics,
+                ..Default::default()
+            }))
             .map_err(|e| format!("cannot log metrics: {e}"))?;
         if checkpoint {
             let bytes = weights_bytes(net).map_err(|e| e.to_string())?;
@@ -264,8 +247,25 @@ impl Observer for RunObserver {
     }
 
     fn canceled(&self) -> bool {
-        self.running.cancel.load(Ordering::Relaxed)
+        self.ctx.running().cancel.load(Ordering::Relaxed)
     }
+}
+
+/// The model's files under the run's artifacts: `(path, bytes)` of the spec, weights, MLmodel.
+pub(crate) fn model_files(
+    run_id: &str,
+    model: TrainedModel,
+) -> Result<Vec<(&'static str, Vec<u8>)>, DomainError> {
+    let (json, weights) = model.to_files()?;
+    let mlmodel = format!(
+        "artifact_path: model\nflavors:\n  atrium_tabular:\n    format: {}\n    spec: model.json\n    weights: model.safetensors\nrun_id: {run_id}\n",
+        crate::train::model::FORMAT
+    );
+    Ok(vec![
+        ("model/model.json", json),
+        ("model/model.safetensors", weights),
+        ("model/MLmodel", mlmodel.into_bytes()),
+    ])
 }
 
 /// Stores a trained model as the run's `model/` artifacts (spec, weights, MLmodel).
@@ -275,76 +275,46 @@ pub(super) async fn save_model(
     run_id: &str,
     model: TrainedModel,
 ) -> Result<(), DomainError> {
-    let (json, weights) = model.to_files()?;
-    let mlmodel = format!(
-        "artifact_path: model\nflavors:\n  atrium_tabular:\n    format: {}\n    spec: model.json\n    weights: model.safetensors\nrun_id: {run_id}\n",
-        crate::train::model::FORMAT
-    );
-    for (path, bytes) in [
-        ("model/model.json", json),
-        ("model/model.safetensors", weights),
-        ("model/MLmodel", mlmodel.into_bytes()),
-    ] {
+    for (path, bytes) in model_files(run_id, model)? {
         let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
         t.upload_artifact(ws, run_id, path, stream).await?;
     }
     Ok(())
 }
 
-/// Runs a train job's attempt.
-pub(super) async fn run(
-    ex: &Arc<Executor>,
-    ws: &Workspace,
-    job: &JobRow,
+/// Runs a train job's attempt wherever `ctx` runs it (the host, or a worker).
+pub(crate) async fn run<C: JobCtx>(
+    ctx: &Arc<C>,
     spec: &TrainSpec,
     run_id: &str,
-    running: &Arc<Running>,
 ) -> Result<(), Failure> {
-    let t = &ex.svc;
-    let load = |r: String| async move {
-        let (name, version) = dataset_ref(&r)?;
-        let d = t.store.dataset(ws.id, name, version).await?;
-        let table = t.dataset_table(ws, &d).await?;
-        Ok::<_, DomainError>((format!("{}:{}", d.name, d.version), table))
-    };
-    let (dataset, table) = load(spec.dataset.clone()).await?;
+    let (dataset, table) = ctx.dataset(&spec.dataset).await?;
     let val_table = match &spec.validation_dataset {
-        Some(v) => Some(load(v.clone()).await?.1),
+        Some(v) => Some(ctx.dataset(v).await?.1),
         None => None,
     };
-    ex.logs.line(
-        &job.id,
-        &format!(
-            "dataset {dataset}: {} rows, {} columns",
-            table.rows.len(),
-            table.header.len()
-        ),
-    );
-    t.store
-        .log_batch(
-            ws.id,
-            run_id,
-            LogBatch {
-                params: params_of(spec),
-                tags: vec![("atrium.dataset".into(), dataset.clone())],
-                ..Default::default()
-            },
-        )
-        .await?;
-    running.epochs.store(spec.epochs as u64, Ordering::Relaxed);
+    ctx.line(&format!(
+        "dataset {dataset}: {} rows, {} columns",
+        table.rows.len(),
+        table.header.len()
+    ));
+    ctx.log(LogBatch {
+        params: params_of(spec),
+        tags: vec![("atrium.dataset".into(), dataset.clone())],
+        ..Default::default()
+    })
+    .await?;
+    ctx.running()
+        .epochs
+        .store(spec.epochs as u64, Ordering::Relaxed);
     let device = device_for(spec.device)?;
     let mut obs = RunObserver {
-        ex: ex.clone(),
+        ctx: ctx.clone(),
         rt: tokio::runtime::Handle::current(),
-        ws: ws.clone(),
-        job: job.id.clone(),
-        run_id: run_id.to_string(),
-        running: running.clone(),
     };
-    let threads = ex.cfg.threads_per_slot;
+    let threads = ctx.threads();
     let spec2 = spec.clone();
-    let job_id = job.id.clone();
-    let logs = ex.logs.clone();
+    let ctx2 = ctx.clone();
     let trained = tokio::task::spawn_blocking(move || {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -353,16 +323,13 @@ pub(super) async fn run(
             .map_err(|e| Failure::Failed(format!("cannot start the training threads: {e}")))?;
         pool.install(|| {
             let p = prepare(&spec2, &table, val_table.as_ref())?;
-            logs.line(
-                &job_id,
-                &format!(
-                    "{} training rows, {} validation rows, {} inputs, {} outputs, {threads} threads",
-                    p.train.n,
-                    p.val.as_ref().map_or(0, |v| v.n),
-                    p.pre.width(),
-                    p.pre.outputs()
-                ),
-            );
+            ctx2.line(&format!(
+                "{} training rows, {} validation rows, {} inputs, {} outputs, {threads} threads",
+                p.train.n,
+                p.val.as_ref().map_or(0, |v| v.n),
+                p.pre.width(),
+                p.pre.outputs()
+            ));
             let outcome = trainer::train(&spec2, &p.pre, &p.train, p.val.as_ref(), &device, &mut obs).map_err(|e| match e {
                 TrainError::Canceled => Failure::Canceled,
                 other => Failure::Failed(other.to_string()),
@@ -373,49 +340,43 @@ pub(super) async fn run(
     .await
     .map_err(|e| Failure::Failed(format!("the training task failed: {e}")))?;
     let (outcome, pre) = trained?;
-    ex.finalizing(job).await?;
+    ctx.set_state(JobState::Finalizing).await?;
     let kept = match outcome.best_epoch {
         Some(e) if e != outcome.epochs => format!("; the model keeps epoch {e} (best val_loss)"),
         _ => String::new(),
     };
-    ex.logs.line(
-        &job.id,
-        &format!(
-            "trained {} of {} epochs{}{kept}; saving the model",
-            outcome.epochs,
-            spec.epochs,
-            if outcome.stopped_early {
-                " (stopped early)"
-            } else {
-                ""
-            }
-        ),
-    );
+    ctx.line(&format!(
+        "trained {} of {} epochs{}{kept}; saving the model",
+        outcome.epochs,
+        spec.epochs,
+        if outcome.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        }
+    ));
     let model = TrainedModel::new(outcome.net, spec.task, pre, dataset, &outcome.metrics);
-    save_model(t, ws, run_id, model).await?;
-    t.store
-        .log_batch(
-            ws.id,
-            run_id,
-            LogBatch {
-                tags: vec![
-                    ("atrium.train.epochs".into(), outcome.epochs.to_string()),
-                    (
-                        "atrium.train.stopped_early".into(),
-                        outcome.stopped_early.to_string(),
-                    ),
-                ]
-                .into_iter()
-                .chain(
-                    outcome
-                        .best_epoch
-                        .map(|e| ("atrium.train.best_epoch".to_string(), e.to_string())),
-                )
-                .collect(),
-                ..Default::default()
-            },
+    for (path, bytes) in model_files(run_id, model)? {
+        ctx.upload(path, bytes).await?;
+    }
+    ctx.log(LogBatch {
+        tags: vec![
+            ("atrium.train.epochs".into(), outcome.epochs.to_string()),
+            (
+                "atrium.train.stopped_early".into(),
+                outcome.stopped_early.to_string(),
+            ),
+        ]
+        .into_iter()
+        .chain(
+            outcome
+                .best_epoch
+                .map(|e| ("atrium.train.best_epoch".to_string(), e.to_string())),
         )
-        .await?;
+        .collect(),
+        ..Default::default()
+    })
+    .await?;
     Ok(())
 }
 

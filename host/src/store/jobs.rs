@@ -138,6 +138,8 @@ pub struct NewJob<'a> {
     pub datasets: &'a [String],
     /// Retries after an interruption.
     pub retries: i64,
+    /// Compute target.
+    pub target: &'a str,
 }
 
 impl Store {
@@ -149,7 +151,7 @@ impl Store {
         with_db!(self, write, |p| {
             sqlx::query(
             "INSERT INTO jobs (uuid, workspace_id, kind, name, spec, state, target, datasets, retries, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'Queued', 'local', $6, $7, $8, $8)"
+             VALUES ($1, $2, $3, $4, $5, 'Queued', $9, $6, $7, $8, $8)"
         )
         .bind(&uuid)
         .bind(workspace_id)
@@ -159,6 +161,7 @@ impl Store {
         .bind(&datasets)
         .bind(j.retries)
         .bind(now)
+        .bind(j.target)
         .execute(p)
         .await
         .map(|_| ())

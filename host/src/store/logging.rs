@@ -251,3 +251,59 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Logs a worker's batch `batch` of attempt `attempt` of job `job_key` to its run, once:
+    /// the batch's id is recorded in the same transaction, so a retried batch stores nothing
+    /// again. Returns whether it was stored now (`false`: it already was).
+    pub async fn log_job_batch(
+        &self,
+        workspace_id: i64,
+        run_id: &str,
+        (job_key, attempt, batch_id): (i64, i64, i64),
+        batch: &LogBatch,
+    ) -> DomainResult<bool> {
+        const MARK: &str = "INSERT INTO job_batches (job_id, attempt, batch, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+        let now = crate::workspace::now_millis();
+        match &self.db {
+            super::Db::Sqlite {
+                write, write_lock, ..
+            } => {
+                let _exclusive = write_lock.lock().await;
+                let mut tx = write.begin().await?;
+                let fresh = sqlx::query(MARK)
+                    .bind(job_key)
+                    .bind(attempt)
+                    .bind(batch_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if fresh {
+                    log_to_run!(Dialect::Sqlite, tx, workspace_id, run_id, batch)?;
+                }
+                tx.commit().await?;
+                Ok(fresh)
+            }
+            super::Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let fresh = sqlx::query(MARK)
+                    .bind(job_key)
+                    .bind(attempt)
+                    .bind(batch_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if fresh {
+                    log_to_run!(Dialect::Postgres, tx, workspace_id, run_id, batch)?;
+                }
+                tx.commit().await?;
+                Ok(fresh)
+            }
+        }
+    }
+}

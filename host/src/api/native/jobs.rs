@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::extract::{Params, Ws, body_bytes};
+use crate::api::extract::{JsonBody, Params, Ws, body_bytes};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc, text};
 use crate::api::reply::{Created, PlainText};
 use crate::api::routes::Target;
@@ -396,4 +396,57 @@ pub async fn logs(
             }
         });
     text(Body::from_stream(stream))
+}
+
+/// The id of the caller's token (a worker's job token).
+fn token_of(p: &Principal) -> Option<&str> {
+    p.identity().map(|i| i.token_id.as_str())
+}
+
+/// `GET .../jobs/{id}/work`: what the worker of the job's running attempt needs (its job
+/// token only).
+pub async fn work(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Extension(p): Extension<Principal>,
+    Path((_, id)): Path<(String, String)>,
+) -> Reply<crate::jobs::remote::Work> {
+    Ok(Json(
+        st.executor.worker_work(&ws, &id, token_of(&p)).await?,
+    ))
+}
+
+/// `POST .../jobs/{id}/events`: a worker's heartbeat, with a batch (stored once per batch id),
+/// a state and progress; answers whether cancel was requested.
+pub async fn events(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Extension(p): Extension<Principal>,
+    Path((_, id)): Path<(String, String)>,
+    JsonBody(ev): JsonBody<crate::jobs::remote::Events>,
+) -> Reply<crate::jobs::remote::EventsReply> {
+    Ok(Json(
+        st.executor
+            .worker_events(&ws, &id, token_of(&p), ev)
+            .await?,
+    ))
+}
+
+/// The answer to a worker's result.
+#[derive(Serialize, JsonSchema)]
+pub struct ReportReply {
+    /// Always true: the host ends the job when the worker exits.
+    accepted: bool,
+}
+
+/// `POST .../jobs/{id}/result`: how the worker's attempt ended.
+pub async fn result(
+    State(st): State<AppState>,
+    Ws(_ws): Ws,
+    Extension(p): Extension<Principal>,
+    Path((_, id)): Path<(String, String)>,
+    JsonBody(r): JsonBody<crate::jobs::remote::Report>,
+) -> Reply<ReportReply> {
+    st.executor.worker_result(&id, token_of(&p), r).await?;
+    Ok(Json(ReportReply { accepted: true }))
 }

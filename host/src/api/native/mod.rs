@@ -507,6 +507,30 @@ fn workspace_routes(api: &mut Api) {
     )
     .route(
         M::GET,
+        "/jobs/{id}/work",
+        Write,
+        doc(
+            "The work of a job's running attempt, for its worker (job token only)",
+            jobs::work,
+        ),
+    )
+    .route(
+        M::POST,
+        "/jobs/{id}/events",
+        Write,
+        doc(
+            "A worker's heartbeat with a batch of log output and metrics (stored once per batch id)",
+            jobs::events,
+        ),
+    )
+    .route(
+        M::POST,
+        "/jobs/{id}/result",
+        Write,
+        doc("How a worker's attempt ended", jobs::result),
+    )
+    .route(
+        M::GET,
         "/jobs/{id}/trials",
         Read,
         doc("The leaderboard of a sweep or AutoML job", jobs::trials),
