@@ -90,7 +90,10 @@ fn train_in_a_worker(backend: Backend) {
     assert_eq!(j["state"], "Completed", "{j}\n{log}");
     assert!(log.contains("on the local-process target"), "{log}");
     assert!(worker_pid(&h, id).is_some(), "{log}");
-    assert!(log.contains("worker on "), "the worker's lines reach the job log: {log}");
+    assert!(
+        log.contains("worker on "),
+        "the worker's lines reach the job log: {log}"
+    );
     assert!(log.contains("epoch 12 loss="), "{log}");
     let run = j["run_id"].as_str().unwrap();
     // every epoch once, in order
@@ -108,7 +111,11 @@ fn train_in_a_worker(backend: Backend) {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    for want in ["model/MLmodel", "model/model.json", "model/model.safetensors"] {
+    for want in [
+        "model/MLmodel",
+        "model/model.json",
+        "model/model.safetensors",
+    ] {
         assert!(names.contains(&want), "{names:?}");
     }
     let m = h.post(
@@ -156,7 +163,11 @@ fn compute_targets_are_checked_at_submission() {
         r.json
     );
     let listed = h.get(&format!("{WS}/jobs")).ok();
-    assert_eq!(listed["jobs"].as_array().unwrap().len(), 0, "nothing stored");
+    assert_eq!(
+        listed["jobs"].as_array().unwrap().len(),
+        0,
+        "nothing stored"
+    );
 }
 
 #[test]
@@ -174,10 +185,8 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     .unwrap();
     let submit = |env: &[(&str, &str)]| {
         let file = dir.path().join("job.json");
-        let env: serde_json::Map<String, Value> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
+        let env: serde_json::Map<String, Value> =
+            env.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         std::fs::write(
             &file,
             json!({
@@ -205,8 +214,14 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     let (j, seen) = wait_job(&h, &id, 300);
     let log = log_of(&h, &id);
     assert_eq!(j["state"], "Completed", "{j}\n{log}");
-    assert!(seen.iter().any(|s| s == "Preparing" || s == "Running"), "{seen:?}");
-    assert!(log.contains("preparing the environment atrium-mlflow:1"), "{log}");
+    assert!(
+        seen.iter().any(|s| s == "Preparing" || s == "Running"),
+        "{seen:?}"
+    );
+    assert!(
+        log.contains("preparing the environment atrium-mlflow:1"),
+        "{log}"
+    );
     assert!(log.contains("logged from "), "the command's output: {log}");
     let run = j["run_id"].as_str().unwrap();
     assert_eq!(steps(&h, run, "loss"), vec![0, 1, 2]);
@@ -224,7 +239,11 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     let work_url = format!("{WS}/jobs/{id}/work");
     let events_url = format!("{WS}/jobs/{id}/events");
     let admin = h.get(&work_url);
-    assert_eq!(admin.status, 403, "the admin's token is not the job's: {}", admin.json);
+    assert_eq!(
+        admin.status, 403,
+        "the admin's token is not the job's: {}",
+        admin.json
+    );
     let w = s.http_as(Some(&token));
     let work = w.get(&work_url).ok();
     assert_eq!(work["type"], "command");
@@ -249,7 +268,11 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     stale["attempt"] = json!(attempt + 5);
     let r = w.post(&events_url, stale);
     assert!(r.status == 409 || r.status == 400, "{}", r.json);
-    assert!(r.message().contains(&format!("attempt {}", attempt + 5)), "{}", r.json);
+    assert!(
+        r.message().contains(&format!("attempt {}", attempt + 5)),
+        "{}",
+        r.json
+    );
     let r = w.post(&events_url, json!({"attempt": attempt, "log": "x"}));
     assert_eq!(r.status, 400, "{}", r.json);
     assert!(r.message().contains("needs a batch id"), "{}", r.json);
@@ -260,7 +283,11 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
         json!({"attempt": attempt, "state": "Completed"}),
     );
     assert_eq!(r.status, 400, "{}", r.json);
-    assert!(r.message().contains("reports the end as its result"), "{}", r.json);
+    assert!(
+        r.message().contains("reports the end as its result"),
+        "{}",
+        r.json
+    );
     // cancel reaches the worker through its heartbeat and stops the command
     let asked = Instant::now();
     let c = h.post(&format!("{WS}/jobs/{id}:cancel"), json!({}));
@@ -312,7 +339,10 @@ fn a_killed_worker_fails_its_job_and_keeps_every_acknowledged_point_once() {
     );
     let got = steps(&h, &run, "loss");
     let want: Vec<i64> = (1..=got.len() as i64).collect();
-    assert_eq!(got, want, "every stored epoch once, none missing before the last");
+    assert_eq!(
+        got, want,
+        "every stored epoch once, none missing before the last"
+    );
     let r = h.get(&format!("{WS}/runs/{run}")).ok();
     assert_eq!(r["status"], "FAILED", "{r}");
 }

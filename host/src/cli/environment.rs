@@ -120,7 +120,7 @@ pub async fn environment(c: &Client, cmd: EnvironmentCmd, out: Output) -> Result
             let v = c
                 .get(&c.ws_path(&format!(
                     "/environments/{}/versions/{}",
-                    encode_path(&name),
+                    encode_path(name),
                     encode_path(&version)
                 )))
                 .await?;

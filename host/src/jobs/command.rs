@@ -192,7 +192,10 @@ pub(crate) async fn prepare_env_in(
     let failed =
         |e: &dyn std::fmt::Display| Failure::Failed(format!("preparing the {label} failed: {e}"));
     let cache = cache.as_ref().map_err(|e| failed(e))?;
-    say(sink, &format!("preparing the {label} ({})", &env.hash[..12]));
+    say(
+        sink,
+        &format!("preparing the {label} ({})", &env.hash[..12]),
+    );
     let s = sink.clone();
     let log = move |l: &str| say(&s, l);
     match cache.ensure(&env.definition, &log, cancel).await {

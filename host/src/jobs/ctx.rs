@@ -21,8 +21,7 @@ pub trait JobCtx: Send + Sync + 'static {
     /// Logs params, tags and metric points to the job's run.
     fn log(&self, batch: LogBatch) -> impl Future<Output = DomainResult<()>> + Send;
     /// Stores an artifact of the job's run at `path`.
-    fn upload(&self, path: &str, bytes: Vec<u8>)
-    -> impl Future<Output = DomainResult<()>> + Send;
+    fn upload(&self, path: &str, bytes: Vec<u8>) -> impl Future<Output = DomainResult<()>> + Send;
     /// Loads a pinned dataset version (`name:version`): its reference and its table.
     fn dataset(&self, r: &str) -> impl Future<Output = DomainResult<(String, Table)>> + Send;
     /// Moves the job to `state` (Preparing, Running, Finalizing).

@@ -33,9 +33,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(10);
 pub fn check_target(compute: &str, kind: super::JobKind) -> DomainResult<()> {
     match compute {
         LOCAL => Ok(()),
-        LOCAL_PROCESS if matches!(kind, super::JobKind::Train | super::JobKind::Command) => {
-            Ok(())
-        }
+        LOCAL_PROCESS if matches!(kind, super::JobKind::Train | super::JobKind::Command) => Ok(()),
         LOCAL_PROCESS => Err(DomainError::invalid(format!(
             "a {} job runs on the local target only; train and command jobs can run on {LOCAL_PROCESS}",
             kind.as_str()
@@ -223,9 +221,7 @@ impl Executor {
             .get(id)
             .cloned()
             .ok_or_else(|| {
-                DomainError::InvalidState(format!(
-                    "job {id} has no attempt running on a worker"
-                ))
+                DomainError::InvalidState(format!("job {id} has no attempt running on a worker"))
             })?;
         if token_id != Some(a.token_id.as_str()) {
             return Err(DomainError::PermissionDenied(format!(
@@ -396,11 +392,9 @@ impl Executor {
         let outcome = match r.outcome.as_str() {
             "completed" => Ok(()),
             "canceled" => Err(Failure::Canceled),
-            "failed" => Err(Failure::Failed(
-                r.error
-                    .clone()
-                    .unwrap_or_else(|| "the worker reported a failure without a reason".into()),
-            )),
+            "failed" => Err(Failure::Failed(r.error.clone().unwrap_or_else(|| {
+                "the worker reported a failure without a reason".into()
+            }))),
             other => {
                 return Err(DomainError::invalid(format!(
                     "unknown outcome '{other}': expected completed, failed or canceled"

@@ -330,10 +330,12 @@ pub(crate) async fn run<C: JobCtx>(
                 p.pre.width(),
                 p.pre.outputs()
             ));
-            let outcome = trainer::train(&spec2, &p.pre, &p.train, p.val.as_ref(), &device, &mut obs).map_err(|e| match e {
-                TrainError::Canceled => Failure::Canceled,
-                other => Failure::Failed(other.to_string()),
-            })?;
+            let outcome =
+                trainer::train(&spec2, &p.pre, &p.train, p.val.as_ref(), &device, &mut obs)
+                    .map_err(|e| match e {
+                        TrainError::Canceled => Failure::Canceled,
+                        other => Failure::Failed(other.to_string()),
+                    })?;
             Ok::<_, Failure>((outcome, p.pre))
         })
     })

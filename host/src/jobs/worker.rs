@@ -195,13 +195,7 @@ impl WorkerCtx {
 
     fn sink(self: &Arc<Self>) -> Sink {
         let me = self.clone();
-        Arc::new(move |b: &[u8]| {
-            me.pending
-                .lock()
-                .expect("pending")
-                .log
-                .extend_from_slice(b)
-        })
+        Arc::new(move |b: &[u8]| me.pending.lock().expect("pending").log.extend_from_slice(b))
     }
 }
 
@@ -265,9 +259,10 @@ impl JobCtx for WorkerCtx {
         })
         .await
         .map_err(|e| DomainError::Internal(format!("cannot download dataset {r}: {e}")))?;
-        let table = tokio::task::spawn_blocking(move || crate::workspace::dataset::parse_csv(&bytes))
-            .await
-            .map_err(|e| DomainError::Internal(e.to_string()))??;
+        let table =
+            tokio::task::spawn_blocking(move || crate::workspace::dataset::parse_csv(&bytes))
+                .await
+                .map_err(|e| DomainError::Internal(e.to_string()))??;
         Ok((format!("{name}:{version}"), table))
     }
 

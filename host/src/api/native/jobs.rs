@@ -411,9 +411,7 @@ pub async fn work(
     Extension(p): Extension<Principal>,
     Path((_, id)): Path<(String, String)>,
 ) -> Reply<crate::jobs::remote::Work> {
-    Ok(Json(
-        st.executor.worker_work(&ws, &id, token_of(&p)).await?,
-    ))
+    Ok(Json(st.executor.worker_work(&ws, &id, token_of(&p)).await?))
 }
 
 /// `POST .../jobs/{id}/events`: a worker's heartbeat, with a batch (stored once per batch id),
