@@ -654,3 +654,40 @@ pub fn train_iris(h: &Http) -> (String, String) {
 pub fn dataset(name: &str) -> Vec<u8> {
     std::fs::read(root().join("tests/data").join(name)).unwrap()
 }
+
+/// The job `id` of the `default` workspace.
+pub fn job_of(h: &Http, id: &str) -> Value {
+    h.get(&format!("/api/v1/workspaces/default/jobs/{id}")).ok()
+}
+
+/// The log of job `id` of the `default` workspace.
+pub fn job_log(h: &Http, id: &str) -> String {
+    String::from_utf8_lossy(
+        &h.get(&format!("/api/v1/workspaces/default/jobs/{id}/logs"))
+            .bytes,
+    )
+    .to_string()
+}
+
+/// Polls job `id` of the `default` workspace until it ends (or panics with its log after
+/// `secs`); the job and the states it was seen in.
+pub fn wait_job_states(h: &Http, id: &str, secs: u64) -> (Value, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let j = job_of(h, id);
+        let state = j["state"].as_str().unwrap_or("").to_string();
+        if seen.last() != Some(&state) {
+            seen.push(state.clone());
+        }
+        if matches!(state.as_str(), "Completed" | "Failed" | "Canceled") {
+            return (j, seen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} did not end in {secs} s: {j}\nlog:\n{}",
+            job_log(h, id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

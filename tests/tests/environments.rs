@@ -2,42 +2,10 @@
 //! inside them (built once by uv per machine, cached, a bad requirement failing the job with
 //! uv's message) — against the real binary and the real uv and PyPI.
 
-use std::time::{Duration, Instant};
-
-use atrium_tests::{Backend, Http, Server};
+use atrium_tests::{Backend, Server, job_log, wait_job_states};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
-
-fn job(h: &Http, id: &str) -> Value {
-    h.get(&format!("{WS}/jobs/{id}")).ok()
-}
-
-fn log_of(h: &Http, id: &str) -> String {
-    String::from_utf8_lossy(&h.get(&format!("{WS}/jobs/{id}/logs")).bytes).to_string()
-}
-
-/// Polls until the job ends, collecting the states it was seen in.
-fn wait_job(h: &Http, id: &str, secs: u64) -> (Value, Vec<String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut seen: Vec<String> = Vec::new();
-    loop {
-        let j = job(h, id);
-        let state = j["state"].as_str().unwrap_or("").to_string();
-        if seen.last() != Some(&state) {
-            seen.push(state.clone());
-        }
-        if matches!(state.as_str(), "Completed" | "Failed" | "Canceled") {
-            return (j, seen);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} did not end in {secs} s; log:\n{}",
-            log_of(h, id)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Submits a job spec with a code directory of `files` through the CLI; the CLI's outcome
 /// and the job (JSON) or the error text.
@@ -274,8 +242,8 @@ fn command_jobs_run_in_their_environment_built_once_and_cached() {
         v["id"].as_str().unwrap().to_string()
     };
     let first = run_cli();
-    let (j, seen) = wait_job(&h, &first, 300);
-    let log = log_of(&h, &first);
+    let (j, seen) = wait_job_states(&h, &first, 300);
+    let log = job_log(&h, &first);
     assert_eq!(j["state"], "Completed", "{log}");
     assert!(seen.iter().any(|s| s == "Preparing"), "states: {seen:?}");
     assert!(
@@ -294,8 +262,8 @@ fn command_jobs_run_in_their_environment_built_once_and_cached() {
     assert_eq!(pts["points"].as_array().unwrap().len(), 3);
     // again: a cache hit, well under 100 ms
     let second = run_cli();
-    let (j, _) = wait_job(&h, &second, 120);
-    let log = log_of(&h, &second);
+    let (j, _) = wait_job_states(&h, &second, 120);
+    let log = job_log(&h, &second);
     assert_eq!(j["state"], "Completed", "{log}");
     let ms: u64 = log
         .lines()
@@ -325,8 +293,8 @@ fn command_jobs_run_in_their_environment_built_once_and_cached() {
         .collect();
     let mut builds = 0;
     for id in &ids {
-        let (j, _) = wait_job(&h, id, 300);
-        let log = log_of(&h, id);
+        let (j, _) = wait_job_states(&h, id, 300);
+        let log = job_log(&h, id);
         assert_eq!(j["state"], "Completed", "{log}");
         assert!(log.contains("six 1.16.0"), "{log}");
         builds += log.matches("$ uv venv").count();
@@ -342,7 +310,7 @@ fn command_jobs_run_in_their_environment_built_once_and_cached() {
     );
     assert_eq!(bad.status, 201, "{}", bad.json);
     let id = bad.ok()["id"].as_str().unwrap().to_string();
-    let (j, seen) = wait_job(&h, &id, 300);
+    let (j, seen) = wait_job_states(&h, &id, 300);
     let err = j["error"].as_str().unwrap_or("");
     assert_eq!(j["state"], "Failed");
     assert_eq!(seen.last().map(String::as_str), Some("Failed"));
@@ -352,5 +320,5 @@ fn command_jobs_run_in_their_environment_built_once_and_cached() {
         err.contains("atrium-no-such-package-xyz"),
         "uv's message: {err}"
     );
-    assert!(!log_of(&h, &id).contains("never"));
+    assert!(!job_log(&h, &id).contains("never"));
 }

@@ -5,40 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Http, Server, dataset};
+use atrium_tests::{Backend, Http, Server, dataset, job_log, job_of, wait_job_states};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
-
-fn job(h: &Http, id: &str) -> Value {
-    h.get(&format!("{WS}/jobs/{id}")).ok()
-}
-
-fn log_of(h: &Http, id: &str) -> String {
-    String::from_utf8_lossy(&h.get(&format!("{WS}/jobs/{id}/logs")).bytes).to_string()
-}
-
-/// Polls until the job ends (or panics with its log after `secs`), collecting its states.
-fn wait_job(h: &Http, id: &str, secs: u64) -> (Value, Vec<String>) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut seen: Vec<String> = Vec::new();
-    loop {
-        let j = job(h, id);
-        let state = j["state"].as_str().unwrap_or("").to_string();
-        if seen.last() != Some(&state) {
-            seen.push(state.clone());
-        }
-        if matches!(state.as_str(), "Completed" | "Failed" | "Canceled") {
-            return (j, seen);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} did not end in {secs} s: {j}\nlog:\n{}",
-            log_of(h, id)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn steps(h: &Http, run: &str, key: &str) -> Vec<i64> {
     let v = h.get(&format!("{WS}/runs/{run}/metrics/{key}")).ok();
@@ -66,7 +36,7 @@ fn iris_job(epochs: u64) -> Value {
 
 /// The worker process's pid, from the job log's "worker process N started".
 fn worker_pid(h: &Http, id: &str) -> Option<i32> {
-    log_of(h, id)
+    job_log(h, id)
         .lines()
         .find_map(|l| l.strip_prefix("worker process "))
         .and_then(|r| r.split(' ').next())
@@ -85,8 +55,8 @@ fn train_in_a_worker(backend: Backend) {
     let j = h.post(&format!("{WS}/jobs"), iris_job(12)).ok();
     assert_eq!(j["target"], "local-process");
     let id = j["id"].as_str().unwrap();
-    let (j, _) = wait_job(&h, id, 180);
-    let log = log_of(&h, id);
+    let (j, _) = wait_job_states(&h, id, 180);
+    let log = job_log(&h, id);
     assert_eq!(j["state"], "Completed", "{j}\n{log}");
     assert!(log.contains("on the local-process target"), "{log}");
     assert!(worker_pid(&h, id).is_some(), "{log}");
@@ -211,8 +181,8 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     };
     // `python train.py` in atrium-mlflow, as written, from a worker
     let id = submit(&[]);
-    let (j, seen) = wait_job(&h, &id, 300);
-    let log = log_of(&h, &id);
+    let (j, seen) = wait_job_states(&h, &id, 300);
+    let log = job_log(&h, &id);
     assert_eq!(j["state"], "Completed", "{j}\n{log}");
     assert!(
         seen.iter().any(|s| s == "Preparing" || s == "Running"),
@@ -231,7 +201,7 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     let id = submit(&[("TOKEN_FILE", &tf)]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !token_file.exists() {
-        assert!(Instant::now() < deadline, "{}", log_of(&h, &id));
+        assert!(Instant::now() < deadline, "{}", job_log(&h, &id));
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(200));
@@ -262,7 +232,7 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     let again = w.post(&events_url, batch.clone()).ok();
     assert_eq!(again["stored"], false, "{again}");
     assert_eq!(steps(&h, &run, "probe"), vec![7, 8]);
-    assert_eq!(log_of(&h, &id).matches("probe line").count(), 1);
+    assert_eq!(job_log(&h, &id).matches("probe line").count(), 1);
     // precise errors
     let mut stale = batch.clone();
     stale["attempt"] = json!(attempt + 5);
@@ -292,9 +262,9 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     let asked = Instant::now();
     let c = h.post(&format!("{WS}/jobs/{id}:cancel"), json!({}));
     assert_eq!(c.status, 200, "{}", c.json);
-    let (j, _) = wait_job(&h, &id, 30);
+    let (j, _) = wait_job_states(&h, &id, 30);
     let took = asked.elapsed();
-    let log = log_of(&h, &id);
+    let log = job_log(&h, &id);
     assert_eq!(j["state"], "Canceled", "{j}\n{log}");
     assert!(log.contains("stopping the command (SIGTERM)"), "{log}");
     assert!(took < Duration::from_secs(5), "cancel took {took:?}\n{log}");
@@ -319,18 +289,18 @@ fn a_killed_worker_fails_its_job_and_keeps_every_acknowledged_point_once() {
         .to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     let (pid, run) = loop {
-        let j = job(&h, &id);
+        let j = job_of(&h, &id);
         if let (Some(pid), Some(run)) = (worker_pid(&h, &id), j["run_id"].as_str())
             && steps(&h, run, "loss").len() >= 3
         {
             break (pid, run.to_string());
         }
-        assert!(Instant::now() < deadline, "{j}\n{}", log_of(&h, &id));
+        assert!(Instant::now() < deadline, "{j}\n{}", job_log(&h, &id));
         std::thread::sleep(Duration::from_millis(100));
     };
     // SAFETY: kill(2) on the worker's pid, read from the job log.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let (j, _) = wait_job(&h, &id, 60);
+    let (j, _) = wait_job_states(&h, &id, 60);
     assert_eq!(j["state"], "Failed", "{j}");
     let error = j["error"].as_str().unwrap();
     assert!(
@@ -345,4 +315,52 @@ fn a_killed_worker_fails_its_job_and_keeps_every_acknowledged_point_once() {
     );
     let r = h.get(&format!("{WS}/runs/{run}")).ok();
     assert_eq!(r["status"], "FAILED", "{r}");
+}
+
+#[test]
+fn a_host_restart_reaps_the_orphaned_worker_and_retries_its_job() {
+    let mut s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("first-attempt");
+    let spec = json!({
+        "type": "command", "compute": "local-process", "retries": 1,
+        "command": {"command": format!(
+            "if [ -f {m} ]; then echo second-attempt; else touch {m}; sleep 300; fi",
+            m = marker.display()
+        )},
+    });
+    let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "{}", job_log(&h, &id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first_worker = worker_pid(&h, &id).expect("the worker's pid is logged");
+    s.kill9();
+    s.restart();
+    let h = s.http();
+    let (j, _) = wait_job_states(&h, &id, 120);
+    let log = job_log(&h, &id);
+    assert_eq!(j["state"], "Completed", "{j}\n{log}");
+    assert_eq!(j["attempts"], 2, "{j}");
+    assert!(log.contains("second-attempt"), "{log}");
+    // the killed host's worker and its sleep were reaped when the host came back
+    assert!(
+        !std::path::Path::new(&format!("/proc/{first_worker}")).exists()
+            || std::fs::read_to_string(format!("/proc/{first_worker}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the first worker {first_worker} is still running"
+    );
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let env = std::fs::read(p.path().join("environ")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&env).contains(&format!("ATRIUM_WORK_KEY={id}")),
+            "{:?} of job {id} left running",
+            p.path()
+        );
+    }
 }

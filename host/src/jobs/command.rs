@@ -67,38 +67,49 @@ pub(super) fn reap_orphans(logs: &JobLogs) -> usize {
             left.push(dir);
         }
     }
-    let mut killed = 0;
-    if !markers.is_empty() {
-        // SAFETY: getpgrp(2) only reads this process's group id.
-        let own = unsafe { libc::getpgrp() };
-        let mut groups = std::collections::BTreeSet::new();
-        for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(p.path().join("environ")) else {
-                continue;
-            };
-            if env
-                .split(|b| *b == 0)
-                .any(|kv| markers.iter().any(|m| kv == &m[..]))
-            {
-                // SAFETY: getpgid(2) only reads another process's group id.
-                let pgid = unsafe { libc::getpgid(pid) };
-                if pgid > 0 && pgid != own {
-                    groups.insert(pgid);
-                }
-            }
-        }
-        for g in groups {
-            signal_group(g as u32, libc::SIGKILL);
-            killed += 1;
-        }
-    }
+    let killed = kill_marked(&markers);
     for dir in left {
         let _ = std::fs::remove_dir_all(&dir);
     }
     killed
+}
+
+/// Kills (SIGKILL) the process groups of every process whose environment holds one of
+/// `markers` (`ATRIUM_WORK_KEY=<key>`), except this process's own group; returns how many.
+fn kill_marked(markers: &[Vec<u8>]) -> usize {
+    if markers.is_empty() {
+        return 0;
+    }
+    // SAFETY: getpgrp(2) only reads this process's group id.
+    let own = unsafe { libc::getpgrp() };
+    let mut groups = std::collections::BTreeSet::new();
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(p.path().join("environ")) else {
+            continue;
+        };
+        if env
+            .split(|b| *b == 0)
+            .any(|kv| markers.iter().any(|m| kv == &m[..]))
+        {
+            // SAFETY: getpgid(2) only reads another process's group id.
+            let pgid = unsafe { libc::getpgid(pid) };
+            if pgid > 0 && pgid != own {
+                groups.insert(pgid);
+            }
+        }
+    }
+    for g in &groups {
+        signal_group(*g as u32, libc::SIGKILL);
+    }
+    groups.len()
+}
+
+/// Kills whatever still runs for work key `key` (a worker's command after the worker died).
+pub(super) fn kill_work(key: &str) -> usize {
+    kill_marked(&[format!("ATRIUM_WORK_KEY={key}").into_bytes()])
 }
 
 /// Sends `signal` to the whole process group led by `pid`.

@@ -486,6 +486,8 @@ async fn watch_process(
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err)
+        // its own process group, apart from the host's (the reaper kills groups)
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
@@ -523,6 +525,14 @@ async fn watch_process(
             let _ = child.start_kill();
         }
     };
+    // a command a killed worker left behind goes too
+    let left = super::command::kill_work(&job.id);
+    if left > 0 {
+        ex.logs.line(
+            &job.id,
+            &format!("killed {left} process group(s) the worker left running"),
+        );
+    }
     let _ = tokio::fs::remove_dir_all(&work).await;
     let reported = attempt.reported.lock().expect("report").take();
     let tail = std::fs::read_to_string(&out_path).unwrap_or_default();

@@ -266,43 +266,36 @@ impl Store {
         const MARK: &str = "INSERT INTO job_batches (job_id, attempt, batch, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
         let now = crate::workspace::now_millis();
+        // marks the batch, logs it only when the mark is new, commits both together
+        macro_rules! once {
+            ($dialect:expr, $tx:ident) => {{
+                let fresh = sqlx::query(MARK)
+                    .bind(job_key)
+                    .bind(attempt)
+                    .bind(batch_id)
+                    .bind(now)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if fresh {
+                    log_to_run!($dialect, $tx, workspace_id, run_id, batch)?;
+                }
+                $tx.commit().await?;
+                Ok(fresh)
+            }};
+        }
         match &self.db {
             super::Db::Sqlite {
                 write, write_lock, ..
             } => {
                 let _exclusive = write_lock.lock().await;
                 let mut tx = write.begin().await?;
-                let fresh = sqlx::query(MARK)
-                    .bind(job_key)
-                    .bind(attempt)
-                    .bind(batch_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if fresh {
-                    log_to_run!(Dialect::Sqlite, tx, workspace_id, run_id, batch)?;
-                }
-                tx.commit().await?;
-                Ok(fresh)
+                once!(Dialect::Sqlite, tx)
             }
             super::Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                let fresh = sqlx::query(MARK)
-                    .bind(job_key)
-                    .bind(attempt)
-                    .bind(batch_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if fresh {
-                    log_to_run!(Dialect::Postgres, tx, workspace_id, run_id, batch)?;
-                }
-                tx.commit().await?;
-                Ok(fresh)
+                once!(Dialect::Postgres, tx)
             }
         }
     }
