@@ -1,5 +1,6 @@
-//! The Atrium plugin SDK: bindings for the `atrium:plugin@0.1.0` worlds and the glue that turns
-//! one Rust type into a plugin component.
+//! The Atrium plugin SDK: bindings for the `atrium:plugin@0.1.0` worlds, the worlds
+//! `atrium:plugin@0.2.0` changed ([`v0_2`]: the incremental stopper, the compute target), and
+//! the glue that turns one Rust type into a plugin component.
 //!
 //! Implement the exported trait of your plugin's kind and call that kind's export macro (only
 //! the world of the macro you call ends up in the component):
@@ -18,8 +19,11 @@ extern crate self as atrium_sdk;
 
 pub use wit_bindgen;
 
-/// The plugin API version this SDK builds against.
+/// The plugin API version of the worlds at the top of this crate.
 pub const API_VERSION: &str = "0.1.0";
+
+/// The plugin API version of the worlds in [`v0_2`].
+pub const API_VERSION_0_2: &str = "0.2.0";
 
 /// Embeds [`API_VERSION`] in the component; the export macros call it.
 #[doc(hidden)]
@@ -29,6 +33,64 @@ macro_rules! __api_version_section {
         #[used]
         #[unsafe(link_section = "atrium:api-version")]
         static __ATRIUM_API_VERSION: [u8; 5] = *b"0.1.0";
+    };
+}
+
+/// Embeds [`API_VERSION_0_2`] in the component; the 0.2 export macros call it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __api_version_section_0_2 {
+    () => {
+        #[used]
+        #[unsafe(link_section = "atrium:api-version")]
+        static __ATRIUM_API_VERSION: [u8; 5] = *b"0.2.0";
+    };
+}
+
+/// The worlds plugin API 0.2 changed; build a stopper or a target against these.
+pub mod v0_2 {
+    /// Bindings of the 0.2 `early-stop-plugin` world: an incremental early-termination policy.
+    pub mod stopper {
+        wit_bindgen::generate!({
+            path: "../wit/atrium-plugin-0.2",
+            world: "early-stop-plugin",
+            pub_export_macro: true,
+            export_macro_name: "__export_stopper_0_2",
+            default_bindings_module: "atrium_sdk::v0_2::stopper",
+            runtime_path: "atrium_sdk::wit_bindgen::rt",
+        });
+    }
+
+    /// Bindings of the 0.2 `compute-target-plugin` world: a compute target around the worker.
+    pub mod target {
+        wit_bindgen::generate!({
+            path: "../wit/atrium-plugin-0.2",
+            world: "compute-target-plugin",
+            pub_export_macro: true,
+            export_macro_name: "__export_target_0_2",
+            default_bindings_module: "atrium_sdk::v0_2::target",
+            runtime_path: "atrium_sdk::wit_bindgen::rt",
+        });
+    }
+}
+
+/// Exports a type implementing `v0_2::stopper::exports::atrium::plugin::early_stop::Guest`
+/// (whose `Policy` keeps the sweep's reports) as a 0.2 stopper.
+#[macro_export]
+macro_rules! export_stopper_0_2 {
+    ($t:ident) => {
+        $crate::__api_version_section_0_2!();
+        $crate::v0_2::stopper::__export_stopper_0_2!($t);
+    };
+}
+
+/// Exports a type implementing `v0_2::target::exports::atrium::plugin::compute_target::Guest`
+/// as a 0.2 compute target.
+#[macro_export]
+macro_rules! export_target_0_2 {
+    ($t:ident) => {
+        $crate::__api_version_section_0_2!();
+        $crate::v0_2::target::__export_target_0_2!($t);
     };
 }
 

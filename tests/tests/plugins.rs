@@ -101,7 +101,9 @@ fn registry_validates_uploads() {
             (Some(kind), Some(true)),
             "{builtin}"
         );
-        assert_eq!(builtin["api_version"], "0.1.0");
+        // the stoppers are incremental 0.2 policies; the others' newest worlds are 0.1's
+        let api = if kind == "stopper" { "0.2.0" } else { "0.1.0" };
+        assert_eq!(builtin["api_version"], api, "{builtin}");
     }
 
     // every example loads as its kind (all five worlds)
@@ -120,7 +122,27 @@ fn registry_validates_uploads() {
         assert_eq!(r.status, 201, "{kind}: {}", r.json);
         assert_eq!(r.json["kind"], kind);
         assert_eq!(r.json["digest"].as_str().unwrap().len(), 64);
+        // the examples are built against plugin API 0.1, which keeps loading
+        assert_eq!(r.json["api_version"], "0.1.0", "{kind}");
     }
+    // a target built against 0.2 loads beside them (and not as another kind)
+    let r = h.push_component(
+        "default",
+        "target-v2",
+        "1.0.0",
+        plugin_wasm("fx_target_v2"),
+        "kind = \"target\"\n",
+    );
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(r.json["api_version"], "0.2.0");
+    let r = h.push_component(
+        "default",
+        "target-v2-as-stopper",
+        "1.0.0",
+        plugin_wasm("fx_target_v2"),
+        "kind = \"stopper\"\n",
+    );
+    assert_eq!(r.status, 400, "{}", r.json);
     // same bytes again: fine; other bytes under the same version: refused
     let manifest = "kind = \"stopper\"\n";
     let r = h.push_component(
@@ -183,7 +205,7 @@ fn registry_validates_uploads() {
     refused(
         plugin_wasm("fx_future_api"),
         "kind = \"stopper\"\n",
-        "built for plugin API 0.2.0; this host serves plugin API 0.1.0",
+        "built for plugin API 9.0.0; this host serves plugin API 0.1.0 and 0.2.0",
     );
     refused(
         plugin_wasm("example_target"),

@@ -472,7 +472,7 @@ impl Executor {
                 .await?;
             let label = plugin.label.clone();
             tokio::task::spawn_blocking(move || {
-                crate::plugins::strategy::Stopper::new(plugin).decide(maximize, &opts, &[], &[])
+                crate::plugins::strategy::Stopper::new(plugin).decide(maximize, &opts, 0, &[])
             })
             .await
             .map_err(|e| DomainError::Internal(e.to_string()))?

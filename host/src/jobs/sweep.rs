@@ -820,6 +820,19 @@ pub(super) async fn run(
             (st, Some(study))
         }
     };
+    // a resumed sweep's policy is told what its trials reported before the restart
+    if let Some((policy, _)) = &stopper {
+        let mut p = policy.lock().expect("stopper");
+        for tr in &state.trials {
+            for &(step, value) in &tr.steps {
+                p.observe(Progress {
+                    trial_id: tr.id,
+                    step,
+                    value,
+                });
+            }
+        }
+    }
     let parent = t.store.run(ws.id, run_id).await?;
     let limits = plan.sweep.limits.clone();
     let cores = ex.cfg.threads_per_slot.max(1);
@@ -1018,33 +1031,25 @@ pub(super) async fn run(
                 if let Some(tr) = state.trials.iter_mut().find(|t| t.id == trial) {
                     tr.steps.push((step, value));
                 }
+                if let Some((policy, _)) = &stopper {
+                    policy.lock().expect("stopper").observe(Progress {
+                        trial_id: trial,
+                        step,
+                        value,
+                    });
+                }
                 let mut stop = false;
                 if let Some((policy, opts)) = &stopper
                     && failure.is_none()
                     && !last
                     && judged_at(plan.sweep.early_termination.as_ref(), step)
                 {
-                    // every report up to the reporting trial's step (the rules look no further)
-                    let history: Vec<Progress> = state
-                        .trials
-                        .iter()
-                        .flat_map(|t| {
-                            t.steps
-                                .iter()
-                                .filter(|s| s.0 <= step)
-                                .map(move |s| Progress {
-                                    trial_id: t.id,
-                                    step: s.0,
-                                    value: s.1,
-                                })
-                        })
-                        .collect();
                     let (policy, opts) = (policy.clone(), opts.clone());
                     let verdict = tokio::task::spawn_blocking(move || {
                         policy
                             .lock()
                             .expect("stopper")
-                            .decide(maximize, &opts, &history, &[trial])
+                            .decide(maximize, &opts, step, &[trial])
                     })
                     .await
                     .map_err(|e| Failure::Failed(e.to_string()))?;

@@ -54,14 +54,21 @@ impl Kind {
         }
     }
 
-    /// The interface the world exports.
-    pub fn export(self) -> &'static str {
+    /// The interface the world exports, in every plugin API version the host serves (newest
+    /// first): a component exports one of them.
+    pub fn exports(self) -> &'static [&'static str] {
         match self {
-            Kind::Storage => "atrium:plugin/storage@0.1.0",
-            Kind::Scorer => "atrium:plugin/scorer@0.1.0",
-            Kind::Sampler => "atrium:plugin/sampler@0.1.0",
-            Kind::Stopper => "atrium:plugin/early-stop@0.1.0",
-            Kind::Target => "atrium:plugin/compute-target@0.1.0",
+            Kind::Storage => &["atrium:plugin/storage@0.1.0"],
+            Kind::Scorer => &["atrium:plugin/scorer@0.1.0"],
+            Kind::Sampler => &["atrium:plugin/sampler@0.1.0"],
+            Kind::Stopper => &[
+                "atrium:plugin/early-stop@0.2.0",
+                "atrium:plugin/early-stop@0.1.0",
+            ],
+            Kind::Target => &[
+                "atrium:plugin/compute-target@0.2.0",
+                "atrium:plugin/compute-target@0.1.0",
+            ],
         }
     }
 
@@ -136,34 +143,58 @@ impl FromStr for Kind {
 mod tests {
     use super::*;
 
-    /// The WIT parses, and every kind's world exists, exports the kind's interface and imports
-    /// exactly the atrium interfaces the host allows it.
+    /// Both WIT packages parse, and every kind's world in each exists, exports the kind's
+    /// interface of that version and imports exactly the atrium interfaces the host allows it.
     #[test]
     fn the_wit_defines_every_world() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/atrium-plugin-0.1");
-        let mut resolve = wit_parser::Resolve::default();
-        let (pkg, _) = resolve.push_dir(&dir).expect("the WIT parses");
-        assert_eq!(
-            resolve.packages[pkg].name.to_string(),
-            "atrium:plugin@0.1.0"
-        );
-        let iface_name = |key: &wit_parser::WorldKey| match key {
-            wit_parser::WorldKey::Interface(id) => resolve.id_of(*id).unwrap(),
-            wit_parser::WorldKey::Name(n) => n.clone(),
+        let v2 = |k: Kind| match k {
+            Kind::Stopper => "early-stop-plugin",
+            _ => "compute-target-plugin",
         };
-        for kind in ALL_KINDS {
-            let world = resolve
-                .select_world(&[pkg], Some(kind.world()))
-                .unwrap_or_else(|e| panic!("{kind}: {e}"));
-            let w = &resolve.worlds[world];
-            let exports: Vec<String> = w.exports.keys().map(iface_name).collect();
-            assert_eq!(exports, vec![kind.export().to_string()], "{kind}");
-            for key in w.imports.keys() {
-                let name = iface_name(key);
-                assert!(
-                    kind.allows_import(&name),
-                    "{kind} world imports {name}, which the host does not allow"
-                );
+        for (dir, version, kinds) in [
+            ("atrium-plugin-0.1", "0.1.0", &ALL_KINDS[..]),
+            (
+                "atrium-plugin-0.2",
+                "0.2.0",
+                &[Kind::Stopper, Kind::Target][..],
+            ),
+        ] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../wit")
+                .join(dir);
+            let mut resolve = wit_parser::Resolve::default();
+            let (pkg, _) = resolve.push_dir(&dir).expect("the WIT parses");
+            assert_eq!(
+                resolve.packages[pkg].name.to_string(),
+                format!("atrium:plugin@{version}")
+            );
+            let iface_name = |key: &wit_parser::WorldKey| match key {
+                wit_parser::WorldKey::Interface(id) => resolve.id_of(*id).unwrap(),
+                wit_parser::WorldKey::Name(n) => n.clone(),
+            };
+            for &kind in kinds {
+                let world = resolve
+                    .select_world(
+                        &[pkg],
+                        Some(if version == "0.1.0" {
+                            kind.world()
+                        } else {
+                            v2(kind)
+                        }),
+                    )
+                    .unwrap_or_else(|e| panic!("{kind}: {e}"));
+                let w = &resolve.worlds[world];
+                let exports: Vec<String> = w.exports.keys().map(iface_name).collect();
+                assert_eq!(exports.len(), 1, "{kind}");
+                assert!(exports[0].ends_with(&format!("@{version}")), "{kind}");
+                assert!(kind.exports().contains(&exports[0].as_str()), "{kind}");
+                for key in w.imports.keys() {
+                    let name = iface_name(key);
+                    assert!(
+                        kind.allows_import(&name),
+                        "{kind} world imports {name}, which the host does not allow"
+                    );
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ use super::engine::PluginEngine;
 use super::manifest::MAX_COMPONENT_BYTES;
 use super::state::PluginState;
 use super::v0_1::{self, sampler, scorer, stopper, storage, target};
+use super::v0_2;
 use super::{Kind, RuntimeError};
 
 /// Longest a compilation may take.
@@ -31,10 +32,14 @@ pub enum KindPre {
     Scorer(scorer::ScorerPluginPre<PluginState>),
     /// `sampler-plugin`.
     Sampler(sampler::SamplerPluginPre<PluginState>),
-    /// `stopper-plugin`.
+    /// `stopper-plugin` of 0.1 (the whole history in every call).
     Stopper(stopper::StopperPluginPre<PluginState>),
-    /// `target-plugin`.
+    /// `early-stop-plugin` of 0.2 (an incremental policy instance).
+    Stopper2(v0_2::stopper::EarlyStopPluginPre<PluginState>),
+    /// `target-plugin` of 0.1.
     Target(target::TargetPluginPre<PluginState>),
+    /// `compute-target-plugin` of 0.2 (around the worker).
+    Target2(v0_2::target::ComputeTargetPluginPre<PluginState>),
 }
 
 /// What validation learned about an upload.
@@ -132,6 +137,16 @@ fn linker(engine: &wasmtime::Engine, kind: Kind) -> Result<Linker<PluginState>, 
         }
         Kind::Sampler | Kind::Stopper => {}
     }
+    // the 0.2 package's interfaces, for the kinds whose world 0.2 changed
+    if matches!(kind, Kind::Stopper | Kind::Target) {
+        use v0_2::target::atrium::plugin as p2;
+        p2::types::add_to_linker::<_, HasSelf<PluginState>>(&mut l, |s| s)?;
+        p2::log::add_to_linker::<_, HasSelf<PluginState>>(&mut l, |s| s)?;
+        if kind == Kind::Target {
+            p2::config::add_to_linker::<_, HasSelf<PluginState>>(&mut l, |s| s)?;
+            p2::secrets::add_to_linker::<_, HasSelf<PluginState>>(&mut l, |s| s)?;
+        }
+    }
     Ok(l)
 }
 
@@ -152,16 +167,21 @@ pub fn api_version(bytes: &[u8]) -> Option<String> {
     None
 }
 
-/// Refuses API versions this host cannot serve (it serves 0.1.x).
+/// The plugin API versions this host serves, oldest first.
+pub const SERVED_API_VERSIONS: [&str; 2] = [v0_1::API_VERSION, v0_2::API_VERSION];
+
+/// Refuses API versions this host cannot serve (it serves 0.1.x and 0.2.x).
 pub fn check_api_version(found: &str) -> Result<(), RuntimeError> {
-    let served = v0_1::API_VERSION;
     let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
-    if major_minor(found) == major_minor(served) {
+    if SERVED_API_VERSIONS
+        .iter()
+        .any(|v| major_minor(found) == major_minor(v))
+    {
         Ok(())
     } else {
         Err(RuntimeError::ApiVersion {
             found: found.to_string(),
-            served: served.to_string(),
+            served: SERVED_API_VERSIONS.join(" and "),
         })
     }
 }
@@ -267,12 +287,12 @@ impl Loader {
             });
         }
         let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
-        if !exports.iter().any(|e| e == kind.export()) {
+        if !exports.iter().any(|e| kind.exports().contains(&e.as_str())) {
             return Err(RuntimeError::WrongWorld {
                 kind,
                 detail: format!(
                     "it does not export {} (it exports: {})",
-                    kind.export(),
+                    kind.exports().join(" or "),
                     exports.join(", ")
                 ),
             });
@@ -354,6 +374,7 @@ impl Loader {
             detail: format!("{e:#}"),
         };
         let base = &self.linkers[&kind];
+        let engine = self.engine.engine();
         Ok(match kind {
             Kind::Storage => KindPre::Storage(
                 storage::StoragePluginPre::new(base.instantiate_pre(component).map_err(wrong)?)
@@ -363,9 +384,23 @@ impl Loader {
                 sampler::SamplerPluginPre::new(base.instantiate_pre(component).map_err(wrong)?)
                     .map_err(wrong)?,
             ),
+            Kind::Stopper if exports_version(component, engine, kind, "0.2.0") => {
+                KindPre::Stopper2(
+                    v0_2::stopper::EarlyStopPluginPre::new(
+                        base.instantiate_pre(component).map_err(wrong)?,
+                    )
+                    .map_err(wrong)?,
+                )
+            }
             Kind::Stopper => KindPre::Stopper(
                 stopper::StopperPluginPre::new(base.instantiate_pre(component).map_err(wrong)?)
                     .map_err(wrong)?,
+            ),
+            Kind::Target if exports_version(component, engine, kind, "0.2.0") => KindPre::Target2(
+                v0_2::target::ComputeTargetPluginPre::new(
+                    base.instantiate_pre(component).map_err(wrong)?,
+                )
+                .map_err(wrong)?,
             ),
             Kind::Target => KindPre::Target(
                 target::TargetPluginPre::new(base.instantiate_pre(component).map_err(wrong)?)
@@ -447,6 +482,21 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Whether `component` exports its kind's interface of plugin API `version`.
+fn exports_version(
+    component: &Component,
+    engine: &wasmtime::Engine,
+    kind: Kind,
+    version: &str,
+) -> bool {
+    let (iface, _) = kind.exports()[0].split_once('@').expect("versioned");
+    let wanted = format!("{iface}@{version}");
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(n, _)| n == wanted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,7 +505,8 @@ mod tests {
     fn api_versions() {
         assert!(check_api_version("0.1.0").is_ok());
         assert!(check_api_version("0.1.7").is_ok());
-        let e = check_api_version("0.2.0").unwrap_err().to_string();
-        assert!(e.contains("0.2.0") && e.contains("0.1.0"), "{e}");
+        assert!(check_api_version("0.2.0").is_ok());
+        let e = check_api_version("0.9.0").unwrap_err().to_string();
+        assert!(e.contains("0.9.0") && e.contains("0.1.0 and 0.2.0"), "{e}");
     }
 }

@@ -2,8 +2,9 @@
 //! stores with memory caps, epoch deadlines, hostcall budgets and capabilities that are denied
 //! unless requested by the manifest *and* granted by the operator.
 //!
-//! `v0_1` holds the host bindings of plugin API 0.1 (`wit/atrium-plugin-0.1`); one module per
-//! kind-specific use (`storage` for datastores, `strategy` for sweep samplers and stoppers).
+//! `v0_1` and `v0_2` hold the host bindings of plugin API 0.1 and 0.2 (`wit/atrium-plugin-*`;
+//! 0.2 holds only the worlds it changed: stopper and target); one module per kind-specific use
+//! (`storage` for datastores, `strategy` for sweep samplers and stoppers).
 
 pub mod builtin;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod storage;
 pub mod strategy;
 pub mod v0_1;
+pub mod v0_2;
 
 use std::time::Duration;
 

@@ -291,3 +291,51 @@ impl secrets::Host for PluginState {
         })
     }
 }
+
+/// The 0.2 imports: the same services under the 0.2 package's names.
+mod v0_2_imports {
+    use super::PluginState;
+    use crate::plugins::v0_2::target::atrium::plugin::{config, log, secrets, types};
+
+    fn level(l: log::Level) -> super::log::Level {
+        match l {
+            log::Level::Trace => super::log::Level::Trace,
+            log::Level::Debug => super::log::Level::Debug,
+            log::Level::Info => super::log::Level::Info,
+            log::Level::Warn => super::log::Level::Warn,
+            log::Level::Error => super::log::Level::Error,
+        }
+    }
+
+    fn plugin_error(e: super::types::PluginError) -> types::PluginError {
+        use super::types::PluginError as E;
+        match e {
+            E::InvalidArgument(m) => types::PluginError::InvalidArgument(m),
+            E::NotFound(m) => types::PluginError::NotFound(m),
+            E::AccessDenied(m) => types::PluginError::AccessDenied(m),
+            E::ResourceExhausted(m) => types::PluginError::ResourceExhausted(m),
+            E::Unsupported(m) => types::PluginError::Unsupported(m),
+            E::Internal(m) => types::PluginError::Internal(m),
+        }
+    }
+
+    impl types::Host for PluginState {}
+
+    impl log::Host for PluginState {
+        fn log(&mut self, l: log::Level, msg: String) -> wasmtime::Result<()> {
+            super::log::Host::log(self, level(l), msg)
+        }
+    }
+
+    impl config::Host for PluginState {
+        fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+            super::config::Host::get(self, key)
+        }
+    }
+
+    impl secrets::Host for PluginState {
+        fn get(&mut self, name: String) -> wasmtime::Result<Result<String, types::PluginError>> {
+            super::secrets::Host::get(self, name).map(|r| r.map_err(plugin_error))
+        }
+    }
+}

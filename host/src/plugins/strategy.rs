@@ -15,6 +15,7 @@ use super::loader::{KindPre, Loader};
 use super::state::{PluginState, StoreSpec};
 use super::v0_1::sampler::SamplerPlugin;
 use super::v0_1::stopper::StopperPlugin;
+use super::v0_2::stopper::EarlyStopPlugin as StopperPlugin2;
 use super::{Kind, RuntimeError, call_error, guest_error};
 
 pub use super::v0_1::sampler::exports::atrium::plugin::sampler::{Dimension, Trial};
@@ -230,57 +231,152 @@ impl Study {
     }
 }
 
-/// A live early-stop policy instance.
+/// A live early-stop policy: the instance of a 0.2 component keeps what it was told and gets
+/// each report once; a 0.1 component gets every report up to the judged step in every call.
+enum LivePolicy {
+    V1(Store<PluginState>, StopperPlugin),
+    V2(Store<PluginState>, StopperPlugin2, ResourceAny),
+}
+
+/// A sweep's early-stop policy, served by a component (instantiated on first use, and again
+/// after a failure, when a 0.2 instance is told every report again).
 pub struct Stopper {
     plugin: StrategyPlugin,
-    live: Option<(Store<PluginState>, StopperPlugin)>,
+    live: Option<LivePolicy>,
+    /// Every report, in arrival order.
+    seen: Vec<Progress>,
+    /// How many of `seen` the live 0.2 instance has been sent.
+    fed: usize,
+}
+
+fn guest_error2(e: super::v0_2::target::atrium::plugin::types::PluginError) -> RuntimeError {
+    use super::v0_1::GuestError as G;
+    use super::v0_2::target::atrium::plugin::types::PluginError as E;
+    guest_error(match e {
+        E::InvalidArgument(m) => G::InvalidArgument(m),
+        E::NotFound(m) => G::NotFound(m),
+        E::AccessDenied(m) => G::AccessDenied(m),
+        E::ResourceExhausted(m) => G::ResourceExhausted(m),
+        E::Unsupported(m) => G::Unsupported(m),
+        E::Internal(m) => G::Internal(m),
+    })
 }
 
 impl Stopper {
-    /// A policy served by `plugin` (instantiated on first use, and again after a failure).
+    /// A policy served by `plugin`.
     pub fn new(plugin: StrategyPlugin) -> Self {
-        Self { plugin, live: None }
+        Self {
+            plugin,
+            live: None,
+            seen: Vec::new(),
+            fed: 0,
+        }
     }
 
-    /// The trials of `running` to stop now, given the whole `history`.
-    pub fn decide(
-        &mut self,
-        maximize: bool,
-        options: &str,
-        history: &[Progress],
-        running: &[u64],
-    ) -> Result<Vec<u64>, RuntimeError> {
-        if self.live.is_none() {
-            let mut store = self.plugin.store()?;
-            let pre = self.plugin.loader.pre(&self.plugin.digest, Kind::Stopper)?;
-            let KindPre::Stopper(pre) = pre.as_ref() else {
+    /// Records a progress report (call it once per report, as it arrives).
+    pub fn observe(&mut self, report: Progress) {
+        self.seen.push(report);
+    }
+
+    /// Whether the component is a 0.2 (incremental) policy; instantiates it if needed.
+    pub fn is_incremental(&mut self, maximize: bool, options: &str) -> Result<bool, RuntimeError> {
+        self.ensure(maximize, options)?;
+        Ok(matches!(self.live, Some(LivePolicy::V2(..))))
+    }
+
+    fn fail(&self, store: &Store<PluginState>, e: wasmtime::Error) -> RuntimeError {
+        self.plugin.named(call_error(
+            store.data(),
+            e,
+            self.plugin.deadline,
+            self.plugin.spec.memory,
+        ))
+    }
+
+    fn ensure(&mut self, maximize: bool, options: &str) -> Result<(), RuntimeError> {
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let mut store = self.plugin.store()?;
+        let pre = self.plugin.loader.pre(&self.plugin.digest, Kind::Stopper)?;
+        store.set_epoch_deadline(PluginEngine::ticks(self.plugin.deadline));
+        self.live = Some(match pre.as_ref() {
+            KindPre::Stopper(pre) => {
+                let b = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.fail(&store, e))?;
+                LivePolicy::V1(store, b)
+            }
+            KindPre::Stopper2(pre) => {
+                let b = pre
+                    .instantiate(&mut store)
+                    .map_err(|e| self.fail(&store, e))?;
+                let policy = b
+                    .atrium_plugin_early_stop()
+                    .policy()
+                    .call_create(&mut store, maximize, options)
+                    .map_err(|e| self.fail(&store, e))?
+                    .map_err(|e| self.plugin.named(guest_error2(e)))?;
+                self.fed = 0;
+                LivePolicy::V2(store, b, policy)
+            }
+            _ => {
                 return Err(RuntimeError::Internal(format!(
                     "{} is not a stopper component",
                     self.plugin.label
                 )));
-            };
-            let b = pre
-                .instantiate(&mut store)
-                .map_err(|e| {
-                    call_error(
-                        store.data(),
-                        e,
-                        self.plugin.deadline,
-                        self.plugin.spec.memory,
-                    )
-                })
-                .map_err(|e| self.plugin.named(e))?;
-            self.live = Some((store, b));
-        }
-        let (store, b) = self.live.as_mut().expect("instantiated above");
-        store.set_epoch_deadline(PluginEngine::ticks(self.plugin.deadline));
-        let out = b.atrium_plugin_early_stop().call_decide(
-            &mut *store,
-            maximize,
-            options,
-            history,
-            running,
-        );
+            }
+        });
+        Ok(())
+    }
+
+    /// The trials of `running` to stop now, each judged at its latest step `step`: a 0.2
+    /// instance is sent the reports new since its last call, a 0.1 component every report up
+    /// to `step`.
+    pub fn decide(
+        &mut self,
+        maximize: bool,
+        options: &str,
+        step: u64,
+        running: &[u64],
+    ) -> Result<Vec<u64>, RuntimeError> {
+        self.ensure(maximize, options)?;
+        let deadline = PluginEngine::ticks(self.plugin.deadline);
+        let out = match self.live.as_mut().expect("instantiated above") {
+            LivePolicy::V1(store, b) => {
+                let history: Vec<Progress> = self
+                    .seen
+                    .iter()
+                    .filter(|p| p.step <= step)
+                    .copied()
+                    .collect();
+                store.set_epoch_deadline(deadline);
+                b.atrium_plugin_early_stop()
+                    .call_decide(&mut *store, maximize, options, &history, running)
+                    .map_err(|e| (e, &*store))
+            }
+            LivePolicy::V2(store, b, policy) => {
+                use super::v0_2::stopper::exports::atrium::plugin::early_stop::Progress as P2;
+                let new: Vec<P2> = self.seen[self.fed..]
+                    .iter()
+                    .map(|p| P2 {
+                        trial_id: p.trial_id,
+                        step: p.step,
+                        value: p.value,
+                    })
+                    .collect();
+                store.set_epoch_deadline(deadline);
+                let r = b
+                    .atrium_plugin_early_stop()
+                    .policy()
+                    .call_decide(&mut *store, *policy, &new, running)
+                    .map_err(|e| (e, &*store));
+                if r.is_ok() {
+                    self.fed = self.seen.len();
+                }
+                r
+            }
+        };
         match out {
             Ok(ids) => {
                 if let Some(bad) = ids.iter().find(|id| !running.contains(id)) {
@@ -290,7 +386,7 @@ impl Stopper {
                 }
                 Ok(ids)
             }
-            Err(e) => {
+            Err((e, store)) => {
                 let err = call_error(
                     store.data(),
                     e,
@@ -425,33 +521,52 @@ mod tests {
     /// Replays per-step reports in order, asking the stopper after each; returns
     /// (trial, step) of each stop.
     fn replay(
-        s: &mut Stopper,
+        p: &StrategyPlugin,
         maximize: bool,
         opts: &str,
         traces: &[(u64, &[f64])],
     ) -> Vec<(u64, u64)> {
         let steps = traces.iter().map(|t| t.1.len()).max().unwrap_or(0);
-        let mut history = Vec::new();
+        // one policy per sweep: a fresh instance for each replay
+        let s = &mut Stopper::new(p.clone());
         let mut stopped = Vec::new();
         for step in 1..=steps as u64 {
             for (id, vals) in traces {
                 if stopped.iter().any(|(t, _)| t == id) || vals.len() < step as usize {
                     continue;
                 }
-                history.push(Progress {
+                s.observe(Progress {
                     trial_id: *id,
                     step,
                     value: vals[step as usize - 1],
                 });
-                if s.decide(maximize, opts, &history, &[*id])
-                    .unwrap()
-                    .contains(id)
-                {
+                if s.decide(maximize, opts, step, &[*id]).unwrap().contains(id) {
                     stopped.push((*id, step));
                 }
             }
         }
         stopped
+    }
+
+    /// A stopper built against plugin API 0.1 (`plugins/examples/stopper`, the median rule of
+    /// the upper middle value) still decides: it is sent every report up to the judged step.
+    #[test]
+    fn a_0_1_stopper_still_decides() {
+        let (_tmp, l) = loader();
+        let wasm =
+            std::fs::read(std::path::Path::new(builtin::PLUGINS_OUT).join("example_stopper.wasm"))
+                .unwrap();
+        let p = StrategyPlugin::from_wasm(l, &wasm, Kind::Stopper, "example-stopper").unwrap();
+        assert!(!Stopper::new(p.clone()).is_incremental(true, "").unwrap());
+        let traces: &[(u64, &[f64])] = &[
+            (1, &[0.50, 0.60, 0.70, 0.80]),
+            (2, &[0.40, 0.45, 0.50, 0.55]),
+            (3, &[0.10, 0.20, 0.25, 0.30]),
+            (4, &[0.55, 0.65, 0.75, 0.85]),
+        ];
+        // step 1: trial 2 (0.4) under trial 1's 0.5; trial 3 (0.1) under the upper middle of
+        // (0.4, 0.5); trial 4 and, later, trials 1 and 4 stay above the others' averages
+        assert_eq!(replay(&p, true, "", traces), vec![(2, 1), (3, 1)]);
     }
 
     /// Each built-in stopper, through the sandbox, stops exactly what its rule says.
@@ -464,49 +579,58 @@ mod tests {
             (3, &[0.10, 0.20, 0.25, 0.30]),
             (4, &[0.55, 0.65, 0.75, 0.85]),
         ];
-        let mut bandit = Stopper::new(plugin(&l, "stop-bandit", Kind::Stopper));
+        let bandit = plugin(&l, "stop-bandit", Kind::Stopper);
+        assert!(
+            Stopper::new(bandit.clone())
+                .is_incremental(true, r#"{"slack_factor":0.2}"#)
+                .unwrap()
+        );
+        // a 0.2 policy refuses bad options when it is created, before any trial runs
+        let e = Stopper::new(bandit.clone())
+            .decide(true, "{}", 0, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("give one of slack_factor and slack_amount"),
+            "{e}"
+        );
         // step 1: after trial 1 (0.5) the bar is 0.5 / 1.2 = 0.417: trial 2 (0.4) and
         // trial 3 (0.1) fall below it; trial 4 sets the best but is never below
         assert_eq!(
-            replay(&mut bandit, true, r#"{"slack_factor":0.2}"#, traces),
+            replay(&bandit, true, r#"{"slack_factor":0.2}"#, traces),
             vec![(2, 1), (3, 1)]
         );
         // minimizing flips the roles: trial 3's 0.1 is best; 0.55 > 0.1 + 0.1 at step 1,
         // then trials 1 and 2 (best 0.5 and 0.4) at step 2
         assert_eq!(
-            replay(&mut bandit, false, r#"{"slack_amount":0.1}"#, traces),
+            replay(&bandit, false, r#"{"slack_amount":0.1}"#, traces),
             vec![(4, 1), (1, 2), (2, 2)]
         );
-        let mut median = Stopper::new(plugin(&l, "stop-median", Kind::Stopper));
+        let median = plugin(&l, "stop-median", Kind::Stopper);
         // nothing before step 2; at step 2 trial 2's best (0.45) is below the median (0.55) of
         // the others' running averages (0.55, 0.10, 0.55), and trial 3's 0.2 below 0.55
         assert_eq!(
-            replay(&mut median, true, r#"{"delay_evaluation":2}"#, traces),
+            replay(&median, true, r#"{"delay_evaluation":2}"#, traces),
             vec![(2, 2), (3, 2)]
         );
-        let mut trunc = Stopper::new(plugin(&l, "stop-truncation", Kind::Stopper));
+        let trunc = plugin(&l, "stop-truncation", Kind::Stopper);
         // 25% of four trials is one: the worst, judged when the fourth reports step 1
         let worst_last: &[(u64, &[f64])] = &[traces[0], traces[1], traces[3], traces[2]];
         assert_eq!(
-            replay(
-                &mut trunc,
-                true,
-                r#"{"truncation_percentage":25}"#,
-                worst_last
-            ),
+            replay(&trunc, true, r#"{"truncation_percentage":25}"#, worst_last),
             vec![(3, 1)]
         );
         // with the best reporting last there is never a trial to cut when one is judged
         assert_eq!(
-            replay(&mut trunc, true, r#"{"truncation_percentage":25}"#, traces),
+            replay(&trunc, true, r#"{"truncation_percentage":25}"#, traces),
             vec![]
         );
-        let mut asha = Stopper::new(plugin(&l, "stop-asha", Kind::Stopper));
+        let asha = plugin(&l, "stop-asha", Kind::Stopper);
         // rungs at steps 1, 2, 4 (eta 2): at rung 1 trial 2 meets trial 1 (keep 1 of 2) and
         // trial 3 meets 1 and 2 (keep 1 of 3); trial 4 is best of four (keep 2)
         assert_eq!(
             replay(
-                &mut asha,
+                &asha,
                 true,
                 r#"{"reduction_factor":2,"grace_period":1}"#,
                 traces

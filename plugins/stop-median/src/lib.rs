@@ -33,14 +33,13 @@ pub fn median(values: &mut [f64]) -> f64 {
 }
 
 /// The trials of `running` to stop; `Err` for invalid options.
-pub fn decide(
+pub fn decide_traces(
     goal_maximize: bool,
     options: &str,
-    history: &[Report],
+    traces: &Traces,
     running: &[u64],
 ) -> Result<Vec<u64>, String> {
     let schedule = Schedule::parse(&StopOptions::parse(options)?)?;
-    let traces = Traces::new(history);
     let mut stop = Vec::new();
     for t in running_ids(running) {
         let Some(s) = traces.latest_step(t) else {
@@ -67,27 +66,38 @@ pub fn decide(
     Ok(stop)
 }
 
-pub struct Plugin;
+/// The trials of `running` to stop given the whole `history`; `Err` for invalid options.
+pub fn decide(
+    goal_maximize: bool,
+    options: &str,
+    history: &[Report],
+    running: &[u64],
+) -> Result<Vec<u64>, String> {
+    decide_traces(goal_maximize, options, &Traces::new(history), running)
+}
 
-impl atrium_sdk::stopper::exports::atrium::plugin::early_stop::Guest for Plugin {
+/// The rule, for the 0.2 policy instance.
+pub struct Rule;
+
+impl strategy_core::guest::TraceRule for Rule {
+    const NAME: &'static str = "stop-median";
     fn decide(
         goal_maximize: bool,
-        options: String,
-        history: Vec<atrium_sdk::stopper::exports::atrium::plugin::early_stop::Progress>,
-        running: Vec<u64>,
-    ) -> Vec<u64> {
-        strategy_core::guest::run_stopper(
-            "stop-median",
-            goal_maximize,
-            &options,
-            &history,
-            &running,
-            decide,
-        )
+        options: &str,
+        traces: &Traces,
+        running: &[u64],
+    ) -> Result<Vec<u64>, String> {
+        decide_traces(goal_maximize, options, traces, running)
     }
 }
 
-atrium_sdk::export_stopper!(Plugin);
+pub struct Plugin;
+
+impl atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::Guest for Plugin {
+    type Policy = strategy_core::guest::TracePolicy<Rule>;
+}
+
+atrium_sdk::export_stopper_0_2!(Plugin);
 
 #[cfg(test)]
 mod tests {

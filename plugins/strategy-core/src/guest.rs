@@ -152,3 +152,92 @@ pub fn run_stopper(
         }
     }
 }
+
+/// A stop rule over the traces a 0.2 policy instance keeps.
+pub trait TraceRule: 'static {
+    /// The component's name, for log lines.
+    const NAME: &'static str;
+    /// The trials of `running` to stop given `traces`; `Err` for invalid options.
+    fn decide(
+        goal_maximize: bool,
+        options: &str,
+        traces: &crate::traces::Traces,
+        running: &[u64],
+    ) -> Result<Vec<u64>, String>;
+}
+
+/// The 0.2 `policy` resource of a [`TraceRule`]: one per sweep, keeping every report it was
+/// sent as per-trial traces, so each call costs what the rule does with them and no more.
+///
+/// ```text
+/// pub struct Plugin;
+/// impl atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::Guest for Plugin {
+///     type Policy = strategy_core::guest::TracePolicy<MyRule>;
+/// }
+/// atrium_sdk::export_stopper_0_2!(Plugin);
+/// ```
+pub struct TracePolicy<R> {
+    goal_maximize: bool,
+    options: String,
+    traces: RefCell<crate::traces::Traces>,
+    rule: std::marker::PhantomData<R>,
+}
+
+impl<R: TraceRule> atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::GuestPolicy
+    for TracePolicy<R>
+{
+    fn create(
+        goal_maximize: bool,
+        options: String,
+    ) -> Result<
+        atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::Policy,
+        atrium_sdk::v0_2::stopper::atrium::plugin::types::PluginError,
+    > {
+        // the options are checked once, here: a rule reads them before anything else
+        R::decide(goal_maximize, &options, &Default::default(), &[]).map_err(
+            atrium_sdk::v0_2::stopper::atrium::plugin::types::PluginError::InvalidArgument,
+        )?;
+        Ok(
+            atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::Policy::new(
+                TracePolicy::<R> {
+                    goal_maximize,
+                    options,
+                    traces: RefCell::new(Default::default()),
+                    rule: std::marker::PhantomData,
+                },
+            ),
+        )
+    }
+
+    fn decide(
+        &self,
+        new_reports: Vec<atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::Progress>,
+        running: Vec<u64>,
+    ) -> Vec<u64> {
+        let mut traces = self.traces.borrow_mut();
+        for p in new_reports {
+            traces.push(crate::traces::Report {
+                trial: p.trial_id,
+                step: p.step,
+                value: p.value,
+            });
+        }
+        match R::decide(self.goal_maximize, &self.options, &traces, &running) {
+            Ok(mut stop) => {
+                stop.retain(|id| running.contains(id));
+                stop.sort_unstable();
+                stop.dedup();
+                stop
+            }
+            Err(msg) => {
+                atrium_sdk::log!(
+                    atrium_sdk::v0_2::stopper,
+                    Warn,
+                    "{}: {msg}; stopping nothing",
+                    R::NAME
+                );
+                Vec::new()
+            }
+        }
+    }
+}

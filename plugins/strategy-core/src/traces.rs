@@ -52,6 +52,17 @@ impl Traces {
         Traces { trials }
     }
 
+    /// Adds one report (a NaN value is ignored), keeping each trace in step order; reports
+    /// of one step keep their arrival order, as in [`Traces::new`].
+    pub fn push(&mut self, r: Report) {
+        if r.value.is_nan() {
+            return;
+        }
+        let trace = self.trials.entry(r.trial).or_default();
+        let at = trace.partition_point(|&(s, _)| s <= r.step);
+        trace.insert(at, (r.step, r.value));
+    }
+
     /// Ids of the trials with at least one report, ascending.
     pub fn trial_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.trials.keys().copied()
@@ -227,6 +238,36 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 0.2 policy builds its traces report by report; they must equal the ones built from the
+    /// whole history at once (out-of-order steps, repeated steps and NaN included).
+    #[test]
+    fn pushed_reports_make_the_same_traces() {
+        let h: Vec<Report> = [
+            (3, 2, 1.0),
+            (1, 2, 5.0),
+            (1, 1, 3.0),
+            (2, 1, 4.0),
+            (1, 3, f64::NAN),
+            (1, 2, 6.0),
+            (3, 1, 0.5),
+        ]
+        .into_iter()
+        .map(|(trial, step, value)| Report { trial, step, value })
+        .collect();
+        let mut pushed = Traces::default();
+        for r in &h {
+            pushed.push(*r);
+        }
+        let whole = Traces::new(&h);
+        for t in 1..=3 {
+            assert_eq!(pushed.trace(t), whole.trace(t), "trial {t}");
+        }
+        assert_eq!(
+            pushed.trial_ids().collect::<Vec<_>>(),
+            whole.trial_ids().collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn traces_and_options() {
