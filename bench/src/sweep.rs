@@ -149,7 +149,7 @@ fn simulate(
         for step in 1..=STEPS {
             value = curve(&trial.params, step);
             steps.last_mut().expect("this trial").1.push((step, value));
-            let judged = step >= DELAY && step % INTERVAL == 0 && step < STEPS;
+            let judged = step >= DELAY && step.is_multiple_of(INTERVAL) && step < STEPS;
             if let Some(st) = stop.as_mut() {
                 let t = Instant::now();
                 st.observe(Progress {

@@ -32,7 +32,7 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// The trials of `running` to stop; `Err` for invalid options.
+/// The trials of `running` to stop given the `traces` of the sweep; `Err` for invalid options.
 pub fn decide_traces(
     goal_maximize: bool,
     options: &str,

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 
 use atrium_sdk::storage::atrium::plugin::config;
 use atrium_sdk::storage::atrium::plugin::types::PluginError;
-use atrium_sdk::storage::exports::atrium::plugin::storage::{
-    Guest, GuestWriter, ObjectMeta, Writer,
-};
+use atrium_sdk::storage::exports::atrium::plugin::storage::{Guest, GuestWriter, ObjectMeta, Writer};
 use wasip2::filesystem::preopens::get_directories;
 use wasip2::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 
@@ -28,12 +26,8 @@ fn root() -> PathBuf {
 
 fn io_err(what: &str, name: &str, e: std::io::Error) -> PluginError {
     match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            PluginError::NotFound(format!("{what} '{name}': not found"))
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            PluginError::AccessDenied(format!("{what} '{name}': {e}"))
-        }
+        std::io::ErrorKind::NotFound => PluginError::NotFound(format!("{what} '{name}': not found")),
+        std::io::ErrorKind::PermissionDenied => PluginError::AccessDenied(format!("{what} '{name}': {e}")),
         _ => PluginError::Internal(format!("{what} '{name}': {e}")),
     }
 }
@@ -45,28 +39,17 @@ fn path_of(name: &str) -> Result<PathBuf, PluginError> {
         || name.starts_with('/')
         || name.contains('\\')
         || name.contains('\0')
-        || name
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == ".." || s == TMP);
+        || name.split('/').any(|s| s.is_empty() || s == "." || s == ".." || s == TMP);
     if bad {
-        return Err(PluginError::InvalidArgument(format!(
-            "invalid object name '{name}'"
-        )));
+        return Err(PluginError::InvalidArgument(format!("invalid object name '{name}'")));
     }
     Ok(root().join(name))
 }
 
 /// Where an unfinished upload lives.
 fn temp_path(upload_id: &str) -> Result<PathBuf, PluginError> {
-    if upload_id.is_empty()
-        || upload_id.len() > 128
-        || !upload_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(PluginError::InvalidArgument(format!(
-            "invalid upload id '{upload_id}'"
-        )));
+    if upload_id.is_empty() || upload_id.len() > 128 || !upload_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(PluginError::InvalidArgument(format!("invalid upload id '{upload_id}'")));
     }
     Ok(root().join(TMP).join(upload_id))
 }
@@ -76,9 +59,7 @@ fn dir_and_rel(path: &Path) -> Result<(Descriptor, String), PluginError> {
     let root = root();
     let rel = path
         .strip_prefix(&root)
-        .map_err(|_| {
-            PluginError::Internal(format!("{} is outside {}", path.display(), root.display()))
-        })?
+        .map_err(|_| PluginError::Internal(format!("{} is outside {}", path.display(), root.display())))?
         .to_string_lossy()
         .into_owned();
     let root_str = root.to_string_lossy();
@@ -86,18 +67,14 @@ fn dir_and_rel(path: &Path) -> Result<(Descriptor, String), PluginError> {
         .into_iter()
         .find(|(_, p)| p.trim_end_matches('/') == root_str.trim_end_matches('/'))
         .map(|(d, _)| d)
-        .ok_or_else(|| {
-            PluginError::AccessDenied(format!("no directory is granted at {root_str}"))
-        })?;
+        .ok_or_else(|| PluginError::AccessDenied(format!("no directory is granted at {root_str}")))?;
     Ok((dir, rel))
 }
 
 fn wasi_err(what: &str, name: &str, e: ErrorCode) -> PluginError {
     match e {
         ErrorCode::NoEntry => PluginError::NotFound(format!("{what} '{name}': not found")),
-        ErrorCode::Access | ErrorCode::NotPermitted => {
-            PluginError::AccessDenied(format!("{what} '{name}': {e:?}"))
-        }
+        ErrorCode::Access | ErrorCode::NotPermitted => PluginError::AccessDenied(format!("{what} '{name}': {e:?}")),
         other => PluginError::Internal(format!("{what} '{name}': {other:?}")),
     }
 }
@@ -117,21 +94,13 @@ struct WriteState {
 impl GuestWriter for FsWriter {
     fn write(&self, chunk: Vec<u8>) -> Result<(), PluginError> {
         if chunk.len() > MAX_CHUNK as usize {
-            return Err(PluginError::InvalidArgument(format!(
-                "chunk of {} bytes exceeds 1 MiB",
-                chunk.len()
-            )));
+            return Err(PluginError::InvalidArgument(format!("chunk of {} bytes exceeds 1 MiB", chunk.len())));
         }
         let mut state = self.state.borrow_mut();
-        let st = state
-            .as_mut()
-            .ok_or_else(|| PluginError::Internal("writer already finished".into()))?;
+        let st = state.as_mut().ok_or_else(|| PluginError::Internal("writer already finished".into()))?;
         let mut done = 0;
         while done < chunk.len() {
-            let n = st
-                .file
-                .write(&chunk[done..], st.size + done as u64)
-                .map_err(|e| wasi_err("write", &st.tmp, e))?;
+            let n = st.file.write(&chunk[done..], st.size + done as u64).map_err(|e| wasi_err("write", &st.tmp, e))?;
             done += n as usize;
         }
         st.size += chunk.len() as u64;
@@ -141,24 +110,15 @@ impl GuestWriter for FsWriter {
     fn finish(w: Writer, name: String) -> Result<ObjectMeta, PluginError> {
         let target = path_of(&name)?;
         let me: &FsWriter = w.get();
-        let st = me
-            .state
-            .borrow_mut()
-            .take()
-            .ok_or_else(|| PluginError::Internal("writer already finished".into()))?;
+        let st = me.state.borrow_mut().take().ok_or_else(|| PluginError::Internal("writer already finished".into()))?;
         st.file.sync().map_err(|e| wasi_err("sync", &name, e))?;
         drop(st.file);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(|e| io_err("create directory for", &name, e))?;
         }
         let (_, rel) = dir_and_rel(&target)?;
-        st.dir
-            .rename_at(&st.tmp, &st.dir, &rel)
-            .map_err(|e| wasi_err("rename into", &name, e))?;
-        Ok(ObjectMeta {
-            name,
-            size: st.size,
-        })
+        st.dir.rename_at(&st.tmp, &st.dir, &rel).map_err(|e| wasi_err("rename into", &name, e))?;
+        Ok(ObjectMeta { name, size: st.size })
     }
 }
 
@@ -187,19 +147,12 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<ObjectMeta>) -> Result<(), PluginEr
         if rel.is_empty() && name == TMP {
             continue;
         }
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
+        let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
         let ft = entry.file_type().map_err(|e| io_err("list", &child, e))?;
         if ft.is_dir() {
             walk(&entry.path(), &child, out)?;
         } else if ft.is_file() {
-            let size = entry
-                .metadata()
-                .map_err(|e| io_err("stat", &child, e))?
-                .len();
+            let size = entry.metadata().map_err(|e| io_err("stat", &child, e))?.len();
             out.push(ObjectMeta { name: child, size });
         }
     }
@@ -213,28 +166,15 @@ impl Guest for FsStorage {
         fs::create_dir_all(root().join(TMP)).map_err(|e| io_err("create", TMP, e))?;
         let (dir, tmp) = dir_and_rel(&temp_path(&upload_id)?)?;
         let file = dir
-            .open_at(
-                PathFlags::empty(),
-                &tmp,
-                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
-                DescriptorFlags::WRITE,
-            )
+            .open_at(PathFlags::empty(), &tmp, OpenFlags::CREATE | OpenFlags::EXCLUSIVE, DescriptorFlags::WRITE)
             .map_err(|e| wasi_err("create", &tmp, e))?;
-        Ok(Writer::new(FsWriter {
-            state: RefCell::new(Some(WriteState {
-                dir,
-                tmp,
-                file,
-                size: 0,
-            })),
-        }))
+        Ok(Writer::new(FsWriter { state: RefCell::new(Some(WriteState { dir, tmp, file, size: 0 })) }))
     }
 
     fn read(name: String, offset: u64, len: u32) -> Result<Vec<u8>, PluginError> {
         let len = len.min(MAX_CHUNK) as usize;
         let mut f = File::open(path_of(&name)?).map_err(|e| io_err("read", &name, e))?;
-        f.seek(SeekFrom::Start(offset))
-            .map_err(|e| io_err("seek", &name, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| io_err("seek", &name, e))?;
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
@@ -251,10 +191,7 @@ impl Guest for FsStorage {
 
     fn stat(name: String) -> Result<Option<ObjectMeta>, PluginError> {
         match fs::metadata(path_of(&name)?) {
-            Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
-                name,
-                size: m.len(),
-            })),
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { name, size: m.len() })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err("stat", &name, e)),
@@ -269,18 +206,10 @@ impl Guest for FsStorage {
         }
     }
 
-    fn list_objects(
-        prefix: String,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<(Vec<ObjectMeta>, Option<String>), PluginError> {
+    fn list_objects(prefix: String, cursor: Option<String>, limit: u32) -> Result<(Vec<ObjectMeta>, Option<String>), PluginError> {
         // walk only the directory the prefix names (e.g. "sha256/" walks sha256/)
         let (dir_rel, _) = prefix.rsplit_once('/').unwrap_or(("", ""));
-        let start = if dir_rel.is_empty() {
-            root()
-        } else {
-            path_of(dir_rel)?
-        };
+        let start = if dir_rel.is_empty() { root() } else { path_of(dir_rel)? };
         let mut all = Vec::new();
         walk(&start, dir_rel, &mut all)?;
         all.retain(|o| o.name.starts_with(&prefix) && cursor.as_ref().is_none_or(|c| &o.name > c));

@@ -4,9 +4,7 @@
 use std::cell::RefCell;
 
 use atrium_sdk::sampler::atrium::plugin::types::{ParamValue, PluginError};
-use atrium_sdk::sampler::exports::atrium::plugin::sampler::{
-    Dimension, Guest, GuestStudy, Study, Trial,
-};
+use atrium_sdk::sampler::exports::atrium::plugin::sampler::{Dimension, Guest, GuestStudy, Study, Trial};
 
 pub struct Random {
     space: Vec<Dimension>,
@@ -22,27 +20,13 @@ fn next(state: &mut u64) -> f64 {
 }
 
 impl GuestStudy for Random {
-    fn create(
-        space: Vec<Dimension>,
-        _goal_maximize: bool,
-        seed: u64,
-        _options: Vec<(String, ParamValue)>,
-    ) -> Result<Study, PluginError> {
+    fn create(space: Vec<Dimension>, _goal_maximize: bool, seed: u64, _options: Vec<(String, ParamValue)>) -> Result<Study, PluginError> {
         for d in &space {
-            if !matches!(
-                d.kind.as_str(),
-                "choice" | "randint" | "uniform" | "loguniform"
-            ) {
-                return Err(PluginError::Unsupported(format!(
-                    "dimension '{}' of kind {}",
-                    d.name, d.kind
-                )));
+            if !matches!(d.kind.as_str(), "choice" | "randint" | "uniform" | "loguniform") {
+                return Err(PluginError::Unsupported(format!("dimension '{}' of kind {}", d.name, d.kind)));
             }
         }
-        Ok(Study::new(Random {
-            space,
-            state: RefCell::new((seed | 1, 0)),
-        }))
+        Ok(Study::new(Random { space, state: RefCell::new((seed | 1, 0)) }))
     }
 
     fn suggest(&self, n: u32) -> Result<Vec<Trial>, PluginError> {
@@ -54,10 +38,7 @@ impl GuestStudy for Random {
                 let u = next(&mut st.0);
                 let (lo, hi) = (d.low.unwrap_or(0.0), d.high.unwrap_or(1.0));
                 let v = match d.kind.as_str() {
-                    "choice" => ParamValue::Text(
-                        d.choices[(u * d.choices.len() as f64) as usize % d.choices.len().max(1)]
-                            .clone(),
-                    ),
+                    "choice" => ParamValue::Text(d.choices[(u * d.choices.len() as f64) as usize % d.choices.len().max(1)].clone()),
                     "randint" => ParamValue::Int(lo as i64 + (u * (hi - lo)) as i64),
                     "loguniform" => ParamValue::Float((lo.ln() + u * (hi.ln() - lo.ln())).exp()),
                     _ => ParamValue::Float(lo + u * (hi - lo)),
@@ -80,9 +61,7 @@ impl GuestStudy for Random {
     }
 
     fn restore(_state: Vec<u8>) -> Result<Study, PluginError> {
-        Err(PluginError::Unsupported(
-            "restore needs the search space: create the study again and replay".into(),
-        ))
+        Err(PluginError::Unsupported("restore needs the search space: create the study again and replay".into()))
     }
 }
 

@@ -8,12 +8,7 @@ use atrium_sdk::stopper::exports::atrium::plugin::early_stop::{Guest, Progress};
 pub struct Plugin;
 
 impl Guest for Plugin {
-    fn decide(
-        goal_maximize: bool,
-        _options: String,
-        history: Vec<Progress>,
-        running: Vec<u64>,
-    ) -> Vec<u64> {
+    fn decide(goal_maximize: bool, _options: String, history: Vec<Progress>, running: Vec<u64>) -> Vec<u64> {
         let mut by_trial: BTreeMap<u64, Vec<&Progress>> = BTreeMap::new();
         for p in &history {
             by_trial.entry(p.trial_id).or_default().push(p);
@@ -21,26 +16,17 @@ impl Guest for Plugin {
         let better = |a: f64, b: f64| if goal_maximize { a > b } else { a < b };
         let mut stop = Vec::new();
         for id in running {
-            let Some(mine) = by_trial.get(&id) else {
-                continue;
-            };
+            let Some(mine) = by_trial.get(&id) else { continue };
             let step = mine.iter().map(|p| p.step).max().unwrap_or(0);
-            let best = mine
-                .iter()
-                .map(|p| p.value)
-                .fold(None, |acc: Option<f64>, v| match acc {
-                    Some(a) if !better(v, a) => Some(a),
-                    _ => Some(v),
-                });
+            let best = mine.iter().map(|p| p.value).fold(None, |acc: Option<f64>, v| match acc {
+                Some(a) if !better(v, a) => Some(a),
+                _ => Some(v),
+            });
             let mut averages: Vec<f64> = by_trial
                 .iter()
                 .filter(|(other, _)| **other != id)
                 .filter_map(|(_, ps)| {
-                    let upto: Vec<f64> = ps
-                        .iter()
-                        .filter(|p| p.step <= step)
-                        .map(|p| p.value)
-                        .collect();
+                    let upto: Vec<f64> = ps.iter().filter(|p| p.step <= step).map(|p| p.value).collect();
                     (!upto.is_empty()).then(|| upto.iter().sum::<f64>() / upto.len() as f64)
                 })
                 .collect();

@@ -6,20 +6,11 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use atrium_sdk::storage::atrium::plugin::types::PluginError;
-use atrium_sdk::storage::exports::atrium::plugin::storage::{
-    Guest, GuestWriter, ObjectMeta, Writer,
-};
+use atrium_sdk::storage::exports::atrium::plugin::storage::{Guest, GuestWriter, ObjectMeta, Writer};
 
 fn path(name: &str) -> Result<String, PluginError> {
-    if name.is_empty()
-        || name.starts_with('/')
-        || name
-            .split('/')
-            .any(|s| s.is_empty() || s == ".." || s == "." || s == ".tmp")
-    {
-        return Err(PluginError::InvalidArgument(format!(
-            "invalid object name '{name}'"
-        )));
+    if name.is_empty() || name.starts_with('/') || name.split('/').any(|s| s.is_empty() || s == ".." || s == "." || s == ".tmp") {
+        return Err(PluginError::InvalidArgument(format!("invalid object name '{name}'")));
     }
     Ok(format!("/data/{name}"))
 }
@@ -32,14 +23,8 @@ fn io(e: std::io::Error) -> PluginError {
 }
 
 fn temp(upload_id: &str) -> Result<String, PluginError> {
-    if upload_id.is_empty()
-        || !upload_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(PluginError::InvalidArgument(format!(
-            "invalid upload id '{upload_id}'"
-        )));
+    if upload_id.is_empty() || !upload_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(PluginError::InvalidArgument(format!("invalid upload id '{upload_id}'")));
     }
     Ok(format!("/data/.tmp/{upload_id}"))
 }
@@ -53,10 +38,7 @@ pub struct FileWriter {
 impl GuestWriter for FileWriter {
     fn write(&self, chunk: Vec<u8>) -> Result<(), PluginError> {
         let mut f = self.file.borrow_mut();
-        f.as_mut()
-            .ok_or_else(|| PluginError::Internal("finished".into()))?
-            .write_all(&chunk)
-            .map_err(io)?;
+        f.as_mut().ok_or_else(|| PluginError::Internal("finished".into()))?.write_all(&chunk).map_err(io)?;
         *self.size.borrow_mut() += chunk.len() as u64;
         Ok(())
     }
@@ -64,20 +46,13 @@ impl GuestWriter for FileWriter {
     fn finish(w: Writer, name: String) -> Result<ObjectMeta, PluginError> {
         let me: &FileWriter = w.get();
         let target = path(&name)?;
-        let file = me
-            .file
-            .borrow_mut()
-            .take()
-            .ok_or_else(|| PluginError::Internal("finished".into()))?;
+        let file = me.file.borrow_mut().take().ok_or_else(|| PluginError::Internal("finished".into()))?;
         file.sync_all().map_err(io)?;
         if let Some((dir, _)) = target.rsplit_once('/') {
             fs::create_dir_all(dir).map_err(io)?;
         }
         fs::rename(&me.tmp, &target).map_err(io)?;
-        Ok(ObjectMeta {
-            name,
-            size: *me.size.borrow(),
-        })
+        Ok(ObjectMeta { name, size: *me.size.borrow() })
     }
 }
 
@@ -98,29 +73,20 @@ impl Guest for Plugin {
         fs::create_dir_all("/data/.tmp").map_err(io)?;
         let tmp = temp(&upload_id)?;
         let file = fs::File::create(&tmp).map_err(io)?;
-        Ok(Writer::new(FileWriter {
-            tmp,
-            file: RefCell::new(Some(file)),
-            size: RefCell::new(0),
-        }))
+        Ok(Writer::new(FileWriter { tmp, file: RefCell::new(Some(file)), size: RefCell::new(0) }))
     }
 
     fn read(name: String, offset: u64, len: u32) -> Result<Vec<u8>, PluginError> {
         let mut f = fs::File::open(path(&name)?).map_err(io)?;
         f.seek(SeekFrom::Start(offset)).map_err(io)?;
         let mut buf = Vec::with_capacity(len.min(1 << 20) as usize);
-        f.take(u64::from(len.min(1 << 20)))
-            .read_to_end(&mut buf)
-            .map_err(io)?;
+        f.take(u64::from(len.min(1 << 20))).read_to_end(&mut buf).map_err(io)?;
         Ok(buf)
     }
 
     fn stat(name: String) -> Result<Option<ObjectMeta>, PluginError> {
         match fs::metadata(path(&name)?) {
-            Ok(m) => Ok(Some(ObjectMeta {
-                name,
-                size: m.len(),
-            })),
+            Ok(m) => Ok(Some(ObjectMeta { name, size: m.len() })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(e)),
         }
@@ -133,33 +99,20 @@ impl Guest for Plugin {
         }
     }
 
-    fn list_objects(
-        prefix: String,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<(Vec<ObjectMeta>, Option<String>), PluginError> {
+    fn list_objects(prefix: String, cursor: Option<String>, limit: u32) -> Result<(Vec<ObjectMeta>, Option<String>), PluginError> {
         fn walk(dir: &str, rel: &str, out: &mut Vec<ObjectMeta>) -> Result<(), PluginError> {
-            let Ok(entries) = fs::read_dir(dir) else {
-                return Ok(());
-            };
+            let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if rel.is_empty() && name == ".tmp" {
                     continue;
                 }
-                let child = if rel.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{rel}/{name}")
-                };
+                let child = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
                 let meta = e.metadata().map_err(io)?;
                 if meta.is_dir() {
                     walk(&format!("{dir}/{name}"), &child, out)?;
                 } else {
-                    out.push(ObjectMeta {
-                        name: child,
-                        size: meta.len(),
-                    });
+                    out.push(ObjectMeta { name: child, size: meta.len() });
                 }
             }
             Ok(())
@@ -177,11 +130,7 @@ impl Guest for Plugin {
     fn clean_incomplete(upload_id: Option<String>) -> Result<u64, PluginError> {
         let mut n = 0;
         for e in fs::read_dir("/data/.tmp").into_iter().flatten().flatten() {
-            if upload_id
-                .as_ref()
-                .is_none_or(|id| e.file_name().to_string_lossy() == id.as_str())
-                && fs::remove_file(e.path()).is_ok()
-            {
+            if upload_id.as_ref().is_none_or(|id| e.file_name().to_string_lossy() == id.as_str()) && fs::remove_file(e.path()).is_ok() {
                 n += 1;
             }
         }

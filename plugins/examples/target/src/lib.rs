@@ -5,9 +5,7 @@ use std::cell::RefCell;
 
 use atrium_sdk::target::atrium::plugin::config;
 use atrium_sdk::target::atrium::plugin::types::PluginError;
-use atrium_sdk::target::exports::atrium::plugin::compute_target::{
-    Guest, JobRequest, JobState, Resources,
-};
+use atrium_sdk::target::exports::atrium::plugin::compute_target::{Guest, JobRequest, JobState, Resources};
 
 thread_local! {
     static JOBS: RefCell<Vec<(String, JobState)>> = const { RefCell::new(Vec::new()) };
@@ -17,11 +15,7 @@ pub struct Plugin;
 
 impl Guest for Plugin {
     fn describe() -> Vec<Resources> {
-        vec![Resources {
-            cpus: 8.0,
-            memory_mb: 32 << 10,
-            gpus: 0,
-        }]
+        vec![Resources { cpus: 8.0, memory_mb: 32 << 10, gpus: 0 }]
     }
 
     fn submit(job: JobRequest) -> Result<String, PluginError> {
@@ -44,10 +38,7 @@ impl Guest for Plugin {
     fn cancel(handle: String) -> Result<(), PluginError> {
         JOBS.with(|j| {
             let mut jobs = j.borrow_mut();
-            let job = jobs
-                .iter_mut()
-                .find(|(h, _)| *h == handle)
-                .ok_or_else(|| PluginError::NotFound(handle.clone()))?;
+            let job = jobs.iter_mut().find(|(h, _)| *h == handle).ok_or_else(|| PluginError::NotFound(handle.clone()))?;
             job.1 = JobState::Canceled;
             Ok(())
         })
