@@ -508,7 +508,8 @@ fn workspace_routes(api: &mut Api) {
     .route(
         M::GET,
         "/jobs/{id}/work",
-        Write,
+        // reachable with any read role; the handler accepts only the attempt's job token
+        Read,
         doc(
             "The work of a job's running attempt, for its worker (job token only)",
             jobs::work,
