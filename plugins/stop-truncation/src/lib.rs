@@ -25,7 +25,7 @@
 //!
 //! Invalid options make `decide` stop nothing and log a warning.
 
-use strategy_core::traces::{Report, Schedule, StopOptions, Traces, better, running_ids};
+use strategy_core::traces::{Schedule, StopOptions, Traces, better, running_ids};
 
 /// Reads the options: (truncation percentage, schedule).
 pub fn parse(options: &str) -> Result<(f64, Schedule), String> {
@@ -87,38 +87,7 @@ pub fn decide_traces(
     Ok(stop)
 }
 
-/// The trials of `running` to stop given the whole `history`; `Err` for invalid options.
-pub fn decide(
-    goal_maximize: bool,
-    options: &str,
-    history: &[Report],
-    running: &[u64],
-) -> Result<Vec<u64>, String> {
-    decide_traces(goal_maximize, options, &Traces::new(history), running)
-}
-
-/// The rule, for the 0.2 policy instance.
-pub struct Rule;
-
-impl strategy_core::guest::TraceRule for Rule {
-    const NAME: &'static str = "stop-truncation";
-    fn decide(
-        goal_maximize: bool,
-        options: &str,
-        traces: &Traces,
-        running: &[u64],
-    ) -> Result<Vec<u64>, String> {
-        decide_traces(goal_maximize, options, traces, running)
-    }
-}
-
-pub struct Plugin;
-
-impl atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::Guest for Plugin {
-    type Policy = strategy_core::guest::TracePolicy<Rule>;
-}
-
-atrium_sdk::export_stopper_0_2!(Plugin);
+strategy_core::export_trace_stopper!("stop-truncation", decide_traces);
 
 #[cfg(test)]
 mod tests {

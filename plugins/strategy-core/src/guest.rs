@@ -241,3 +241,50 @@ impl<R: TraceRule> atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_sto
         }
     }
 }
+
+/// Exports a stop rule `fn(goal_maximize, options, &Traces, running) -> Result<Vec<u64>,
+/// String>` as a 0.2 stopper component named `$name`: defines `decide` (the rule over a whole
+/// history, for tests), `Rule` (its [`TraceRule`]) and `Plugin` (the exported world).
+#[macro_export]
+macro_rules! export_trace_stopper {
+    ($name:literal, $rule:ident) => {
+        /// The trials of `running` to stop given the whole `history`; `Err` for invalid options.
+        pub fn decide(
+            goal_maximize: bool,
+            options: &str,
+            history: &[$crate::traces::Report],
+            running: &[u64],
+        ) -> Result<Vec<u64>, String> {
+            $rule(
+                goal_maximize,
+                options,
+                &$crate::traces::Traces::new(history),
+                running,
+            )
+        }
+
+        /// The rule, for the 0.2 policy instance.
+        pub struct Rule;
+
+        impl $crate::guest::TraceRule for Rule {
+            const NAME: &'static str = $name;
+            fn decide(
+                goal_maximize: bool,
+                options: &str,
+                traces: &$crate::traces::Traces,
+                running: &[u64],
+            ) -> Result<Vec<u64>, String> {
+                $rule(goal_maximize, options, traces, running)
+            }
+        }
+
+        /// The component: a 0.2 policy over the rule.
+        pub struct Plugin;
+
+        impl atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_stop::Guest for Plugin {
+            type Policy = $crate::guest::TracePolicy<Rule>;
+        }
+
+        atrium_sdk::export_stopper_0_2!(Plugin);
+    };
+}
