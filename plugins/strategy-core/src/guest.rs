@@ -140,17 +140,20 @@ pub fn run_stopper(
         })
         .collect();
     match rule(goal_maximize, options, &reports, running) {
-        Ok(mut stop) => {
-            stop.retain(|id| running.contains(id));
-            stop.sort_unstable();
-            stop.dedup();
-            stop
-        }
+        Ok(stop) => only_running(stop, running),
         Err(msg) => {
             atrium_sdk::log!(atrium_sdk::stopper, Warn, "{name}: {msg}; stopping nothing");
             Vec::new()
         }
     }
+}
+
+/// A rule's answer as the contract wants it: only trials of `running`, ascending, once each.
+fn only_running(mut stop: Vec<u64>, running: &[u64]) -> Vec<u64> {
+    stop.retain(|id| running.contains(id));
+    stop.sort_unstable();
+    stop.dedup();
+    stop
 }
 
 /// A stop rule over the traces a 0.2 policy instance keeps.
@@ -223,12 +226,7 @@ impl<R: TraceRule> atrium_sdk::v0_2::stopper::exports::atrium::plugin::early_sto
             });
         }
         match R::decide(self.goal_maximize, &self.options, &traces, &running) {
-            Ok(mut stop) => {
-                stop.retain(|id| running.contains(id));
-                stop.sort_unstable();
-                stop.dedup();
-                stop
-            }
+            Ok(stop) => only_running(stop, &running),
             Err(msg) => {
                 atrium_sdk::log!(
                     atrium_sdk::v0_2::stopper,
