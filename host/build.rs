@@ -18,6 +18,8 @@ const BUILTINS: &[(&str, &str)] = &[
     ("stop-truncation", "stop_truncation"),
     ("stop-asha", "stop_asha"),
     ("scorer-tabular", "scorer_tabular"),
+    ("target-slurm", "target_slurm"),
+    ("target-ray", "target_ray"),
 ];
 
 fn main() {
@@ -36,6 +38,8 @@ fn main() {
         "plugins/stop-truncation",
         "plugins/stop-asha",
         "plugins/scorer-tabular",
+        "plugins/target-slurm",
+        "plugins/target-ray",
         "plugins/strategy-core",
         "plugins/fixtures",
         "plugins/examples",

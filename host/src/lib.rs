@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod compute;
 pub mod config;
 pub mod datadir_lock;
 pub mod datastore;

@@ -19,6 +19,9 @@ extern crate self as atrium_sdk;
 
 pub use wit_bindgen;
 
+#[cfg(feature = "http")]
+pub mod http;
+
 /// The plugin API version of the worlds at the top of this crate.
 pub const API_VERSION: &str = "0.1.0";
 

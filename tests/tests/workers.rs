@@ -112,9 +112,10 @@ fn compute_targets_are_checked_at_submission() {
     let mut spec = iris_job(1);
     spec["compute"] = json!("gpu-cluster");
     let r = h.post(&format!("{WS}/jobs"), spec);
-    assert_eq!(r.status, 400, "{}", r.json);
+    assert_eq!(r.status, 404, "{}", r.json);
     assert!(
-        r.message().contains("unknown compute target 'gpu-cluster'")
+        r.message()
+            .contains("compute target 'gpu-cluster' does not exist")
             && r.message().contains("local-process"),
         "{}",
         r.json

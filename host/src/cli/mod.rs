@@ -3,6 +3,7 @@
 mod access;
 pub mod client;
 mod commands;
+mod compute;
 mod endpoint;
 mod environment;
 mod jobs;
@@ -123,6 +124,9 @@ pub enum Command {
     /// Python environments for command jobs: versioned, built with uv, cached per machine.
     #[command(subcommand)]
     Environment(environment::EnvironmentCmd),
+    /// Compute targets: where jobs run besides this host (Slurm, Ray, ... through target plugins).
+    #[command(subcommand)]
+    Compute(compute::ComputeCmd),
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),

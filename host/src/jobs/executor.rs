@@ -60,6 +60,10 @@ pub struct Executor {
     running: Mutex<HashMap<String, Arc<Running>>>,
     /// Attempts that workers run, by job id.
     pub(super) remote: Mutex<HashMap<String, Arc<super::remote::Attempt>>>,
+    /// Jobs running on compute targets: job id → (workspace id, target).
+    on_targets: Mutex<HashMap<String, (i64, String)>>,
+    /// Attempts an engine was running when the host stopped, reconciled once started.
+    adopted: Mutex<Vec<JobRow>>,
     wake: Notify,
 }
 
@@ -89,6 +93,13 @@ impl Executor {
                 "jobs interrupted by a restart"
             );
         }
+        let adopted = svc.store.remote_jobs_in_flight().await?;
+        if !adopted.is_empty() {
+            tracing::info!(
+                jobs = adopted.len(),
+                "jobs on compute targets to reconcile with their engines"
+            );
+        }
         let logs = JobLogs::new(&cfg.data_dir).map_err(DomainError::from)?;
         let reaped = command::reap_orphans(&logs);
         if reaped > 0 {
@@ -113,6 +124,8 @@ impl Executor {
             envs,
             running: Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),
+            on_targets: Mutex::new(HashMap::new()),
+            adopted: Mutex::new(adopted),
             wake: Notify::new(),
         });
         for job in ended {
@@ -131,25 +144,35 @@ impl Executor {
         Ok(me)
     }
 
-    /// Starts claiming and running jobs.
+    /// Starts claiming and running jobs: local ones into the slots, jobs on compute targets up
+    /// to each target's `max_jobs`; first picks up the attempts engines ran across a restart.
     pub fn start(self: &Arc<Self>) {
+        let adopted = std::mem::take(&mut *self.adopted.lock().expect("adopted jobs"));
+        for job in adopted {
+            let running = self.track(&job);
+            let me = self.clone();
+            tokio::spawn(async move { me.resume(job, running).await });
+        }
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                while me.running.lock().expect("running jobs").len() < me.cfg.slots {
-                    match me.svc.store.claim_job().await {
-                        Ok(Some(job)) => {
-                            let running = Running::new();
-                            me.running
-                                .lock()
-                                .expect("running jobs")
-                                .insert(job.id.clone(), running.clone());
-                            let me2 = me.clone();
-                            tokio::spawn(async move { me2.run(job, running).await });
-                        }
+                while me.local_busy() < me.cfg.slots {
+                    match me.svc.store.claim_job(false, &[]).await {
+                        Ok(Some(job)) => me.launch(job),
                         Ok(None) => break,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot claim jobs");
+                            break;
+                        }
+                    }
+                }
+                loop {
+                    let full = me.full_targets().await;
+                    match me.svc.store.claim_job(true, &full).await {
+                        Ok(Some(job)) => me.launch(job),
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot claim jobs for compute targets");
                             break;
                         }
                     }
@@ -160,6 +183,61 @@ impl Executor {
                 }
             }
         });
+    }
+
+    /// Records a job as running (on a compute target too, when it names one).
+    fn track(&self, job: &JobRow) -> Arc<Running> {
+        let running = Running::new();
+        if super::remote::is_compute_target(&job.target) {
+            self.on_targets
+                .lock()
+                .expect("jobs on targets")
+                .insert(job.id.clone(), (job.workspace_id, job.target.clone()));
+        }
+        self.running
+            .lock()
+            .expect("running jobs")
+            .insert(job.id.clone(), running.clone());
+        running
+    }
+
+    fn launch(self: &Arc<Self>, job: JobRow) {
+        let running = self.track(&job);
+        let me = self.clone();
+        tokio::spawn(async move { me.run(job, running).await });
+    }
+
+    /// Jobs in the local slots.
+    fn local_busy(&self) -> usize {
+        let remote = self.on_targets.lock().expect("jobs on targets").len();
+        self.running
+            .lock()
+            .expect("running jobs")
+            .len()
+            .saturating_sub(remote)
+    }
+
+    /// Compute targets running as many jobs as their `max_jobs` allows.
+    async fn full_targets(&self) -> Vec<String> {
+        let mut load: HashMap<(i64, String), u32> = HashMap::new();
+        for t in self.on_targets.lock().expect("jobs on targets").values() {
+            *load.entry(t.clone()).or_default() += 1;
+        }
+        let mut full = Vec::new();
+        for ((ws, name), n) in load {
+            let max = match self.svc.store.compute(ws, &name).await {
+                Ok(row) => {
+                    serde_json::from_str::<crate::compute::ComputeDefinition>(&row.definition)
+                        .map(|d| d.max_jobs)
+                        .unwrap_or(crate::compute::DEFAULT_MAX_JOBS)
+                }
+                Err(_) => crate::compute::DEFAULT_MAX_JOBS,
+            };
+            if n >= max && !full.contains(&name) {
+                full.push(name);
+            }
+        }
+        full
     }
 
     /// The logs of jobs.
@@ -225,11 +303,20 @@ impl Executor {
         code: Option<Vec<u8>>,
     ) -> DomainResult<JobRow> {
         spec.check()?;
-        super::remote::check_target(
-            spec.compute.as_deref().unwrap_or(super::remote::LOCAL),
-            spec.kind,
-        )?;
+        let compute = spec.compute.as_deref().unwrap_or(super::remote::LOCAL);
+        super::remote::check_target(compute, spec.kind)?;
         let t = &self.svc;
+        if super::remote::is_compute_target(compute) {
+            t.store.compute(ws.id, compute).await.map_err(|e| match e {
+                DomainError::NotFound(_) => DomainError::NotFound(format!(
+                    "compute target '{compute}' does not exist in workspace '{}' (the built-in targets are {} and {}; `atrium compute list` shows the others)",
+                    ws.name,
+                    super::remote::LOCAL,
+                    super::remote::LOCAL_PROCESS
+                )),
+                other => other,
+            })?;
+        }
         if let Some(train) = &mut spec.train {
             for r in [Some(&mut train.dataset), train.validation_dataset.as_mut()]
                 .into_iter()
@@ -605,8 +692,22 @@ impl Executor {
     }
 
     async fn run(self: Arc<Self>, job: JobRow, running: Arc<Running>) {
-        let id = job.id.clone();
         let outcome = self.attempt(&job, &running).await;
+        self.finish(job, outcome).await;
+    }
+
+    /// Watches an attempt an engine ran across a restart to its end.
+    async fn resume(self: Arc<Self>, job: JobRow, running: Arc<Running>) {
+        let outcome = match self.workspace_of(&job).await {
+            Some(ws) => super::dispatch::resume(&self, &ws, &job, &running).await,
+            None => Err(Failure::Failed("the job's workspace is gone".into())),
+        };
+        self.finish(job, outcome).await;
+    }
+
+    async fn finish(self: Arc<Self>, job: JobRow, outcome: Result<(), Failure>) {
+        let id = job.id.clone();
+        self.on_targets.lock().expect("jobs on targets").remove(&id);
         self.running.lock().expect("running jobs").remove(&id);
         let ws = self.workspace_of(&job).await;
         let (state, status, error) = match outcome {
@@ -679,10 +780,15 @@ impl Executor {
         } else {
             JobState::Running
         };
-        self.svc
-            .store
-            .set_job_state(job.key, state, None, None)
-            .await?;
+        // on a compute target the job stays Starting while the engine queues it: its worker
+        // reports Preparing and Running
+        let on_target = super::remote::is_compute_target(&job.target);
+        if !on_target {
+            self.svc
+                .store
+                .set_job_state(job.key, state, None, None)
+                .await?;
+        }
         self.svc
             .store
             .update_run(
@@ -700,6 +806,9 @@ impl Executor {
         }
         if job.target == super::remote::LOCAL_PROCESS {
             return super::remote::run_process(self, &ws, job, &run_id, running).await;
+        }
+        if on_target {
+            return super::dispatch::run(self, &ws, job, &run_id, running).await;
         }
         match (spec.kind, &spec.train, &spec.command) {
             (JobKind::Train, Some(t), _) => {

@@ -1,11 +1,12 @@
 //! Jobs and the local compute targets: persistent jobs, an executor with a fixed number of
 //! slots and threads per slot, train jobs on Candle, command jobs as subprocesses, logs,
 //! cancellation and recovery after a restart; jobs in worker processes (`remote`), and the
-//! context a job kind runs with wherever it runs (`ctx`).
+//! context a job kind runs with wherever it runs (`ctx`); jobs on compute targets (`dispatch`).
 
 mod batch;
 mod command;
 pub mod ctx;
+mod dispatch;
 mod executor;
 mod logs;
 pub mod remote;

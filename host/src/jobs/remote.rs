@@ -25,23 +25,27 @@ pub const LOCAL: &str = "local";
 pub const LOCAL_PROCESS: &str = "local-process";
 
 /// How long a worker may stay silent before its job is failed (it heartbeats every second).
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a worker gets to stop after a cancel before it is killed.
-const CANCEL_GRACE: Duration = Duration::from_secs(10);
+pub(super) const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
-/// Checks a job's `compute` target; the job kinds a worker runs are train and command.
+/// Checks that a job of `kind` may run on `compute`: the local target runs every kind, a
+/// worker (local-process or a compute target) runs train and command jobs. Whether a named
+/// compute target exists is checked on submission.
 pub fn check_target(compute: &str, kind: super::JobKind) -> DomainResult<()> {
     match compute {
         LOCAL => Ok(()),
-        LOCAL_PROCESS if matches!(kind, super::JobKind::Train | super::JobKind::Command) => Ok(()),
-        LOCAL_PROCESS => Err(DomainError::invalid(format!(
-            "a {} job runs on the local target only; train and command jobs can run on {LOCAL_PROCESS}",
+        _ if matches!(kind, super::JobKind::Train | super::JobKind::Command) => Ok(()),
+        other => Err(DomainError::invalid(format!(
+            "a {} job runs on the local target only; train and command jobs can run on {other}",
             kind.as_str()
         ))),
-        other => Err(DomainError::invalid(format!(
-            "unknown compute target '{other}': the built-in targets are {LOCAL} (in the host process) and {LOCAL_PROCESS} (a worker process per job)"
-        ))),
     }
+}
+
+/// Whether `compute` names a compute target (not one of the built-in local targets).
+pub fn is_compute_target(compute: &str) -> bool {
+    compute != LOCAL && compute != LOCAL_PROCESS
 }
 
 /// What a worker fetches to run its job's attempt.
@@ -208,7 +212,61 @@ pub(super) struct Attempt {
     run_id: String,
     live: Arc<Running>,
     last_seen: Mutex<Instant>,
+    /// Whether its worker has called the host yet.
+    contacted: std::sync::atomic::AtomicBool,
     reported: Mutex<Option<Result<(), Failure>>>,
+}
+
+impl Attempt {
+    /// Attempt `attempt` of job `job_key`, whose worker holds the token `token_id`.
+    pub(super) fn new(
+        job_key: i64,
+        attempt: i64,
+        token_id: String,
+        run_id: String,
+        live: Arc<Running>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            job_key,
+            attempt,
+            token_id,
+            run_id,
+            live,
+            last_seen: Mutex::new(Instant::now()),
+            contacted: std::sync::atomic::AtomicBool::new(false),
+            reported: Mutex::new(None),
+        })
+    }
+
+    /// The id of its worker's job token.
+    pub(super) fn token_id(&self) -> &str {
+        &self.token_id
+    }
+
+    /// Whether its worker has called the host.
+    pub(super) fn contacted(&self) -> bool {
+        self.contacted.load(Ordering::Relaxed)
+    }
+
+    /// How long since its worker last called (or since the attempt began).
+    pub(super) fn silent_for(&self) -> Duration {
+        self.last_seen.lock().expect("heartbeat").elapsed()
+    }
+
+    /// Whether its worker reported the result.
+    pub(super) fn has_reported(&self) -> bool {
+        self.reported.lock().expect("report").is_some()
+    }
+
+    /// The result its worker reported, taken.
+    pub(super) fn take_reported(&self) -> Option<Result<(), Failure>> {
+        self.reported.lock().expect("report").take()
+    }
+
+    /// Whether cancel was requested.
+    pub(super) fn cancel_requested(&self) -> bool {
+        self.live.cancel.load(Ordering::Relaxed)
+    }
 }
 
 impl Executor {
@@ -230,6 +288,7 @@ impl Executor {
             )));
         }
         *a.last_seen.lock().expect("heartbeat") = Instant::now();
+        a.contacted.store(true, Ordering::Relaxed);
         Ok(a)
     }
 
@@ -425,15 +484,13 @@ pub(super) async fn run_process(
             Some((&ws.name, crate::auth::Role::Contributor)),
         )
         .await?;
-    let attempt = Arc::new(Attempt {
-        job_key: job.key,
-        attempt: job.attempts,
-        token_id: token.info.id.clone(),
-        run_id: run_id.to_string(),
-        live: running.clone(),
-        last_seen: Mutex::new(Instant::now()),
-        reported: Mutex::new(None),
-    });
+    let attempt = Attempt::new(
+        job.key,
+        job.attempts,
+        token.info.id.clone(),
+        run_id.to_string(),
+        running.clone(),
+    );
     ex.remote
         .lock()
         .expect("remote attempts")
@@ -563,7 +620,7 @@ async fn watch_process(
 /// Whether a variable of the host's environment reaches its worker processes: the locale,
 /// paths, and how this machine reaches package registries (proxies, CA bundles, uv and pip
 /// settings); nothing of Atrium's own (keys, tokens, database URLs).
-fn passed_to_workers(name: &str) -> bool {
+pub(super) fn passed_to_workers(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "PATH",
         "HOME",

@@ -41,10 +41,11 @@ pub struct Capabilities {
     /// Directories to be mounted (the operator chooses the host directory).
     #[serde(default)]
     pub dirs: Vec<DirRequest>,
-    /// Hosts to call over HTTP (storage and target kinds).
+    /// Hosts to call over HTTP (storage and target kinds); `"*"`: whichever hosts the
+    /// operator grants (a plugin for engines anywhere, such as a Slurm or Ray target).
     #[serde(default)]
     pub http: Vec<String>,
-    /// Secret names to read.
+    /// Secret names to read; `"*"`: whichever secrets the operator grants.
     #[serde(default)]
     pub secrets: Vec<String>,
     /// Config keys to read.
@@ -148,6 +149,9 @@ pub struct Grants {
     pub config: BTreeMap<String, String>,
 }
 
+/// In a manifest's `http` or `secrets`: whatever the operator grants.
+pub const ANY: &str = "*";
+
 /// The capabilities in effect: the intersection of requested and granted.
 #[derive(Debug, Clone, Default)]
 pub struct Effective {
@@ -177,19 +181,25 @@ impl Effective {
                         .map(|host| (host.clone(), d.guest.clone(), d.write))
                 })
                 .collect(),
-            http: caps
-                .http
-                .iter()
-                .filter(|h| g.http.contains(h))
-                .cloned()
-                .collect(),
+            http: if caps.http.iter().any(|h| h == ANY) {
+                g.http.clone()
+            } else {
+                caps.http
+                    .iter()
+                    .filter(|h| g.http.contains(h))
+                    .cloned()
+                    .collect()
+            },
             http_private: g.http_private,
-            secrets: caps
-                .secrets
-                .iter()
-                .filter(|s| g.secrets.contains(s))
-                .cloned()
-                .collect(),
+            secrets: if caps.secrets.iter().any(|s| s == ANY) {
+                g.secrets.clone()
+            } else {
+                caps.secrets
+                    .iter()
+                    .filter(|s| g.secrets.contains(s))
+                    .cloned()
+                    .collect()
+            },
             config: g
                 .config
                 .iter()
@@ -240,5 +250,22 @@ mod tests {
         assert!(Manifest::parse("kind = \"stopper\"\n[capabilities]\nsecrets = [\"x\"]").is_err());
         assert!(Manifest::parse("kind = \"storage\"\nbogus = 1").is_err());
         assert!(Manifest::parse("{\"kind\": \"stopper\"}").is_ok());
+    }
+
+    #[test]
+    fn a_wildcard_takes_what_is_granted() {
+        let m = Manifest::parse(
+            "kind = \"target\"\n[capabilities]\nhttp = [\"*\"]\nsecrets = [\"*\"]\n",
+        )
+        .unwrap();
+        let g = Grants {
+            http: vec!["127.0.0.1:6820".into()],
+            secrets: vec!["slurm-key".into()],
+            ..Default::default()
+        };
+        let e = Effective::of(&m, &g);
+        assert_eq!(e.http, vec!["127.0.0.1:6820".to_string()]);
+        assert_eq!(e.secrets, vec!["slurm-key".to_string()]);
+        assert!(Effective::of(&m, &Grants::default()).http.is_empty());
     }
 }

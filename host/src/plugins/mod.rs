@@ -4,7 +4,8 @@
 //!
 //! `v0_1` and `v0_2` hold the host bindings of plugin API 0.1 and 0.2 (`wit/atrium-plugin-*`;
 //! 0.2 holds only the worlds it changed: stopper and target); one module per kind-specific use
-//! (`storage` for datastores, `strategy` for sweep samplers and stoppers).
+//! (`storage` for datastores, `strategy` for sweep samplers and stoppers, `target` for compute
+//! targets).
 
 pub mod builtin;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod scorer;
 pub mod state;
 pub mod storage;
 pub mod strategy;
+pub mod target;
 pub mod v0_1;
 pub mod v0_2;
 
@@ -154,5 +156,19 @@ pub fn guest_error(e: v0_1::GuestError) -> RuntimeError {
         G::ResourceExhausted(m) => format!("resource exhausted: {m}"),
         G::Unsupported(m) => format!("unsupported: {m}"),
         G::Internal(m) => format!("internal: {m}"),
+    })
+}
+
+/// The text of a 0.2 guest's `plugin-error`.
+pub fn guest_error_0_2(e: v0_2::target::atrium::plugin::types::PluginError) -> RuntimeError {
+    use v0_1::GuestError as G;
+    use v0_2::target::atrium::plugin::types::PluginError as E;
+    guest_error(match e {
+        E::InvalidArgument(m) => G::InvalidArgument(m),
+        E::NotFound(m) => G::NotFound(m),
+        E::AccessDenied(m) => G::AccessDenied(m),
+        E::ResourceExhausted(m) => G::ResourceExhausted(m),
+        E::Unsupported(m) => G::Unsupported(m),
+        E::Internal(m) => G::Internal(m),
     })
 }

@@ -249,19 +249,6 @@ pub struct Stopper {
     fed: usize,
 }
 
-fn guest_error2(e: super::v0_2::target::atrium::plugin::types::PluginError) -> RuntimeError {
-    use super::v0_1::GuestError as G;
-    use super::v0_2::target::atrium::plugin::types::PluginError as E;
-    guest_error(match e {
-        E::InvalidArgument(m) => G::InvalidArgument(m),
-        E::NotFound(m) => G::NotFound(m),
-        E::AccessDenied(m) => G::AccessDenied(m),
-        E::ResourceExhausted(m) => G::ResourceExhausted(m),
-        E::Unsupported(m) => G::Unsupported(m),
-        E::Internal(m) => G::Internal(m),
-    })
-}
-
 impl Stopper {
     /// A policy served by `plugin`.
     pub fn new(plugin: StrategyPlugin) -> Self {
@@ -316,7 +303,7 @@ impl Stopper {
                     .policy()
                     .call_create(&mut store, maximize, options)
                     .map_err(|e| self.fail(&store, e))?
-                    .map_err(|e| self.plugin.named(guest_error2(e)))?;
+                    .map_err(|e| self.plugin.named(super::guest_error_0_2(e)))?;
                 self.fed = 0;
                 LivePolicy::V2(store, b, policy)
             }

@@ -18,7 +18,7 @@ use crate::workspace::{DomainError, DomainResult, Workspace, now_millis};
 
 /// The store settings of a component for `kind`: no capabilities beyond its manifest's, its
 /// manifest's limits (memory cap, call deadline) within the host's bounds.
-fn plugin_store_spec(
+pub fn plugin_store_spec(
     ws: &Workspace,
     row: &ComponentRow,
     kind: Kind,
@@ -164,7 +164,7 @@ pub fn prepare_builtins(loader: &Loader) -> Result<Vec<ComponentRow>, RuntimeErr
 
 impl Service {
     /// The plugin loader.
-    fn loader(&self) -> Arc<Loader> {
+    pub(crate) fn loader(&self) -> Arc<Loader> {
         self.datastores.loader().clone()
     }
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub use artifacts::{ArtifactScope, ArtifactUpload};
-pub use components::{ComponentUpload, DatastoreRequest, builtins_to_compile, prepare_builtins};
+pub use components::{
+    ComponentUpload, DatastoreRequest, builtins_to_compile, plugin_store_spec, prepare_builtins,
+};
 pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
 pub use environments::{
     EnvironmentVersion, check_environment_name, inline_definition, parse_environment_ref,

@@ -100,12 +100,16 @@ pub struct JobRow {
     pub started_at: Option<Millis>,
     /// End time.
     pub ended_at: Option<Millis>,
+    /// The engine's handle of the current attempt (jobs on a compute target).
+    pub handle: Option<String>,
+    /// The engine's last reported state of it.
+    pub engine_state: Option<String>,
 }
 
-const COLUMNS: &str = "id, uuid, workspace_id, kind, name, spec, state, target, run_id, attempts, retries, error, \
-     cancel_requested, created_at, started_at, ended_at";
+pub(super) const COLUMNS: &str = "id, uuid, workspace_id, kind, name, spec, state, target, run_id, attempts, retries, error, \
+     cancel_requested, created_at, started_at, ended_at, handle, engine_state";
 
-fn job_from(r: &impl RowExt) -> DomainResult<JobRow> {
+pub(super) fn job_from(r: &impl RowExt) -> DomainResult<JobRow> {
     Ok(JobRow {
         key: r.i64("id")?,
         id: r.text("uuid")?,
@@ -123,6 +127,8 @@ fn job_from(r: &impl RowExt) -> DomainResult<JobRow> {
         created_at: r.i64("created_at")?,
         started_at: r.opt_i64("started_at")?,
         ended_at: r.opt_i64("ended_at")?,
+        handle: r.opt_text("handle")?,
+        engine_state: r.opt_text("engine_state")?,
     })
 }
 
@@ -204,22 +210,36 @@ impl Store {
         })
     }
 
-    /// Claims the oldest queued job (Queued → Starting, attempt counted); `None` if none.
-    /// The conditional update makes the claim atomic across executors.
-    pub async fn claim_job(&self) -> DomainResult<Option<JobRow>> {
+    /// Claims the oldest queued job (Queued → Starting, attempt counted) of the built-in local
+    /// targets, or with `remote` of a compute target not named in `skip` (those at capacity);
+    /// `None` if none. The conditional update makes the claim atomic across executors.
+    pub async fn claim_job(&self, remote: bool, skip: &[String]) -> DomainResult<Option<JobRow>> {
+        let mut which = if remote {
+            super::compute::REMOTE.to_string()
+        } else {
+            format!("NOT ({})", super::compute::REMOTE)
+        };
+        if !skip.is_empty() {
+            let marks: Vec<String> = (1..=skip.len()).map(|i| format!("${i}")).collect();
+            which.push_str(&format!(" AND target NOT IN ({})", marks.join(", ")));
+        }
+        let sql =
+            format!("SELECT uuid FROM jobs WHERE state = 'Queued' AND {which} ORDER BY id LIMIT 1");
         for _ in 0..5 {
             let next = with_db!(self, read, |p| {
-                let row =
-                    sqlx::query("SELECT uuid FROM jobs WHERE state = 'Queued' ORDER BY id LIMIT 1")
-                        .fetch_optional(p)
-                        .await?;
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+                for t in skip {
+                    q = q.bind(t);
+                }
+                let row = q.fetch_optional(p).await?;
                 row.as_ref().map(|r| r.text("uuid")).transpose()?
             });
             let Some(id) = next else { return Ok(None) };
             let now = now_millis();
             let claimed = with_db!(self, write, |p| {
                 sqlx::query(
-                "UPDATE jobs SET state = 'Starting', attempts = attempts + 1, started_at = $1, updated_at = $1, error = NULL \
+                "UPDATE jobs SET state = 'Starting', attempts = attempts + 1, started_at = $1, updated_at = $1, error = NULL, \
+                 handle = NULL, worker_token = NULL, engine_state = NULL \
                  WHERE uuid = $2 AND state = 'Queued'"
             )
             .bind(now)
@@ -301,7 +321,11 @@ impl Store {
     /// Failed with the reason). Returns how many were re-queued and the jobs that ended.
     pub async fn recover_jobs(&self) -> DomainResult<(u64, Vec<JobRow>)> {
         let now = now_millis();
-        let interrupted = "state IN ('Starting', 'Preparing', 'Running', 'Finalizing')";
+        // an attempt an engine runs (its handle stored) is reconciled with the engine instead
+        let interrupted = format!(
+            "state IN ('Starting', 'Preparing', 'Running', 'Finalizing') AND NOT (handle IS NOT NULL AND {})",
+            super::compute::REMOTE
+        );
         with_db!(self, write, |p| {
             async {
             let mut tx = p.begin().await?;

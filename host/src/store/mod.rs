@@ -9,6 +9,7 @@ mod artifacts;
 mod auth;
 mod bulk;
 mod components;
+mod compute;
 mod datasets;
 mod endpoints;
 mod environments;
@@ -40,6 +41,7 @@ use sqlx::sqlite::{
 pub use artifacts::{ArtifactOwner, ArtifactRow};
 pub use auth::{TokenRecord, TokenRow};
 pub use components::ComponentRow;
+pub use compute::{ComputeRow, RemoteAttempt};
 pub use datasets::DatasetRow;
 pub use endpoints::DeploymentUse;
 pub use environments::EnvironmentRow;

@@ -3,6 +3,7 @@
 mod access;
 mod artifacts;
 mod components;
+mod compute;
 mod datasets;
 mod endpoints;
 mod environments;
@@ -309,6 +310,36 @@ fn workspace_routes(api: &mut Api) {
         "/components/{name}/versions/{version}",
         Write,
         doc("Delete a component version", components::delete),
+    )
+    .route(
+        M::GET,
+        "/compute",
+        Read,
+        doc("List compute targets", compute::list),
+    )
+    .route(
+        M::PUT,
+        "/compute/{name}",
+        Own,
+        doc(
+            "Create a compute target (a target plugin with one granted host and secrets)",
+            compute::create,
+        ),
+    )
+    .route(
+        M::GET,
+        "/compute/{name}",
+        Read,
+        doc(
+            "Get a compute target with its engine's pools and health",
+            compute::get,
+        ),
+    )
+    .route(
+        M::DELETE,
+        "/compute/{name}",
+        Own,
+        doc("Delete a compute target no unfinished job uses", compute::delete),
     )
     .route(
         M::GET,

@@ -1,0 +1,444 @@
+//! Jobs on a compute target: the attempt is handed to the target plugin (`submit` of an
+//! `atrium worker run` command line with a fresh job token), watched through `status` while its
+//! worker reports to the host, stopped with `cancel`; the handle and the token id are stored so
+//! that a restarted host reconciles the attempt with its engine ([`resume`]).
+//!
+//! Every way an attempt can go wrong ends it with the reason: the plugin trapping or running
+//! past its deadline, the engine not answering (for [`ENGINE_GRACE`]), the engine forgetting
+//! the job, the engine claiming an end the worker never reported, a worker that never calls
+//! or stops heartbeating.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Running;
+use super::executor::{Executor, Failure};
+use super::remote::{Attempt, CANCEL_GRACE, HEARTBEAT_TIMEOUT, passed_to_workers};
+use crate::compute::ComputeTarget;
+use crate::plugins::target::{EngineState, JobRequest, JobStatus, Resources};
+use crate::store::JobRow;
+use crate::workspace::{DomainError, Workspace, now_millis};
+
+/// How often the engine is asked for the attempt's state.
+const POLL: Duration = Duration::from_millis(250);
+/// How long the engine may fail to answer before the attempt fails.
+pub const ENGINE_GRACE: Duration = Duration::from_secs(30);
+/// How long an engine may run the job without its worker calling the host.
+const FIRST_CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the engine may lag behind a worker that reported its result.
+const END_LAG: Duration = Duration::from_secs(15);
+/// How long the engine may take to carry out a stop before the job ends without it.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// What a command job's engine time limit adds to its own timeout (the environment build).
+const ENGINE_SLACK_SECS: u64 = 600;
+
+/// Runs an attempt on the job's compute target: submits it, then watches it to its end.
+pub(super) async fn run(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    job: &JobRow,
+    run_id: &str,
+    running: &Arc<Running>,
+) -> Result<(), Failure> {
+    let target = ex.svc.compute_target(ws, &job.target).await.map_err(|e| {
+        Failure::Failed(format!(
+            "compute target '{}' cannot be used: {e}",
+            job.target
+        ))
+    })?;
+    let access = crate::auth::Access::new(ex.svc.clone());
+    let token = access
+        .create_token(
+            crate::auth::JOBS_USER,
+            &format!("job {} (worker on {})", job.id, target.name),
+            Some(now_millis() + 7 * 24 * 3600 * 1000),
+            Some((&ws.name, crate::auth::Role::Contributor)),
+        )
+        .await?;
+    let attempt = Attempt::new(
+        job.key,
+        job.attempts,
+        token.info.id.clone(),
+        run_id.to_string(),
+        running.clone(),
+    );
+    ex.remote
+        .lock()
+        .expect("remote attempts")
+        .insert(job.id.clone(), attempt.clone());
+    let result = submit_and_watch(ex, ws, job, run_id, &target, &token.token, &attempt).await;
+    end(ex, job, &token.info.id).await;
+    result
+}
+
+async fn submit_and_watch(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    job: &JobRow,
+    run_id: &str,
+    target: &ComputeTarget,
+    token: &str,
+    attempt: &Arc<Attempt>,
+) -> Result<(), Failure> {
+    let req = request(ex, ws, job, run_id, target, token);
+    let plugin = target.plugin.clone();
+    let t0 = Instant::now();
+    let handle = tokio::task::spawn_blocking(move || plugin.submit(&req))
+        .await
+        .map_err(|e| Failure::Failed(format!("submit task: {e}")))?
+        .map_err(|e| {
+            Failure::Failed(format!(
+                "compute target '{}' did not take the job: {e}",
+                target.name
+            ))
+        })?;
+    ex.svc
+        .store
+        .set_job_handle(job.key, &handle, attempt.token_id())
+        .await?;
+    ex.logs.line(
+        &job.id,
+        &format!(
+            "submitted to compute target '{}' ({}) as {handle} in {} ms",
+            target.name,
+            target.plugin.label,
+            t0.elapsed().as_millis()
+        ),
+    );
+    watch(ex, job, target, &handle, attempt, None).await
+}
+
+/// Picks up an attempt an engine was running when the host stopped: rebuilds what the host
+/// tracks of it from the database and watches it to its end.
+pub(super) async fn resume(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    job: &JobRow,
+    running: &Arc<Running>,
+) -> Result<(), Failure> {
+    let stored = ex.svc.store.remote_attempt(job.key).await?;
+    let (Some(handle), Some(token_id)) = (stored.handle, stored.token_id) else {
+        return Err(Failure::Failed(
+            "interrupted by a host restart before its engine took it".into(),
+        ));
+    };
+    let run_id = job
+        .run_id
+        .clone()
+        .ok_or_else(|| Failure::Failed("the job has no run".into()))?;
+    let attempt = Attempt::new(
+        job.key,
+        job.attempts,
+        token_id.clone(),
+        run_id,
+        running.clone(),
+    );
+    ex.remote
+        .lock()
+        .expect("remote attempts")
+        .insert(job.id.clone(), attempt.clone());
+    ex.logs.line(
+        &job.id,
+        &format!(
+            "the host restarted; reconciling attempt {} with compute target '{}' ({handle})",
+            job.attempts, job.target
+        ),
+    );
+    let result = match ex.svc.compute_target(ws, &job.target).await {
+        Ok(target) => watch(ex, job, &target, &handle, &attempt, stored.engine_state).await,
+        Err(e) => Err(Failure::Failed(format!(
+            "compute target '{}' cannot be used after the restart: {e}",
+            job.target
+        ))),
+    };
+    end(ex, job, &token_id).await;
+    result
+}
+
+async fn end(ex: &Arc<Executor>, job: &JobRow, token_id: &str) {
+    ex.remote.lock().expect("remote attempts").remove(&job.id);
+    let access = crate::auth::Access::new(ex.svc.clone());
+    if let Err(e) = access.revoke(token_id).await
+        && !matches!(e, DomainError::NotFound(_))
+    {
+        tracing::warn!(error = %e, token = token_id, "cannot revoke a job token");
+    }
+}
+
+/// The worker's command line and environment for this attempt.
+fn request(
+    ex: &Executor,
+    ws: &Workspace,
+    job: &JobRow,
+    run_id: &str,
+    target: &ComputeTarget,
+    token: &str,
+) -> JobRequest {
+    let d = &target.definition;
+    let bin = d.worker_bin.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "atrium".into())
+    });
+    let server = d
+        .server_url
+        .clone()
+        .unwrap_or_else(|| ex.cfg.base_url.clone());
+    let dir = d
+        .worker_dir
+        .clone()
+        .unwrap_or_else(|| ex.cfg.data_dir.join("worker").display().to_string());
+    let mut env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| passed_to_workers(k) && k != "PATH")
+        .collect();
+    let path = d
+        .worker_path
+        .clone()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    env.push(("PATH".into(), path));
+    if d.worker_bin.is_none()
+        && let Some(uv) = &ex.cfg.uv
+    {
+        env.push(("ATRIUM_UV".into(), uv.display().to_string()));
+    }
+    let threads = d
+        .cpus
+        .map(|c| (c.ceil() as usize).max(1))
+        .unwrap_or(ex.cfg.threads_per_slot);
+    env.extend([
+        ("ATRIUM_TOKEN".to_string(), token.to_string()),
+        ("ATRIUM_WORKSPACE".to_string(), ws.name.clone()),
+        ("RAYON_NUM_THREADS".to_string(), threads.to_string()),
+        ("ATRIUM_WORK_KEY".to_string(), job.id.clone()),
+    ]);
+    let spec: Option<super::JobSpec> = serde_json::from_str(&job.spec).ok();
+    JobRequest {
+        job_id: job.id.clone(),
+        attempt: job.attempts.max(1) as u32,
+        run_id: run_id.to_string(),
+        argv: vec![
+            bin,
+            "--server".into(),
+            server,
+            "worker".into(),
+            "run".into(),
+            "--job".into(),
+            job.id.clone(),
+            "--dir".into(),
+            dir,
+        ],
+        env,
+        resources: Resources {
+            cpus: d.cpus.unwrap_or(ex.cfg.threads_per_slot as f32),
+            memory_mb: d.memory_mb.unwrap_or(0),
+            gpus: 0,
+        },
+        labels: vec![
+            ("workspace".into(), ws.name.clone()),
+            ("job".into(), job.id.clone()),
+            ("job-name".into(), job.name.clone()),
+            ("kind".into(), job.kind.clone()),
+        ],
+        timeout_secs: spec
+            .and_then(|s| s.command)
+            .and_then(|c| c.timeout_secs)
+            .map(|t| t + ENGINE_SLACK_SECS),
+    }
+}
+
+fn describe_end(st: &JobStatus) -> String {
+    let mut s = st.raw_state.clone();
+    if let Some(c) = st.exit_code {
+        s.push_str(&format!(", exit code {c}"));
+    }
+    if let Some(m) = st.message.as_deref().filter(|m| !m.is_empty()) {
+        s.push_str(&format!(": {m}"));
+    }
+    s
+}
+
+/// Polls the engine until the attempt ends; cancels it on the engine when asked to, or when
+/// its worker goes silent.
+async fn watch(
+    ex: &Arc<Executor>,
+    job: &JobRow,
+    target: &ComputeTarget,
+    handle: &str,
+    attempt: &Arc<Attempt>,
+    mut last_raw: Option<String>,
+) -> Result<(), Failure> {
+    let mut failing_since: Option<Instant> = None;
+    let mut running_since: Option<Instant> = None;
+    let mut reported_at: Option<Instant> = None;
+    let mut cancel_seen: Option<Instant> = None;
+    let mut cancel_sent = false;
+    let mut stop_reason: Option<String> = None;
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        // a cancel: the worker stops on its next heartbeat; the engine is told when there is
+        // no worker yet, or when the worker does not stop in time
+        if attempt.cancel_requested() && !cancel_sent {
+            let at = *cancel_seen.get_or_insert_with(Instant::now);
+            if !attempt.contacted() || at.elapsed() > CANCEL_GRACE {
+                cancel_on_engine(ex, job, target, handle).await;
+                cancel_sent = true;
+                stopped_at.get_or_insert_with(Instant::now);
+            }
+        }
+        if attempt.has_reported() {
+            reported_at.get_or_insert_with(Instant::now);
+        }
+        let plugin = target.plugin.clone();
+        let h = handle.to_string();
+        let status = tokio::task::spawn_blocking(move || plugin.status(&h))
+            .await
+            .map_err(|e| Failure::Failed(format!("status task: {e}")))?;
+        match status {
+            Ok(st) => {
+                if failing_since.take().is_some() {
+                    ex.logs.line(&job.id, "the engine answers again");
+                }
+                if last_raw.as_deref() != Some(st.raw_state.as_str()) {
+                    ex.logs.line(
+                        &job.id,
+                        &format!("engine: {} ({})", describe_end(&st), st.state.as_str()),
+                    );
+                    let _ = ex.svc.store.set_engine_state(job.key, &st.raw_state).await;
+                    last_raw = Some(st.raw_state.clone());
+                }
+                if st.state.is_terminal() || st.state == EngineState::Unknown {
+                    return ended(attempt, &st, stop_reason);
+                }
+                if st.state == EngineState::Running {
+                    running_since.get_or_insert_with(Instant::now);
+                }
+            }
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(|| {
+                    ex.logs.line(
+                        &job.id,
+                        &format!("compute target '{}' did not answer: {e}", target.name),
+                    );
+                    Instant::now()
+                });
+                if since.elapsed() > ENGINE_GRACE {
+                    if let Some(outcome) = attempt.take_reported() {
+                        return outcome;
+                    }
+                    cancel_on_engine(ex, job, target, handle).await;
+                    return Err(Failure::Failed(format!(
+                        "compute target '{}' stopped answering for {} s: {e}",
+                        target.name,
+                        ENGINE_GRACE.as_secs()
+                    )));
+                }
+            }
+        }
+        // the worker said how it ended; the engine may take a moment to notice its exit
+        if reported_at.is_some_and(|t| t.elapsed() > END_LAG)
+            && let Some(outcome) = attempt.take_reported()
+        {
+            ex.logs.line(
+                &job.id,
+                &format!(
+                    "the engine still runs the job {} s after its worker reported; ending it",
+                    END_LAG.as_secs()
+                ),
+            );
+            cancel_on_engine(ex, job, target, handle).await;
+            return outcome;
+        }
+        if stop_reason.is_none() && reported_at.is_none() {
+            if attempt.contacted() && attempt.silent_for() > HEARTBEAT_TIMEOUT {
+                stop_reason = Some(format!(
+                    "the worker sent no heartbeat for {} s; canceled on the engine",
+                    attempt.silent_for().as_secs()
+                ));
+                cancel_on_engine(ex, job, target, handle).await;
+                stopped_at.get_or_insert_with(Instant::now);
+            } else if !attempt.contacted()
+                && running_since.is_some_and(|t| t.elapsed() > FIRST_CALL_TIMEOUT)
+            {
+                stop_reason = Some(format!(
+                    "the engine ran the job for {} s but its worker never called the host (check server_url and worker_bin of compute target '{}'); canceled on the engine",
+                    FIRST_CALL_TIMEOUT.as_secs(),
+                    target.name
+                ));
+                cancel_on_engine(ex, job, target, handle).await;
+                stopped_at.get_or_insert_with(Instant::now);
+            }
+        }
+        // a stop the engine does not carry out must not hang the job
+        if stopped_at.is_some_and(|t| t.elapsed() > STOP_TIMEOUT) {
+            ex.logs.line(
+                &job.id,
+                &format!(
+                    "compute target '{}' still runs {handle} {} s after it was told to stop; the job ends without it",
+                    target.name,
+                    STOP_TIMEOUT.as_secs()
+                ),
+            );
+            return match (attempt.take_reported(), stop_reason) {
+                (Some(outcome), _) => outcome,
+                (None, _) if attempt.cancel_requested() => Err(Failure::Canceled),
+                (None, why) => Err(Failure::Failed(why.unwrap_or_else(|| "stopped".into()))),
+            };
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// How the attempt ended, once the engine says it has: as its worker reported, else as the
+/// engine tells (an end the worker never reported is a failure, whatever the engine claims).
+fn ended(attempt: &Attempt, st: &JobStatus, stop_reason: Option<String>) -> Result<(), Failure> {
+    if let Some(outcome) = attempt.take_reported() {
+        return outcome;
+    }
+    if attempt.cancel_requested() {
+        return Err(Failure::Canceled);
+    }
+    if let Some(why) = stop_reason {
+        return Err(Failure::Failed(why));
+    }
+    Err(Failure::Failed(match st.state {
+        EngineState::Unknown => format!(
+            "the engine no longer knows the job{}",
+            st.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        ),
+        EngineState::Succeeded => format!(
+            "the engine reports the job ended ({}), but its worker never reported a result",
+            describe_end(st)
+        ),
+        EngineState::Canceled => format!(
+            "the job was canceled on the engine ({}) before its worker reported a result",
+            describe_end(st)
+        ),
+        _ => format!(
+            "the job failed on the engine ({}) before its worker reported a result",
+            describe_end(st)
+        ),
+    }))
+}
+
+async fn cancel_on_engine(ex: &Arc<Executor>, job: &JobRow, target: &ComputeTarget, handle: &str) {
+    let plugin = target.plugin.clone();
+    let h = handle.to_string();
+    match tokio::task::spawn_blocking(move || plugin.cancel(&h)).await {
+        Ok(Ok(())) => ex.logs.line(
+            &job.id,
+            &format!("asked compute target '{}' to stop {handle}", target.name),
+        ),
+        Ok(Err(e)) => ex.logs.line(
+            &job.id,
+            &format!(
+                "compute target '{}' did not stop {handle}: {e}",
+                target.name
+            ),
+        ),
+        Err(e) => ex.logs.line(&job.id, &format!("cancel task: {e}")),
+    }
+}
