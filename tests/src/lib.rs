@@ -208,13 +208,11 @@ impl Server {
             cmd.env("UV_CACHE_DIR", root().join("target/uv-cache"));
         }
         cmd.envs(env.iter().copied());
-        cmd.arg("serve")
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .env_remove("ATRIUM_CONFIG")
+        cmd.arg("serve").args(extra).arg("--data-dir").arg(data_dir);
+        if !extra.contains(&"--listen") {
+            cmd.arg("--listen").arg("127.0.0.1:0");
+        }
+        cmd.env_remove("ATRIUM_CONFIG")
             .env_remove("ATRIUM_DATABASE_URL")
             .env("ATRIUM_LOG", "info,tower_http=warn")
             .stdout(Stdio::piped())
@@ -321,6 +319,26 @@ impl Server {
     pub fn restart(&mut self) {
         self.stop();
         let mut next = Self::start_in(&self.data_dir, self.database_url.clone());
+        self.child = next.child.take();
+        self.url = next.url.clone();
+        self.log = next.log.clone();
+        self.token = next.token.clone();
+    }
+
+    /// Restarts on the same data directory, database and port (so that workers find it
+    /// again).
+    pub fn restart_same_port(&mut self) {
+        self.stop();
+        let addr = self
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut next = Self::start_with_args(
+            &self.data_dir,
+            self.database_url.clone(),
+            &["--listen", &addr],
+        );
         self.child = next.child.take();
         self.url = next.url.clone();
         self.log = next.log.clone();

@@ -59,6 +59,12 @@ pub struct JobJson {
     started_at: Option<i64>,
     /// When it ended.
     ended_at: Option<i64>,
+    /// The engine's handle of the current attempt (jobs on a compute target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handle: Option<String>,
+    /// The engine's last reported state of it (`PENDING`, `RUNNING`, `COMPLETED`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine_state: Option<String>,
     /// The spec as submitted (JSON).
     spec: Map<String, Value>,
     /// Live progress while it runs on this host (epoch, batch, fraction, elapsed and
@@ -89,6 +95,8 @@ fn job_json(st: &AppState, j: JobRow) -> Result<JobJson, DomainError> {
         created_at: j.created_at,
         started_at: j.started_at,
         ended_at: j.ended_at,
+        handle: j.handle,
+        engine_state: j.engine_state,
         spec,
         progress,
     })

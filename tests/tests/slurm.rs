@@ -1,0 +1,282 @@
+//! Jobs on a real Slurm cluster (single node: munged, slurmctld, slurmd, slurmrestd, started by
+//! `scripts/engines/slurm.sh` from the test command) through the built-in `target-slurm` plugin:
+//! `atrium compute create`, a train job whose model lands in its run, cancel of a running job,
+//! the engine unreachable, and a host restart mid-job reconciled with the engine.
+//!
+//! `ATRIUM_TEST_SLURM_ENV` names the env file `slurm.sh start DIR` wrote (DIR/env).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use atrium_tests::{Backend, Http, Server, dataset, job_log, job_of, wait_job_states};
+use serde_json::{Value, json};
+
+const WS: &str = "/api/v1/workspaces/default";
+
+fn slurm_env() -> BTreeMap<String, String> {
+    let path = std::env::var("ATRIUM_TEST_SLURM_ENV").unwrap_or_else(|_| {
+        panic!(
+            "ATRIUM_TEST_SLURM_ENV is not set: start Slurm with `scripts/engines/slurm.sh start DIR` \
+             and set it to DIR/env (scripts/test.sh does both)"
+        )
+    });
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Creates compute target `name` on the test cluster with the CLI (the key as a secret).
+fn slurm_target(s: &Server, name: &str, url: Option<&str>) -> Value {
+    let env = slurm_env();
+    let h = s.http();
+    let r = h.put(
+        &format!("{WS}/secrets/slurm-key"),
+        json!({ "value": env["SLURM_JWT_KEY_B64"] }),
+    );
+    assert!(r.status == 201 || r.status == 200, "{}", r.json);
+    let url = url.unwrap_or(&env["SLURM_URL"]);
+    let (ok, out, err) = s.cli(&[
+        "compute",
+        "create",
+        name,
+        "--plugin",
+        "target-slurm",
+        "--config",
+        &format!("url={url}"),
+        "--config",
+        "jwt_key_secret=slurm-key",
+        "--config",
+        &format!("partition={}", env["SLURM_PARTITION"]),
+        "--secret",
+        "slurm-key",
+        "--allow-private",
+        "--cpus",
+        "1",
+        "--output",
+        "json",
+    ]);
+    assert!(ok, "{out}{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn iris_job(epochs: u64) -> Value {
+    json!({
+        "type": "train",
+        "name": "iris-on-slurm",
+        "compute": "slurm",
+        "train": {
+            "dataset": "iris:1", "target": "target", "task": "classification",
+            "model": { "family": "mlp", "hidden": [16], "activation": "relu" },
+            "optimizer": { "kind": "adam", "lr": 0.01 },
+            "epochs": epochs, "batch_size": 16, "validation_split": 0.2, "seed": 7,
+        }
+    })
+}
+
+fn command_job(command: &str) -> Value {
+    json!({ "type": "command", "name": "cmd-on-slurm", "compute": "slurm", "command": { "command": command } })
+}
+
+fn steps(h: &Http, run: &str, key: &str) -> Vec<i64> {
+    let v = h.get(&format!("{WS}/runs/{run}/metrics/{key}")).ok();
+    v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_i64().unwrap())
+        .collect()
+}
+
+fn wait_state(h: &Http, id: &str, want: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while job_of(h, id)["state"] != want {
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never reached {want}: {}\n{}",
+            job_of(h, id),
+            job_log(h, id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_train_job_runs_on_slurm_and_its_model_lands_in_its_run() {
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    let created = slurm_target(&s, "slurm", None);
+    assert_eq!(created["health"], "ok", "{created}");
+    assert_eq!(created["pools"][0]["name"], "debug", "{created}");
+    assert!(
+        created["pools"][0]["capacity"]["cpus"].as_f64().unwrap() >= 1.0,
+        "{created}"
+    );
+    let (ok, out, err) = s.cli(&["compute", "show", "slurm"]);
+    assert!(
+        ok && out.contains("health:    ok") && out.contains("debug ("),
+        "{out}{err}"
+    );
+    let up = h.raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions"),
+        Some(dataset("iris.csv")),
+    );
+    assert_eq!(up.status, 201, "{}", up.json);
+    let j = h.post(&format!("{WS}/jobs"), iris_job(8)).ok();
+    assert_eq!(j["target"], "slurm");
+    let id = j["id"].as_str().unwrap();
+    let (j, seen) = wait_job_states(&h, id, 180);
+    let log = job_log(&h, id);
+    assert_eq!(j["state"], "Completed", "{j}\n{log}");
+    assert!(seen.iter().any(|s| s == "Running"), "{seen:?}");
+    assert!(
+        log.contains("submitted to compute target 'slurm' (target-slurm@"),
+        "{log}"
+    );
+    assert!(log.contains("engine: COMPLETED"), "{log}");
+    assert!(
+        log.contains("epoch 8 loss="),
+        "the worker's lines reach the job log: {log}"
+    );
+    assert_eq!(j["engine_state"], "COMPLETED", "{j}");
+    assert!(j["handle"].as_str().unwrap().parse::<u64>().is_ok(), "{j}");
+    let run = j["run_id"].as_str().unwrap();
+    assert_eq!(steps(&h, run, "loss"), (1..=8).collect::<Vec<_>>());
+    let files = h.get(&format!("{WS}/runs/{run}/artifacts?path=model")).ok();
+    let names: Vec<&str> = files["files"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{files}"))
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"model/model.safetensors"), "{names:?}");
+    let m = h.post(
+        &format!("{WS}/models/iris-from-slurm/versions"),
+        json!({ "run_id": run, "path": "model" }),
+    );
+    assert_eq!(m.status, 201, "{}", m.json);
+    // a target with no unfinished job can go
+    let (ok, out, err) = s.cli(&["compute", "delete", "slurm"]);
+    assert!(ok, "{out}{err}");
+}
+
+#[test]
+fn a_running_slurm_job_stops_on_cancel() {
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    slurm_target(&s, "slurm", None);
+    let j = h
+        .post(
+            &format!("{WS}/jobs"),
+            command_job("echo started; sleep 300"),
+        )
+        .ok();
+    let id = j["id"].as_str().unwrap().to_string();
+    wait_state(&h, &id, "Running", 120);
+    // a target with a running job cannot be deleted
+    let r = h.delete(&format!("{WS}/compute/slurm"));
+    assert_eq!(r.status, 409, "{}", r.json);
+    let t0 = Instant::now();
+    let r = h.post(&format!("{WS}/jobs/{id}:cancel"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.json);
+    let (j, _) = wait_job_states(&h, &id, 60);
+    let log = job_log(&h, &id);
+    assert_eq!(j["state"], "Canceled", "{j}\n{log}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "{:?}\n{log}",
+        t0.elapsed()
+    );
+    assert!(log.contains("started"), "{log}");
+    let run = h
+        .get(&format!("{WS}/runs/{}", j["run_id"].as_str().unwrap()))
+        .ok();
+    assert_eq!(run["status"], "KILLED", "{run}");
+}
+
+#[test]
+fn an_unreachable_engine_fails_the_job_with_the_reason() {
+    // a TCP relay to slurmrestd that the test can take away
+    let env = slurm_env();
+    let upstream = env["SLURM_URL"].trim_start_matches("http://").to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = listener.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            let Ok(client) = conn else { continue };
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            for (mut a, mut b) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    slurm_target(&s, "slurm", Some(&format!("http://{relay}")));
+    // the relay goes away: the next connection is refused
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = std::net::TcpStream::connect(relay);
+    std::thread::sleep(Duration::from_millis(200));
+    let j = h
+        .post(&format!("{WS}/jobs"), command_job("echo never"))
+        .ok();
+    let id = j["id"].as_str().unwrap();
+    let (j, _) = wait_job_states(&h, id, 60);
+    let log = job_log(&h, id);
+    assert_eq!(j["state"], "Failed", "{j}\n{log}");
+    let e = j["error"].as_str().unwrap();
+    assert!(
+        e.contains("compute target 'slurm' did not take the job") && e.contains("unreachable"),
+        "{e}"
+    );
+    let shown = h.get(&format!("{WS}/compute/slurm")).ok();
+    assert_eq!(shown["health"], "error", "{shown}");
+}
+
+#[test]
+fn a_host_restart_mid_job_is_reconciled_with_slurm() {
+    let mut s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    slurm_target(&s, "slurm", None);
+    let j = h
+        .post(
+            &format!("{WS}/jobs"),
+            command_job("for i in 1 2 3 4 5 6; do echo tick $i; sleep 1; done"),
+        )
+        .ok();
+    let id = j["id"].as_str().unwrap().to_string();
+    wait_state(&h, &id, "Running", 120);
+    let handle = job_of(&h, &id)["handle"].as_str().unwrap().to_string();
+    s.restart_same_port();
+    let h = s.http();
+    let (j, _) = wait_job_states(&h, &id, 120);
+    let log = job_log(&h, &id);
+    assert_eq!(j["state"], "Completed", "{j}\n{log}");
+    assert_eq!(
+        j["handle"],
+        handle.as_str(),
+        "the same Slurm job, not a second one"
+    );
+    assert_eq!(j["attempts"], 1, "{j}");
+    assert!(
+        log.contains("reconciling attempt 1 with compute target 'slurm'"),
+        "{log}"
+    );
+    assert!(log.contains("tick 6"), "{log}");
+}
