@@ -459,6 +459,12 @@ pub async fn job(c: &Client, cmd: JobCmd, out: Output) -> Result<(), CliError> {
                     text(&v["attempts"]),
                     text(&v["target"])
                 );
+                if let Some(h) = v["handle"].as_str() {
+                    println!(
+                        "engine:   {h} ({})",
+                        v["engine_state"].as_str().unwrap_or("not seen yet")
+                    );
+                }
             }
         }
         JobCmd::Logs { id, tail, follow } => {
