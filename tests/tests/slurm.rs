@@ -280,3 +280,51 @@ fn a_host_restart_mid_job_is_reconciled_with_slurm() {
     );
     assert!(log.contains("tick 6"), "{log}");
 }
+
+/// The pid of the `atrium worker run --job ID` process on this machine.
+fn worker_pid(job: &str) -> Option<i32> {
+    let want = format!("worker\0run\0--job\0{job}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        String::from_utf8_lossy(&cmd).contains(&want).then_some(pid)
+    })
+}
+
+#[test]
+fn a_worker_killed_on_slurm_fails_its_job_and_keeps_every_acknowledged_point_once() {
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    slurm_target(&s, "slurm", None);
+    let up = h.raw("POST", &format!("{WS}/datasets/iris/versions"), Some(dataset("iris.csv")));
+    assert_eq!(up.status, 201, "{}", up.json);
+    let mut spec = iris_job(100_000);
+    spec["train"]["batch_size"] = json!(4);
+    let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (pid, run) = loop {
+        let j = job_of(&h, &id);
+        if let (Some(pid), Some(run)) = (worker_pid(&id), j["run_id"].as_str())
+            && steps(&h, run, "loss").len() >= 3
+        {
+            break (pid, run.to_string());
+        }
+        assert!(Instant::now() < deadline, "{j}\n{}", job_log(&h, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: kill(2) on the worker's pid, found by its command line.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let (j, _) = wait_job_states(&h, &id, 90);
+    let log = job_log(&h, &id);
+    assert_eq!(j["state"], "Failed", "{j}\n{log}");
+    let error = j["error"].as_str().unwrap();
+    assert!(
+        error.contains("failed on the engine") && error.contains("before its worker reported a result"),
+        "{error}"
+    );
+    let got = steps(&h, &run, "loss");
+    let want: Vec<i64> = (1..=got.len() as i64).collect();
+    assert_eq!(got, want, "every stored epoch once, none missing before the last");
+    let r = h.get(&format!("{WS}/runs/{run}")).ok();
+    assert_eq!(r["status"], "FAILED", "{r}");
+}
