@@ -3,7 +3,9 @@
 # dispatched and completed on `local` (in the host process) and `local-process` (a worker
 # process per job), N jobs each against one `atrium serve`. One JSON line per target;
 # bench/RESULTS.md has the figures.
-#   [SKIP_BUILD=1] bench/dispatch.sh [--atrium PATH] [--jobs N] [--compute T...]
+#   [SKIP_BUILD=1] bench/dispatch.sh [--atrium PATH] [--jobs N] [--compute T...] [--slurm-env DIR/env]
+# (--slurm-env: also a compute target on the Slurm that scripts/engines/slurm.sh started, next to
+# the same job through sbatch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SKIP_BUILD:-}" ]; then

@@ -7,8 +7,9 @@
 #   scripts/engines/ray.sh stop DIR      kills what that start started, nothing else (idempotent)
 #
 # Ports: RAY_GCS_PORT (6389: Redis holds 6379 here) and RAY_DASHBOARD_PORT (8265) override them.
-# Every process of a start carries ATRIUM_RAY_START=<DIR> in its environment and runs in the
-# session `setsid` made (DIR/sid); `stop` kills exactly those. Never `ray stop` (host-wide).
+# Every process of a start carries ATRIUM_RAY_START=<DIR> in its environment; `stop` kills
+# exactly those (never `ray stop`, which kills by name, host-wide). The head node runs in a
+# session of its own (setsid; its id in DIR/sid, the PIDs once up in DIR/pids).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -20,8 +21,9 @@ URL=http://127.0.0.1:$DASH_PORT
 
 die() { echo "ray.sh: $*" >&2; exit 1; }
 
+# (by its dist-info: `ray --version` imports ray, which takes seconds)
 installed() {
-  [ -x "$VENV/bin/ray" ] && [ "$("$VENV/bin/ray" --version 2>/dev/null | awk '{print $NF}')" = "$RAY_VERSION" ]
+  [ -x "$VENV/bin/ray" ] && compgen -G "$VENV/lib/python3*/site-packages/ray-$RAY_VERSION.dist-info" >/dev/null
 }
 
 cmd_install() {
@@ -37,22 +39,23 @@ cmd_install() {
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "ray[default]==$RAY_VERSION"
-  installed || die "installed, but $VENV/bin/ray does not report $RAY_VERSION"
+  [ "$("$VENV/bin/ray" --version | awk '{print $NF}')" = "$RAY_VERSION" ] ||
+    die "installed, but $VENV/bin/ray does not report $RAY_VERSION"
   echo "installed ray $RAY_VERSION at $VENV in $((SECONDS - t0)) s"
 }
 
-# The PIDs of DIR's start: in its session, or carrying its marker in their environment.
+# The PIDs of DIR's start: those carrying its marker in their environment (Ray passes its
+# environment on to every daemon, worker and job, also those in sessions of their own).
 pids_of() {
-  local dir=$1 sid=""
-  [ -f "$dir/sid" ] && sid=$(cat "$dir/sid")
-  {
-    if [ -n "$sid" ]; then
-      # field 6 of /proc/PID/stat is the session; drop "pid (comm) " first (comm may hold spaces)
-      awk -v s="$sid" '{ sub(/^.*\) /, ""); if ($4 == s && $1 != "Z") { f = FILENAME; sub(/^\/proc\//, "", f); sub(/\/stat$/, "", f); print f } }' \
-        /proc/[0-9]*/stat 2>/dev/null || true
-    fi
-    grep -lzxF "ATRIUM_RAY_START=$dir" /proc/[0-9]*/environ 2>/dev/null | sed 's|^/proc/||; s|/environ$||' || true
-  } | grep -vx "$$" | sort -un || true
+  grep -lzxF "ATRIUM_RAY_START=$1" /proc/[0-9]*/environ 2>/dev/null |
+    sed 's|^/proc/||; s|/environ$||' | grep -vx "$$" | sort -n || true
+}
+
+# The PIDs in the session `setsid` made for DIR's start (DIR/sid), zombies left out.
+session_of() {
+  [ -f "$1/sid" ] || return 0
+  awk -v s="$(cat "$1/sid")" '{ sub(/^.*\) /, ""); if ($4 == s && $1 != "Z") { f = FILENAME; sub(/^\/proc\//, "", f); sub(/\/stat$/, "", f); print f } }' \
+    /proc/[0-9]*/stat 2>/dev/null | sort -n || true
 }
 
 # Waits at most SECS for DIR's processes to be gone; fails if some are left.
@@ -81,12 +84,15 @@ cmd_stop() {
       wait_gone "$dir" 5 || true
     fi
     [ -z "$(pids_of "$dir")" ] || die "processes of $dir survived SIGKILL: $(pids_of "$dir" | tr '\n' ' ')"
+    local rest
+    rest=$(session_of "$dir" | tr '\n' ' ')
+    [ -z "${rest// /}" ] || echo "ray.sh: warning: PIDs $rest are in that start's session but lack its marker: left alone" >&2
     echo "stopped ray in $dir"
   else
     echo "ray in $dir is not running"
   fi
   # the logs stay in DIR/t (a short temp dir in /tmp for a long DIR goes)
-  rm -f "$dir/sid" "$dir/env"
+  rm -f "$dir/sid" "$dir/pids" "$dir/env"
   if [ -f "$dir/tempdir" ]; then
     local t
     t=$(cat "$dir/tempdir")
@@ -155,6 +161,7 @@ cmd_start() {
     cmd_stop "$dir" >/dev/null || true
     exit 1
   fi
+  pids_of "$dir" >"$dir/pids"
   umask 077
   printf 'RAY_URL=%s\nRAY_TOKEN=%s\n' "$URL" "$token" >"$dir/env"
   echo "# ray up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s; processes: $(pids_of "$dir" | wc -l)" >&2

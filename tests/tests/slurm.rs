@@ -296,11 +296,18 @@ fn a_worker_killed_on_slurm_fails_its_job_and_keeps_every_acknowledged_point_onc
     let s = Server::start(Backend::Sqlite);
     let h = s.http();
     slurm_target(&s, "slurm", None);
-    let up = h.raw("POST", &format!("{WS}/datasets/iris/versions"), Some(dataset("iris.csv")));
+    let up = h.raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions"),
+        Some(dataset("iris.csv")),
+    );
     assert_eq!(up.status, 201, "{}", up.json);
     let mut spec = iris_job(100_000);
     spec["train"]["batch_size"] = json!(4);
-    let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"].as_str().unwrap().to_string();
+    let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     let (pid, run) = loop {
         let j = job_of(&h, &id);
@@ -319,12 +326,113 @@ fn a_worker_killed_on_slurm_fails_its_job_and_keeps_every_acknowledged_point_onc
     assert_eq!(j["state"], "Failed", "{j}\n{log}");
     let error = j["error"].as_str().unwrap();
     assert!(
-        error.contains("failed on the engine") && error.contains("before its worker reported a result"),
+        error.contains("failed on the engine")
+            && error.contains("before its worker reported a result"),
         "{error}"
     );
     let got = steps(&h, &run, "loss");
     let want: Vec<i64> = (1..=got.len() as i64).collect();
-    assert_eq!(got, want, "every stored epoch once, none missing before the last");
+    assert_eq!(
+        got, want,
+        "every stored epoch once, none missing before the last"
+    );
     let r = h.get(&format!("{WS}/runs/{run}")).ok();
     assert_eq!(r["status"], "FAILED", "{r}");
+}
+
+/// Intervals overlapping at some instant, at most.
+fn max_overlap(intervals: &[(i64, i64)]) -> usize {
+    let mut edges: Vec<(i64, i32)> = intervals
+        .iter()
+        .flat_map(|&(a, b)| [(a, 1), (b, -1)])
+        .collect();
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn an_eight_trial_sweep_spreads_over_slurm_with_early_termination() {
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    slurm_target(&s, "slurm", None);
+    let up = h.raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions"),
+        Some(dataset("iris.csv")),
+    );
+    assert_eq!(up.status, 201, "{}", up.json);
+    // the grid runs the learning rates in order: the two that cannot learn come last and are
+    // judged against the six that did
+    let spec = json!({
+        "type": "sweep", "name": "iris-on-slurm", "compute": "slurm",
+        "sweep": {
+            "trial": { "type": "train", "train": {
+                "dataset": "iris", "target": "target", "task": "classification",
+                "epochs": 300, "batch_size": 4, "validation_split": 0.2, "seed": 3,
+                "model": { "family": "mlp", "hidden": [16] },
+                "optimizer": { "kind": "sgd", "lr": "${{search_space.lr}}" }
+            }},
+            "search_space": { "lr": { "kind": "choice",
+                "values": [0.05, 0.04, 0.03, 0.02, 0.06, 0.08, 0.0000001, 0.00000001] } },
+            "objective": { "primary_metric": "val_accuracy", "goal": "maximize" },
+            "sampler": "grid",
+            "early_termination": { "policy": "median", "evaluation_interval": 1, "delay_evaluation": 5 },
+            "limits": { "max_total_trials": 8, "max_concurrent_trials": 3 }
+        }
+    });
+    let j = h.post(&format!("{WS}/jobs"), spec).ok();
+    assert_eq!(
+        j["target"], "local",
+        "the sweep itself runs in the host: {j}"
+    );
+    let id = j["id"].as_str().unwrap().to_string();
+    let (j, _) = wait_job_states(&h, &id, 600);
+    let log = job_log(&h, &id);
+    assert_eq!(j["state"], "Completed", "{j}\n{log}");
+    assert_eq!(log.matches("runs as job").count(), 8, "{log}");
+    let sweep = h.get(&format!("{WS}/jobs/{id}/trials")).ok();
+    let trials = sweep["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 8, "{sweep}");
+    let stopped = trials
+        .iter()
+        .filter(|t| t["state"] == "early-terminated")
+        .count();
+    assert!(stopped >= 1, "median stopping never fired: {sweep}");
+    assert!(
+        trials
+            .iter()
+            .all(|t| t["state"] == "completed" || t["state"] == "early-terminated"),
+        "{sweep}"
+    );
+    // one job per trial on Slurm, never more than max_concurrent_trials at once
+    let jobs = h.get(&format!("{WS}/jobs?limit=100")).ok();
+    let on_slurm: Vec<&Value> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["target"] == "slurm")
+        .collect();
+    assert_eq!(on_slurm.len(), 8, "{jobs}");
+    let spans: Vec<(i64, i64)> = on_slurm
+        .iter()
+        .map(|j| {
+            (
+                j["created_at"].as_i64().unwrap(),
+                j["ended_at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(max_overlap(&spans) <= 3, "{spans:?}");
+    for t in trials {
+        let run = h
+            .get(&format!("{WS}/runs/{}", t["run_id"].as_str().unwrap()))
+            .ok();
+        assert_eq!(run["tags"]["mlflow.parentRunId"], j["run_id"], "{run}");
+        assert!(run["params"]["lr"].is_string(), "{run}");
+    }
 }

@@ -19,8 +19,11 @@ use crate::plugins::target::{EngineState, JobRequest, JobStatus, Resources};
 use crate::store::JobRow;
 use crate::workspace::{DomainError, Workspace, now_millis};
 
-/// How often the engine is asked for the attempt's state.
-const POLL: Duration = Duration::from_millis(250);
+/// How often the engine is asked for the attempt's state while its worker runs (the worker's
+/// own calls carry its progress; the engine's state matters for its start and its end).
+const POLL: Duration = Duration::from_millis(500);
+/// How often once the worker reported its result: the engine is about to end the job.
+const POLL_END: Duration = Duration::from_millis(20);
 /// How long the engine may fail to answer before the attempt fails.
 pub const ENGINE_GRACE: Duration = Duration::from_secs(30);
 /// How long an engine may run the job without its worker calling the host.
@@ -385,7 +388,14 @@ async fn watch(
                 (None, why) => Err(Failure::Failed(why.unwrap_or_else(|| "stopped".into()))),
             };
         }
-        tokio::time::sleep(POLL).await;
+        if reported_at.is_some() {
+            tokio::time::sleep(POLL_END).await;
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = attempt.report_arrived.notified() => {}
+            }
+        }
     }
 }
 

@@ -470,7 +470,13 @@ impl Executor {
                     spec: &json,
                     datasets: &datasets,
                     retries: spec.retries as i64,
-                    target: spec.compute.as_deref().unwrap_or(super::remote::LOCAL),
+                    // a sweep's own work (sampling, judging) runs in the host; its trials go
+                    // to its compute target
+                    target: if spec.kind == JobKind::Sweep {
+                        super::remote::LOCAL
+                    } else {
+                        spec.compute.as_deref().unwrap_or(super::remote::LOCAL)
+                    },
                 },
             )
             .await?;
@@ -489,6 +495,58 @@ impl Executor {
             .await?;
         self.wake.notify_one();
         t.store.job(ws.id, &job.id).await
+    }
+
+    /// Queues a sweep's trial as a job of its own on the sweep's compute target, logging into
+    /// the trial's run (`spec` comes from the sweep's template, checked when it was submitted).
+    pub(super) async fn submit_trial_job(
+        &self,
+        ws: &Workspace,
+        spec: &JobSpec,
+        run_id: &str,
+    ) -> DomainResult<JobRow> {
+        let t = &self.svc;
+        let json = serde_json::to_string(spec).map_err(|e| DomainError::Internal(e.to_string()))?;
+        let job = t
+            .store
+            .submit_job(
+                ws.id,
+                NewJob {
+                    kind: spec.kind.as_str(),
+                    name: spec.name.as_deref().unwrap_or("trial"),
+                    spec: &json,
+                    datasets: &spec.datasets(),
+                    retries: 0,
+                    target: spec.compute.as_deref().unwrap_or(super::remote::LOCAL),
+                },
+            )
+            .await?;
+        t.store
+            .set_job_state(job.key, JobState::Queued, Some(run_id), None)
+            .await?;
+        self.wake.notify_one();
+        t.store.job(ws.id, &job.id).await
+    }
+
+    /// Gives a trial's run the code snapshot its sweep's run holds (`code/`, the same blobs), so
+    /// that the trial's worker finds it where every command job's worker looks.
+    pub(super) async fn share_snapshot(
+        &self,
+        ws: &Workspace,
+        from_run: &str,
+        to_run: &str,
+        files: &[SnapshotFile],
+    ) -> DomainResult<()> {
+        let t = &self.svc;
+        let run = t.store.active_run(ws.id, from_run).await?;
+        let ds = t.store.artifact_datastore(ws.id, run.experiment_id).await?;
+        for f in files {
+            let bytes = t.read_bytes(&ds, &f.digest).await?;
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+            t.upload_artifact(ws, to_run, &format!("code/{}", f.path), stream)
+                .await?;
+        }
+        Ok(())
     }
 
     /// `name` or `name:version` → `name:version` of an existing dataset version.

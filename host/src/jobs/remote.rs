@@ -30,12 +30,15 @@ pub(super) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// Checks that a job of `kind` may run on `compute`: the local target runs every kind, a
-/// worker (local-process or a compute target) runs train and command jobs. Whether a named
-/// compute target exists is checked on submission.
+/// worker (local-process or a compute target) runs train and command jobs, and a sweep on a
+/// compute target sends its trials there. Whether a named compute target exists is checked on
+/// submission.
 pub fn check_target(compute: &str, kind: super::JobKind) -> DomainResult<()> {
     match compute {
         LOCAL => Ok(()),
         _ if matches!(kind, super::JobKind::Train | super::JobKind::Command) => Ok(()),
+        // a sweep runs in the host and sends each trial to the compute target as a job
+        _ if kind == super::JobKind::Sweep && is_compute_target(compute) => Ok(()),
         other => Err(DomainError::invalid(format!(
             "a {} job runs on the local target only; train and command jobs can run on {other}",
             kind.as_str()
@@ -215,6 +218,8 @@ pub(super) struct Attempt {
     /// Whether its worker has called the host yet.
     contacted: std::sync::atomic::AtomicBool,
     reported: Mutex<Option<Result<(), Failure>>>,
+    /// Signalled when the result arrives.
+    pub(super) report_arrived: tokio::sync::Notify,
 }
 
 impl Attempt {
@@ -235,6 +240,7 @@ impl Attempt {
             last_seen: Mutex::new(Instant::now()),
             contacted: std::sync::atomic::AtomicBool::new(false),
             reported: Mutex::new(None),
+            report_arrived: tokio::sync::Notify::new(),
         })
     }
 
@@ -461,6 +467,7 @@ impl Executor {
             }
         };
         *a.reported.lock().expect("report") = Some(outcome);
+        a.report_arrived.notify_one();
         Ok(())
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::command::{self, Work};
 use super::executor::{Executor, Failure};
-use super::spec::{CommandSpec, JobSpec};
+use super::spec::{CommandSpec, JobKind, JobSpec};
 use super::train::{device_for, epoch_metrics, prepare, save_model};
 use super::{Prepared, Running};
 use crate::plugins::Kind;
@@ -56,6 +56,8 @@ pub struct Plan {
     pub source: TrialSource,
     /// Stop once a trial reaches this value.
     pub exit_score: Option<f64>,
+    /// The compute target each trial runs on as a job of its own (`None`: in the host).
+    pub compute: Option<String>,
 }
 
 impl Plan {
@@ -66,6 +68,10 @@ impl Plan {
                 sweep: s.clone(),
                 source: TrialSource::Template(s.trial.clone()),
                 exit_score: None,
+                compute: spec
+                    .compute
+                    .clone()
+                    .filter(|c| super::remote::is_compute_target(c)),
             });
         }
         if let Some(a) = &spec.automl {
@@ -73,6 +79,7 @@ impl Plan {
                 sweep: a.sweep(),
                 source: TrialSource::Automl(Box::new(a.clone())),
                 exit_score: a.limits.exit_score,
+                compute: None,
             });
         }
         Err(DomainError::invalid("not a sweep or AutoML job"))
@@ -411,6 +418,9 @@ async fn trial_body(
             log_params(ctx, trial, &run.id).await;
             Err(TrialFailure::Failed(e.to_string()))
         }
+        Ok(job) if ctx.plan.compute.is_some() => {
+            remote_trial(ctx, trial, ctl, tx, &run.id, job).await
+        }
         Ok(TrialJob::Train(spec)) => train_trial(ctx, trial, ctl, tx, &run.id, spec).await,
         Ok(TrialJob::Command(spec)) => command_trial(ctx, trial, ctl, tx, &run.id, spec).await,
     };
@@ -638,6 +648,98 @@ async fn command_trial(
     }
 }
 
+/// Runs a trial as a job of its own on the sweep's compute target (logging into the trial's
+/// run through its worker); the primary metric is polled and judged as for a command trial,
+/// and a trial the policy stops is canceled.
+async fn remote_trial(
+    ctx: &Arc<Ctx>,
+    trial: &TrialRecord,
+    ctl: &Arc<TrialCtl>,
+    tx: &mpsc::UnboundedSender<Event>,
+    run_id: &str,
+    job: TrialJob,
+) -> Result<f64, TrialFailure> {
+    let ex = &ctx.ex;
+    log_params(ctx, trial, run_id).await;
+    let (kind, train, command) = match job {
+        TrialJob::Train(t) => (JobKind::Train, Some(t), None),
+        TrialJob::Command(c) => (JobKind::Command, None, Some(c)),
+    };
+    let spec = JobSpec {
+        kind,
+        name: Some(format!("{}-trial-{}", ctx.sweep_name, trial.id)),
+        experiment: None,
+        retries: 0,
+        compute: ctx.plan.compute.clone(),
+        environment: None,
+        train,
+        command,
+        sweep: None,
+        automl: None,
+        batch_score: None,
+    };
+    if let Some(c) = &spec.command {
+        ex.share_snapshot(&ctx.ws, &ctx.parent_run, run_id, &c.snapshot)
+            .await?;
+    }
+    let child = ex.submit_trial_job(&ctx.ws, &spec, run_id).await?;
+    ex.logs.line(
+        &ctx.job.id,
+        &format!(
+            "trial {} runs as job {} on compute target '{}'",
+            trial.id, child.id, child.target
+        ),
+    );
+    let poller = tokio::spawn(poll_metric(
+        ctx.clone(),
+        trial.id,
+        run_id.to_string(),
+        ctl.clone(),
+        tx.clone(),
+    ));
+    let mut cancel_sent = false;
+    let ended = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if ctl.cancel.load(Ordering::Relaxed) && !cancel_sent {
+            cancel_sent = true;
+            if let Err(e) = ex.cancel(&ctx.ws, &child.id).await {
+                tracing::debug!(job = child.id.as_str(), error = %e, "trial job cancel");
+            }
+        }
+        match ex.svc.store.job(ctx.ws.id, &child.id).await {
+            Ok(j) if j.state.is_terminal() => break j,
+            Ok(_) => {}
+            Err(e) => {
+                poller.abort();
+                return Err(TrialFailure::Failed(format!("trial job {}: {e}", child.id)));
+            }
+        }
+    };
+    poller.abort();
+    let primary = &ctx.plan.sweep.objective.primary_metric;
+    let points = ex
+        .svc
+        .store
+        .metric_history(ctx.ws.id, run_id, primary)
+        .await?;
+    let last = points.last().map(|p| p.value);
+    match ended.state {
+        _ if ctl.cancel.load(Ordering::Relaxed) => Err(TrialFailure::Stopped(last)),
+        crate::store::JobState::Completed => last.ok_or_else(|| {
+            TrialFailure::Failed(format!(
+                "trial job {} never logged the primary metric '{primary}'",
+                child.id
+            ))
+        }),
+        crate::store::JobState::Canceled => Err(TrialFailure::Stopped(last)),
+        _ => Err(TrialFailure::Failed(format!(
+            "trial job {} failed: {}",
+            child.id,
+            ended.error.unwrap_or_else(|| "no reason given".into())
+        ))),
+    }
+}
+
 /// Reports the primary metric a command trial logs, as it appears, and applies the verdicts.
 async fn poll_metric(
     ctx: Arc<Ctx>,
@@ -836,7 +938,12 @@ pub(super) async fn run(
     let parent = t.store.run(ws.id, run_id).await?;
     let limits = plan.sweep.limits.clone();
     let cores = ex.cfg.threads_per_slot.max(1);
-    let concurrent = (limits.max_concurrent_trials as usize).min(cores).max(1);
+    // trials on a compute target use its cores, not the slot's
+    let concurrent = if plan.compute.is_some() {
+        (limits.max_concurrent_trials as usize).max(1)
+    } else {
+        (limits.max_concurrent_trials as usize).min(cores).max(1)
+    };
     let threads = (cores / concurrent).max(1);
     ex.logs.line(
         &job.id,
@@ -845,7 +952,12 @@ pub(super) async fn run(
             plan.sweep.search_space.len(),
             sampler.label,
             limits.max_total_trials,
-            if (limits.max_concurrent_trials as usize) > concurrent {
+            if plan.compute.is_some() {
+                format!(
+                    "; each trial is a job on compute target '{}'",
+                    plan.compute.as_deref().unwrap_or_default()
+                )
+            } else if (limits.max_concurrent_trials as usize) > concurrent {
                 format!(
                     "; max_concurrent_trials {} is capped by the slot's {cores} threads",
                     limits.max_concurrent_trials

@@ -371,28 +371,69 @@ pub fn job_status(details: &Value) -> Result<JobStatus, String> {
         .get("driver_exit_code")
         .and_then(Value::as_i64)
         .map(|c| c.clamp(i32::MIN as i64, i32::MAX as i64) as i32);
-    let msg = details
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|m| !m.is_empty());
     let kind = details
         .get("error_type")
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty());
-    let message = match (kind, msg) {
-        (Some(k), Some(m)) => Some(format!("{k}: {m}")),
-        (Some(k), None) => Some(k.to_string()),
-        (None, Some(m)) => Some(m.to_string()),
-        (None, None) => None,
-    }
-    .map(|m| shorten(&m, MAX_MESSAGE));
+    let prefix = kind.map(|k| format!("{k}: ")).unwrap_or_default();
+    let msg = details
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| without_ray_lines(m, MAX_MESSAGE.saturating_sub(prefix.len())));
+    let message = match msg {
+        Some(m) => Some(shorten(&format!("{prefix}{m}"), MAX_MESSAGE)),
+        None => kind.map(str::to_string),
+    };
     Ok(JobStatus {
         state,
         raw_state: raw.to_string(),
         exit_code,
         message,
     })
+}
+
+/// A failed job's message without the lines Ray writes itself at the top of its log (the
+/// entrypoint, long with this plugin's prefix), keeping the job's last output lines within
+/// `max` bytes: "Job entrypoint command failed with exit code 3, last available logs
+/// (truncated to 20,000 chars):\n..." becomes "... exit code 3; last output:\n...".
+pub fn without_ray_lines(message: &str, max: usize) -> String {
+    let Some(at) = message.find(", last available logs") else {
+        return message.to_string();
+    };
+    let head = &message[..at];
+    let logs = message[at..].split_once('\n').map_or("", |(_, l)| l);
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| {
+            !l.starts_with("Running entrypoint for job ") && !l.contains("INFO job_manager.py:")
+        })
+        .collect();
+    let budget = max.saturating_sub(head.len() + 16);
+    let mut tail: Vec<&str> = Vec::new();
+    let mut used = 0;
+    for l in lines.iter().rev() {
+        if used + l.len() + 1 > budget {
+            if tail.is_empty() {
+                let mut start = l.len().saturating_sub(budget);
+                while !l.is_char_boundary(start) {
+                    start += 1;
+                }
+                tail.push(&l[start..]);
+            }
+            break;
+        }
+        used += l.len() + 1;
+        tail.push(l);
+    }
+    tail.reverse();
+    let tail = tail.join("\n");
+    if tail.trim().is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}; last output:\n{tail}")
+    }
 }
 
 /// The status of a job Ray answered 404 for.
@@ -565,7 +606,12 @@ impl Ray {
         }
         let r = atrium_sdk::http::request(method, &url, &headers, bytes.as_deref(), TIMEOUT_MS)
             .map_err(|e| {
-                PluginError::Internal(format!("Ray is unreachable at {}: {e}", self.settings.url))
+                let at = &self.settings.url;
+                PluginError::Internal(if e.0.contains("is larger than") {
+                    format!("Ray at {at} answered more than this plugin reads: {e}")
+                } else {
+                    format!("Ray is unreachable at {at}: {e}")
+                })
             })?;
         let answer = Answer {
             status: r.status,

@@ -274,7 +274,7 @@ fn statuses() {
     assert_eq!(
         st.message.as_deref(),
         Some(
-            "JOB_ENTRYPOINT_COMMAND_ERROR: Job entrypoint command failed with exit code 3, last available logs (truncated to 20,000 chars):\noops"
+            "JOB_ENTRYPOINT_COMMAND_ERROR: Job entrypoint command failed with exit code 3; last output:\noops"
         )
     );
     let pending: Value = serde_json::from_str(r#"{"type": "SUBMISSION", "job_id": null, "submission_id": "gpu1", "driver_info": null, "status": "PENDING", "entrypoint": "true", "message": "Job has not started yet. It may be waiting for resources (CPUs, GPUs, memory, custom resources) to become available.", "error_type": null, "start_time": 1796346958000, "end_time": null, "metadata": null, "runtime_env": null, "driver_agent_http_address": null, "driver_node_id": null, "driver_exit_code": null}"#).unwrap();
@@ -311,6 +311,48 @@ fn statuses() {
             .unwrap()
             .contains("no longer knows job atrium-j-1")
     );
+}
+
+#[test]
+fn failed_messages_keep_the_last_output() {
+    let head = "Job entrypoint command failed with exit code 7";
+    let m = format!(
+        "{head}, last available logs (truncated to 20,000 chars):\n2026-12-04 01:47:55,758\tINFO job_manager.py:581 -- Runtime env is setting up.\nRunning entrypoint for job atrium-jobA-1: {} exec /bin/sh\nline 1\nline 2\n",
+        "x".repeat(2000)
+    );
+    assert_eq!(
+        without_ray_lines(&m, MAX_MESSAGE),
+        format!("{head}; last output:\nline 1\nline 2")
+    );
+    let many: String = (0..500).map(|i| format!("out {i}\n")).collect();
+    let m = format!("{head}, last available logs (truncated to 20,000 chars):\n{many}");
+    let got = without_ray_lines(&m, MAX_MESSAGE);
+    assert!(got.len() <= MAX_MESSAGE, "{}", got.len());
+    assert!(
+        got.starts_with(&format!("{head}; last output:\nout ")),
+        "{got}"
+    );
+    assert!(got.ends_with("out 498\nout 499"), "{got}");
+    let one_long = format!(
+        "{head}, last available logs (truncated to 20,000 chars):\n{}",
+        "é".repeat(1000)
+    );
+    let got = without_ray_lines(&one_long, MAX_MESSAGE);
+    assert!(
+        got.len() <= MAX_MESSAGE && got.ends_with('é'),
+        "{}",
+        got.len()
+    );
+    let only_ray = format!(
+        "{head}, last available logs (truncated to 20,000 chars):\nRunning entrypoint for job j: x\n"
+    );
+    assert_eq!(without_ray_lines(&only_ray, MAX_MESSAGE), head);
+    assert_eq!(
+        without_ray_lines("Job was intentionally stopped.", MAX_MESSAGE),
+        "Job was intentionally stopped."
+    );
+    let full = job_status(&json!({"status": "FAILED", "message": m, "error_type": "JOB_ENTRYPOINT_COMMAND_ERROR", "driver_exit_code": 7})).unwrap();
+    assert!(full.message.unwrap().ends_with("out 499"));
 }
 
 #[test]
