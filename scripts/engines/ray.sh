@@ -8,8 +8,8 @@
 #
 # Ports: RAY_GCS_PORT (6389: Redis holds 6379 here) and RAY_DASHBOARD_PORT (8265) override them.
 # Every process of a start carries ATRIUM_RAY_START=<DIR> in its environment; `stop` kills
-# exactly those (never `ray stop`, which kills by name, host-wide). The head node runs in a
-# session of its own (setsid; its id in DIR/sid, the PIDs once up in DIR/pids).
+# exactly those and the processes in the session the start made (setsid; its id in DIR/sid,
+# the PIDs once up in DIR/pids), never `ray stop` (which kills by name, host-wide).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -44,17 +44,37 @@ cmd_install() {
   echo "installed ray $RAY_VERSION at $VENV in $((SECONDS - t0)) s"
 }
 
-# The PIDs of DIR's start: those carrying its marker in their environment (Ray passes its
-# environment on to every daemon, worker and job, also those in sessions of their own).
+# The PIDs of DIR's start: those in its session (DIR/sid), and those carrying its marker in
+# their environment (Ray passes its environment on to every process it starts, also to jobs,
+# which get sessions of their own). Not the marker alone: processes that set their title
+# (ray::DashboardAgent, ray::RuntimeEnvAgent, ray-dashboard-*) overwrite what /proc shows of
+# their environment and command line.
 pids_of() {
-  grep -lzxF "ATRIUM_RAY_START=$1" /proc/[0-9]*/environ 2>/dev/null |
-    sed 's|^/proc/||; s|/environ$||' | grep -vx "$$" | sort -n || true
+  {
+    grep -lzxF "ATRIUM_RAY_START=$1" /proc/[0-9]*/environ 2>/dev/null |
+      sed 's|^/proc/||; s|/environ$||' || true
+    session_of "$1"
+  } | grep -vx "$$" | sort -un || true
 }
 
-# The PIDs in the session `setsid` made for DIR's start (DIR/sid), zombies left out.
+# Field 22 of /proc/PID/stat: when PID started (clock ticks since boot).
+started() {
+  { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $20 }'; } 2>/dev/null || true
+}
+
+# The PIDs in the session `setsid` made for DIR's start, zombies left out. DIR/sid holds the
+# session id and when its leader started: a PID reused as the leader of another session is
+# not taken for ours (the number cannot be reused while a process of ours is in the session).
 session_of() {
   [ -f "$1/sid" ] || return 0
-  awk -v s="$(cat "$1/sid")" '{ sub(/^.*\) /, ""); if ($4 == s && $1 != "Z") { f = FILENAME; sub(/^\/proc\//, "", f); sub(/\/stat$/, "", f); print f } }' \
+  local sid st now
+  read -r sid st <"$1/sid" || true
+  [ -n "$sid" ] || return 0
+  now=$(started "$sid")
+  if [ -n "$now" ] && [ "$now" != "$st" ]; then
+    return 0
+  fi
+  awk -v s="$sid" '{ sub(/^.*\) /, ""); if ($4 == s && $1 != "Z") { f = FILENAME; sub(/^\/proc\//, "", f); sub(/\/stat$/, "", f); print f } }' \
     /proc/[0-9]*/stat 2>/dev/null | sort -n || true
 }
 
@@ -84,9 +104,6 @@ cmd_stop() {
       wait_gone "$dir" 5 || true
     fi
     [ -z "$(pids_of "$dir")" ] || die "processes of $dir survived SIGKILL: $(pids_of "$dir" | tr '\n' ' ')"
-    local rest
-    rest=$(session_of "$dir" | tr '\n' ' ')
-    [ -z "${rest// /}" ] || echo "ray.sh: warning: PIDs $rest are in that start's session but lack its marker: left alone" >&2
     echo "stopped ray in $dir"
   else
     echo "ray in $dir is not running"
@@ -136,7 +153,7 @@ cmd_start() {
   ) </dev/null >"$dir/start.log" 2>&1 &
   local leader=$!
   # The subshell execs setsid, which (not being a group leader) execs ray: one PID, = the SID.
-  echo "$leader" >"$dir/sid"
+  echo "$leader $(started "$leader")" >"$dir/sid"
   local auth="Authorization: Bearer $token" code up="" why="in 60 s"
   for _ in $(seq 600); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$URL/api/version" || true)

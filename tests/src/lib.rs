@@ -678,6 +678,31 @@ pub fn job_of(h: &Http, id: &str) -> Value {
     h.get(&format!("/api/v1/workspaces/default/jobs/{id}")).ok()
 }
 
+/// The steps of metric `key` of run `run` (`default` workspace), in order.
+pub fn metric_steps(h: &Http, run: &str, key: &str) -> Vec<i64> {
+    let v = h
+        .get(&format!(
+            "/api/v1/workspaces/default/runs/{run}/metrics/{key}"
+        ))
+        .ok();
+    v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["step"].as_i64().unwrap())
+        .collect()
+}
+
+/// Uploads `iris.csv` as dataset `iris` of the `default` workspace (version 1 on a new server).
+pub fn upload_iris(h: &Http) {
+    let up = h.raw(
+        "POST",
+        "/api/v1/workspaces/default/datasets/iris/versions",
+        Some(dataset("iris.csv")),
+    );
+    assert_eq!(up.status, 201, "{}", up.json);
+}
+
 /// The log of job `id` of the `default` workspace.
 pub fn job_log(h: &Http, id: &str) -> String {
     String::from_utf8_lossy(

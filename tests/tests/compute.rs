@@ -3,22 +3,13 @@
 //! plugin (one that spins, returns garbage, claims success for jobs that never ran, forgets
 //! jobs, traps) ends each job with the reason instead of hanging it or the host.
 
-use atrium_tests::{Backend, Http, Server, dataset, job_log, plugin_wasm, wait_job_states};
+use atrium_tests::{Backend, Http, Server, job_log, plugin_wasm, upload_iris, wait_job_states};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
 
 const HOSTILE: &str =
     "kind = \"target\"\n[capabilities]\nconfig = [\"mode\"]\n[limits]\ntimeout_ms = 1000\n";
-
-fn iris(h: &Http) {
-    let up = h.raw(
-        "POST",
-        &format!("{WS}/datasets/iris/versions"),
-        Some(dataset("iris.csv")),
-    );
-    assert_eq!(up.status, 201, "{}", up.json);
-}
 
 fn iris_job(compute: &str) -> Value {
     json!({
@@ -148,7 +139,7 @@ fn compute_targets_are_validated_on_creation() {
 fn a_hostile_target_ends_its_jobs_with_the_reason() {
     let s = Server::start(Backend::Sqlite);
     let h = s.http();
-    iris(&h);
+    upload_iris(&h);
     let r = h.push_component(
         "default",
         "fx-target-hostile",

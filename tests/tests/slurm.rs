@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Http, Server, dataset, job_log, job_of, wait_job_states};
+use atrium_tests::{
+    Backend, Http, Server, job_log, job_of, metric_steps, upload_iris, wait_job_states,
+};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
@@ -80,16 +82,6 @@ fn command_job(command: &str) -> Value {
     json!({ "type": "command", "name": "cmd-on-slurm", "compute": "slurm", "command": { "command": command } })
 }
 
-fn steps(h: &Http, run: &str, key: &str) -> Vec<i64> {
-    let v = h.get(&format!("{WS}/runs/{run}/metrics/{key}")).ok();
-    v["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["step"].as_i64().unwrap())
-        .collect()
-}
-
 fn wait_state(h: &Http, id: &str, want: &str, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while job_of(h, id)["state"] != want {
@@ -119,12 +111,7 @@ fn a_train_job_runs_on_slurm_and_its_model_lands_in_its_run() {
         ok && out.contains("health:    ok") && out.contains("debug ("),
         "{out}{err}"
     );
-    let up = h.raw(
-        "POST",
-        &format!("{WS}/datasets/iris/versions"),
-        Some(dataset("iris.csv")),
-    );
-    assert_eq!(up.status, 201, "{}", up.json);
+    upload_iris(&h);
     let j = h.post(&format!("{WS}/jobs"), iris_job(8)).ok();
     assert_eq!(j["target"], "slurm");
     let id = j["id"].as_str().unwrap();
@@ -144,7 +131,7 @@ fn a_train_job_runs_on_slurm_and_its_model_lands_in_its_run() {
     assert_eq!(j["engine_state"], "COMPLETED", "{j}");
     assert!(j["handle"].as_str().unwrap().parse::<u64>().is_ok(), "{j}");
     let run = j["run_id"].as_str().unwrap();
-    assert_eq!(steps(&h, run, "loss"), (1..=8).collect::<Vec<_>>());
+    assert_eq!(metric_steps(&h, run, "loss"), (1..=8).collect::<Vec<_>>());
     let files = h.get(&format!("{WS}/runs/{run}/artifacts?path=model")).ok();
     let names: Vec<&str> = files["files"]
         .as_array()
@@ -296,12 +283,7 @@ fn a_worker_killed_on_slurm_fails_its_job_and_keeps_every_acknowledged_point_onc
     let s = Server::start(Backend::Sqlite);
     let h = s.http();
     slurm_target(&s, "slurm", None);
-    let up = h.raw(
-        "POST",
-        &format!("{WS}/datasets/iris/versions"),
-        Some(dataset("iris.csv")),
-    );
-    assert_eq!(up.status, 201, "{}", up.json);
+    upload_iris(&h);
     let mut spec = iris_job(100_000);
     spec["train"]["batch_size"] = json!(4);
     let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"]
@@ -312,7 +294,7 @@ fn a_worker_killed_on_slurm_fails_its_job_and_keeps_every_acknowledged_point_onc
     let (pid, run) = loop {
         let j = job_of(&h, &id);
         if let (Some(pid), Some(run)) = (worker_pid(&id), j["run_id"].as_str())
-            && steps(&h, run, "loss").len() >= 3
+            && metric_steps(&h, run, "loss").len() >= 3
         {
             break (pid, run.to_string());
         }
@@ -330,7 +312,7 @@ fn a_worker_killed_on_slurm_fails_its_job_and_keeps_every_acknowledged_point_onc
             && error.contains("before its worker reported a result"),
         "{error}"
     );
-    let got = steps(&h, &run, "loss");
+    let got = metric_steps(&h, &run, "loss");
     let want: Vec<i64> = (1..=got.len() as i64).collect();
     assert_eq!(
         got, want,
@@ -360,12 +342,7 @@ fn an_eight_trial_sweep_spreads_over_slurm_with_early_termination() {
     let s = Server::start(Backend::Sqlite);
     let h = s.http();
     slurm_target(&s, "slurm", None);
-    let up = h.raw(
-        "POST",
-        &format!("{WS}/datasets/iris/versions"),
-        Some(dataset("iris.csv")),
-    );
-    assert_eq!(up.status, 201, "{}", up.json);
+    upload_iris(&h);
     // the grid runs the learning rates in order: the two that cannot learn come last and are
     // judged against the six that did
     let spec = json!({

@@ -5,20 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Http, Server, dataset, job_log, job_of, wait_job_states};
+use atrium_tests::{
+    Backend, Http, Server, dataset, job_log, job_of, metric_steps, upload_iris, wait_job_states,
+};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
-
-fn steps(h: &Http, run: &str, key: &str) -> Vec<i64> {
-    let v = h.get(&format!("{WS}/runs/{run}/metrics/{key}")).ok();
-    v["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["step"].as_i64().unwrap())
-        .collect()
-}
 
 fn iris_job(epochs: u64) -> Value {
     json!({
@@ -46,12 +38,7 @@ fn worker_pid(h: &Http, id: &str) -> Option<i32> {
 fn train_in_a_worker(backend: Backend) {
     let s = Server::start(backend);
     let h = s.http();
-    let up = h.raw(
-        "POST",
-        &format!("{WS}/datasets/iris/versions"),
-        Some(dataset("iris.csv")),
-    );
-    assert_eq!(up.status, 201, "{}", up.json);
+    upload_iris(&h);
     let j = h.post(&format!("{WS}/jobs"), iris_job(12)).ok();
     assert_eq!(j["target"], "local-process");
     let id = j["id"].as_str().unwrap();
@@ -67,8 +54,8 @@ fn train_in_a_worker(backend: Backend) {
     assert!(log.contains("epoch 12 loss="), "{log}");
     let run = j["run_id"].as_str().unwrap();
     // every epoch once, in order
-    assert_eq!(steps(&h, run, "loss"), (1..=12).collect::<Vec<_>>());
-    assert_eq!(steps(&h, run, "val_accuracy").len(), 12);
+    assert_eq!(metric_steps(&h, run, "loss"), (1..=12).collect::<Vec<_>>());
+    assert_eq!(metric_steps(&h, run, "val_accuracy").len(), 12);
     let r = h.get(&format!("{WS}/runs/{run}")).ok();
     assert_eq!(r["status"], "FINISHED", "{r}");
     assert_eq!(r["params"]["model.family"], "mlp", "{r}");
@@ -195,7 +182,7 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     );
     assert!(log.contains("logged from "), "the command's output: {log}");
     let run = j["run_id"].as_str().unwrap();
-    assert_eq!(steps(&h, run, "loss"), vec![0, 1, 2]);
+    assert_eq!(metric_steps(&h, run, "loss"), vec![0, 1, 2]);
 
     // a long one: its job token opens the worker routes and nothing else does
     let tf = token_file.to_str().unwrap().to_string();
@@ -232,7 +219,7 @@ fn a_command_in_a_worker_logs_through_mlflow_and_stops_on_cancel() {
     assert_eq!(first["cancel"], false, "{first}");
     let again = w.post(&events_url, batch.clone()).ok();
     assert_eq!(again["stored"], false, "{again}");
-    assert_eq!(steps(&h, &run, "probe"), vec![7, 8]);
+    assert_eq!(metric_steps(&h, &run, "probe"), vec![7, 8]);
     assert_eq!(job_log(&h, &id).matches("probe line").count(), 1);
     // precise errors
     let mut stale = batch.clone();
@@ -292,7 +279,7 @@ fn a_killed_worker_fails_its_job_and_keeps_every_acknowledged_point_once() {
     let (pid, run) = loop {
         let j = job_of(&h, &id);
         if let (Some(pid), Some(run)) = (worker_pid(&h, &id), j["run_id"].as_str())
-            && steps(&h, run, "loss").len() >= 3
+            && metric_steps(&h, run, "loss").len() >= 3
         {
             break (pid, run.to_string());
         }
@@ -308,7 +295,7 @@ fn a_killed_worker_fails_its_job_and_keeps_every_acknowledged_point_once() {
         error.contains("the worker was killed by signal 9 before reporting a result"),
         "{error}"
     );
-    let got = steps(&h, &run, "loss");
+    let got = metric_steps(&h, &run, "loss");
     let want: Vec<i64> = (1..=got.len() as i64).collect();
     assert_eq!(
         got, want,

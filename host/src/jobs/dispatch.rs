@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 
 use super::Running;
 use super::executor::{Executor, Failure};
-use super::remote::{Attempt, CANCEL_GRACE, HEARTBEAT_TIMEOUT, passed_to_workers};
+use super::remote::{
+    Attempt, CANCEL_GRACE, HEARTBEAT_TIMEOUT, begin_attempt, end_attempt, passed_to_workers,
+};
 use crate::compute::ComputeTarget;
 use crate::plugins::target::{EngineState, JobRequest, JobStatus, Resources};
 use crate::store::JobRow;
-use crate::workspace::{DomainError, Workspace, now_millis};
+use crate::workspace::Workspace;
 
 /// How often the engine is asked for the attempt's state while its worker runs (the worker's
 /// own calls carry its progress; the engine's state matters for its start and its end).
@@ -49,28 +51,10 @@ pub(super) async fn run(
             job.target
         ))
     })?;
-    let access = crate::auth::Access::new(ex.svc.clone());
-    let token = access
-        .create_token(
-            crate::auth::JOBS_USER,
-            &format!("job {} (worker on {})", job.id, target.name),
-            Some(now_millis() + 7 * 24 * 3600 * 1000),
-            Some((&ws.name, crate::auth::Role::Contributor)),
-        )
-        .await?;
-    let attempt = Attempt::new(
-        job.key,
-        job.attempts,
-        token.info.id.clone(),
-        run_id.to_string(),
-        running.clone(),
-    );
-    ex.remote
-        .lock()
-        .expect("remote attempts")
-        .insert(job.id.clone(), attempt.clone());
-    let result = submit_and_watch(ex, ws, job, run_id, &target, &token.token, &attempt).await;
-    end(ex, job, &token.info.id).await;
+    let what = format!("worker on {}", target.name);
+    let (token, attempt) = begin_attempt(ex, ws, job, run_id, running, &what).await?;
+    let result = submit_and_watch(ex, ws, job, run_id, &target, &token, &attempt).await;
+    end_attempt(ex, job, attempt.token_id()).await;
     result
 }
 
@@ -154,18 +138,8 @@ pub(super) async fn resume(
             job.target
         ))),
     };
-    end(ex, job, &token_id).await;
+    end_attempt(ex, job, &token_id).await;
     result
-}
-
-async fn end(ex: &Arc<Executor>, job: &JobRow, token_id: &str) {
-    ex.remote.lock().expect("remote attempts").remove(&job.id);
-    let access = crate::auth::Access::new(ex.svc.clone());
-    if let Err(e) = access.revoke(token_id).await
-        && !matches!(e, DomainError::NotFound(_))
-    {
-        tracing::warn!(error = %e, token = token_id, "cannot revoke a job token");
-    }
 }
 
 /// The worker's command line and environment for this attempt.

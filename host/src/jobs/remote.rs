@@ -472,21 +472,21 @@ impl Executor {
     }
 }
 
-/// Runs an attempt in a worker process of its own: mints the job token, starts
-/// `atrium worker run`, and waits until it exits, killing it when it stops heartbeating or
-/// ignores a cancel. The attempt ends as the worker reported, or failed with why it did not.
-pub(super) async fn run_process(
+/// Mints the job token of an attempt a worker runs (Contributor on the job's workspace, `what`
+/// names the worker in the token list) and registers the attempt; returns the token's secret.
+pub(super) async fn begin_attempt(
     ex: &Arc<Executor>,
     ws: &Workspace,
     job: &JobRow,
     run_id: &str,
     running: &Arc<Running>,
-) -> Result<(), Failure> {
+    what: &str,
+) -> Result<(String, Arc<Attempt>), Failure> {
     let access = crate::auth::Access::new(ex.svc.clone());
     let token = access
         .create_token(
             crate::auth::JOBS_USER,
-            &format!("job {} (worker)", job.id),
+            &format!("job {} ({what})", job.id),
             Some(crate::workspace::now_millis() + 7 * 24 * 3600 * 1000),
             Some((&ws.name, crate::auth::Role::Contributor)),
         )
@@ -502,11 +502,33 @@ pub(super) async fn run_process(
         .lock()
         .expect("remote attempts")
         .insert(job.id.clone(), attempt.clone());
-    let result = watch_process(ex, ws, job, &token.token, &attempt).await;
+    Ok((token.token, attempt))
+}
+
+/// Forgets an attempt and revokes its worker's token (one already gone is fine).
+pub(super) async fn end_attempt(ex: &Arc<Executor>, job: &JobRow, token_id: &str) {
     ex.remote.lock().expect("remote attempts").remove(&job.id);
-    if let Err(e) = access.revoke(&token.info.id).await {
-        tracing::warn!(error = %e, token = token.info.id.as_str(), "cannot revoke a job token");
+    let access = crate::auth::Access::new(ex.svc.clone());
+    if let Err(e) = access.revoke(token_id).await
+        && !matches!(e, DomainError::NotFound(_))
+    {
+        tracing::warn!(error = %e, token = token_id, "cannot revoke a job token");
     }
+}
+
+/// Runs an attempt in a worker process of its own: mints the job token, starts
+/// `atrium worker run`, and waits until it exits, killing it when it stops heartbeating or
+/// ignores a cancel. The attempt ends as the worker reported, or failed with why it did not.
+pub(super) async fn run_process(
+    ex: &Arc<Executor>,
+    ws: &Workspace,
+    job: &JobRow,
+    run_id: &str,
+    running: &Arc<Running>,
+) -> Result<(), Failure> {
+    let (token, attempt) = begin_attempt(ex, ws, job, run_id, running, "worker").await?;
+    let result = watch_process(ex, ws, job, &token, &attempt).await;
+    end_attempt(ex, job, attempt.token_id()).await;
     result
 }
 
