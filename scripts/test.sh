@@ -5,25 +5,32 @@
 # the built-in strategy plugins (scripted metric traces, TPE vs random), which run natively.
 # Every test binary runs even when an earlier one fails; the last line sums them all up.
 # Needs PostgreSQL on 127.0.0.1:5432 (ATRIUM_TEST_PG overrides the URL); installs and starts a
-# single-node Slurm (scripts/engines/slurm.sh) for the compute-target tests and stops it at the end.
+# single-node Slurm and a Ray head node (scripts/engines/) for the compute-target tests and stops
+# them at the end (the Ray venv stays in .tools/ray between runs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 start=$SECONDS
 # uv, pinned, for the job environment tests (idempotent)
 ./scripts/uv.sh
-# a single-node Slurm cluster for the compute-target tests (tests/tests/slurm.rs), stopped on exit
+# a single-node Slurm cluster and a Ray head node for the compute-target tests
+# (tests/tests/slurm.rs, tests/tests/ray.rs), stopped on exit
 engines=$(mktemp -d /tmp/atrium-engines.XXXXXX)
-trap 'scripts/engines/slurm.sh stop "$engines/slurm" >/dev/null 2>&1; rm -rf "$engines"; rm -f "$log"' EXIT
+trap 'scripts/engines/slurm.sh stop "$engines/slurm" >/dev/null 2>&1; scripts/engines/ray.sh stop "$engines/ray" >/dev/null 2>&1; rm -rf "$engines"; rm -f "$log"' EXIT
 if scripts/engines/slurm.sh install && scripts/engines/slurm.sh start "$engines/slurm" >/dev/null; then
   export ATRIUM_TEST_SLURM_ENV="$engines/slurm/env"
 else
   echo "test.sh: Slurm did not start; the Slurm tests will fail" >&2
 fi
+if scripts/engines/ray.sh install && scripts/engines/ray.sh start "$engines/ray" >/dev/null; then
+  export ATRIUM_TEST_RAY_ENV="$engines/ray/env"
+else
+  echo "test.sh: Ray did not start; the Ray tests will fail" >&2
+fi
 cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 host=${PIPESTATUS[0]}
 (cd plugins && cargo test --no-fail-fast -p strategy-core -p sampler-random -p sampler-grid -p sampler-tpe \
-  -p stop-bandit -p stop-median -p stop-truncation -p stop-asha -p bad-sampler -p scorer-tabular -p scorer-digits -p target-slurm) 2>&1 | tee -a "$log"
+  -p stop-bandit -p stop-median -p stop-truncation -p stop-asha -p bad-sampler -p scorer-tabular -p scorer-digits -p target-slurm -p target-ray) 2>&1 | tee -a "$log"
 plugins=${PIPESTATUS[0]}
 # Sum cargo's per-binary "test result:" lines into one summary.
 awk -v secs=$((SECONDS - start)) -v host="$host" -v plugins="$plugins" '
