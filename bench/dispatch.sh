@@ -4,8 +4,9 @@
 # process per job), N jobs each against one `atrium serve`. One JSON line per target;
 # bench/RESULTS.md has the figures.
 #   [SKIP_BUILD=1] bench/dispatch.sh [--atrium PATH] [--jobs N] [--compute T...] [--slurm-env DIR/env]
-# (--slurm-env: also a compute target on the Slurm that scripts/engines/slurm.sh started, next to
-# the same job through sbatch)
+#       [--ray-env DIR/env] [--sweep-trials N]
+# (--slurm-env / --ray-env: also compute targets on the engines scripts/engines/ started, next to
+# the same job through sbatch / the Ray Jobs API; --sweep-trials: an N-trial sweep on each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${SKIP_BUILD:-}" ]; then

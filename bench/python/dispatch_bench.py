@@ -55,10 +55,13 @@ def main():
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--compute", nargs="+", default=["local", "local-process"])
     ap.add_argument("--slurm-env")
+    ap.add_argument("--ray-env")
+    ap.add_argument("--sweep-trials", type=int, default=0,
+                    help="also time an N-trial sweep of iris on local and on each engine")
     a = ap.parse_args()
-    slurm = None
-    if a.slurm_env:
-        slurm = dict(l.split("=", 1) for l in open(a.slurm_env).read().splitlines() if "=" in l)
+    read_env = lambda p: dict(l.split("=", 1) for l in open(p).read().splitlines() if "=" in l)
+    slurm = read_env(a.slurm_env) if a.slurm_env else None
+    ray = read_env(a.ray_env) if a.ray_env else None
     data = tempfile.mkdtemp()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -87,6 +90,12 @@ def main():
                 "config": {"url": slurm["SLURM_URL"], "jwt_key_secret": "slurm-key",
                            "partition": slurm["SLURM_PARTITION"]}})
             computes.append("slurm")
+        if ray:
+            call(f"{ws}/secrets/ray-token", token, "PUT", {"value": ray["RAY_TOKEN"]})
+            call(f"{ws}/compute/ray", token, "PUT", {
+                "component": "target-ray", "secrets": ["ray-token"], "allow_private": True,
+                "cpus": 1, "config": {"url": ray["RAY_URL"], "token_secret": "ray-token"}})
+            computes.append("ray")
         for compute in computes:
             total, queue = [], []
             for i in range(a.jobs + 2):
@@ -110,6 +119,12 @@ def main():
             }), flush=True)
         if slurm:
             sbatch_peer(slurm, a.jobs)
+        if ray:
+            ray_peer(ray, a.jobs)
+        if a.sweep_trials:
+            targets = ["local"] + (["slurm"] if slurm else []) + (["ray"] if ray else [])
+            for compute in targets:
+                sweep_wall(ws, token, compute, a.sweep_trials, base, data)
     finally:
         srv.terminate()
         srv.wait()
@@ -155,6 +170,69 @@ def sbatch_peer(env, jobs):
         "submit_to_completed_ms": {"median": round(statistics.median(total), 1),
                                    "p90": round(pct(total, 0.9), 1)},
     }), flush=True)
+
+
+def ray_peer(env, jobs):
+    """The same trivial job through Ray's Jobs API (what `ray job submit` calls), polled every 2 ms."""
+    total = []
+    hdr = {"Authorization": f"Bearer {env['RAY_TOKEN']}", "Content-Type": "application/json"}
+    for i in range(jobs + 2):
+        t0 = time.perf_counter()
+        req = urllib.request.Request(f"{env['RAY_URL']}/api/jobs/", method="POST", headers=hdr,
+                                     data=json.dumps({"entrypoint": "true", "entrypoint_num_cpus": 1}).encode())
+        with urllib.request.urlopen(req, timeout=30) as r:
+            sid = json.loads(r.read())["submission_id"]
+        while True:
+            req = urllib.request.Request(f"{env['RAY_URL']}/api/jobs/{sid}", headers=hdr)
+            with urllib.request.urlopen(req, timeout=30) as r:
+                state = json.loads(r.read())["status"]
+            if state in ("SUCCEEDED", "FAILED", "STOPPED"):
+                break
+            time.sleep(0.002)
+        t1 = time.perf_counter()
+        if state != "SUCCEEDED":
+            raise SystemExit(f"ray job ended {state}")
+        if i >= 2:
+            total.append((t1 - t0) * 1000)
+    print(json.dumps({
+        "compute": "Ray Jobs API (no Atrium)", "jobs": jobs,
+        "submit_to_completed_ms": {"median": round(statistics.median(total), 1),
+                                   "p90": round(pct(total, 0.9), 1)},
+    }), flush=True)
+
+
+def sweep_wall(ws, token, compute, trials, base, data):
+    """Wall time of an N-trial random sweep of iris (2 at once) from submit to Completed."""
+    iris = os.path.join(os.path.dirname(__file__), "../../tests/data/iris.csv")
+    try:
+        call(f"{ws}/datasets/iris/versions/1", token)
+    except Exception:
+        req = urllib.request.Request(f"{ws}/datasets/iris/versions", data=open(iris, "rb").read(),
+                                     method="POST")
+        req.add_header("Authorization", f"Bearer {token}")
+        urllib.request.urlopen(req, timeout=60).read()
+    spec = {"type": "sweep", "name": f"bench-{compute}", "sweep": {
+        "trial": {"type": "train", "train": {
+            "dataset": "iris", "target": "target", "task": "classification", "epochs": 30,
+            "batch_size": 16, "validation_split": 0.2, "seed": 1,
+            "model": {"family": "mlp", "hidden": [16]},
+            "optimizer": {"kind": "adam", "lr": "${{search_space.lr}}"}}},
+        "search_space": {"lr": {"kind": "loguniform", "low": 1e-3, "high": 1e-1}},
+        "objective": {"primary_metric": "val_accuracy", "goal": "maximize"},
+        "sampler": "random", "seed": 7,
+        "limits": {"max_total_trials": trials, "max_concurrent_trials": 2}}}
+    if compute != "local":
+        spec["compute"] = compute
+    t0 = time.perf_counter()
+    j = call(f"{ws}/jobs", token, "POST", spec)
+    while j["state"] not in ("Completed", "Failed", "Canceled"):
+        time.sleep(0.05)
+        j = call(f"{ws}/jobs/{j['id']}", token)
+    wall = time.perf_counter() - t0
+    if j["state"] != "Completed":
+        raise SystemExit(f"sweep on {compute} ended {j['state']}: {j.get('error')}")
+    print(json.dumps({"sweep_on": compute, "trials": trials, "max_concurrent": 2,
+                      "wall_s": round(wall, 2)}), flush=True)
 
 
 if __name__ == "__main__":

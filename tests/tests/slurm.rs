@@ -413,3 +413,49 @@ fn an_eight_trial_sweep_spreads_over_slurm_with_early_termination() {
         assert!(run["params"]["lr"].is_string(), "{run}");
     }
 }
+
+#[test]
+fn a_lost_attempt_on_slurm_runs_again_when_retries_allow() {
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    slurm_target(&s, "slurm", None);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("first-attempt");
+    let spec = json!({
+        "type": "command", "compute": "slurm", "retries": 1,
+        "command": {"command": format!(
+            "if [ -f {m} ]; then echo second-attempt; else touch {m}; sleep 300; fi",
+            m = marker.display()
+        )},
+    });
+    let id = h.post(&format!("{WS}/jobs"), spec).ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pid = loop {
+        if marker.exists()
+            && let Some(pid) = worker_pid(&id)
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "{}", job_log(&h, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: kill(2) on the worker's pid, found by its command line.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let (j, _) = wait_job_states(&h, &id, 120);
+    let log = job_log(&h, &id);
+    assert_eq!(j["state"], "Completed", "{j}\n{log}");
+    assert_eq!(j["attempts"], 2, "{j}");
+    assert!(
+        log.contains("attempt 1 was lost: the job failed on the engine"),
+        "{log}"
+    );
+    assert!(log.contains("retrying (attempt 2 of 2)"), "{log}");
+    assert!(log.contains("second-attempt"), "{log}");
+    let run = h
+        .get(&format!("{WS}/runs/{}", j["run_id"].as_str().unwrap()))
+        .ok();
+    assert_eq!(run["status"], "FINISHED", "{run}");
+}

@@ -6,7 +6,8 @@
 //! Every way an attempt can go wrong ends it with the reason: the plugin trapping or running
 //! past its deadline, the engine not answering (for [`ENGINE_GRACE`]), the engine forgetting
 //! the job, the engine claiming an end the worker never reported, a worker that never calls
-//! or stops heartbeating.
+//! or stops heartbeating. Those are [`Failure::Lost`]: the job runs again while its `retries`
+//! allow; a failure the worker reports (the job's own) is final.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ async fn submit_and_watch(
         .await
         .map_err(|e| Failure::Failed(format!("submit task: {e}")))?
         .map_err(|e| {
-            Failure::Failed(format!(
+            Failure::Lost(format!(
                 "compute target '{}' did not take the job: {e}",
                 target.name
             ))
@@ -304,7 +305,7 @@ async fn watch(
                         return outcome;
                     }
                     cancel_on_engine(ex, job, target, handle).await;
-                    return Err(Failure::Failed(format!(
+                    return Err(Failure::Lost(format!(
                         "compute target '{}' stopped answering for {} s: {e}",
                         target.name,
                         ENGINE_GRACE.as_secs()
@@ -359,7 +360,7 @@ async fn watch(
             return match (attempt.take_reported(), stop_reason) {
                 (Some(outcome), _) => outcome,
                 (None, _) if attempt.cancel_requested() => Err(Failure::Canceled),
-                (None, why) => Err(Failure::Failed(why.unwrap_or_else(|| "stopped".into()))),
+                (None, why) => Err(Failure::Lost(why.unwrap_or_else(|| "stopped".into()))),
             };
         }
         if reported_at.is_some() {
@@ -383,9 +384,9 @@ fn ended(attempt: &Attempt, st: &JobStatus, stop_reason: Option<String>) -> Resu
         return Err(Failure::Canceled);
     }
     if let Some(why) = stop_reason {
-        return Err(Failure::Failed(why));
+        return Err(Failure::Lost(why));
     }
-    Err(Failure::Failed(match st.state {
+    Err(Failure::Lost(match st.state {
         EngineState::Unknown => format!(
             "the engine no longer knows the job{}",
             st.message

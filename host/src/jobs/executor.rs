@@ -42,6 +42,9 @@ pub(super) enum Failure {
     Canceled,
     /// It failed, with the reason.
     Failed(String),
+    /// The engine or the worker was lost (unreachable, forgot the job, died without a word):
+    /// the attempt failed through no fault of the job, and runs again if `retries` allows.
+    Lost(String),
 }
 
 impl From<DomainError> for Failure {
@@ -768,10 +771,46 @@ impl Executor {
         self.on_targets.lock().expect("jobs on targets").remove(&id);
         self.running.lock().expect("running jobs").remove(&id);
         let ws = self.workspace_of(&job).await;
+        if let Err(Failure::Lost(why)) = &outcome
+            && job.attempts <= job.retries
+        {
+            let canceled = match &ws {
+                Some(ws) => self
+                    .svc
+                    .store
+                    .job(ws.id, &id)
+                    .await
+                    .map(|j| j.cancel_requested)
+                    .unwrap_or(true),
+                None => true,
+            };
+            if !canceled {
+                self.logs.line(
+                    &id,
+                    &format!(
+                        "attempt {} was lost: {why}; retrying (attempt {} of {})",
+                        job.attempts,
+                        job.attempts + 1,
+                        job.retries + 1
+                    ),
+                );
+                match self.svc.store.requeue_job(job.key, why).await {
+                    Ok(()) => {
+                        self.wake.notify_one();
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(job = id.as_str(), error = %e, "cannot queue the job again")
+                    }
+                }
+            }
+        }
         let (state, status, error) = match outcome {
             Ok(()) => (JobState::Completed, RunStatus::Finished, None),
             Err(Failure::Canceled) => (JobState::Canceled, RunStatus::Killed, None),
-            Err(Failure::Failed(m)) => (JobState::Failed, RunStatus::Failed, Some(m)),
+            Err(Failure::Failed(m) | Failure::Lost(m)) => {
+                (JobState::Failed, RunStatus::Failed, Some(m))
+            }
         };
         match &error {
             Some(e) => self.logs.line(&id, &format!("job failed: {e}")),

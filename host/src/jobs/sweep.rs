@@ -596,7 +596,7 @@ async fn command_trial(
     let env = match command::prepare_env(ex, &key, &spec, &ctl.cancel).await {
         Ok(env) => env,
         Err(Failure::Canceled) => return Err(TrialFailure::Stopped(None)),
-        Err(Failure::Failed(m)) => return Err(TrialFailure::Failed(m)),
+        Err(Failure::Failed(m) | Failure::Lost(m)) => return Err(TrialFailure::Failed(m)),
     };
     command::materialize(ex, &ctx.ws, run_id, &spec, &code).await?;
     let poller = tokio::spawn(poll_metric(
@@ -644,7 +644,7 @@ async fn command_trial(
             ))
         }),
         Err(Failure::Canceled) => Err(TrialFailure::Stopped(None)),
-        Err(Failure::Failed(m)) => Err(TrialFailure::Failed(m)),
+        Err(Failure::Failed(m) | Failure::Lost(m)) => Err(TrialFailure::Failed(m)),
     }
 }
 

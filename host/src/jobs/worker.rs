@@ -303,7 +303,7 @@ pub async fn run(args: WorkerArgs) -> Result<(), WorkerError> {
     let (outcome, error) = match &outcome {
         Ok(()) => ("completed", None),
         Err(Failure::Canceled) => ("canceled", None),
-        Err(Failure::Failed(m)) => ("failed", Some(m.clone())),
+        Err(Failure::Failed(m) | Failure::Lost(m)) => ("failed", Some(m.clone())),
     };
     if let Some(e) = &error {
         ctx.line(&format!("the worker's attempt failed: {e}"));

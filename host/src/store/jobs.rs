@@ -292,6 +292,20 @@ impl Store {
         Ok(())
     }
 
+    /// Queues a job again after a lost attempt (its run stays open for the next attempt).
+    pub async fn requeue_job(&self, key: i64, why: &str) -> DomainResult<()> {
+        with_db!(self, write, |p| sqlx::query(
+            "UPDATE jobs SET state = 'Queued', error = $1, updated_at = $2 WHERE id = $3"
+        )
+        .bind(format!("attempt lost: {why}"))
+        .bind(now_millis())
+        .bind(key)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
     /// Records a cancel request; a queued job is canceled at once. Returns the job.
     pub async fn request_cancel(&self, workspace_id: i64, id: &str) -> DomainResult<JobRow> {
         let job = self.job(workspace_id, id).await?;
