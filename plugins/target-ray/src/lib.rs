@@ -11,17 +11,13 @@
 //!
 //! A job's attempt is the Ray job `atrium-<job-id>-<attempt>` (its `submission_id`, which is the
 //! handle; Ray refuses a second submission with the same id, so a retried submit is idempotent).
-//! Its entrypoint is `exec` of the quoted argv. The environment goes in `runtime_env.env_vars`,
-//! except two kinds of variables that Ray would mangle or that would break the job's start:
-//! - Ray expands `$NAME` and `${NAME}` in every value and drops unknown `${NAME}`s, with no
-//!   escape: a value holding `$` is passed with `$` and `\` written as `\0044` and `\0134`;
-//! - Ray applies `env_vars` to its own job supervisor process too, which execs `bash` from
-//!   `PATH` (a `PATH` without bash leaves the job PENDING forever) and runs Python (`LD_*`,
-//!   `PYTHON*` reach it): these are passed under another name.
-//!
-//! Both kinds travel as `ATRIUM_RAY_ESC_<NAME>` and the entrypoint's shell prefix restores them
-//! with `printf '%b'` before the `exec`; the entrypoint (which Ray writes at the top of the job's
-//! log) shows only their names.
+//! Its entrypoint is `exec /usr/bin/env 'NAME=value'... ARGV...`, every word single-quoted: the
+//! environment travels in the entrypoint rather than in `runtime_env.env_vars`, because Ray
+//! (a) sets a runtime environment up for `env_vars`, which cost ~240 ms per job (measured:
+//! 1544 vs 1305 ms submit → SUCCEEDED of a trivial job), (b) expands `$NAME` in their values
+//! with no escape, and (c) applies them to its own job supervisor, which execs `bash` from
+//! `PATH` (a `PATH` without bash left the job PENDING forever). In the entrypoint, a value
+//! reaches the job byte for byte and touches nothing of Ray's.
 
 use atrium_sdk::v0_2::target::atrium::plugin::types::PluginError;
 use atrium_sdk::v0_2::target::exports::atrium::plugin::compute_target::{
@@ -43,10 +39,8 @@ pub const TIMEOUT_MS: u64 = 10_000;
 pub const MAX_MESSAGE: usize = 500;
 /// Longest excerpt of an error body in an error message (bytes).
 pub const MAX_EXCERPT: usize = 300;
-/// Prefix of the variables the entrypoint restores (see the crate docs).
-pub const ESC_PREFIX: &str = "ATRIUM_RAY_ESC_";
-/// The shell variable the entrypoint's prefix uses while restoring.
-const TMP_VAR: &str = "__atrium_v";
+/// The program that sets the job's environment before its command.
+pub const ENV_BIN: &str = "/usr/bin/env";
 
 /// The plugin's settings, read from config and secrets.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,49 +151,18 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Whether `name` is a shell variable name.
-pub fn is_shell_name(name: &str) -> bool {
-    let mut c = name.chars();
-    matches!(c.next(), Some(f) if f == '_' || f.is_ascii_alphabetic())
-        && c.all(|c| c == '_' || c.is_ascii_alphanumeric())
-}
-
-/// Whether a variable must reach the job through the entrypoint rather than `env_vars`: Ray
-/// would expand `$` in its value, or it would change Ray's own job supervisor process.
-pub fn needs_escape(name: &str, value: &str) -> bool {
-    value.contains('$') || name == "PATH" || name.starts_with("LD_") || name.starts_with("PYTHON")
-}
-
-/// `value` for `printf '%b'`: `\` and `$` as octal escapes, everything else as is.
-pub fn printf_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str(r"\0134"),
-            '$' => out.push_str(r"\0044"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The request's environment for Ray: `env_vars`, and the names restored by the entrypoint.
-/// The last value of a repeated name wins; `default_path` is the `PATH` when none is given.
-pub fn split_env(
+/// The request's environment as `NAME=value` pairs: the last value of a repeated name wins;
+/// `default_path` is the `PATH` when none is given.
+pub fn env_pairs(
     env: &[(String, String)],
     default_path: Option<&str>,
-) -> Result<(Map<String, Value>, Vec<String>), PluginError> {
+) -> Result<Vec<(String, String)>, PluginError> {
     let mut vars: Vec<(String, String)> = Vec::new();
     for (k, v) in env {
         if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
             return Err(PluginError::InvalidArgument(format!(
                 "environment variable '{}' has an invalid name or a NUL byte",
                 k.escape_debug()
-            )));
-        }
-        if k.starts_with(ESC_PREFIX) {
-            return Err(PluginError::InvalidArgument(format!(
-                "environment variable '{k}': names starting with {ESC_PREFIX} are this plugin's own"
             )));
         }
         vars.retain(|(n, _)| n != k);
@@ -210,26 +173,11 @@ pub fn split_env(
     {
         vars.push(("PATH".into(), p.to_string()));
     }
-    let mut env_vars = Map::new();
-    let mut restored = Vec::new();
-    for (k, v) in vars {
-        if needs_escape(&k, &v) {
-            if !is_shell_name(&k) {
-                return Err(PluginError::InvalidArgument(format!(
-                    "environment variable '{k}' holds '$' (or is PATH, LD_* or PYTHON*) but is not a shell name, so it cannot reach a Ray job intact"
-                )));
-            }
-            env_vars.insert(format!("{ESC_PREFIX}{k}"), Value::String(printf_escape(&v)));
-            restored.push(k);
-        } else {
-            env_vars.insert(k, Value::String(v));
-        }
-    }
-    Ok((env_vars, restored))
+    Ok(vars)
 }
 
-/// The entrypoint: restore the escaped variables, then `exec` the quoted argv.
-pub fn entrypoint(argv: &[String], restored: &[String]) -> Result<String, PluginError> {
+/// The entrypoint: `exec` of `env` with the job's variables, then the quoted argv.
+pub fn entrypoint(argv: &[String], env: &[(String, String)]) -> Result<String, PluginError> {
     if argv.is_empty() || argv[0].is_empty() {
         return Err(PluginError::InvalidArgument(
             "the job's argv is empty".to_string(),
@@ -240,21 +188,17 @@ pub fn entrypoint(argv: &[String], restored: &[String]) -> Result<String, Plugin
             "the job's argv holds a NUL byte".to_string(),
         ));
     }
-    let mut s = String::new();
-    for k in restored {
-        // command substitution drops trailing newlines: keep them with a sentinel `x`
-        s.push_str(&format!(
-            "{TMP_VAR}=\"$(printf '%bx' \"${ESC_PREFIX}{k}\")\"; export {k}=\"${{{TMP_VAR}%x}}\"; "
-        ));
+    if argv[0].contains('=') {
+        return Err(PluginError::InvalidArgument(format!(
+            "the job's command '{}' holds '=' (env would take it for a variable)",
+            argv[0]
+        )));
     }
-    if !restored.is_empty() {
-        s.push_str(&format!("unset {TMP_VAR}"));
-        for k in restored {
-            s.push_str(&format!(" {ESC_PREFIX}{k}"));
-        }
-        s.push_str("; ");
+    let mut s = format!("exec {ENV_BIN}");
+    for (k, v) in env {
+        s.push(' ');
+        s.push_str(&shell_quote(&format!("{k}={v}")));
     }
-    s.push_str("exec");
     for a in argv {
         s.push(' ');
         s.push_str(&shell_quote(a));
@@ -281,19 +225,13 @@ pub fn check_job_id(id: &str) -> Result<(), PluginError> {
 /// The body of `POST /api/jobs/` for a job's attempt.
 pub fn submit_body(job: &JobRequest, default_path: Option<&str>) -> Result<Value, PluginError> {
     check_job_id(&job.job_id)?;
-    let (env_vars, restored) = split_env(&job.env, default_path)?;
+    let env = env_pairs(&job.env, default_path)?;
     let mut body = Map::new();
     body.insert(
         "submission_id".into(),
         json!(submission_id(&job.job_id, job.attempt)),
     );
-    body.insert(
-        "entrypoint".into(),
-        json!(entrypoint(&job.argv, &restored)?),
-    );
-    if !env_vars.is_empty() {
-        body.insert("runtime_env".into(), json!({ "env_vars": env_vars }));
-    }
+    body.insert("entrypoint".into(), json!(entrypoint(&job.argv, &env)?));
     let r = job.resources;
     if r.cpus.is_finite() && r.cpus > 0.0 {
         body.insert("entrypoint_num_cpus".into(), json!(r.cpus));

@@ -42,17 +42,20 @@ fn quoting() {
 }
 
 #[test]
-fn entrypoint_execs_the_quoted_argv() {
+fn entrypoint_execs_env_with_the_quoted_argv() {
     let argv = vec![s("/bin/echo"), s("a b"), s("it's")];
     assert_eq!(
         entrypoint(&argv, &[]).unwrap(),
-        r"exec /bin/echo 'a b' 'it'\''s'"
+        r"exec /usr/bin/env /bin/echo 'a b' 'it'\''s'"
     );
-    let e = entrypoint(&argv, &[s("PATH")]).unwrap();
+    let e = entrypoint(
+        &argv,
+        &[(s("PATH"), s("/usr/bin:/bin")), (s("W"), s("a$b"))],
+    )
+    .unwrap();
     assert_eq!(
         e,
-        "__atrium_v=\"$(printf '%bx' \"$ATRIUM_RAY_ESC_PATH\")\"; export PATH=\"${__atrium_v%x}\"; \
-         unset __atrium_v ATRIUM_RAY_ESC_PATH; exec /bin/echo 'a b' 'it'\\''s'"
+        r"exec /usr/bin/env 'PATH=/usr/bin:/bin' 'W=a$b' /bin/echo 'a b' 'it'\''s'"
     );
     assert!(matches!(
         entrypoint(&[], &[]),
@@ -60,93 +63,67 @@ fn entrypoint_execs_the_quoted_argv() {
     ));
     assert!(entrypoint(&[s("")], &[]).is_err());
     assert!(entrypoint(&[s("a\0b")], &[]).is_err());
+    assert!(entrypoint(&[s("A=b")], &[]).is_err());
 }
 
 #[test]
-fn env_split() {
+fn env_pairs_dedupe_and_default_path() {
     let env: Vec<(String, String)> = [
         ("ATRIUM_TOKEN", "tok-1"),
-        ("PATH", "/usr/bin:/bin"),
-        ("W", "a$HOME ${FOO} \\n"),
-        ("LD_LIBRARY_PATH", "/x"),
-        ("PYTHONPATH", "/y"),
         ("TOKEN", "old"),
         ("TOKEN", "new"),
     ]
     .iter()
     .map(|(k, v)| (s(k), s(v)))
     .collect();
-    let (vars, restored) = split_env(&env, Some("/ignored")).unwrap();
-    assert_eq!(restored, ["PATH", "W", "LD_LIBRARY_PATH", "PYTHONPATH"]);
-    assert_eq!(vars["ATRIUM_TOKEN"], "tok-1");
-    assert_eq!(vars["TOKEN"], "new");
-    assert_eq!(vars["ATRIUM_RAY_ESC_PATH"], "/usr/bin:/bin");
-    assert_eq!(vars["ATRIUM_RAY_ESC_W"], r"a\0044HOME \0044{FOO} \0134n");
-    assert_eq!(vars["ATRIUM_RAY_ESC_LD_LIBRARY_PATH"], "/x");
-    assert!(!vars.contains_key("PATH") && !vars.contains_key("W"));
-    assert!(vars.values().all(|v| !v.as_str().unwrap().contains('$')));
-
-    // the default PATH only without one in the request
-    let (vars, restored) = split_env(&[(s("A"), s("1"))], Some("/opt/bin:/bin")).unwrap();
-    assert_eq!(restored, ["PATH"]);
-    assert_eq!(vars["ATRIUM_RAY_ESC_PATH"], "/opt/bin:/bin");
-    let (vars, restored) = split_env(&[(s("A"), s("1"))], None).unwrap();
-    assert!(restored.is_empty());
-    assert_eq!(vars.len(), 1);
-
-    // a value with a backslash but no `$` is passed as is
-    let (vars, _) = split_env(&[(s("B"), s(r"a\b"))], None).unwrap();
-    assert_eq!(vars["B"], r"a\b");
-
-    for bad in [
-        ("", "x"),
-        ("A=B", "x"),
-        ("A", "x\0y"),
-        ("ATRIUM_RAY_ESC_X", "y"),
-        ("a-b", "$x"),
-    ] {
+    let pairs = env_pairs(&env, Some("/opt/bin:/bin")).unwrap();
+    assert_eq!(
+        pairs,
+        vec![
+            (s("ATRIUM_TOKEN"), s("tok-1")),
+            (s("TOKEN"), s("new")),
+            (s("PATH"), s("/opt/bin:/bin"))
+        ]
+    );
+    let pairs = env_pairs(&[(s("PATH"), s("/x"))], Some("/ignored")).unwrap();
+    assert_eq!(pairs, vec![(s("PATH"), s("/x"))]);
+    for bad in [("", "x"), ("A=B", "x"), ("A", "x\0y")] {
         assert!(
             matches!(
-                split_env(&[(s(bad.0), s(bad.1))], None),
+                env_pairs(&[(s(bad.0), s(bad.1))], None),
                 Err(PluginError::InvalidArgument(_))
             ),
             "{bad:?}"
         );
     }
-    // a name that is not a shell name is fine when nothing needs restoring
-    let (vars, _) = split_env(&[(s("a-b"), s("x"))], None).unwrap();
-    assert_eq!(vars["a-b"], "x");
 }
 
-/// The entrypoint's prefix restores every value exactly (run by /bin/sh as Ray does).
+/// Every value reaches the command exactly (the entrypoint run by /bin/sh as Ray does).
 #[cfg(unix)]
 #[test]
-fn restored_values_round_trip_through_sh() {
+fn values_round_trip_through_sh() {
     let tricky = "a$HOME ${FOO} $$ `id` 'q' \"d\" \\n \\0101 %s %b é\n\n";
     let env = vec![
         (s("W"), s(tricky)),
         (s("PATH"), s("/usr/bin:/bin")),
         (s("PLAIN"), s("p")),
     ];
-    let (vars, restored) = split_env(&env, None).unwrap();
     let argv = vec![
         s("/bin/sh"),
         s("-c"),
-        s(
-            r#"printf '%s|%s|%s|%s' "$W" "$PATH" "$PLAIN" "${ATRIUM_RAY_ESC_W-unset}${__atrium_v-unset}""#,
-        ),
+        s(r#"printf '%s|%s|%s' "$W" "$PATH" "$PLAIN""#),
     ];
-    let ep = entrypoint(&argv, &restored).unwrap();
-    let mut cmd = std::process::Command::new("/bin/sh");
-    cmd.arg("-c").arg(&ep).env_clear();
-    for (k, v) in &vars {
-        cmd.env(k, v.as_str().unwrap());
-    }
-    let out = cmd.output().unwrap();
+    let ep = entrypoint(&argv, &env).unwrap();
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&ep)
+        .env_clear()
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
-        format!("{tricky}|/usr/bin:/bin|p|unsetunset")
+        format!("{tricky}|/usr/bin:/bin|p")
     );
 }
 
@@ -156,13 +133,9 @@ fn submit_body_shape() {
     assert_eq!(b["submission_id"], "atrium-j42-2");
     assert_eq!(
         b["entrypoint"],
-        "__atrium_v=\"$(printf '%bx' \"$ATRIUM_RAY_ESC_PATH\")\"; export PATH=\"${__atrium_v%x}\"; \
-         unset __atrium_v ATRIUM_RAY_ESC_PATH; exec /opt/atrium worker run --job j42"
+        "exec /usr/bin/env 'ATRIUM_TOKEN=t' 'PATH=/bin' /opt/atrium worker run --job j42"
     );
-    assert_eq!(
-        b["runtime_env"],
-        json!({"env_vars": {"ATRIUM_TOKEN": "t", "ATRIUM_RAY_ESC_PATH": "/bin"}})
-    );
+    assert!(b.get("runtime_env").is_none());
     assert_eq!(b["entrypoint_num_cpus"], 1.5);
     assert_eq!(b["entrypoint_memory"], 512u64 << 20);
     assert!(b.get("entrypoint_num_gpus").is_none());
