@@ -678,6 +678,37 @@ pub fn job_of(h: &Http, id: &str) -> Value {
     h.get(&format!("/api/v1/workspaces/default/jobs/{id}")).ok()
 }
 
+/// Waits until job `id` of the `default` workspace is in state `want` (panics after `secs`).
+pub fn wait_job_state(h: &Http, id: &str, want: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while job_of(h, id)["state"] != want {
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never reached {want}: {}\n{}",
+            job_of(h, id),
+            job_log(h, id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The variables of the env file an engine script (`scripts/engines/*.sh start DIR`) wrote,
+/// from the path in `var`; panics naming the script when it is not set.
+pub fn engine_env(var: &str, script: &str) -> std::collections::BTreeMap<String, String> {
+    let path = std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: start the engine with `scripts/engines/{script} start DIR` and set \
+             it to DIR/env (scripts/test.sh does both)"
+        )
+    });
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// The steps of metric `key` of run `run` (`default` workspace), in order.
 pub fn metric_steps(h: &Http, run: &str, key: &str) -> Vec<i64> {
     let v = h

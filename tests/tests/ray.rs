@@ -8,24 +8,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Http, Server, job_log, job_of, metric_steps, wait_job_states};
+use atrium_tests::{
+    Backend, Server, engine_env, job_log, metric_steps, wait_job_state, wait_job_states,
+};
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
 
 fn ray_env() -> BTreeMap<String, String> {
-    let path = std::env::var("ATRIUM_TEST_RAY_ENV").unwrap_or_else(|_| {
-        panic!(
-            "ATRIUM_TEST_RAY_ENV is not set: start Ray with `scripts/engines/ray.sh start DIR` \
-             and set it to DIR/env (scripts/test.sh does both)"
-        )
-    });
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    engine_env("ATRIUM_TEST_RAY_ENV", "ray.sh")
 }
 
 fn ray_target(s: &Server) -> Value {
@@ -56,19 +47,6 @@ fn ray_target(s: &Server) -> Value {
     ]);
     assert!(ok, "{out}{err}");
     serde_json::from_str(&out).unwrap()
-}
-
-fn wait_state(h: &Http, id: &str, want: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while job_of(h, id)["state"] != want {
-        assert!(
-            Instant::now() < deadline,
-            "job {id} never reached {want}: {}\n{}",
-            job_of(h, id),
-            job_log(h, id)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -146,7 +124,7 @@ fn a_running_ray_job_stops_on_cancel() {
         )
         .ok();
     let id = j["id"].as_str().unwrap().to_string();
-    wait_state(&h, &id, "Running", 180);
+    wait_job_state(&h, &id, "Running", 180);
     let t0 = Instant::now();
     let r = h.post(&format!("{WS}/jobs/{id}:cancel"), json!({}));
     assert_eq!(r.status, 200, "{}", r.json);

@@ -9,25 +9,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use atrium_tests::{
-    Backend, Http, Server, job_log, job_of, metric_steps, upload_iris, wait_job_states,
+    Backend, Server, engine_env, job_log, job_of, metric_steps, upload_iris, wait_job_state,
+    wait_job_states,
 };
 use serde_json::{Value, json};
 
 const WS: &str = "/api/v1/workspaces/default";
 
 fn slurm_env() -> BTreeMap<String, String> {
-    let path = std::env::var("ATRIUM_TEST_SLURM_ENV").unwrap_or_else(|_| {
-        panic!(
-            "ATRIUM_TEST_SLURM_ENV is not set: start Slurm with `scripts/engines/slurm.sh start DIR` \
-             and set it to DIR/env (scripts/test.sh does both)"
-        )
-    });
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    engine_env("ATRIUM_TEST_SLURM_ENV", "slurm.sh")
 }
 
 /// Creates compute target `name` on the test cluster with the CLI (the key as a secret).
@@ -80,19 +70,6 @@ fn iris_job(epochs: u64) -> Value {
 
 fn command_job(command: &str) -> Value {
     json!({ "type": "command", "name": "cmd-on-slurm", "compute": "slurm", "command": { "command": command } })
-}
-
-fn wait_state(h: &Http, id: &str, want: &str, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while job_of(h, id)["state"] != want {
-        assert!(
-            Instant::now() < deadline,
-            "job {id} never reached {want}: {}\n{}",
-            job_of(h, id),
-            job_log(h, id)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -162,7 +139,7 @@ fn a_running_slurm_job_stops_on_cancel() {
         )
         .ok();
     let id = j["id"].as_str().unwrap().to_string();
-    wait_state(&h, &id, "Running", 120);
+    wait_job_state(&h, &id, "Running", 120);
     // a target with a running job cannot be deleted
     let r = h.delete(&format!("{WS}/compute/slurm"));
     assert_eq!(r.status, 409, "{}", r.json);
@@ -248,7 +225,7 @@ fn a_host_restart_mid_job_is_reconciled_with_slurm() {
         )
         .ok();
     let id = j["id"].as_str().unwrap().to_string();
-    wait_state(&h, &id, "Running", 120);
+    wait_job_state(&h, &id, "Running", 120);
     let handle = job_of(&h, &id)["handle"].as_str().unwrap().to_string();
     s.restart_same_port();
     let h = s.http();
