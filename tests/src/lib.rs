@@ -692,6 +692,22 @@ pub fn wait_job_state(h: &Http, id: &str, want: &str, secs: u64) {
     }
 }
 
+/// Waits until the engine state recorded for job `id` is `want` (the engine ends a job a
+/// moment after its worker reported; panics after `secs`); returns the job's log.
+pub fn wait_engine_state(h: &Http, id: &str, want: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while job_of(h, id)["engine_state"] != want {
+        assert!(
+            Instant::now() < deadline,
+            "the engine never reported {want} for job {id}: {}\n{}",
+            job_of(h, id),
+            job_log(h, id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    job_log(h, id)
+}
+
 /// The variables of the env file an engine script (`scripts/engines/*.sh start DIR`) wrote,
 /// from the path in `var`; panics naming the script when it is not set.
 pub fn engine_env(var: &str, script: &str) -> std::collections::BTreeMap<String, String> {

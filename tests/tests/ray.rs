@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use atrium_tests::{
-    Backend, Server, engine_env, job_log, metric_steps, wait_job_state, wait_job_states,
+    Backend, Server, engine_env, job_log, metric_steps, wait_engine_state, wait_job_state,
+    wait_job_states,
 };
 use serde_json::{Value, json};
 
@@ -103,6 +104,7 @@ fn a_command_job_in_an_environment_on_ray_logs_through_mlflow() {
         "{log}"
     );
     assert!(log.contains("logged from "), "the command's output: {log}");
+    let log = wait_engine_state(&h, &id, "SUCCEEDED", 30);
     assert!(log.contains("engine: SUCCEEDED"), "{log}");
     assert_eq!(j["handle"], format!("atrium-{id}-1"), "{j}");
     let run = j["run_id"].as_str().unwrap();

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use atrium_tests::{
-    Backend, Server, engine_env, job_log, job_of, metric_steps, upload_iris, wait_job_state,
-    wait_job_states,
+    Backend, Server, engine_env, job_log, job_of, metric_steps, upload_iris, wait_engine_state,
+    wait_job_state, wait_job_states,
 };
 use serde_json::{Value, json};
 
@@ -100,12 +100,12 @@ fn a_train_job_runs_on_slurm_and_its_model_lands_in_its_run() {
         log.contains("submitted to compute target 'slurm' (target-slurm@"),
         "{log}"
     );
+    let log = wait_engine_state(&h, id, "COMPLETED", 30);
     assert!(log.contains("engine: COMPLETED"), "{log}");
     assert!(
         log.contains("epoch 8 loss="),
         "the worker's lines reach the job log: {log}"
     );
-    assert_eq!(j["engine_state"], "COMPLETED", "{j}");
     assert!(j["handle"].as_str().unwrap().parse::<u64>().is_ok(), "{j}");
     let run = j["run_id"].as_str().unwrap();
     assert_eq!(metric_steps(&h, run, "loss"), (1..=8).collect::<Vec<_>>());

@@ -25,13 +25,13 @@ use crate::workspace::Workspace;
 /// How often the engine is asked for the attempt's state while its worker runs (the worker's
 /// own calls carry its progress; the engine's state matters for its start and its end).
 const POLL: Duration = Duration::from_millis(500);
-/// How often once the worker reported its result: the engine is about to end the job.
-const POLL_END: Duration = Duration::from_millis(20);
+/// How often the engine is asked after the job ended (its worker is exiting).
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 /// How long the engine may fail to answer before the attempt fails.
 pub const ENGINE_GRACE: Duration = Duration::from_secs(30);
 /// How long an engine may run the job without its worker calling the host.
 const FIRST_CALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long the engine may lag behind a worker that reported its result.
+/// How long the engine may take to end a job whose worker reported its result.
 const END_LAG: Duration = Duration::from_secs(15);
 /// How long the engine may take to carry out a stop before the job ends without it.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -248,7 +248,6 @@ async fn watch(
 ) -> Result<(), Failure> {
     let mut failing_since: Option<Instant> = None;
     let mut running_since: Option<Instant> = None;
-    let mut reported_at: Option<Instant> = None;
     let mut cancel_seen: Option<Instant> = None;
     let mut cancel_sent = false;
     let mut stop_reason: Option<String> = None;
@@ -264,8 +263,17 @@ async fn watch(
                 stopped_at.get_or_insert_with(Instant::now);
             }
         }
-        if attempt.has_reported() {
-            reported_at.get_or_insert_with(Instant::now);
+        // everything the attempt logged is stored once its worker reported: the job ends now,
+        // and the engine's end of it is watched in the background
+        if let Some(outcome) = attempt.take_reported() {
+            tokio::spawn(settle(
+                ex.clone(),
+                job.clone(),
+                target.clone(),
+                handle.to_string(),
+                last_raw,
+            ));
+            return outcome;
         }
         let plugin = target.plugin.clone();
         let h = handle.to_string();
@@ -313,21 +321,7 @@ async fn watch(
                 }
             }
         }
-        // the worker said how it ended; the engine may take a moment to notice its exit
-        if reported_at.is_some_and(|t| t.elapsed() > END_LAG)
-            && let Some(outcome) = attempt.take_reported()
-        {
-            ex.logs.line(
-                &job.id,
-                &format!(
-                    "the engine still runs the job {} s after its worker reported; ending it",
-                    END_LAG.as_secs()
-                ),
-            );
-            cancel_on_engine(ex, job, target, handle).await;
-            return outcome;
-        }
-        if stop_reason.is_none() && reported_at.is_none() {
+        if stop_reason.is_none() {
             if attempt.contacted() && attempt.silent_for() > HEARTBEAT_TIMEOUT {
                 stop_reason = Some(format!(
                     "the worker sent no heartbeat for {} s; canceled on the engine",
@@ -363,15 +357,50 @@ async fn watch(
                 (None, why) => Err(Failure::Lost(why.unwrap_or_else(|| "stopped".into()))),
             };
         }
-        if reported_at.is_some() {
-            tokio::time::sleep(POLL_END).await;
-        } else {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = attempt.report_arrived.notified() => {}
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = attempt.report_arrived.notified() => {}
         }
     }
+}
+
+/// After the job ended: waits for the engine to end it too (its worker exits right after
+/// reporting), recording the engine's last state; one still running after [`END_LAG`] is
+/// stopped.
+async fn settle(
+    ex: Arc<Executor>,
+    job: JobRow,
+    target: ComputeTarget,
+    handle: String,
+    mut last_raw: Option<String>,
+) {
+    let since = Instant::now();
+    while since.elapsed() < END_LAG {
+        let plugin = target.plugin.clone();
+        let h = handle.clone();
+        if let Ok(Ok(st)) = tokio::task::spawn_blocking(move || plugin.status(&h)).await {
+            if last_raw.as_deref() != Some(st.raw_state.as_str()) {
+                ex.logs.line(
+                    &job.id,
+                    &format!("engine: {} ({})", describe_end(&st), st.state.as_str()),
+                );
+                let _ = ex.svc.store.set_engine_state(job.key, &st.raw_state).await;
+                last_raw = Some(st.raw_state.clone());
+            }
+            if st.state.is_terminal() || st.state == EngineState::Unknown {
+                return;
+            }
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+    ex.logs.line(
+        &job.id,
+        &format!(
+            "the engine still ran {handle} {} s after its worker reported; stopping it",
+            END_LAG.as_secs()
+        ),
+    );
+    cancel_on_engine(&ex, &job, &target, &handle).await;
 }
 
 /// How the attempt ended, once the engine says it has: as its worker reported, else as the

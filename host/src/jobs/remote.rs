@@ -259,11 +259,6 @@ impl Attempt {
         self.last_seen.lock().expect("heartbeat").elapsed()
     }
 
-    /// Whether its worker reported the result.
-    pub(super) fn has_reported(&self) -> bool {
-        self.reported.lock().expect("report").is_some()
-    }
-
     /// The result its worker reported, taken.
     pub(super) fn take_reported(&self) -> Option<Result<(), Failure>> {
         self.reported.lock().expect("report").take()
