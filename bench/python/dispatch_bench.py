@@ -96,20 +96,31 @@ def main():
                 "component": "target-ray", "secrets": ["ray-token"], "allow_private": True,
                 "cpus": 1, "config": {"url": ray["RAY_URL"], "token_secret": "ray-token"}})
             computes.append("ray")
+        def atrium_job(compute):
+            t0 = time.perf_counter()
+            j = call(f"{ws}/jobs", token, "POST", dict(spec, compute=compute))
+            while j["state"] not in ("Completed", "Failed", "Canceled"):
+                time.sleep(0.002)
+                j = call(f"{ws}/jobs/{j['id']}", token)
+            t1 = time.perf_counter()
+            if j["state"] != "Completed":
+                raise SystemExit(f"job ended {j['state']}: {j.get('error')}")
+            return (t1 - t0) * 1000, j["started_at"] - j["created_at"]
+
+        # an engine's own job runs right after each of Atrium's on it (interleaved, so the
+        # engine's drift over a run affects both alike)
+        peers = {"slurm": ("sbatch (Slurm's CLI, no Atrium)", lambda: sbatch_job(slurm)),
+                 "ray": ("Ray Jobs API (no Atrium)", lambda: ray_job(ray))}
         for compute in computes:
-            total, queue = [], []
+            total, queue, peer = [], [], []
             for i in range(a.jobs + 2):
-                t0 = time.perf_counter()
-                j = call(f"{ws}/jobs", token, "POST", dict(spec, compute=compute))
-                while j["state"] not in ("Completed", "Failed", "Canceled"):
-                    time.sleep(0.002)
-                    j = call(f"{ws}/jobs/{j['id']}", token)
-                t1 = time.perf_counter()
-                if j["state"] != "Completed":
-                    raise SystemExit(f"job ended {j['state']}: {j.get('error')}")
+                ms, q = atrium_job(compute)
+                p = peers[compute][1]() if compute in peers else None
                 if i >= 2:  # two warm-up jobs
-                    total.append((t1 - t0) * 1000)
-                    queue.append(j["started_at"] - j["created_at"])
+                    total.append(ms)
+                    queue.append(q)
+                    if p is not None:
+                        peer.append(p)
             print(json.dumps({
                 "compute": compute, "jobs": a.jobs,
                 "submit_to_completed_ms": {"median": round(statistics.median(total), 1),
@@ -117,10 +128,14 @@ def main():
                 "queued_to_started_ms": {"median": statistics.median(queue),
                                          "p90": pct(queue, 0.9)},
             }), flush=True)
-        if slurm:
-            sbatch_peer(slurm, a.jobs)
-        if ray:
-            ray_peer(ray, a.jobs)
+            if peer:
+                print(json.dumps({
+                    "compute": peers[compute][0], "jobs": a.jobs,
+                    "submit_to_completed_ms": {"median": round(statistics.median(peer), 1),
+                                               "p90": round(pct(peer, 0.9), 1)},
+                    "atrium_overhead_ms_median_of_pairs": round(statistics.median(
+                        [x - y for x, y in zip(total, peer)]), 1),
+                }), flush=True)
         if a.sweep_trials:
             targets = ["local"] + (["slurm"] if slurm else []) + (["ray"] if ray else [])
             for compute in targets:
@@ -140,65 +155,49 @@ def slurm_jwt(key_b64, user):
     return (head + b"." + body + b"." + sig).decode()
 
 
-def sbatch_peer(env, jobs):
-    """The same trivial job through Slurm's own CLI: sbatch, then its end seen over slurmrestd."""
+def sbatch_job(env):
+    """The same trivial job through Slurm's own CLI: sbatch, then its end seen over slurmrestd
+    (polled every 2 ms); milliseconds."""
     jwt = slurm_jwt(env["SLURM_JWT_KEY_B64"], env.get("SLURM_USER", "root"))
     run_env = dict(os.environ, SLURM_CONF=env["SLURM_CONF"])
-    total = []
-    for i in range(jobs + 2):
-        t0 = time.perf_counter()
-        out = subprocess.run(
-            ["sbatch", "--parsable", "-p", env["SLURM_PARTITION"], "-c", "1", "-o", "/dev/null",
-             "--wrap", "true"], env=run_env, check=True, capture_output=True, text=True).stdout
-        job = out.strip().split(";")[0]
-        while True:
-            req = urllib.request.Request(f"{env['SLURM_URL']}/slurm/v0.0.38/job/{job}")
-            req.add_header("X-SLURM-USER-NAME", env.get("SLURM_USER", "root"))
-            req.add_header("X-SLURM-USER-TOKEN", jwt)
-            with urllib.request.urlopen(req, timeout=30) as r:
-                state = json.loads(r.read())["jobs"][0]["job_state"]
-            if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
-                break
-            time.sleep(0.002)
-        t1 = time.perf_counter()
-        if state != "COMPLETED":
-            raise SystemExit(f"sbatch job ended {state}")
-        if i >= 2:
-            total.append((t1 - t0) * 1000)
-    print(json.dumps({
-        "compute": "sbatch (Slurm's CLI, no Atrium)", "jobs": jobs,
-        "submit_to_completed_ms": {"median": round(statistics.median(total), 1),
-                                   "p90": round(pct(total, 0.9), 1)},
-    }), flush=True)
-
-
-def ray_peer(env, jobs):
-    """The same trivial job through Ray's Jobs API (what `ray job submit` calls), polled every 2 ms."""
-    total = []
-    hdr = {"Authorization": f"Bearer {env['RAY_TOKEN']}", "Content-Type": "application/json"}
-    for i in range(jobs + 2):
-        t0 = time.perf_counter()
-        req = urllib.request.Request(f"{env['RAY_URL']}/api/jobs/", method="POST", headers=hdr,
-                                     data=json.dumps({"entrypoint": "true", "entrypoint_num_cpus": 1}).encode())
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        ["sbatch", "--parsable", "-p", env["SLURM_PARTITION"], "-c", "1", "-o", "/dev/null",
+         "--wrap", "true"], env=run_env, check=True, capture_output=True, text=True).stdout
+    job = out.strip().split(";")[0]
+    while True:
+        req = urllib.request.Request(f"{env['SLURM_URL']}/slurm/v0.0.38/job/{job}")
+        req.add_header("X-SLURM-USER-NAME", env.get("SLURM_USER", "root"))
+        req.add_header("X-SLURM-USER-TOKEN", jwt)
         with urllib.request.urlopen(req, timeout=30) as r:
-            sid = json.loads(r.read())["submission_id"]
-        while True:
-            req = urllib.request.Request(f"{env['RAY_URL']}/api/jobs/{sid}", headers=hdr)
-            with urllib.request.urlopen(req, timeout=30) as r:
-                state = json.loads(r.read())["status"]
-            if state in ("SUCCEEDED", "FAILED", "STOPPED"):
-                break
-            time.sleep(0.002)
-        t1 = time.perf_counter()
-        if state != "SUCCEEDED":
-            raise SystemExit(f"ray job ended {state}")
-        if i >= 2:
-            total.append((t1 - t0) * 1000)
-    print(json.dumps({
-        "compute": "Ray Jobs API (no Atrium)", "jobs": jobs,
-        "submit_to_completed_ms": {"median": round(statistics.median(total), 1),
-                                   "p90": round(pct(total, 0.9), 1)},
-    }), flush=True)
+            state = json.loads(r.read())["jobs"][0]["job_state"]
+        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
+            break
+        time.sleep(0.002)
+    if state != "COMPLETED":
+        raise SystemExit(f"sbatch job ended {state}")
+    return (time.perf_counter() - t0) * 1000
+
+
+def ray_job(env):
+    """The same trivial job through Ray's Jobs API (what `ray job submit` calls), polled every
+    2 ms; milliseconds."""
+    hdr = {"Authorization": f"Bearer {env['RAY_TOKEN']}", "Content-Type": "application/json"}
+    t0 = time.perf_counter()
+    req = urllib.request.Request(f"{env['RAY_URL']}/api/jobs/", method="POST", headers=hdr,
+                                 data=json.dumps({"entrypoint": "true", "entrypoint_num_cpus": 1}).encode())
+    with urllib.request.urlopen(req, timeout=30) as r:
+        sid = json.loads(r.read())["submission_id"]
+    while True:
+        req = urllib.request.Request(f"{env['RAY_URL']}/api/jobs/{sid}", headers=hdr)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            state = json.loads(r.read())["status"]
+        if state in ("SUCCEEDED", "FAILED", "STOPPED"):
+            break
+        time.sleep(0.002)
+    if state != "SUCCEEDED":
+        raise SystemExit(f"ray job ended {state}")
+    return (time.perf_counter() - t0) * 1000
 
 
 def sweep_wall(ws, token, compute, trials, base, data):
