@@ -16,6 +16,7 @@ start=$SECONDS
 # a single-node Slurm cluster and a Ray head node for the compute-target tests
 # (tests/tests/slurm.rs, tests/tests/ray.rs), stopped on exit
 engines=$(mktemp -d /tmp/atrium-engines.XXXXXX)
+chmod 755 "$engines" # Slurm's munged runs as its own user
 trap 'scripts/engines/slurm.sh stop "$engines/slurm" >/dev/null 2>&1; scripts/engines/ray.sh stop "$engines/ray" >/dev/null 2>&1; rm -rf "$engines"; rm -f "$log"' EXIT
 if scripts/engines/slurm.sh install && scripts/engines/slurm.sh start "$engines/slurm" >/dev/null; then
   export ATRIUM_TEST_SLURM_ENV="$engines/slurm/env"

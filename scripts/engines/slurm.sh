@@ -185,6 +185,9 @@ cmd_start() {
     chmod 1777 "$S/out" # job output; jobs may run as other users
     chown munge:munge "$S/munge"
     chmod 711 "$S/munge" # munged refuses a socket directory without o+x
+    # munged runs as user munge: every directory above DIR must let it through
+    runuser -u munge -- test -x "$S/munge" \
+        || die "user munge cannot reach $S/munge: a directory above DIR is not o+x (mktemp -d makes 0700 ones; chmod 755 it)"
     if [[ ! -s $S/munge/munge.key ]]; then
         dd if=/dev/urandom of="$S/munge/munge.key" bs=1024 count=1 status=none
     fi
