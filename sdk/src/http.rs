@@ -75,7 +75,9 @@ pub fn request(
     } else if let Some(r) = url.strip_prefix("https://") {
         (Scheme::Https, r)
     } else {
-        return Err(HttpError(format!("'{url}' is not an http:// or https:// URL")));
+        return Err(HttpError(format!(
+            "'{url}' is not an http:// or https:// URL"
+        )));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -112,8 +114,10 @@ pub fn request(
     let bad = |what: &str| HttpError(format!("invalid {what} in '{url}'"));
     req.set_method(&m).map_err(|_| bad("method"))?;
     req.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
-    req.set_authority(Some(authority)).map_err(|_| bad("host"))?;
-    req.set_path_with_query(Some(path)).map_err(|_| bad("path"))?;
+    req.set_authority(Some(authority))
+        .map_err(|_| bad("host"))?;
+    req.set_path_with_query(Some(path))
+        .map_err(|_| bad("path"))?;
     let out = req
         .body()
         .map_err(|_| HttpError("cannot open the request body".into()))?;
@@ -149,7 +153,12 @@ pub fn request(
         .headers()
         .entries()
         .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
         .collect();
     let incoming = resp
         .consume()
@@ -170,7 +179,11 @@ pub fn request(
                 }
             }
             Err(wasip2::io::streams::StreamError::Closed) => break,
-            Err(e) => return Err(HttpError(format!("{method} {url}: reading the body: {e:?}"))),
+            Err(e) => {
+                return Err(HttpError(format!(
+                    "{method} {url}: reading the body: {e:?}"
+                )));
+            }
         }
     }
     drop(stream);
