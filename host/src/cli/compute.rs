@@ -9,53 +9,57 @@ use super::client::{Client, encode_path};
 use super::output::{print, text, time};
 use super::{CliError, Output};
 
+/// `atrium compute create`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Name jobs give as `compute`.
+    pub name: String,
+    /// The target plugin: NAME or NAME@VERSION (built-ins: target-slurm, target-ray).
+    #[arg(long)]
+    pub plugin: String,
+    /// A config value for the plugin (repeatable), e.g. --config url=http://127.0.0.1:6820.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// A workspace secret the plugin may read (repeatable).
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// The one host (name or name:port) the plugin may call [default: the host of config url].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Let that host be a loopback or private address (an engine on this machine or network).
+    #[arg(long)]
+    pub allow_private: bool,
+    /// How workers on the engine's nodes reach this server [default: its own URL].
+    #[arg(long)]
+    pub server_url: Option<String>,
+    /// The atrium binary on the nodes [default: this server's binary].
+    #[arg(long)]
+    pub worker_bin: Option<String>,
+    /// The workers' cache directory on the nodes [default: worker/ in the data directory].
+    #[arg(long)]
+    pub worker_dir: Option<String>,
+    /// PATH of the workers [default: the server's].
+    #[arg(long)]
+    pub worker_path: Option<String>,
+    /// Most jobs running on it at once [default: 64].
+    #[arg(long)]
+    pub max_jobs: Option<u32>,
+    /// CPUs each job asks the engine for [default: the server's threads per job].
+    #[arg(long)]
+    pub cpus: Option<f32>,
+    /// Memory each job asks for, in MiB.
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// Description.
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
 /// `atrium compute ...`
 #[derive(Debug, Subcommand)]
 pub enum ComputeCmd {
     /// Create a compute target: jobs with `compute = "NAME"` run there.
-    Create {
-        /// Name jobs give as `compute`.
-        name: String,
-        /// The target plugin: NAME or NAME@VERSION (built-ins: target-slurm, target-ray).
-        #[arg(long)]
-        plugin: String,
-        /// A config value for the plugin (repeatable), e.g. --config url=http://127.0.0.1:6820.
-        #[arg(long = "config", value_name = "KEY=VALUE")]
-        config: Vec<String>,
-        /// A workspace secret the plugin may read (repeatable).
-        #[arg(long = "secret")]
-        secrets: Vec<String>,
-        /// The one host (name or name:port) the plugin may call [default: the host of config url].
-        #[arg(long)]
-        host: Option<String>,
-        /// Let that host be a loopback or private address (an engine on this machine or network).
-        #[arg(long)]
-        allow_private: bool,
-        /// How workers on the engine's nodes reach this server [default: its own URL].
-        #[arg(long)]
-        server_url: Option<String>,
-        /// The atrium binary on the nodes [default: this server's binary].
-        #[arg(long)]
-        worker_bin: Option<String>,
-        /// The workers' cache directory on the nodes [default: worker/ in the data directory].
-        #[arg(long)]
-        worker_dir: Option<String>,
-        /// PATH of the workers [default: the server's].
-        #[arg(long)]
-        worker_path: Option<String>,
-        /// Most jobs running on it at once [default: 64].
-        #[arg(long)]
-        max_jobs: Option<u32>,
-        /// CPUs each job asks the engine for [default: the server's threads per job].
-        #[arg(long)]
-        cpus: Option<f32>,
-        /// Memory each job asks for, in MiB.
-        #[arg(long)]
-        memory_mb: Option<u64>,
-        /// Description.
-        #[arg(long)]
-        description: Option<String>,
-    },
+    Create(Box<CreateArgs>),
     /// List compute targets.
     List,
     /// Show a compute target: its engine's pools, queue depth and health (asked now).
@@ -91,22 +95,23 @@ fn pools(v: &Value) -> String {
 /// Runs `atrium compute ...`.
 pub async fn compute(c: &Client, cmd: ComputeCmd, out: Output) -> Result<(), CliError> {
     match cmd {
-        ComputeCmd::Create {
-            name,
-            plugin,
-            config,
-            secrets,
-            host,
-            allow_private,
-            server_url,
-            worker_bin,
-            worker_dir,
-            worker_path,
-            max_jobs,
-            cpus,
-            memory_mb,
-            description,
-        } => {
+        ComputeCmd::Create(args) => {
+            let CreateArgs {
+                name,
+                plugin,
+                config,
+                secrets,
+                host,
+                allow_private,
+                server_url,
+                worker_bin,
+                worker_dir,
+                worker_path,
+                max_jobs,
+                cpus,
+                memory_mb,
+                description,
+            } = *args;
             let (component, version) = match plugin.split_once('@') {
                 Some((n, v)) => (n.to_string(), Some(v.to_string())),
                 None => (plugin, None),

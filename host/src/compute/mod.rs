@@ -325,10 +325,9 @@ impl Service {
         let def = definition_of(row)?;
         let component = self
             .store
-            .list_components(ws.id)
+            .component(ws.id, &row.component, &row.version)
             .await?
-            .into_iter()
-            .find(|c| c.name == row.component && c.version == row.version && c.digest == def.digest)
+            .filter(|c| c.digest == def.digest)
             .ok_or_else(|| {
                 DomainError::InvalidState(format!(
                     "the component {}@{} of compute target '{}' is gone or changed",

@@ -16,6 +16,7 @@ use super::Running;
 use super::executor::{Executor, Failure};
 use super::remote::{
     Attempt, CANCEL_GRACE, HEARTBEAT_TIMEOUT, begin_attempt, end_attempt, passed_to_workers,
+    register_attempt,
 };
 use crate::compute::ComputeTarget;
 use crate::plugins::target::{EngineState, JobRequest, JobStatus, Resources};
@@ -43,6 +44,7 @@ pub(super) async fn run(
     ex: &Arc<Executor>,
     ws: &Workspace,
     job: &JobRow,
+    spec: &super::JobSpec,
     run_id: &str,
     running: &Arc<Running>,
 ) -> Result<(), Failure> {
@@ -54,21 +56,19 @@ pub(super) async fn run(
     })?;
     let what = format!("worker on {}", target.name);
     let (token, attempt) = begin_attempt(ex, ws, job, run_id, running, &what).await?;
-    let result = submit_and_watch(ex, ws, job, run_id, &target, &token, &attempt).await;
+    let req = request(ex, ws, job, spec, run_id, &target, &token);
+    let result = submit_and_watch(ex, job, req, &target, &attempt).await;
     end_attempt(ex, job, attempt.token_id()).await;
     result
 }
 
 async fn submit_and_watch(
     ex: &Arc<Executor>,
-    ws: &Workspace,
     job: &JobRow,
-    run_id: &str,
+    req: JobRequest,
     target: &ComputeTarget,
-    token: &str,
     attempt: &Arc<Attempt>,
 ) -> Result<(), Failure> {
-    let req = request(ex, ws, job, run_id, target, token);
     let plugin = target.plugin.clone();
     let t0 = Instant::now();
     let handle = tokio::task::spawn_blocking(move || plugin.submit(&req))
@@ -114,17 +114,7 @@ pub(super) async fn resume(
         .run_id
         .clone()
         .ok_or_else(|| Failure::Failed("the job has no run".into()))?;
-    let attempt = Attempt::new(
-        job.key,
-        job.attempts,
-        token_id.clone(),
-        run_id,
-        running.clone(),
-    );
-    ex.remote
-        .lock()
-        .expect("remote attempts")
-        .insert(job.id.clone(), attempt.clone());
+    let attempt = register_attempt(ex, job, token_id.clone(), &run_id, running);
     ex.logs.line(
         &job.id,
         &format!(
@@ -148,6 +138,7 @@ fn request(
     ex: &Executor,
     ws: &Workspace,
     job: &JobRow,
+    spec: &super::JobSpec,
     run_id: &str,
     target: &ComputeTarget,
     token: &str,
@@ -190,7 +181,6 @@ fn request(
         ("RAYON_NUM_THREADS".to_string(), threads.to_string()),
         ("ATRIUM_WORK_KEY".to_string(), job.id.clone()),
     ]);
-    let spec: Option<super::JobSpec> = serde_json::from_str(&job.spec).ok();
     JobRequest {
         job_id: job.id.clone(),
         attempt: job.attempts.max(1) as u32,
@@ -219,7 +209,8 @@ fn request(
             ("kind".into(), job.kind.clone()),
         ],
         timeout_secs: spec
-            .and_then(|s| s.command)
+            .command
+            .as_ref()
             .and_then(|c| c.timeout_secs)
             .map(|t| t + ENGINE_SLACK_SECS),
     }
@@ -234,6 +225,32 @@ fn describe_end(st: &JobStatus) -> String {
         s.push_str(&format!(": {m}"));
     }
     s
+}
+
+/// Asks the engine for the attempt's state; a change of its raw state goes to the job log and
+/// the job's `engine_state`.
+async fn poll_engine(
+    ex: &Executor,
+    job: &JobRow,
+    target: &ComputeTarget,
+    handle: &str,
+    last_raw: &mut Option<String>,
+) -> Result<JobStatus, String> {
+    let plugin = target.plugin.clone();
+    let h = handle.to_string();
+    let st = tokio::task::spawn_blocking(move || plugin.status(&h))
+        .await
+        .map_err(|e| format!("status task: {e}"))?
+        .map_err(|e| e.to_string())?;
+    if last_raw.as_deref() != Some(st.raw_state.as_str()) {
+        ex.logs.line(
+            &job.id,
+            &format!("engine: {} ({})", describe_end(&st), st.state.as_str()),
+        );
+        let _ = ex.svc.store.set_engine_state(job.key, &st.raw_state).await;
+        *last_raw = Some(st.raw_state.clone());
+    }
+    Ok(st)
 }
 
 /// Polls the engine until the attempt ends; cancels it on the engine when asked to, or when
@@ -275,23 +292,10 @@ async fn watch(
             ));
             return outcome;
         }
-        let plugin = target.plugin.clone();
-        let h = handle.to_string();
-        let status = tokio::task::spawn_blocking(move || plugin.status(&h))
-            .await
-            .map_err(|e| Failure::Failed(format!("status task: {e}")))?;
-        match status {
+        match poll_engine(ex, job, target, handle, &mut last_raw).await {
             Ok(st) => {
                 if failing_since.take().is_some() {
                     ex.logs.line(&job.id, "the engine answers again");
-                }
-                if last_raw.as_deref() != Some(st.raw_state.as_str()) {
-                    ex.logs.line(
-                        &job.id,
-                        &format!("engine: {} ({})", describe_end(&st), st.state.as_str()),
-                    );
-                    let _ = ex.svc.store.set_engine_state(job.key, &st.raw_state).await;
-                    last_raw = Some(st.raw_state.clone());
                 }
                 if st.state.is_terminal() || st.state == EngineState::Unknown {
                     return ended(attempt, &st, stop_reason);
@@ -376,20 +380,10 @@ async fn settle(
 ) {
     let since = Instant::now();
     while since.elapsed() < END_LAG {
-        let plugin = target.plugin.clone();
-        let h = handle.clone();
-        if let Ok(Ok(st)) = tokio::task::spawn_blocking(move || plugin.status(&h)).await {
-            if last_raw.as_deref() != Some(st.raw_state.as_str()) {
-                ex.logs.line(
-                    &job.id,
-                    &format!("engine: {} ({})", describe_end(&st), st.state.as_str()),
-                );
-                let _ = ex.svc.store.set_engine_state(job.key, &st.raw_state).await;
-                last_raw = Some(st.raw_state.clone());
-            }
-            if st.state.is_terminal() || st.state == EngineState::Unknown {
-                return;
-            }
+        if let Ok(st) = poll_engine(&ex, &job, &target, &handle, &mut last_raw).await
+            && (st.state.is_terminal() || st.state == EngineState::Unknown)
+        {
+            return;
         }
         tokio::time::sleep(SETTLE_POLL).await;
     }

@@ -63,10 +63,11 @@ pub struct Executor {
     running: Mutex<HashMap<String, Arc<Running>>>,
     /// Attempts that workers run, by job id.
     pub(super) remote: Mutex<HashMap<String, Arc<super::remote::Attempt>>>,
-    /// Jobs running on compute targets: job id → (workspace id, target).
-    on_targets: Mutex<HashMap<String, (i64, String)>>,
-    /// Attempts an engine was running when the host stopped, reconciled once started.
-    adopted: Mutex<Vec<JobRow>>,
+    /// Jobs running on compute targets: job id → (workspace id, target, its `max_jobs`).
+    on_targets: Mutex<HashMap<String, (i64, String, u32)>>,
+    /// Attempts an engine was running when the host stopped (with their target's
+    /// `max_jobs`), reconciled once started.
+    adopted: Mutex<Vec<(JobRow, u32)>>,
     wake: Notify,
 }
 
@@ -96,7 +97,11 @@ impl Executor {
                 "jobs interrupted by a restart"
             );
         }
-        let adopted = svc.store.remote_jobs_in_flight().await?;
+        let mut adopted = Vec::new();
+        for job in svc.store.remote_jobs_in_flight().await? {
+            let max = max_jobs(&svc, &job).await;
+            adopted.push((job, max));
+        }
         if !adopted.is_empty() {
             tracing::info!(
                 jobs = adopted.len(),
@@ -151,8 +156,8 @@ impl Executor {
     /// to each target's `max_jobs`; first picks up the attempts engines ran across a restart.
     pub fn start(self: &Arc<Self>) {
         let adopted = std::mem::take(&mut *self.adopted.lock().expect("adopted jobs"));
-        for job in adopted {
-            let running = self.track(&job);
+        for (job, max) in adopted {
+            let running = self.track(&job, max);
             let me = self.clone();
             tokio::spawn(async move { me.resume(job, running).await });
         }
@@ -161,7 +166,7 @@ impl Executor {
             loop {
                 while me.local_busy() < me.cfg.slots {
                     match me.svc.store.claim_job(false, &[]).await {
-                        Ok(Some(job)) => me.launch(job),
+                        Ok(Some(job)) => me.launch(job, 0),
                         Ok(None) => break,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot claim jobs");
@@ -170,9 +175,12 @@ impl Executor {
                     }
                 }
                 loop {
-                    let full = me.full_targets().await;
+                    let full = me.full_targets();
                     match me.svc.store.claim_job(true, &full).await {
-                        Ok(Some(job)) => me.launch(job),
+                        Ok(Some(job)) => {
+                            let max = max_jobs(&me.svc, &job).await;
+                            me.launch(job, max)
+                        }
                         Ok(None) => break,
                         Err(e) => {
                             tracing::error!(error = %e, "cannot claim jobs for compute targets");
@@ -188,14 +196,15 @@ impl Executor {
         });
     }
 
-    /// Records a job as running (on a compute target too, when it names one).
-    fn track(&self, job: &JobRow) -> Arc<Running> {
+    /// Records a job as running (on a compute target too, when it names one, whose
+    /// `max_jobs` is `max`).
+    fn track(&self, job: &JobRow, max: u32) -> Arc<Running> {
         let running = Running::new();
         if super::remote::is_compute_target(&job.target) {
             self.on_targets
                 .lock()
                 .expect("jobs on targets")
-                .insert(job.id.clone(), (job.workspace_id, job.target.clone()));
+                .insert(job.id.clone(), (job.workspace_id, job.target.clone(), max));
         }
         self.running
             .lock()
@@ -204,8 +213,8 @@ impl Executor {
         running
     }
 
-    fn launch(self: &Arc<Self>, job: JobRow) {
-        let running = self.track(&job);
+    fn launch(self: &Arc<Self>, job: JobRow, max: u32) {
+        let running = self.track(&job, max);
         let me = self.clone();
         tokio::spawn(async move { me.run(job, running).await });
     }
@@ -221,25 +230,21 @@ impl Executor {
     }
 
     /// Compute targets running as many jobs as their `max_jobs` allows.
-    async fn full_targets(&self) -> Vec<String> {
-        let mut load: HashMap<(i64, String), u32> = HashMap::new();
-        for t in self.on_targets.lock().expect("jobs on targets").values() {
-            *load.entry(t.clone()).or_default() += 1;
+    fn full_targets(&self) -> Vec<String> {
+        let mut load: HashMap<(i64, &str), (u32, u32)> = HashMap::new();
+        let on = self.on_targets.lock().expect("jobs on targets");
+        for (ws, name, max) in on.values() {
+            let e = load.entry((*ws, name.as_str())).or_insert((0, *max));
+            e.0 += 1;
+            e.1 = e.1.min(*max);
         }
-        let mut full = Vec::new();
-        for ((ws, name), n) in load {
-            let max = match self.svc.store.compute(ws, &name).await {
-                Ok(row) => {
-                    serde_json::from_str::<crate::compute::ComputeDefinition>(&row.definition)
-                        .map(|d| d.max_jobs)
-                        .unwrap_or(crate::compute::DEFAULT_MAX_JOBS)
-                }
-                Err(_) => crate::compute::DEFAULT_MAX_JOBS,
-            };
-            if n >= max && !full.contains(&name) {
-                full.push(name);
-            }
-        }
+        let mut full: Vec<String> = load
+            .into_iter()
+            .filter(|(_, (n, max))| n >= max)
+            .map(|((_, name), _)| name.to_string())
+            .collect();
+        full.sort();
+        full.dedup();
         full
     }
 
@@ -905,7 +910,7 @@ impl Executor {
             return super::remote::run_process(self, &ws, job, &run_id, running).await;
         }
         if on_target {
-            return super::dispatch::run(self, &ws, job, &run_id, running).await;
+            return super::dispatch::run(self, &ws, job, &spec, &run_id, running).await;
         }
         match (spec.kind, &spec.train, &spec.command) {
             (JobKind::Train, Some(t), _) => {
@@ -944,6 +949,16 @@ impl Executor {
     /// Moves a job to Finalizing.
     pub(super) async fn finalizing(&self, job: &JobRow) -> Result<(), Failure> {
         self.set_state(job, JobState::Finalizing).await
+    }
+}
+
+/// The `max_jobs` of the compute target a job names (the default when it cannot be read).
+async fn max_jobs(svc: &Service, job: &JobRow) -> u32 {
+    match svc.store.compute(job.workspace_id, &job.target).await {
+        Ok(row) => serde_json::from_str::<crate::compute::ComputeDefinition>(&row.definition)
+            .map(|d| d.max_jobs)
+            .unwrap_or(crate::compute::DEFAULT_MAX_JOBS),
+        Err(_) => crate::compute::DEFAULT_MAX_JOBS,
     }
 }
 

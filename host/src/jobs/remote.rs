@@ -486,10 +486,23 @@ pub(super) async fn begin_attempt(
             Some((&ws.name, crate::auth::Role::Contributor)),
         )
         .await?;
+    let attempt = register_attempt(ex, job, token.info.id.clone(), run_id, running);
+    Ok((token.token, attempt))
+}
+
+/// Registers the attempt of `job` whose worker holds the token `token_id`, so that the worker
+/// routes accept that token.
+pub(super) fn register_attempt(
+    ex: &Executor,
+    job: &JobRow,
+    token_id: String,
+    run_id: &str,
+    running: &Arc<Running>,
+) -> Arc<Attempt> {
     let attempt = Attempt::new(
         job.key,
         job.attempts,
-        token.info.id.clone(),
+        token_id,
         run_id.to_string(),
         running.clone(),
     );
@@ -497,7 +510,7 @@ pub(super) async fn begin_attempt(
         .lock()
         .expect("remote attempts")
         .insert(job.id.clone(), attempt.clone());
-    Ok((token.token, attempt))
+    attempt
 }
 
 /// Forgets an attempt and revokes its worker's token (one already gone is fine).
