@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// revoked). Needs access to the data directory and the database, not to the API.
     #[arg(long)]
     pub reset_admin_token: bool,
+    /// Do not fire schedules from this host (other hosts on the same PostgreSQL still do;
+    /// an admin can run a pass with POST /api/v1/scheduler/tick).
+    #[arg(long, env = "ATRIUM_NO_SCHEDULER")]
+    pub no_scheduler: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +119,8 @@ pub struct ServeConfig {
     pub uv: Option<PathBuf>,
     /// Write a fresh admin token before serving.
     pub reset_admin_token: bool,
+    /// Fire schedules from this host.
+    pub scheduler: bool,
 }
 
 /// The default shared cache directory: `$XDG_CACHE_HOME/atrium`, else `~/.cache/atrium`
@@ -190,6 +196,7 @@ impl ServeConfig {
             },
             uv: args.uv.or(file.uv),
             reset_admin_token: args.reset_admin_token,
+            scheduler: !args.no_scheduler,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod datadir_lock;
 pub mod datastore;
 pub mod jobs;
+pub mod pipelines;
 pub mod plugins;
 pub mod portal;
 pub mod secrets;

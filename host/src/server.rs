@@ -190,6 +190,11 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     .await
     .map_err(|e| ServeError::Jobs(e.to_string()))?;
     executor.start();
+    if cfg.scheduler {
+        crate::pipelines::schedules::Scheduler::new(executor.clone()).start();
+    } else {
+        tracing::info!("schedules do not fire from this host (--no-scheduler)");
+    }
     let serving = crate::serving::Serving::start(svc.clone())
         .await
         .map_err(ServeError::Init)?;

@@ -327,4 +327,26 @@ impl Client {
         self.send_json(self.http.post(self.url(path)).multipart(form))
             .await
     }
+
+    /// POSTs a spec file's text (its file name tells its format) and a code archive as multipart.
+    pub async fn post_spec(
+        &self,
+        path: &str,
+        spec: String,
+        file_name: &str,
+        code: Option<Vec<u8>>,
+    ) -> Result<Value, ClientError> {
+        let mut form = reqwest::multipart::Form::new().part(
+            "spec",
+            reqwest::multipart::Part::text(spec).file_name(file_name.to_string()),
+        );
+        if let Some(tar) = code {
+            form = form.part(
+                "code",
+                reqwest::multipart::Part::bytes(tar).file_name("code.tar"),
+            );
+        }
+        self.send_json(self.http.post(self.url(path)).multipart(form))
+            .await
+    }
 }

@@ -29,6 +29,8 @@ pub async fn dispatch(c: &Client, cmd: Command, out: Output) -> Result<(), CliEr
         Command::Secret(cmd) => super::secret::secret(c, cmd, out).await,
         Command::Environment(cmd) => super::environment::environment(c, cmd, out).await,
         Command::Compute(cmd) => super::compute::compute(c, cmd, out).await,
+        Command::Pipeline(cmd) => super::pipeline::pipeline(c, cmd, out).await,
+        Command::Schedule(cmd) => super::pipeline::schedule(c, cmd, out).await,
         Command::Datastore(cmd) => datastore(c, cmd, out).await,
         Command::User(cmd) => super::access::user(c, cmd, out).await,
         Command::Token(cmd) => super::access::token(c, cmd, out).await,

@@ -10,6 +10,7 @@ mod jobs;
 mod login;
 mod model;
 mod output;
+mod pipeline;
 pub mod profile;
 mod scaffold;
 mod secret;
@@ -127,6 +128,12 @@ pub enum Command {
     /// Compute targets: where jobs run besides this host (Slurm, Ray, ... through target plugins).
     #[command(subcommand)]
     Compute(compute::ComputeCmd),
+    /// Pipelines: publish versioned workflows of steps, run, plan (cache), rerun, cancel.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCmd),
+    /// Schedules of pipeline runs (cron or recurrence, in a time zone).
+    #[command(subcommand)]
+    Schedule(pipeline::ScheduleCmd),
     /// Plugin authoring helpers.
     #[command(subcommand)]
     Plugin(PluginCmd),

@@ -167,7 +167,16 @@ pub(super) async fn run(
             spec,
             env.as_ref(),
         )
-        .await
+        .await?;
+        for (path, bytes) in collect_outputs(&code)? {
+            let stream =
+                futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
+            ex.svc
+                .upload_artifact(ws, run_id, &path, stream)
+                .await
+                .map_err(|e| Failure::Failed(format!("cannot store the output {path}: {e}")))?;
+        }
+        Ok(())
     }
     .await;
     let _ = tokio::fs::remove_dir_all(&work).await;
@@ -252,6 +261,49 @@ pub(super) struct Work<'a> {
     /// Set to stop it (SIGTERM, then SIGKILL after the grace period).
     pub cancel: &'a std::sync::atomic::AtomicBool,
 }
+
+/// Where a command whose working directory is `code` writes its outputs (`$ATRIUM_OUTPUTS`).
+pub(crate) fn outputs_dir(code: &Path) -> std::path::PathBuf {
+    code.parent().unwrap_or(code).join("outputs")
+}
+
+/// The files a command left in its outputs directory: (path under `outputs/`, bytes), at most
+/// [`MAX_OUTPUT_FILES`] of them.
+pub(crate) fn collect_outputs(code: &Path) -> Result<Vec<(String, Vec<u8>)>, Failure> {
+    let root = outputs_dir(code);
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let rel = path
+                    .strip_prefix(&root)
+                    .map(|p| p.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                if out.len() >= MAX_OUTPUT_FILES {
+                    return Err(Failure::Failed(format!(
+                        "the command left more than {MAX_OUTPUT_FILES} files in $ATRIUM_OUTPUTS"
+                    )));
+                }
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| Failure::Failed(format!("cannot read the output {rel}: {e}")))?;
+                out.push((format!("outputs/{rel}"), bytes));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The most files a command may leave in `$ATRIUM_OUTPUTS`.
+pub(crate) const MAX_OUTPUT_FILES: usize = 1000;
 
 /// How long a job token outlives the command's timeout (or lives without one).
 const TOKEN_SLACK_SECS: u64 = 600;
@@ -400,6 +452,12 @@ pub(crate) async fn launch(l: Launch<'_>, sink: Sink) -> Result<(), Failure> {
         cmd.env("PATH", path).env("VIRTUAL_ENV", &env.dir);
     }
     cmd.env("PYTHONUNBUFFERED", "1");
+    // what the command leaves here becomes its run's `outputs/` artifacts (pipeline outputs)
+    let outputs = std::path::absolute(outputs_dir(dir)).unwrap_or_else(|_| outputs_dir(dir));
+    let _ = std::fs::remove_dir_all(&outputs);
+    std::fs::create_dir_all(&outputs)
+        .map_err(|e| Failure::Failed(format!("cannot create {}: {e}", outputs.display())))?;
+    cmd.env("ATRIUM_OUTPUTS", &outputs);
     cmd.envs(&spec.env);
     cmd.envs(vars);
     cmd.stdin(Stdio::null())

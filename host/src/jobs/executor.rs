@@ -68,7 +68,35 @@ pub struct Executor {
     /// Attempts an engine was running when the host stopped (with their target's
     /// `max_jobs`), reconciled once started.
     adopted: Mutex<Vec<(JobRow, u32)>>,
+    /// Pipeline jobs orchestrating (in the host, outside the slots).
+    pipelines: Mutex<std::collections::HashSet<String>>,
+    /// Counts ended jobs; pipeline runs wait on it for their steps.
+    ended: tokio::sync::watch::Sender<u64>,
+    /// Held while a pipeline step checks the cache and starts (single-flight).
+    flight: tokio::sync::Mutex<()>,
     wake: Notify,
+}
+
+/// How a submitted job's code directory is filled.
+pub enum Code {
+    /// No code.
+    None,
+    /// A tar archive to store as the run's `code/` artifacts.
+    Tar(Vec<u8>),
+    /// Files already stored (a pipeline's snapshot, a step's data inputs).
+    Files(Vec<super::pipeline::prepare::StepFile>),
+}
+
+/// What ties a job to the pipeline run it is a step of.
+pub struct Link {
+    /// Unique origin (`step:<pipeline job>:<step>:<attempt>`, `schedule:<id>:<tick>`).
+    pub origin: String,
+    /// The pipeline job (None for a schedule's run).
+    pub parent_job: Option<String>,
+    /// The run its run nests under.
+    pub parent_run: Option<String>,
+    /// The step (tagged on its run).
+    pub step: Option<String>,
 }
 
 impl Executor {
@@ -134,6 +162,9 @@ impl Executor {
             remote: Mutex::new(HashMap::new()),
             on_targets: Mutex::new(HashMap::new()),
             adopted: Mutex::new(adopted),
+            pipelines: Mutex::new(Default::default()),
+            ended: tokio::sync::watch::channel(0).0,
+            flight: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         });
         for job in ended {
@@ -164,6 +195,22 @@ impl Executor {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
+                loop {
+                    match me.svc.store.claim_pipeline_job().await {
+                        Ok(Some(job)) => {
+                            me.pipelines
+                                .lock()
+                                .expect("pipeline jobs")
+                                .insert(job.id.clone());
+                            me.launch(job, 0)
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot claim pipeline jobs");
+                            break;
+                        }
+                    }
+                }
                 while me.local_busy() < me.cfg.slots {
                     match me.svc.store.claim_job(false, &[]).await {
                         Ok(Some(job)) => me.launch(job, 0),
@@ -221,7 +268,8 @@ impl Executor {
 
     /// Jobs in the local slots.
     fn local_busy(&self) -> usize {
-        let remote = self.on_targets.lock().expect("jobs on targets").len();
+        let remote = self.on_targets.lock().expect("jobs on targets").len()
+            + self.pipelines.lock().expect("pipeline jobs").len();
         self.running
             .lock()
             .expect("running jobs")
@@ -307,10 +355,38 @@ impl Executor {
     pub async fn submit(
         &self,
         ws: &Workspace,
-        mut spec: JobSpec,
+        spec: JobSpec,
         code: Option<Vec<u8>>,
     ) -> DomainResult<JobRow> {
+        if spec.kind == JobKind::Pipeline {
+            return Err(DomainError::invalid(
+                "pipelines are submitted with `atrium pipeline submit NAME` (POST /pipelines/{name}/runs), not as jobs",
+            ));
+        }
+        self.submit_with(ws, spec, code.map_or(Code::None, Code::Tar), None)
+            .await
+    }
+
+    /// Submits a job with its code and, for a pipeline step or a scheduled run, its link (an
+    /// origin submitted before returns that job).
+    pub async fn submit_with(
+        &self,
+        ws: &Workspace,
+        mut spec: JobSpec,
+        code: Code,
+        link: Option<Link>,
+    ) -> DomainResult<JobRow> {
         spec.check()?;
+        if let Some(l) = &link
+            && let Some(existing) = self.svc.store.job_by_origin(ws.id, &l.origin).await?
+        {
+            return Ok(existing);
+        }
+        let (code, files) = match code {
+            Code::None => (None, None),
+            Code::Tar(t) => (Some(t), None),
+            Code::Files(f) => (None, Some(f)),
+        };
         let compute = spec.compute.as_deref().unwrap_or(super::remote::LOCAL);
         super::remote::check_target(compute, spec.kind)?;
         let t = &self.svc;
@@ -371,7 +447,9 @@ impl Executor {
             .sweep
             .as_ref()
             .is_some_and(|s| s.trial.get("type").and_then(|t| t.as_str()) == Some("command"));
-        if code.is_some() && !(spec.kind == JobKind::Command || command_sweep) {
+        if (code.is_some() || files.as_ref().is_some_and(|f| !f.is_empty()))
+            && !(spec.kind == JobKind::Command || command_sweep)
+        {
             return Err(DomainError::invalid(
                 "only command jobs and sweeps over a command template take a code snapshot",
             ));
@@ -446,11 +524,20 @@ impl Executor {
                         "atrium.job.type".to_string(),
                         spec.kind.as_str().to_string(),
                     )]
-                    .into(),
-                    parent_run_id: None,
+                    .into_iter()
+                    .chain(
+                        link.as_ref()
+                            .and_then(|l| l.step.clone())
+                            .map(|s| ("atrium.pipeline.step".to_string(), s)),
+                    )
+                    .collect(),
+                    parent_run_id: link.as_ref().and_then(|l| l.parent_run.clone()),
                 },
             )
             .await?;
+        if let (Some(cmd), Some(files)) = (spec.command.as_mut(), files) {
+            cmd.snapshot = self.share_files(ws, &run.id, files).await?;
+        }
         if let (Some(cmd), Some(tar)) = (spec.command.as_mut(), code.clone()) {
             cmd.snapshot = self.store_snapshot(ws, &run.id, tar).await?;
         }
@@ -480,14 +567,30 @@ impl Executor {
                     retries: spec.retries as i64,
                     // a sweep's own work (sampling, judging) runs in the host; its trials go
                     // to its compute target
-                    target: if spec.kind == JobKind::Sweep {
+                    target: if matches!(spec.kind, JobKind::Sweep | JobKind::Pipeline) {
                         super::remote::LOCAL
                     } else {
                         spec.compute.as_deref().unwrap_or(super::remote::LOCAL)
                     },
+                    origin: link.as_ref().map(|l| l.origin.as_str()),
+                    parent: link.as_ref().and_then(|l| l.parent_job.as_deref()),
                 },
             )
-            .await?;
+            .await;
+        let job = match job {
+            Err(DomainError::AlreadyExists(_)) if link.is_some() => {
+                // another host (or this one before a restart) submitted it first
+                let _ = t
+                    .store
+                    .set_run_stage(ws.id, &run.id, LifecycleStage::Deleted)
+                    .await;
+                let origin = &link.as_ref().expect("a link").origin;
+                return t.store.job_by_origin(ws.id, origin).await?.ok_or_else(|| {
+                    DomainError::Internal(format!("the job for {origin} vanished"))
+                });
+            }
+            other => other?,
+        };
         t.store
             .set_job_state(job.key, JobState::Queued, Some(&run.id), None)
             .await?;
@@ -526,6 +629,8 @@ impl Executor {
                     datasets: &spec.datasets(),
                     retries: 0,
                     target: spec.compute.as_deref().unwrap_or(super::remote::LOCAL),
+                    origin: None,
+                    parent: None,
                 },
             )
             .await?;
@@ -555,6 +660,31 @@ impl Executor {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Gives a run's `code/` the files a step's code directory holds (read by digest from
+    /// their datastores; the same blobs when the run's datastore is theirs).
+    async fn share_files(
+        &self,
+        ws: &Workspace,
+        run_id: &str,
+        files: Vec<super::pipeline::prepare::StepFile>,
+    ) -> DomainResult<Vec<SnapshotFile>> {
+        let t = &self.svc;
+        let default = t.store.default_datastore(ws.id).await?;
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            let ds = match f.datastore {
+                Some(id) if id != default.id => t.store.datastore(id).await?,
+                _ => default.clone(),
+            };
+            let bytes = t.read_bytes(&ds, &f.file.digest).await?;
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(bytes))]);
+            t.upload_artifact(ws, run_id, &format!("code/{}", f.file.path), stream)
+                .await?;
+            out.push(f.file);
+        }
+        Ok(out)
     }
 
     /// `name` or `name:version` → `name:version` of an existing dataset version.
@@ -775,6 +905,7 @@ impl Executor {
         let id = job.id.clone();
         self.on_targets.lock().expect("jobs on targets").remove(&id);
         self.running.lock().expect("running jobs").remove(&id);
+        self.pipelines.lock().expect("pipeline jobs").remove(&id);
         let ws = self.workspace_of(&job).await;
         if let Err(Failure::Lost(why)) = &outcome
             && job.attempts <= job.retries
@@ -846,6 +977,7 @@ impl Executor {
             tracing::error!(job = id.as_str(), error = %e, "cannot record the job's end");
         }
         tracing::info!(job = id.as_str(), state = state.as_str(), "job ended");
+        self.ended.send_modify(|n| *n += 1);
         self.wake.notify_one();
     }
 
@@ -929,6 +1061,10 @@ impl Executor {
             (JobKind::Sweep | JobKind::Automl, _, _) => {
                 sweep::run(self, &ws, job, &spec, &run_id, running).await
             }
+            (JobKind::Pipeline, _, _) if spec.pipeline.is_some() => {
+                let pj = super::pipeline::parse_job(spec.pipeline.as_ref().expect("checked"))?;
+                super::pipeline::run(self, &ws, job, &pj, &run_id, running).await
+            }
             (JobKind::BatchScore, _, _) if spec.batch_score.is_some() => {
                 let b = spec.batch_score.as_ref().expect("checked");
                 super::batch::run(self, &ws, job, b, &run_id, running).await
@@ -1000,4 +1136,60 @@ async fn snapshot_text(code: Option<&[u8]>, path: &str) -> DomainResult<String> 
     })
     .await
     .map_err(|e| DomainError::Internal(e.to_string()))?
+}
+
+impl super::pipeline::StepHost for Executor {
+    fn service(&self) -> &Arc<Service> {
+        &self.svc
+    }
+
+    async fn submit_step(
+        &self,
+        ws: &Workspace,
+        s: super::pipeline::StepJob,
+    ) -> DomainResult<JobRow> {
+        let super::pipeline::StepJob {
+            spec,
+            files,
+            origin,
+            parent_job,
+            parent_run,
+            step,
+        } = s;
+        let code = if files.is_empty() {
+            Code::None
+        } else {
+            Code::Files(files)
+        };
+        self.submit_with(
+            ws,
+            spec,
+            code,
+            Some(Link {
+                origin,
+                parent_job: Some(parent_job),
+                parent_run: Some(parent_run),
+                step: Some(step),
+            }),
+        )
+        .await
+    }
+
+    async fn cancel_job(&self, ws: &Workspace, id: &str) {
+        if let Err(e) = self.cancel(ws, id).await {
+            tracing::debug!(job = id, error = %e, "step job not canceled");
+        }
+    }
+
+    fn line(&self, job: &str, text: &str) {
+        self.logs.line(job, text);
+    }
+
+    fn ended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ended.subscribe()
+    }
+
+    fn flight(&self) -> &tokio::sync::Mutex<()> {
+        &self.flight
+    }
 }

@@ -1,7 +1,8 @@
 //! Jobs and the local compute targets: persistent jobs, an executor with a fixed number of
 //! slots and threads per slot, train jobs on Candle, command jobs as subprocesses, logs,
 //! cancellation and recovery after a restart; jobs in worker processes (`remote`), and the
-//! context a job kind runs with wherever it runs (`ctx`); jobs on compute targets (`dispatch`).
+//! context a job kind runs with wherever it runs (`ctx`); jobs on compute targets (`dispatch`);
+//! pipeline runs, whose steps are child jobs (`pipeline`).
 
 mod batch;
 mod command;
@@ -9,6 +10,7 @@ pub mod ctx;
 mod dispatch;
 mod executor;
 mod logs;
+pub mod pipeline;
 pub mod remote;
 pub mod spec;
 pub mod sweep;
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-pub use executor::{Executor, ExecutorConfig};
+pub use executor::{Code, Executor, ExecutorConfig, Link};
 pub use logs::JobLogs;
 pub use spec::{CommandSpec, JobKind, JobSpec, SnapshotFile, SpecFormat};
 pub use train::{Prepared, prepare, split_rows};

@@ -24,6 +24,8 @@ pub enum JobKind {
     /// Batch scoring: a dataset version in, a scored dataset version out.
     #[serde(rename = "batch-score")]
     BatchScore,
+    /// A pipeline run: its steps run as child jobs (submitted with `atrium pipeline submit`).
+    Pipeline,
 }
 
 impl JobKind {
@@ -35,6 +37,7 @@ impl JobKind {
             JobKind::Sweep => "sweep",
             JobKind::Automl => "automl",
             JobKind::BatchScore => "batch-score",
+            JobKind::Pipeline => "pipeline",
         }
     }
 }
@@ -194,6 +197,10 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub batch_score: Option<super::batch::BatchScoreSpec>,
+    /// The pipeline run (for `type = "pipeline"`; made by the pipeline service, pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub pipeline: Option<serde_json::Value>,
 }
 
 /// The language a spec is written in.
@@ -313,6 +320,7 @@ impl JobSpec {
                 self.batch_score.is_some(),
                 JobKind::BatchScore,
             ),
+            ("pipeline", self.pipeline.is_some(), JobKind::Pipeline),
         ];
         let kind = self.kind.as_str();
         for (name, present, owner) in parts {

@@ -677,6 +677,7 @@ async fn remote_trial(
         sweep: None,
         automl: None,
         batch_score: None,
+        pipeline: None,
     };
     if let Some(c) = &spec.command {
         ex.share_snapshot(&ctx.ws, &ctx.parent_run, run_id, &c.snapshot)

@@ -404,10 +404,17 @@ async fn run_command(
             },
             sink,
         )
-        .await
+        .await?;
+        for (path, bytes) in command::collect_outputs(&code)? {
+            ctx.upload(&path, bytes)
+                .await
+                .map_err(|e| Failure::Failed(format!("cannot store the output {path}: {e}")))?;
+        }
+        Ok(())
     }
     .await;
     let _ = tokio::fs::remove_dir_all(&code).await;
+    let _ = tokio::fs::remove_dir_all(command::outputs_dir(&code)).await;
     result
 }
 

@@ -273,6 +273,7 @@ impl Service {
             let mut referenced = self.store.referenced_digests(ds.id).await?;
             referenced.extend(self.store.dataset_digests(ds.id).await?);
             referenced.extend(self.store.model_file_digests(ds.id).await?);
+            referenced.extend(self.store.pipeline_digests().await?);
             let backend = self.backend(&ds).await?;
             let (blobs, bytes) = tokio::task::spawn_blocking(move || {
                 let mut blobs = 0;

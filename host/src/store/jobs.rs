@@ -146,6 +146,11 @@ pub struct NewJob<'a> {
     pub retries: i64,
     /// Compute target.
     pub target: &'a str,
+    /// Where it came from (`step:<pipeline job>:<step>:<attempt>`, `schedule:<id>:<tick>`):
+    /// unique, so a second submission of the same origin fails with AlreadyExists.
+    pub origin: Option<&'a str>,
+    /// The pipeline job it is a step of.
+    pub parent: Option<&'a str>,
 }
 
 impl Store {
@@ -154,10 +159,10 @@ impl Store {
         let uuid = uuid::Uuid::now_v7().simple().to_string();
         let now = now_millis();
         let datasets = serde_json::to_string(j.datasets).expect("strings serialize");
-        with_db!(self, write, |p| {
+        let res = with_db!(self, write, |p| {
             sqlx::query(
-            "INSERT INTO jobs (uuid, workspace_id, kind, name, spec, state, target, datasets, retries, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'Queued', $9, $6, $7, $8, $8)"
+            "INSERT INTO jobs (uuid, workspace_id, kind, name, spec, state, target, datasets, retries, created_at, updated_at, origin, parent_job) \
+             VALUES ($1, $2, $3, $4, $5, 'Queued', $9, $6, $7, $8, $8, $10, $11)"
         )
         .bind(&uuid)
         .bind(workspace_id)
@@ -168,10 +173,21 @@ impl Store {
         .bind(j.retries)
         .bind(now)
         .bind(j.target)
+        .bind(j.origin)
+        .bind(j.parent)
         .execute(p)
         .await
         .map(|_| ())
-        })?;
+        });
+        match res {
+            Err(e) if super::is_unique_violation(&e) => {
+                return Err(DomainError::AlreadyExists(format!(
+                    "a job for {} exists already",
+                    j.origin.unwrap_or("this origin")
+                )));
+            }
+            other => other?,
+        }
         self.job(workspace_id, &uuid).await
     }
 
@@ -214,11 +230,24 @@ impl Store {
     /// targets, or with `remote` of a compute target not named in `skip` (those at capacity);
     /// `None` if none. The conditional update makes the claim atomic across executors.
     pub async fn claim_job(&self, remote: bool, skip: &[String]) -> DomainResult<Option<JobRow>> {
-        let mut which = if remote {
+        let which = if remote {
             super::compute::REMOTE.to_string()
         } else {
-            format!("NOT ({})", super::compute::REMOTE)
+            format!("NOT ({}) AND kind <> 'pipeline'", super::compute::REMOTE)
         };
+        self.claim_where(which, skip).await
+    }
+
+    /// Claims the oldest queued pipeline job (they orchestrate in the host, outside the slots).
+    pub async fn claim_pipeline_job(&self) -> DomainResult<Option<JobRow>> {
+        self.claim_where("kind = 'pipeline'".into(), &[]).await
+    }
+
+    async fn claim_where(
+        &self,
+        mut which: String,
+        skip: &[String],
+    ) -> DomainResult<Option<JobRow>> {
         if !skip.is_empty() {
             let marks: Vec<String> = (1..=skip.len()).map(|i| format!("${i}")).collect();
             which.push_str(&format!(" AND target NOT IN ({})", marks.join(", ")));
@@ -330,7 +359,7 @@ impl Store {
     }
 
     /// After a restart: jobs that were starting or running were interrupted. Those with
-    /// retries left, and every sweep and AutoML job (they resume from their saved state), are
+    /// retries left, and every sweep, AutoML and pipeline job (they resume from their saved state), are
     /// queued again; the others end (Canceled when cancel was requested, else
     /// Failed with the reason). Returns how many were re-queued and the jobs that ended.
     pub async fn recover_jobs(&self) -> DomainResult<(u64, Vec<JobRow>)> {
@@ -345,7 +374,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let requeued = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE jobs SET state = 'Queued', updated_at = $1 \
-                 WHERE {interrupted} AND (attempts <= retries OR kind IN ('sweep', 'automl')) AND cancel_requested = 0"
+                 WHERE {interrupted} AND (attempts <= retries OR kind IN ('sweep', 'automl', 'pipeline')) AND cancel_requested = 0"
             )))
             .bind(now)
             .execute(&mut *tx)

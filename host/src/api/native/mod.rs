@@ -11,6 +11,7 @@ mod experiments;
 mod jobs;
 mod logged_models;
 mod models;
+mod pipelines;
 mod runs;
 mod secrets;
 mod workspaces;
@@ -63,6 +64,15 @@ pub fn routes(api: &mut Api) {
             "/gc",
             Admin,
             doc("Purge deleted runs and unreferenced blobs", workspaces::gc),
+        )
+        .route(
+            M::POST,
+            "/scheduler/tick",
+            Admin,
+            doc(
+                "Run one scheduler pass as of a given time (replaying a window; tests)",
+                pipelines::scheduler_tick,
+            ),
         )
         .route(
             M::GET,
@@ -341,6 +351,66 @@ fn workspace_routes(api: &mut Api) {
         Own,
         doc("Delete a compute target no unfinished job uses", compute::delete),
     )
+    .route(M::GET, "/pipelines", Read, doc("List pipelines (the latest version of each)", pipelines::list))
+    .route(
+        M::POST,
+        "/pipelines",
+        Write,
+        doc(
+            "Publish a pipeline version (a JSON, TOML or YAML spec; multipart with a code archive); the same content returns its version",
+            pipelines::publish,
+        )
+        .body_limit(DefaultBodyLimit::max(pipelines::MAX_CODE_BYTES + (1 << 20))),
+    )
+    .route(M::GET, "/pipelines/{name}", Read, doc("List a pipeline's versions, newest first", pipelines::versions))
+    .route(
+        M::GET,
+        "/pipelines/{name}/versions/{version}",
+        Read,
+        doc("Get a pipeline version (a number or latest)", pipelines::get),
+    )
+    .route(
+        M::POST,
+        "/pipelines/{name}/runs",
+        Write,
+        doc("Submit a run of a pipeline (name, name:version or name@latest)", pipelines::submit),
+    )
+    .route(
+        M::POST,
+        "/pipelines/{name}/plan",
+        Read,
+        doc("Plan a run: each step's cache key and whether it would hit; nothing runs", pipelines::plan),
+    )
+    .route(M::GET, "/pipeline-runs", Read, doc("List pipeline runs, newest first", pipelines::runs))
+    .route(
+        M::GET,
+        "/pipeline-runs/{id}",
+        Read,
+        doc("Get a pipeline run: its steps with states, jobs, runs, outputs and cache hits", pipelines::run),
+    )
+    .route(
+        M::POST,
+        "/pipeline-runs/{id}/rerun",
+        Write,
+        doc("Rerun a finished pipeline run from a step, or its failed steps", pipelines::rerun),
+    )
+    .route(M::POST, "/pipeline-runs/{id}/cancel", Write, doc("Cancel a pipeline run", pipelines::cancel))
+    .route(M::GET, "/schedules", Read, doc("List schedules", pipelines::list_schedules))
+    .route(
+        M::PUT,
+        "/schedules/{name}",
+        Write,
+        doc("Create a schedule of pipeline runs (cron or recurrence)", pipelines::create_schedule),
+    )
+    .route(
+        M::GET,
+        "/schedules/{name}",
+        Read,
+        doc("Get a schedule with its next and latest ticks", pipelines::get_schedule),
+    )
+    .route(M::POST, "/schedules/{name}/enable", Write, doc("Enable a schedule", pipelines::enable))
+    .route(M::POST, "/schedules/{name}/disable", Write, doc("Disable a schedule", pipelines::disable))
+    .route(M::DELETE, "/schedules/{name}", Write, doc("Delete a schedule", pipelines::delete_schedule))
     .route(
         M::GET,
         "/datastores",
