@@ -394,6 +394,7 @@ async fn pipeline_job(
             settings,
             nested,
             pinned: BTreeMap::new(),
+            force: Default::default(),
             rerun_of: None,
             schedule: None,
             trigger_time: None,
@@ -685,6 +686,12 @@ pub async fn rerun(
         )));
     }
     let mut new = pj.clone();
+    new.force = checked
+        .order
+        .iter()
+        .filter(|s| !pinned.contains_key(*s))
+        .cloned()
+        .collect();
     new.pinned = pinned;
     new.rerun_of = Some(job.id.clone());
     if !req.inputs.is_empty() {

@@ -107,6 +107,9 @@ pub struct PipelineJob {
     /// Steps whose outputs come from an earlier run (a rerun): step → (outputs, origin).
     #[serde(default)]
     pub pinned: BTreeMap<String, (Outputs, Reused)>,
+    /// Steps a rerun runs again, whatever the cache holds.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub force: BTreeSet<String>,
     /// The run this one reruns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<String>,
@@ -586,7 +589,7 @@ async fn start<H: StepHost>(
     let _flight = host.flight().lock().await;
     if let Some(key) = &p.key {
         row.cache_key = Some(key.clone());
-        if !pj.settings.force_rerun && step.is_deterministic {
+        if !pj.settings.force_rerun && !pj.force.contains(name) && step.is_deterministic {
             if let Some((outs, from)) = prepare::lookup(svc, ws, key)
                 .await
                 .map_err(|e| e.to_string())?

@@ -288,6 +288,7 @@ pub async fn prepare(
             settings: nested.spec.settings.clone(),
             nested: nested.nested.clone(),
             pinned: BTreeMap::new(),
+            force: Default::default(),
             rerun_of: None,
             schedule: pj.schedule.clone(),
             trigger_time: pj.trigger_time.clone(),
@@ -438,6 +439,16 @@ pub async fn lookup(
         let Ok(outs) = serde_json::from_str::<Outputs>(&e.outputs) else {
             continue;
         };
+        // the step's run holds its logs and outputs: deleted, the result is gone with it
+        if let Some(run) = &e.run_id
+            && !svc
+                .store
+                .run_info(ws.id, run)
+                .await
+                .is_ok_and(|r| r.lifecycle_stage == crate::workspace::LifecycleStage::Active)
+        {
+            continue;
+        }
         for v in outs.values() {
             if !values::still_exists(svc, ws, v).await {
                 continue 'entries;
