@@ -65,6 +65,8 @@ fn reads_by_post(path: &str) -> bool {
         || path.ends_with("runs:search")
         || path.ends_with("/get-latest-versions")
         || path.ends_with("/search-datasets")
+        // a pipeline's plan computes cache keys and starts nothing
+        || path.ends_with("/plan")
 }
 
 /// Fills a path template: `{ws}` with the workspace, every other parameter with a name that

@@ -761,3 +761,44 @@ fn prepare_train_register_sqlite() {
 fn prepare_train_register_postgres() {
     walkthrough(Backend::Postgres);
 }
+
+/// Two identical steps in flight run once: the second run's step waits for the first and
+/// ends Cached, reusing its outputs.
+#[test]
+fn identical_steps_in_flight_run_once() {
+    let s = server();
+    let h = s.http();
+    publish(
+        &h,
+        json!({"name": "sf", "jobs": {"s": {"type": "command", "command": "sleep 2; echo 7 > $ATRIUM_OUTPUTS/v", "outputs": {"v": {"type": "integer"}}}}}),
+    );
+    let first = submit(&h, "sf", json!({}));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while step(&run_of(&h, &first), "s")["job"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "the first run's step never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = submit(&h, "sf", json!({}));
+    let (a, b) = (wait_run(&h, &first, 60), wait_run(&h, &second, 60));
+    assert_eq!(
+        (a["state"].as_str(), b["state"].as_str()),
+        (Some("Completed"), Some("Completed"))
+    );
+    assert_eq!(step(&a, "s")["state"], "Completed");
+    assert_eq!(step(&b, "s")["state"], "Cached", "{b}");
+    assert_eq!(step(&b, "s")["reused_from"]["job"], first);
+    assert_eq!(out(&b, "s", "v"), 7);
+    let jobs = h.get(&format!("{WS}/jobs?limit=100")).ok();
+    assert_eq!(
+        jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["name"] == "sf.s")
+            .count(),
+        1
+    );
+}

@@ -304,10 +304,6 @@ pub(super) async fn run<H: StepHost>(
                         active += 1;
                     }
                     svc.store.save_step(job.key, &row).await?;
-                    if state::terminal(&row.state) {
-                        // its dependents may start in this same pass on the next loop
-                        let _ = ended_bump(&mut ended);
-                    }
                 }
                 state::QUEUED | state::RUNNING => {
                     let Some(child) = row.child_job.clone() else {
@@ -482,10 +478,17 @@ pub(super) async fn run<H: StepHost>(
                 _ => {}
             }
         }
-        let rows = svc.store.steps(job.key).await?;
-        let steps: Vec<&StepRow> = rows.iter().filter(|r| r.step != OUTPUTS_ROW).collect();
+        let after = svc.store.steps(job.key).await?;
+        let steps: Vec<&StepRow> = after.iter().filter(|r| r.step != OUTPUTS_ROW).collect();
         if steps.iter().all(|r| state::terminal(&r.state)) {
             return finish(&svc, job, pj, &checked, &steps, cancel).await;
+        }
+        // a step moved in this pass: the steps after it may start now
+        if steps
+            .iter()
+            .any(|r| rows.get(&r.step).is_none_or(|b| b.state != r.state))
+        {
+            continue;
         }
         // wait for a job to end, a retry to be due, or a poll (Running states, cancel)
         let wait = next_wake
@@ -496,12 +499,6 @@ pub(super) async fn run<H: StepHost>(
             _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
         }
     }
-}
-
-/// Marks a receiver as changed so the next wait returns at once (a step ended in this pass).
-fn ended_bump(rx: &mut tokio::sync::watch::Receiver<u64>) -> bool {
-    rx.mark_changed();
-    true
 }
 
 fn end(row: &mut StepRow, st: &str, why: Option<&str>) {
