@@ -510,6 +510,8 @@ impl Executor {
                 "experiment '{exp_name}' is deleted"
             )));
         }
+        // the job's id is chosen now so that its run is tagged with it when created
+        let job_uuid = uuid::Uuid::now_v7().simple().to_string();
         let run = t
             .store
             .create_run(
@@ -525,6 +527,7 @@ impl Executor {
                         spec.kind.as_str().to_string(),
                     )]
                     .into_iter()
+                    .chain([("atrium.job.id".to_string(), job_uuid.clone())])
                     .chain(
                         link.as_ref()
                             .and_then(|l| l.step.clone())
@@ -574,6 +577,8 @@ impl Executor {
                     },
                     origin: link.as_ref().map(|l| l.origin.as_str()),
                     parent: link.as_ref().and_then(|l| l.parent_job.as_deref()),
+                    uuid: Some(&job_uuid),
+                    run_id: Some(&run.id),
                 },
             )
             .await;
@@ -591,21 +596,8 @@ impl Executor {
             }
             other => other?,
         };
-        t.store
-            .set_job_state(job.key, JobState::Queued, Some(&run.id), None)
-            .await?;
-        t.store
-            .log_batch(
-                ws.id,
-                &run.id,
-                crate::store::LogBatch {
-                    tags: vec![("atrium.job.id".to_string(), job.id.clone())],
-                    ..Default::default()
-                },
-            )
-            .await?;
         self.wake.notify_one();
-        t.store.job(ws.id, &job.id).await
+        Ok(job)
     }
 
     /// Queues a sweep's trial as a job of its own on the sweep's compute target, logging into
@@ -631,14 +623,13 @@ impl Executor {
                     target: spec.compute.as_deref().unwrap_or(super::remote::LOCAL),
                     origin: None,
                     parent: None,
+                    uuid: None,
+                    run_id: Some(run_id),
                 },
             )
             .await?;
-        t.store
-            .set_job_state(job.key, JobState::Queued, Some(run_id), None)
-            .await?;
         self.wake.notify_one();
-        t.store.job(ws.id, &job.id).await
+        Ok(job)
     }
 
     /// Gives a trial's run the code snapshot its sweep's run holds (`code/`, the same blobs), so

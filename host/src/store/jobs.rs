@@ -151,18 +151,25 @@ pub struct NewJob<'a> {
     pub origin: Option<&'a str>,
     /// The pipeline job it is a step of.
     pub parent: Option<&'a str>,
+    /// Its public id, when chosen before (the run's tags name it); else a new one.
+    pub uuid: Option<&'a str>,
+    /// Its run, when created before.
+    pub run_id: Option<&'a str>,
 }
 
 impl Store {
     /// Queues a job.
     pub async fn submit_job(&self, workspace_id: i64, j: NewJob<'_>) -> DomainResult<JobRow> {
-        let uuid = uuid::Uuid::now_v7().simple().to_string();
+        let uuid = j
+            .uuid
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
         let now = now_millis();
         let datasets = serde_json::to_string(j.datasets).expect("strings serialize");
         let res = with_db!(self, write, |p| {
             sqlx::query(
-            "INSERT INTO jobs (uuid, workspace_id, kind, name, spec, state, target, datasets, retries, created_at, updated_at, origin, parent_job) \
-             VALUES ($1, $2, $3, $4, $5, 'Queued', $9, $6, $7, $8, $8, $10, $11)"
+            "INSERT INTO jobs (uuid, workspace_id, kind, name, spec, state, target, datasets, retries, created_at, updated_at, origin, parent_job, run_id) \
+             VALUES ($1, $2, $3, $4, $5, 'Queued', $9, $6, $7, $8, $8, $10, $11, $12)"
         )
         .bind(&uuid)
         .bind(workspace_id)
@@ -175,6 +182,7 @@ impl Store {
         .bind(j.target)
         .bind(j.origin)
         .bind(j.parent)
+        .bind(j.run_id)
         .execute(p)
         .await
         .map(|_| ())
