@@ -469,7 +469,7 @@ fn missed_ticks_follow_the_catchup_policy() {
     ] {
         let mut body = json!({
             "pipeline": "nightly", "trigger": cron("0 * * * *"), "start_time": fmt(hr),
-            "catchup": catchup, "overlap": "allow", "max_concurrency": 10,
+            "catchup": catchup,
         });
         if let Some(m) = max {
             body["max_catchup_runs"] = json!(m);
@@ -724,6 +724,7 @@ fn two_hosts_fire_each_tick_once() {
         (a.url.clone(), a.token.clone()),
         (b.url.clone(), a.token.clone()),
     ];
+    let mut sums = Vec::new();
     for i in 0..5 {
         let at = hr + i * HOUR + 30;
         let barrier = std::sync::Barrier::new(2);
@@ -741,14 +742,22 @@ fn two_hosts_fire_each_tick_once() {
                 .collect();
             handles.into_iter().map(|t| t.join().unwrap()).collect()
         });
-        let submitted: u64 = replies.iter().map(|p| counts(p).0).sum();
-        assert_eq!(submitted, 1, "tick {}: {replies:?}", fmt(hr + i * HOUR));
+        let runs = runs_of(&ha, "shared");
+        assert_eq!(
+            runs.len(),
+            i as usize + 1,
+            "tick {}: {runs:?}",
+            fmt(hr + i * HOUR)
+        );
         for p in &replies {
             let (_, skipped, queued, failed) = counts(p);
             assert_eq!((skipped, queued, failed), (0, 0, 0), "{replies:?}");
         }
-        let runs = runs_of(&ha, "shared");
-        assert_eq!(runs.len(), i as usize + 1, "{runs:?}");
+        let t = ticks(&ha, "shared");
+        assert_eq!(t.len(), i as usize + 1, "{t:?}");
+        assert_eq!(t.last().unwrap().1, "Submitted", "{t:?}");
+        // one host submitted it; the other found it taken
+        sums.push(replies.iter().map(|p| counts(p).0).sum::<u64>());
         // let it end, so that the next tick does not overlap it
         let last = runs.last().unwrap()["id"].as_str().unwrap().to_string();
         assert_eq!(wait_run(&ha, &last, 120)["state"], "Completed");
@@ -766,6 +775,10 @@ fn two_hosts_fire_each_tick_once() {
             assert_eq!(job.as_deref(), run["id"].as_str());
         }
     }
+    assert_eq!(
+        sums, [1; 5],
+        "runs submitted per pass, summed over both hosts (each tick has one run)"
+    );
     drop((a, b));
 }
 

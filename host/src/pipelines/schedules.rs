@@ -22,6 +22,8 @@ use crate::workspace::{DomainError, DomainResult, Millis, Workspace};
 
 /// How late a tick may fire and still count as on time (not missed) under `catchup = none`.
 pub const GRACE_SECS: i64 = 60;
+/// How old a claimed, unrecorded tick must be before another pass submits it (its host died).
+pub const STALE_CLAIM_SECS: i64 = 30;
 /// Runs at once under `overlap = allow` when `max_concurrency` is not set.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 3;
 
@@ -367,8 +369,10 @@ impl Scheduler {
         let def = definition(row)?;
         let compiled = def.compiled(row.enabled_at)?;
         // ticks claimed by a host that stopped before submitting them, and queued ticks
-        for t in svc.store.ticks(row.id, Some("Pending"), 10).await? {
-            self.fire(svc, ws, row, &def, t.tick, pass, true).await?;
+        // (a live host records its claimed tick within milliseconds: only old claims are resumed)
+        let stale = crate::workspace::now_millis() - STALE_CLAIM_SECS * 1000;
+        for t in svc.store.stale_ticks(row.id, stale).await? {
+            self.fire(svc, ws, row, &def, t, pass, None).await?;
         }
         if def.overlap == Overlap::Queue
             && svc.store.active_schedule_runs(row.id).await? == 0
@@ -394,10 +398,23 @@ impl Scheduler {
         if due.missed > 0 {
             tracing::info!(schedule = row.name.as_str(), missed = due.missed, catchup = ?def.catchup, "ticks missed while no host ran");
         }
+        // the ticks of one pass (catch-up) overlap only with runs from before it under `skip`;
+        // under `queue` they run one after the other, under `allow` up to max_concurrency
+        let before = svc.store.active_schedule_runs(row.id).await?;
+        let mut started = 0;
         for t in due.run {
             let ms = t.as_millisecond();
             if svc.store.claim_tick(row.id, ms, "Pending").await? {
-                self.fire(svc, ws, row, &def, ms, pass, false).await?;
+                let active = match def.overlap {
+                    Overlap::Skip => before,
+                    Overlap::Queue | Overlap::Allow => before + started,
+                };
+                if self
+                    .fire(svc, ws, row, &def, ms, pass, Some(active))
+                    .await?
+                {
+                    started += 1;
+                }
             }
         }
         svc.store
@@ -415,17 +432,22 @@ impl Scheduler {
         def: &ScheduleRequest,
         tick: Millis,
         pass: &mut Pass,
-        resumed: bool,
-    ) -> DomainResult<()> {
+        active: Option<i64>,
+    ) -> DomainResult<bool> {
         let origin = format!("schedule:{}:{tick}", row.id);
         // a resumed tick whose run was submitted before the host stopped: record it
-        if resumed && let Some(j) = svc.store.job_by_origin(ws.id, &origin).await? {
-            return svc
-                .store
+        if active.is_none()
+            && let Some(j) = svc.store.job_by_origin(ws.id, &origin).await?
+        {
+            svc.store
                 .set_tick(row.id, tick, "Submitted", Some(&j.id), None)
-                .await;
+                .await?;
+            return Ok(false);
         }
-        let active = svc.store.active_schedule_runs(row.id).await?;
+        let active = match active {
+            Some(n) => n,
+            None => svc.store.active_schedule_runs(row.id).await?,
+        };
         let limit = match def.overlap {
             Overlap::Skip | Overlap::Queue => 1,
             Overlap::Allow => def.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY) as i64,
@@ -433,8 +455,7 @@ impl Scheduler {
         if active >= limit {
             if def.overlap == Overlap::Queue {
                 pass.queued += 1;
-                return svc
-                    .store
+                svc.store
                     .set_tick(
                         row.id,
                         tick,
@@ -442,7 +463,8 @@ impl Scheduler {
                         None,
                         Some("waiting for the previous run to end"),
                     )
-                    .await;
+                    .await?;
+                return Ok(false);
             }
             pass.skipped += 1;
             let why = if limit == 1 {
@@ -450,12 +472,13 @@ impl Scheduler {
             } else {
                 format!("{active} runs are running, max_concurrency is {limit}")
             };
-            return svc
-                .store
+            svc.store
                 .set_tick(row.id, tick, "Skipped", None, Some(&why))
-                .await;
+                .await?;
+            return Ok(false);
         }
-        self.submit(svc, ws, row, def, tick, pass).await
+        self.submit(svc, ws, row, def, tick, pass).await?;
+        Ok(true)
     }
 
     async fn submit(

@@ -274,4 +274,19 @@ impl Store {
             row.i64("n")
         })
     }
+
+    /// Ticks claimed (Pending) before `before` and never recorded as anything else: their host
+    /// stopped between claiming and submitting them.
+    pub async fn stale_ticks(&self, schedule: i64, before: Millis) -> DomainResult<Vec<Millis>> {
+        with_db!(self, read, |db| {
+            let rows = sqlx::query(
+                "SELECT tick FROM schedule_ticks WHERE schedule_id = $1 AND outcome = 'Pending' AND created_at < $2 ORDER BY tick LIMIT 10",
+            )
+            .bind(schedule)
+            .bind(before)
+            .fetch_all(db)
+            .await?;
+            rows.iter().map(|r| r.i64("tick")).collect()
+        })
+    }
 }
