@@ -365,6 +365,108 @@ class Portal(unittest.TestCase):
         self.assertIn("rita", p.inner_text("#users"))
         self.shoot("users")
 
+    def api(self, method, path, body=None):
+        """A REST call as the admin; the answer's JSON."""
+        req = urllib.request.Request(
+            f"{URL}/api/v1/workspaces/default{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read() or b"null")
+
+    def pipeline_run(self):
+        """Submits a run of `demo` and waits for it to complete; its id."""
+        run = self.api("POST", "/pipelines/demo/runs", {})["id"]
+        deadline = time.time() + 120
+        while True:
+            v = self.api("GET", f"/pipeline-runs/{run}")
+            if v["state"] == "Completed":
+                return run
+            self.assertNotIn(v["state"], ("Failed", "Canceled"), v)
+            self.assertLess(time.time(), deadline, f"pipeline run did not finish: {v}")
+            time.sleep(0.2)
+
+    def test_11_pipelines_run_steps_and_schedules(self):
+        self.api("POST", "/pipelines", {
+            "name": "demo", "description": "two steps, b after a",
+            "inputs": {"n": {"type": "integer", "default": 1}},
+            "jobs": {
+                "a": {"type": "command", "command": "echo ${{parent.inputs.n}} > $ATRIUM_OUTPUTS/x",
+                      "outputs": {"x": {"type": "integer"}}},
+                "b": {"type": "command", "command": "echo $((${{parent.jobs.a.outputs.x}} + 1)) > $ATRIUM_OUTPUTS/y",
+                      "outputs": {"y": {"type": "integer"}}}}})
+        first = self.pipeline_run()
+        # the same inputs again: both steps are cache hits of the first run
+        second = self.pipeline_run()
+        self.api("PUT", "/schedules/nightly", {
+            "pipeline": "demo@latest", "trigger": {"type": "cron", "expression": "0 2 * * *"},
+            "time_zone": "Europe/Berlin"})
+        self.sign_in()
+        p = self.page
+        p.goto(f"{URL}/ui/ws/default")
+        p.click("nav >> text=Pipelines")
+        p.wait_for_selector("#pipelines")
+        row = p.locator("#pipelines tbody tr", has_text="demo")
+        self.assertIn("v1", row.inner_text())
+        self.assertIn("n", row.locator("td:nth-child(4)").inner_text())
+        self.assertIn("2 (2 cached)", p.locator("#pipeline-runs tr", has_text=second).inner_text())
+        self.shoot("pipelines")
+        p.click(f"#pipeline-runs a:text-is('{first}')")
+        p.wait_for_url(f"**/pipelines/runs/{first}")
+        self.assertEqual(p.inner_text("#prun-state"), "Completed")
+        steps = p.locator("#steps tbody tr[data-step]")
+        self.assertEqual(steps.count(), 2)
+        for name in ("a", "b"):
+            self.assertEqual(p.locator(f"#steps tr[data-step={name}] .badge").inner_text(), "Completed")
+            self.assertEqual(p.locator(f"#steps tr[data-step={name}] a[href*='/jobs/']").count(), 1)
+            self.assertEqual(p.locator(f"#steps tr[data-step={name}] a[href*='/runs/']").count(), 1)
+        b = p.locator("#steps tr[data-step=b]")
+        self.assertEqual(b.locator("td:nth-child(4)").inner_text(), "a")
+        self.assertIn("y=2", b.locator("td.outputs").inner_text())
+        self.assertIn("1", p.inner_text("#prun-inputs"))
+        self.assertEqual(p.locator("#prun-run").count(), 1, "a link to the tracking run")
+        self.shoot("pipeline-run")
+        # the cached run: Cached (not Completed), reusing the first run's steps
+        p.goto(f"{URL}/ui/ws/default/pipelines/runs/{second}")
+        b = p.locator("#steps tr[data-step=b]")
+        self.assertEqual(b.locator(".badge").inner_text(), "Cached")
+        self.assertIn("badge cached", b.locator(".badge").get_attribute("class"))
+        self.assertIn("y=2", b.locator("td.outputs").inner_text())
+        b.locator(f"a:text-is('{first}')").click()
+        p.wait_for_url(f"**/pipelines/runs/{first}")
+        # the tracking run of a step opens the run page
+        p.locator("#steps tr[data-step=b] a[href*='/runs/']").click()
+        p.wait_for_url("**/ui/ws/default/runs/*")
+        # schedules: the trigger, its zone and the next ticks
+        p.click("nav >> text=Schedules")
+        p.wait_for_selector("#schedules")
+        row = p.locator("#schedules tr[data-schedule=nightly]")
+        self.assertIn("nightly", row.inner_text())
+        self.assertIn("demo@latest", row.inner_text())
+        self.assertIn("Europe/Berlin", row.inner_text())
+        self.assertRegex(row.locator("td.next").inner_text(), r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+        self.shoot("schedules")
+
+    def test_12_live_pipeline_run_is_canceled(self):
+        self.api("POST", "/pipelines", {
+            "name": "slow", "jobs": {"nap": {"type": "command", "command": "sleep 60"}}})
+        run = self.api("POST", "/pipelines/slow/runs", {})["id"]
+        self.sign_in()
+        p = self.page
+        p.goto(f"{URL}/ui/ws/default/pipelines/runs/{run}")
+        # the page polls itself while the run is not over: the step starts without a reload
+        p.wait_for_function("() => document.querySelector('#steps tr[data-step=nap] .badge').innerText === 'Running'",
+                            timeout=30000)
+        self.assertEqual(p.get_attribute("#prun-body", "hx-trigger"), "every 2s")
+        p.once("dialog", lambda d: d.accept())
+        p.click("#prun-body button:text-is('Cancel')")
+        p.wait_for_selector("#flash.ok")
+        p.wait_for_function("() => document.querySelector('#prun-state').innerText === 'Canceled'", timeout=30000)
+        self.assertEqual(p.inner_text("#steps tr[data-step=nap] .badge"), "Canceled")
+        self.assertIsNone(p.get_attribute("#prun-body", "hx-trigger"), "a finished run stops polling")
+        self.assertEqual(p.locator("#prun-body button:text-is('Cancel')").count(), 0)
+        self.shoot("pipeline-run-canceled")
+
     def test_7_reader_sees_no_write_controls_and_forged_posts_fail(self):
         self.sign_in(READER)
         p = self.page

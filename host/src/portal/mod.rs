@@ -5,13 +5,15 @@
 //! Map: [`session`] sign-in sessions, cookie and CSRF token · [`pages`] runs, run, compare,
 //! charts' series, artifacts · [`manage`] models, endpoints, jobs, sweeps · [`admin`] datasets,
 //! secrets, roles, audit · [`components`] components and datastores · [`people`] users and
-//! tokens · this file: the routes, the page frame and errors.
+//! tokens · [`pipelines`] pipelines, pipeline runs (steps, cancel) and schedules · this file:
+//! the routes, the page frame and errors.
 
 mod admin;
 mod components;
 mod manage;
 mod pages;
 mod people;
+mod pipelines;
 pub mod session;
 
 use atrium_portal::Template;
@@ -182,7 +184,21 @@ pub fn routes(api: &mut Api) {
                 "/jobs/{id}/cancel",
                 Write,
                 post(manage::cancel_job),
-            );
+            )
+            .add(Method::GET, "/pipelines", Read, get(pipelines::list))
+            .add(
+                Method::GET,
+                "/pipelines/runs/{id}",
+                Read,
+                get(pipelines::run),
+            )
+            .add(
+                Method::POST,
+                "/pipelines/runs/{id}/cancel",
+                Write,
+                post(pipelines::cancel),
+            )
+            .add(Method::GET, "/schedules", Read, get(pipelines::schedules));
     });
 }
 

@@ -820,3 +820,177 @@ pub struct PeoplePage {
     /// A message after a change (or its error).
     pub flash: Option<(bool, String)>,
 }
+
+/// One pipeline in the list (its latest version).
+#[derive(Debug, Clone)]
+pub struct PipelineRow {
+    /// Name.
+    pub name: String,
+    /// Latest version.
+    pub version: i64,
+    /// What it does.
+    pub description: String,
+    /// How many steps.
+    pub steps: usize,
+    /// Its inputs: name and `type = default`.
+    pub inputs: Vec<Kv>,
+    /// When the latest version was published, formatted.
+    pub created: String,
+    /// Who published it.
+    pub created_by: String,
+}
+
+/// One pipeline run in a list.
+#[derive(Debug, Clone)]
+pub struct PipelineRunRow {
+    /// The pipeline job's id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `name:version`.
+    pub pipeline: String,
+    /// The pipeline's name (for links).
+    pub pipeline_name: String,
+    /// Queued, Running, Completed, Failed or Canceled.
+    pub state: String,
+    /// How many steps.
+    pub steps: usize,
+    /// How many of them were cache hits.
+    pub cached: usize,
+    /// Submission time, formatted.
+    pub created: String,
+}
+
+/// `GET /ui/ws/{ws}/pipelines?pipeline=..`: pipelines and their latest runs.
+#[derive(Template)]
+#[template(path = "pipelines.html")]
+pub struct PipelinesPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// By name.
+    pub rows: Vec<PipelineRow>,
+    /// The latest runs, newest first.
+    pub runs: Vec<PipelineRunRow>,
+    /// The pipeline the runs are filtered to.
+    pub filter: Option<String>,
+}
+
+/// Where a cached step's outputs come from.
+#[derive(Debug, Clone)]
+pub struct ReusedRef {
+    /// The pipeline run (job id) whose step produced them.
+    pub job: String,
+    /// That step.
+    pub step: String,
+    /// Its run (tracking).
+    pub run: Option<String>,
+    /// Whether the step waits for that identical step to finish.
+    pub waiting: bool,
+}
+
+/// One step of a pipeline run.
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    /// Name.
+    pub step: String,
+    /// Kind.
+    pub kind: String,
+    /// Pending, Queued, Running, Completed, Cached, Skipped, Failed or Canceled.
+    pub state: String,
+    /// The steps it runs after.
+    pub after: Vec<String>,
+    /// Attempts started.
+    pub attempt: i64,
+    /// Its job (current attempt).
+    pub job: Option<String>,
+    /// Its run (tracking).
+    pub run_id: Option<String>,
+    /// Its outputs, `name = value`.
+    pub outputs: Vec<Kv>,
+    /// Where a cached step's outputs come from.
+    pub reused: Option<ReusedRef>,
+    /// Why it failed or was skipped.
+    pub error: Option<String>,
+    /// How long it ran, formatted (empty until it ends).
+    pub duration: String,
+}
+
+/// `GET /ui/ws/{ws}/pipelines/runs/{id}`: a pipeline run and its steps (polled while live).
+#[derive(Template)]
+#[template(path = "pipeline_run.html")]
+pub struct PipelineRunPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// The run.
+    pub run: PipelineRunRow,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Its run (tracking).
+    pub run_id: Option<String>,
+    /// The pipeline run it reruns.
+    pub rerun_of: Option<String>,
+    /// The schedule that started it.
+    pub schedule: Option<String>,
+    /// The schedule's tick (RFC 3339).
+    pub trigger_time: Option<String>,
+    /// End time, formatted (empty while it runs).
+    pub ended: String,
+    /// The inputs it ran with.
+    pub inputs: Vec<Kv>,
+    /// Steps in dependency order.
+    pub steps: Vec<StepRow>,
+    /// Its outputs (once completed).
+    pub outputs: Vec<Kv>,
+    /// Whether it may still change (the page polls, cancel shows).
+    pub live: bool,
+    /// A message after a change (or its error).
+    pub flash: Option<(bool, String)>,
+}
+
+/// One tick of a schedule.
+#[derive(Debug, Clone)]
+pub struct TickRow {
+    /// The scheduled time (RFC 3339).
+    pub tick: String,
+    /// Pending, Submitted, Skipped, Queued or Failed.
+    pub outcome: String,
+    /// The pipeline run it started.
+    pub job: Option<String>,
+    /// Why it was skipped or failed.
+    pub detail: String,
+}
+
+/// One schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduleRow {
+    /// Name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// `name:version` or `name@latest`.
+    pub pipeline: String,
+    /// The pipeline's name (for links).
+    pub pipeline_name: String,
+    /// The trigger in words, with its time zone.
+    pub describe: String,
+    /// Whether it fires.
+    pub enabled: bool,
+    /// `latest`, `none` or `all`.
+    pub catchup: String,
+    /// `skip`, `queue` or `allow`.
+    pub overlap: String,
+    /// The next ticks (RFC 3339).
+    pub next: Vec<String>,
+    /// The latest ticks, newest first.
+    pub ticks: Vec<TickRow>,
+}
+
+/// `GET /ui/ws/{ws}/schedules`.
+#[derive(Template)]
+#[template(path = "schedules.html")]
+pub struct SchedulesPage {
+    /// Frame.
+    pub chrome: Chrome,
+    /// By name.
+    pub rows: Vec<ScheduleRow>,
+}
