@@ -12,9 +12,18 @@ use serde_json::{Value, json};
 const WS: &str = "/api/v1/workspaces/default";
 
 fn server() -> Server {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.keep();
-    Server::start_with_args(&dir, None, &["--job-slots", "2", "--threads-per-slot", "1"])
+    server_on(Backend::Sqlite)
+}
+
+/// A server with two job slots (so that branches can overlap) on SQLite or a fresh PostgreSQL
+/// database.
+fn server_on(backend: Backend) -> Server {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let db = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(atrium_tests::fresh_pg_database()),
+    };
+    Server::start_with_args(&dir, db, &["--job-slots", "2", "--threads-per-slot", "1"])
 }
 
 fn publish(h: &Http, spec: Value) -> Value {
@@ -220,7 +229,17 @@ fn validation_and_versions() {
 /// pipeline's run; with max_parallel = 1 B and C run one after the other.
 #[test]
 fn diamond_in_parallel_and_serialised() {
-    let s = server();
+    diamond_on(Backend::Sqlite);
+}
+
+/// The same diamond on PostgreSQL.
+#[test]
+fn diamond_on_postgres() {
+    diamond_on(Backend::Postgres);
+}
+
+fn diamond_on(backend: Backend) {
+    let s = server_on(backend);
     let h = s.http();
     publish(&h, diamond());
     let id = submit(&h, "diamond", json!({}));
@@ -589,7 +608,17 @@ fn rerun_failed_and_from_a_step() {
 /// had completed are not run again, and no step attempt has two jobs.
 #[test]
 fn host_killed_mid_run() {
-    let mut s = Server::start(Backend::Sqlite);
+    killed_on(Backend::Sqlite);
+}
+
+/// The same on PostgreSQL.
+#[test]
+fn host_killed_mid_run_postgres() {
+    killed_on(Backend::Postgres);
+}
+
+fn killed_on(backend: Backend) {
+    let mut s = Server::start(backend);
     let h = s.http();
     publish(
         &h,
@@ -665,7 +694,7 @@ fn nested_pipeline_step() {
 fn walkthrough(backend: Backend) {
     let s = match backend {
         Backend::Sqlite => server(),
-        Backend::Postgres => Server::start(Backend::Postgres),
+        Backend::Postgres => server_on(Backend::Postgres),
     };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("prepare.sh"), "#!/bin/sh\n# keeps the rows of the three classes, drops nothing else\ncp \"$ATRIUM_INPUT_RAW\" \"$ATRIUM_OUTPUTS/clean\"\n").unwrap();
