@@ -145,15 +145,18 @@ pub fn parse_ref(r: &str) -> DomainResult<(&str, Option<i64>)> {
     }
 }
 
+/// The pinned nested pipelines of a spec, by the reference written.
+type NestedFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = DomainResult<BTreeMap<String, Nested>>> + Send + 'a>,
+>;
+
 /// Pins the published pipelines a spec's steps run (recursively).
 fn resolve_nested<'a>(
     svc: &'a Service,
     ws: &'a Workspace,
     spec: &'a PipelineSpec,
     depth: usize,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = DomainResult<BTreeMap<String, Nested>>> + Send + 'a>,
-> {
+) -> NestedFuture<'a> {
     Box::pin(async move {
         let mut out = BTreeMap::new();
         for (name, step) in &spec.jobs {

@@ -436,7 +436,7 @@ pub fn check(
                         list(i.inputs.keys())
                     ))
                 })?;
-                if !t.fits(d.ty) && !(d.ty == Type::String && t.is_scalar()) {
+                if !(t.fits(d.ty) || d.ty == Type::String && t.is_scalar()) {
                     return Err(at(format!(
                         "field inputs.{k} expects a {}, got a {}",
                         d.ty.as_str(),
