@@ -798,37 +798,7 @@ impl Executor {
         run_id: &str,
         tar: Vec<u8>,
     ) -> DomainResult<Vec<SnapshotFile>> {
-        let files = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let mut archive = tar::Archive::new(&tar[..]);
-            let entries = archive.entries().map_err(|e| {
-                DomainError::invalid(format!("the code snapshot is not a tar archive: {e}"))
-            })?;
-            for entry in entries {
-                let mut entry = entry.map_err(|e| {
-                    DomainError::invalid(format!("the code snapshot is damaged: {e}"))
-                })?;
-                if !entry.header().entry_type().is_file() {
-                    continue;
-                }
-                let path = entry
-                    .path()
-                    .map_err(|e| DomainError::invalid(e.to_string()))?
-                    .to_string_lossy()
-                    .trim_start_matches("./")
-                    .to_string();
-                validate::artifact_path(&path)?;
-                let mode = entry.header().mode().unwrap_or(0o644);
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes).map_err(|e| {
-                    DomainError::invalid(format!("the code snapshot is damaged: {e}"))
-                })?;
-                out.push((path, mode & 0o111 != 0, bytes));
-            }
-            Ok::<_, DomainError>(out)
-        })
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))??;
+        let files = unpack_snapshot(tar).await?;
         let mut snapshot = Vec::with_capacity(files.len());
         for (path, executable, bytes) in files {
             let size = bytes.len() as u64;
@@ -1183,4 +1153,39 @@ impl super::pipeline::StepHost for Executor {
     fn flight(&self) -> &tokio::sync::Mutex<()> {
         &self.flight
     }
+}
+
+/// The regular files of a code snapshot (a tar archive): (path, executable, bytes), each path
+/// checked as an artifact path.
+pub(crate) async fn unpack_snapshot(tar: Vec<u8>) -> DomainResult<Vec<(String, bool, Vec<u8>)>> {
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut archive = tar::Archive::new(&tar[..]);
+        let entries = archive.entries().map_err(|e| {
+            DomainError::invalid(format!("the code snapshot is not a tar archive: {e}"))
+        })?;
+        for entry in entries {
+            let mut entry = entry
+                .map_err(|e| DomainError::invalid(format!("the code snapshot is damaged: {e}")))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let path = entry
+                .path()
+                .map_err(|e| DomainError::invalid(e.to_string()))?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            validate::artifact_path(&path)?;
+            let mode = entry.header().mode().unwrap_or(0o644);
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| DomainError::invalid(format!("the code snapshot is damaged: {e}")))?;
+            out.push((path, mode & 0o111 != 0, bytes));
+        }
+        Ok::<_, DomainError>(out)
+    })
+    .await
+    .map_err(|e| DomainError::Internal(e.to_string()))?
 }

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+pub(crate) use executor::unpack_snapshot;
 pub use executor::{Code, Executor, ExecutorConfig, Link};
 pub use logs::JobLogs;
 pub use spec::{CommandSpec, JobKind, JobSpec, SnapshotFile, SpecFormat};

@@ -251,37 +251,7 @@ async fn store_code(
     ws: &Workspace,
     tar: Vec<u8>,
 ) -> DomainResult<Vec<SnapshotFile>> {
-    let files = tokio::task::spawn_blocking(move || {
-        use std::io::Read;
-        let mut out = Vec::new();
-        let mut archive = tar::Archive::new(&tar[..]);
-        let entries = archive.entries().map_err(|e| {
-            DomainError::invalid(format!("the code directory is not a tar archive: {e}"))
-        })?;
-        for entry in entries {
-            let mut entry = entry
-                .map_err(|e| DomainError::invalid(format!("the code archive is damaged: {e}")))?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let path = entry
-                .path()
-                .map_err(|e| DomainError::invalid(e.to_string()))?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
-            crate::workspace::validate::artifact_path(&path)?;
-            let mode = entry.header().mode().unwrap_or(0o644);
-            let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| DomainError::invalid(format!("the code archive is damaged: {e}")))?;
-            out.push((path, mode & 0o111 != 0, bytes));
-        }
-        Ok::<_, DomainError>(out)
-    })
-    .await
-    .map_err(|e| DomainError::Internal(e.to_string()))??;
+    let files = crate::jobs::unpack_snapshot(tar).await?;
     let ds = svc.store.default_datastore(ws.id).await?;
     let mut out = Vec::new();
     for (path, executable, bytes) in files {

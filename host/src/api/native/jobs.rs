@@ -129,61 +129,74 @@ fn parse_spec(text: &str, format: Option<SpecFormat>) -> Result<JobSpec, DomainE
 impl<S: Send + Sync> FromRequest<S> for Submission {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        if !content_type.starts_with("multipart/form-data") {
-            let body = body_bytes(req, state).await?;
-            let text = std::str::from_utf8(&body)
-                .map_err(|_| DomainError::Malformed("the job spec is not UTF-8".into()))?;
-            // the body's media type names its format (application/json, application/toml, ...)
-            return Ok(Self {
-                spec: parse_spec(text, SpecFormat::from_media_type(&content_type))?,
-                code: None,
-            });
-        }
-        let mut form = Multipart::from_request(req, state)
-            .await
-            .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
-        let (mut spec, mut code) = (None, None);
-        while let Some(field) = form
-            .next_field()
-            .await
-            .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?
-        {
-            let part = field.name().unwrap_or("").to_string();
-            // the part's file name or media type names the format; else it is guessed
-            let format = field
-                .file_name()
-                .and_then(SpecFormat::from_name)
-                .or_else(|| field.content_type().and_then(SpecFormat::from_media_type));
-            let data = field
-                .bytes()
-                .await
-                .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
-            match part.as_str() {
-                "spec" => {
-                    let text = String::from_utf8(data.to_vec())
-                        .map_err(|_| DomainError::invalid("the job spec is not UTF-8"))?;
-                    spec = Some(parse_spec(&text, format)?);
-                }
-                "code" => code = Some(data.to_vec()),
-                other => {
-                    return Err(DomainError::invalid(format!(
-                        "unexpected part '{other}': send 'spec' and optionally 'code'"
-                    ))
-                    .into());
-                }
-            }
-        }
+        let (text, format, code) = spec_and_code(req, state, "job").await?;
         Ok(Self {
-            spec: spec.ok_or_else(|| DomainError::invalid("missing part 'spec'"))?,
+            spec: parse_spec(&text, format)?,
             code,
         })
     }
+}
+
+/// A spec's text, the format the request names for it (a media type, a part's file name), and
+/// a code archive: from a text body, or multipart with parts `spec` and optionally `code`.
+pub(super) async fn spec_and_code<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    what: &str,
+) -> Result<(String, Option<SpecFormat>, Option<Vec<u8>>), ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if !content_type.starts_with("multipart/form-data") {
+        let body = body_bytes(req, state).await?;
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| DomainError::Malformed(format!("the {what} spec is not UTF-8")))?;
+        // the body's media type names its format (application/json, application/toml, ...)
+        return Ok((
+            text.to_string(),
+            SpecFormat::from_media_type(&content_type),
+            None,
+        ));
+    }
+    let mut form = Multipart::from_request(req, state)
+        .await
+        .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
+    let (mut spec, mut code) = (None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?
+    {
+        let part = field.name().unwrap_or("").to_string();
+        // the part's file name or media type names the format; else it is guessed
+        let format = field
+            .file_name()
+            .and_then(SpecFormat::from_name)
+            .or_else(|| field.content_type().and_then(SpecFormat::from_media_type));
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
+        match part.as_str() {
+            "spec" => {
+                let text = String::from_utf8(data.to_vec())
+                    .map_err(|_| DomainError::invalid(format!("the {what} spec is not UTF-8")))?;
+                spec = Some((text, format));
+            }
+            "code" => code = Some(data.to_vec()),
+            other => {
+                return Err(DomainError::invalid(format!(
+                    "unexpected part '{other}': send 'spec' and optionally 'code'"
+                ))
+                .into());
+            }
+        }
+    }
+    let (text, format) = spec.ok_or_else(|| DomainError::invalid("missing part 'spec'"))?;
+    Ok((text, format, code))
 }
 
 impl DocInput for Submission {

@@ -1,8 +1,7 @@
 //! Pipeline and schedule endpoints: publish versions, list and show them, submit and plan runs,
 //! show, rerun and cancel runs; create, list, show, enable, disable and delete schedules.
 
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::header;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::{Extension, Json};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -10,11 +9,10 @@ use serde_json::{Value, json};
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
-use crate::api::extract::{JsonBody, Params, Ws, body_bytes};
+use crate::api::extract::{JsonBody, Params, Ws};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc, text};
 use crate::api::reply::{Created, Empty};
 use crate::auth::{Principal, Role};
-use crate::jobs::SpecFormat;
 use crate::pipelines::schedules::{self, ScheduleRequest, ScheduleView};
 use crate::pipelines::{self, PipelineView, PlanStep, RerunRequest, RunRequest, RunView};
 use crate::workspace::{DomainError, now_millis};
@@ -34,56 +32,9 @@ pub struct Publication {
 impl<S: Send + Sync> FromRequest<S> for Publication {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        if !ct.starts_with("multipart/form-data") {
-            let body = body_bytes(req, state).await?;
-            let text = std::str::from_utf8(&body)
-                .map_err(|_| DomainError::Malformed("the pipeline spec is not UTF-8".into()))?;
-            return Ok(Self {
-                spec: pipelines::parse(text, SpecFormat::from_media_type(&ct))?,
-                code: None,
-            });
-        }
-        let mut form = Multipart::from_request(req, state)
-            .await
-            .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
-        let (mut spec, mut code) = (None, None);
-        while let Some(field) = form
-            .next_field()
-            .await
-            .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?
-        {
-            let part = field.name().unwrap_or("").to_string();
-            let format = field
-                .file_name()
-                .and_then(SpecFormat::from_name)
-                .or_else(|| field.content_type().and_then(SpecFormat::from_media_type));
-            let data = field
-                .bytes()
-                .await
-                .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
-            match part.as_str() {
-                "spec" => {
-                    let text = String::from_utf8(data.to_vec())
-                        .map_err(|_| DomainError::invalid("the pipeline spec is not UTF-8"))?;
-                    spec = Some(pipelines::parse(&text, format)?);
-                }
-                "code" => code = Some(data.to_vec()),
-                other => {
-                    return Err(DomainError::invalid(format!(
-                        "unexpected part '{other}': send 'spec' and optionally 'code'"
-                    ))
-                    .into());
-                }
-            }
-        }
+        let (text, format, code) = super::jobs::spec_and_code(req, state, "pipeline").await?;
         Ok(Self {
-            spec: spec.ok_or_else(|| DomainError::invalid("missing part 'spec'"))?,
+            spec: pipelines::parse(&text, format)?,
             code,
         })
     }
