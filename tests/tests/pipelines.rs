@@ -831,3 +831,68 @@ fn identical_steps_in_flight_run_once() {
         1
     );
 }
+
+/// A changed `cache_version`, `is_deterministic = false` and a changed code snapshot each miss
+/// the cache; the same content hits it.
+#[test]
+fn cache_misses_on_version_determinism_and_code() {
+    let s = server();
+    let h = s.http();
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    std::fs::create_dir(&code).unwrap();
+    std::fs::write(code.join("run.sh"), "echo 1 > \"$ATRIUM_OUTPUTS/v\"\n").unwrap();
+    let publish_with = |extra: &str| {
+        let f = dir.path().join("keyed.yaml");
+        std::fs::write(
+            &f,
+            format!("name: keyed\njobs:\n  s:\n    type: command\n    command: sh run.sh\n    outputs: {{v: {{type: integer}}}}\n{extra}"),
+        )
+        .unwrap();
+        let (ok, o, e) = s.cli(&[
+            "pipeline",
+            "publish",
+            f.to_str().unwrap(),
+            "--code",
+            code.to_str().unwrap(),
+        ]);
+        assert!(ok, "{o}{e}");
+        o
+    };
+    let state_of_run = |pipeline: &str| {
+        let run = wait_run(&h, &submit(&h, pipeline, json!({})), 60);
+        assert_eq!(run["state"], "Completed", "{run}");
+        step(&run, "s")["state"].as_str().unwrap().to_string()
+    };
+    assert!(publish_with("").contains("keyed:1"));
+    assert_eq!(state_of_run("keyed:1"), "Completed");
+    assert_eq!(state_of_run("keyed:1"), "Cached");
+    assert!(publish_with("    cache_version: \"2\"\n").contains("keyed:2"));
+    assert_eq!(
+        state_of_run("keyed:2"),
+        "Completed",
+        "a new cache_version misses"
+    );
+    assert_eq!(state_of_run("keyed:2"), "Cached");
+    assert!(publish_with("    is_deterministic: false\n").contains("keyed:3"));
+    assert_eq!(state_of_run("keyed:3"), "Completed");
+    assert_eq!(
+        state_of_run("keyed:3"),
+        "Completed",
+        "a step that is not deterministic always runs"
+    );
+    std::fs::write(
+        code.join("run.sh"),
+        "# the same result, other code\necho 1 > \"$ATRIUM_OUTPUTS/v\"\n",
+    )
+    .unwrap();
+    assert!(
+        publish_with("").contains("keyed:4"),
+        "other code is other content"
+    );
+    assert_eq!(
+        state_of_run("keyed:4"),
+        "Completed",
+        "a changed code snapshot misses"
+    );
+}
