@@ -518,26 +518,40 @@ pub async fn register(
         .unwrap_or_default();
     tags.insert("atrium.pipeline.job".into(), job.id.clone());
     tags.insert("atrium.pipeline.step".into(), step.to_string());
-    let v = svc
-        .register_model_from_run(
-            ws,
-            crate::service::RegisterRequest {
-                name: name.to_string(),
-                create_model: true,
-                description: b
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                tags,
-                aliases,
-            },
-            run,
-            path,
-            None,
-        )
+    // registered before the host stopped, before the step's row said so: that version, not another
+    let earlier = svc
+        .store
+        .model_versions(ws.id, Some(name), None)
         .await
-        .map_err(|e| format!("cannot register {model} as '{name}': {e}"))?;
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| {
+            v.tags.get("atrium.pipeline.job") == Some(&job.id)
+                && v.tags.get("atrium.pipeline.step").map(String::as_str) == Some(step)
+        });
+    let v = match earlier {
+        Some(v) => v,
+        None => svc
+            .register_model_from_run(
+                ws,
+                crate::service::RegisterRequest {
+                    name: name.to_string(),
+                    create_model: true,
+                    description: b
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    tags,
+                    aliases,
+                },
+                run,
+                path,
+                None,
+            )
+            .await
+            .map_err(|e| format!("cannot register {model} as '{name}': {e}"))?,
+    };
     let uri = format!("models:/{}/{}", v.name, v.version);
     Ok(Outputs::from([
         (
