@@ -183,6 +183,19 @@ impl Server {
         s
     }
 
+    /// Starts a server with a fresh data directory (removed when the server is dropped), a fresh
+    /// database for PostgreSQL, and extra `serve` flags.
+    pub fn start_fresh(backend: Backend, extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(fresh_pg_database()),
+        };
+        let mut s = Self::start_with_args(tmp.path(), db, extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// Starts a server on an existing data directory.
     pub fn start_in(data_dir: &Path, database_url: Option<String>) -> Self {
         Self::start_with_args(data_dir, database_url, &[])

@@ -18,12 +18,7 @@ fn server() -> Server {
 /// A server with two job slots (so that branches can overlap) on SQLite or a fresh PostgreSQL
 /// database.
 fn server_on(backend: Backend) -> Server {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let db = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(atrium_tests::fresh_pg_database()),
-    };
-    Server::start_with_args(&dir, db, &["--job-slots", "2", "--threads-per-slot", "1"])
+    Server::start_fresh(backend, &["--job-slots", "2", "--threads-per-slot", "1"])
 }
 
 fn publish(h: &Http, spec: Value) -> Value {
