@@ -292,6 +292,29 @@ async fn wait(c: &Client, id: &str, out: Output) -> Result<(), CliError> {
     }
 }
 
+/// After a submission: waits for the run (`wait`), or prints it and how to follow it.
+async fn submitted(
+    c: &Client,
+    v: &Value,
+    line: &str,
+    w: bool,
+    out: Output,
+) -> Result<(), CliError> {
+    let id = text(&v["id"]);
+    if w {
+        if out != Output::Json {
+            eprintln!("{line}");
+        }
+        return wait(c, &id, out).await;
+    }
+    if out == Output::Json {
+        print(out, v, &[], vec![]);
+    } else {
+        println!("{line}; follow it with `atrium pipeline show {id}`");
+    }
+    Ok(())
+}
+
 /// Runs `atrium pipeline ...`.
 pub async fn pipeline(c: &Client, cmd: PipelineCmd, out: Output) -> Result<(), CliError> {
     match cmd {
@@ -340,20 +363,8 @@ pub async fn pipeline(c: &Client, cmd: PipelineCmd, out: Output) -> Result<(), C
                 )
                 .await?;
             let id = text(&v["id"]);
-            if w {
-                if out != Output::Json {
-                    eprintln!("submitted pipeline run {id}");
-                }
-                return wait(c, &id, out).await;
-            }
-            if out == Output::Json {
-                print(out, &v, &[], vec![]);
-            } else {
-                println!(
-                    "submitted pipeline run {id} of {}; follow it with `atrium pipeline show {id}`",
-                    text(&v["pipeline"])
-                );
-            }
+            let line = format!("submitted pipeline run {id} of {}", text(&v["pipeline"]));
+            return submitted(c, &v, &line, w, out).await;
         }
         PipelineCmd::List { name, runs } => {
             if runs {
@@ -540,18 +551,8 @@ pub async fn pipeline(c: &Client, cmd: PipelineCmd, out: Output) -> Result<(), C
                     Some(&body),
                 )
                 .await?;
-            let id = text(&v["id"]);
-            if w {
-                if out != Output::Json {
-                    eprintln!("submitted pipeline run {id} (rerun of {run})");
-                }
-                return wait(c, &id, out).await;
-            }
-            if out == Output::Json {
-                print(out, &v, &[], vec![]);
-            } else {
-                println!("submitted pipeline run {id} (rerun of {run})");
-            }
+            let line = format!("submitted pipeline run {} (rerun of {run})", text(&v["id"]));
+            return submitted(c, &v, &line, w, out).await;
         }
         PipelineCmd::Cancel { run } => {
             let v = c
