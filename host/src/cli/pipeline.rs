@@ -617,6 +617,11 @@ fn print_schedule(out: Output, v: &Value) {
 
 /// Runs `atrium schedule ...`.
 pub async fn schedule(c: &Client, cmd: ScheduleCmd, out: Output) -> Result<(), CliError> {
+    let action = if matches!(cmd, ScheduleCmd::Enable { .. }) {
+        "enable"
+    } else {
+        "disable"
+    };
     match cmd {
         ScheduleCmd::Create(a) => {
             let a = *a;
@@ -710,21 +715,11 @@ pub async fn schedule(c: &Client, cmd: ScheduleCmd, out: Output) -> Result<(), C
                 .await?;
             print_schedule(out, &v);
         }
-        ScheduleCmd::Enable { name } => {
+        ScheduleCmd::Enable { name } | ScheduleCmd::Disable { name } => {
             let v = c
                 .call(
                     Method::POST,
-                    &c.ws_path(&format!("/schedules/{}/enable", encode_path(&name))),
-                    None,
-                )
-                .await?;
-            print_schedule(out, &v);
-        }
-        ScheduleCmd::Disable { name } => {
-            let v = c
-                .call(
-                    Method::POST,
-                    &c.ws_path(&format!("/schedules/{}/disable", encode_path(&name))),
+                    &c.ws_path(&format!("/schedules/{}/{action}", encode_path(&name))),
                     None,
                 )
                 .await?;

@@ -339,6 +339,12 @@ impl Scheduler {
     /// One pass at time `now` (ms): due ticks fired, queued ticks started when nothing runs.
     pub async fn tick(&self, now: Millis) -> DomainResult<Pass> {
         let svc = self.ex.service().clone();
+        let mut pass = Pass::default();
+        // a host without enabled schedules does one read a second, not two
+        let rows = svc.store.list_schedules(None).await?;
+        if rows.is_empty() {
+            return Ok(pass);
+        }
         let workspaces: BTreeMap<i64, Workspace> = svc
             .store
             .list_workspaces()
@@ -346,8 +352,7 @@ impl Scheduler {
             .into_iter()
             .map(|w| (w.id, w))
             .collect();
-        let mut pass = Pass::default();
-        for row in svc.store.list_schedules(None).await? {
+        for row in rows {
             let Some(ws) = workspaces.get(&row.workspace_id) else {
                 continue;
             };

@@ -243,7 +243,7 @@ pub async fn submit(
 }
 
 /// Whether a job spec names secrets anywhere (a command job, or a sweep's command trials).
-fn asks_for_secrets(v: &Value) -> bool {
+pub(super) fn asks_for_secrets(v: &Value) -> bool {
     match v {
         Value::Object(m) => m.iter().any(|(k, v)| {
             (k == "secrets" && v.as_array().is_some_and(|a| !a.is_empty())) || asks_for_secrets(v)

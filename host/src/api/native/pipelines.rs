@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, Path, Request, State};
 use axum::{Extension, Json};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api::AppState;
 use crate::api::error::ApiError;
@@ -67,17 +67,6 @@ impl DocInput for Publication {
     }
 }
 
-/// Whether a spec names secrets anywhere.
-fn asks_for_secrets(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.iter().any(|(k, v)| {
-            (k == "secrets" && v.as_array().is_some_and(|a| !a.is_empty())) || asks_for_secrets(v)
-        }),
-        Value::Array(a) => a.iter().any(asks_for_secrets),
-        _ => false,
-    }
-}
-
 /// Runs of a pipeline whose steps read secrets are started by an Owner only.
 async fn secrets_need_owner(
     st: &AppState,
@@ -85,7 +74,7 @@ async fn secrets_need_owner(
     ws: &str,
     pipeline: &PipelineView,
 ) -> Result<(), ApiError> {
-    if asks_for_secrets(&pipeline.spec) {
+    if super::jobs::asks_for_secrets(&pipeline.spec) {
         super::require_role(
             st,
             p,

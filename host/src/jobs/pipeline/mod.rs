@@ -327,7 +327,7 @@ pub(super) async fn run<H: StepHost>(
                         }
                         let due = row.retry_at.unwrap_or(0);
                         if due > now_millis() {
-                            next_wake = Some(next_wake.map_or(due, |w: i64| w.min(due)));
+                            soonest(&mut next_wake, due);
                             continue;
                         }
                         let res =
@@ -338,10 +338,7 @@ pub(super) async fn run<H: StepHost>(
                             host.line(&job.id, &format!("step {name} failed: {e}"));
                         }
                         if row.child_job.is_none() && !state::terminal(&row.state) {
-                            next_wake =
-                                Some(next_wake.map_or(now_millis() + 200, |w: i64| {
-                                    w.min(now_millis() + 200)
-                                }));
+                            soonest(&mut next_wake, now_millis() + 200);
                         }
                         svc.store.save_step(job.key, &row).await?;
                         continue;
@@ -455,10 +452,7 @@ pub(super) async fn run<H: StepHost>(
                                 row.retry_at = Some(now_millis() + (wait * 1000.0) as i64);
                                 row.error = Some(format!("attempt {} failed: {why}", row.attempt));
                                 host.line(&job.id, &format!("step {name}: attempt {} of {} failed ({why}); retrying in {wait:.1} s", row.attempt, step.retries + 1));
-                                next_wake =
-                                    Some(next_wake.map_or(row.retry_at.unwrap_or(0), |w: i64| {
-                                        w.min(row.retry_at.unwrap_or(0))
-                                    }));
+                                soonest(&mut next_wake, row.retry_at.unwrap_or(0));
                             } else {
                                 end(&mut row, state::FAILED, Some(&why));
                                 host.line(&job.id, &format!("step {name} failed: {why}"));
@@ -481,7 +475,7 @@ pub(super) async fn run<H: StepHost>(
         let after = svc.store.steps(job.key).await?;
         let steps: Vec<&StepRow> = after.iter().filter(|r| r.step != OUTPUTS_ROW).collect();
         if steps.iter().all(|r| state::terminal(&r.state)) {
-            return finish(&svc, job, pj, &checked, &steps, cancel).await;
+            return finish(&svc, job, &checked, &steps, cancel).await;
         }
         // a step moved in this pass: the steps after it may start now
         if steps
@@ -499,6 +493,11 @@ pub(super) async fn run<H: StepHost>(
             _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
         }
     }
+}
+
+/// Keeps the earliest of the times the loop must wake at.
+fn soonest(next: &mut Option<i64>, at: i64) {
+    *next = Some(next.map_or(at, |w| w.min(at)));
 }
 
 fn end(row: &mut StepRow, st: &str, why: Option<&str>) {
@@ -662,7 +661,6 @@ async fn start<H: StepHost>(
 async fn finish(
     svc: &Service,
     job: &JobRow,
-    pj: &PipelineJob,
     checked: &Checked,
     steps: &[&StepRow],
     canceled: bool,
@@ -723,7 +721,6 @@ async fn finish(
             },
         )
         .await?;
-    let _ = pj;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::values::{self, Outputs, Val};
 use super::{PipelineJob, Reused};
-use crate::jobs::spec::{EnvironmentRef, JobSpec, SnapshotFile};
+use crate::jobs::spec::{JobSpec, SnapshotFile};
 use crate::service::Service;
 use crate::store::{ArtifactOwner, JobRow};
 use crate::workspace::{DomainResult, Workspace};
@@ -345,7 +345,6 @@ pub async fn prepare(
         });
         prepared.key = Some(atrium_pipelines::key::step_key(&parts));
     }
-    let _ = EnvironmentRef::Named(String::new());
     prepared.spec = Some(spec);
     prepared.files = files;
     Ok(prepared)
