@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// an admin can run a pass with POST /api/v1/scheduler/tick).
     #[arg(long, env = "ATRIUM_NO_SCHEDULER")]
     pub no_scheduler: bool,
+    /// This host's name among replicas sharing one PostgreSQL (it owns the leases of the jobs it
+    /// runs; a host restarted under the same name takes its own jobs back at once). Default:
+    /// `HOSTNAME:PORT`.
+    #[arg(long, env = "ATRIUM_REPLICA")]
+    pub replica: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +99,7 @@ struct FileConfig {
     master_key_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     uv: Option<PathBuf>,
+    replica: Option<String>,
 }
 
 /// Resolved server settings.
@@ -121,6 +127,8 @@ pub struct ServeConfig {
     pub reset_admin_token: bool,
     /// Fire schedules from this host.
     pub scheduler: bool,
+    /// This host's name among replicas (the owner of its job leases).
+    pub replica: String,
 }
 
 /// The default shared cache directory: `$XDG_CACHE_HOME/atrium`, else `~/.cache/atrium`
@@ -173,11 +181,17 @@ impl ServeConfig {
             (None, Some(path)) => KeySource::File(path),
             (None, None) => KeySource::default_in(&data_dir),
         };
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| ConfigError::Listen(listen.clone()))?;
+        let replica = args
+            .replica
+            .or(file.replica)
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| format!("{}:{}", hostname(), listen.port()));
         Ok(Self {
             data_dir,
-            listen: listen
-                .parse()
-                .map_err(|_| ConfigError::Listen(listen.clone()))?,
+            listen,
             database_url: args
                 .database_url
                 .or(file.database_url)
@@ -197,8 +211,18 @@ impl ServeConfig {
             uv: args.uv.or(file.uv),
             reset_admin_token: args.reset_admin_token,
             scheduler: !args.no_scheduler,
+            replica,
         })
     }
+}
+
+/// This machine's host name (`localhost` when the kernel does not say).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Cores this process may use.

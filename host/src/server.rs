@@ -66,7 +66,8 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Service>, ServeError> {
     let store = match &cfg.database_url {
         Some(url) => Store::open_url(url, cfg.sqlite_sync).await?,
         None => Store::open_sqlite(&cfg.data_dir.join("atrium.db"), cfg.sqlite_sync).await?,
-    };
+    }
+    .with_replica(cfg.replica.clone());
     let vault = crate::secrets::Vault::open(&store, &cfg.master_key).await?;
     let engine = Arc::new(PluginEngine::new().map_err(|e| ServeError::Plugins(e.to_string()))?);
     tracing::info!(pooled = engine.pooled(), "plugin engine ready");

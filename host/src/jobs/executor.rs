@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use super::logs::JobLogs;
 use super::spec::{JobKind, JobSpec, SnapshotFile};
 use super::{Running, command, sweep, train};
 use crate::service::Service;
-use crate::store::{JobRow, JobState, NewJob, NewRun, RunUpdate};
+use crate::store::{JobRow, JobState, LEASE_MS, LEASE_RENEW_MS, NewJob, NewRun, RunUpdate};
 use crate::train::spec::dataset_ref;
 use crate::workspace::{
     DomainError, DomainResult, LifecycleStage, RunStatus, Workspace, now_millis, validate,
@@ -117,7 +118,7 @@ impl Executor {
                 cfg.slots, cfg.threads_per_slot
             )));
         }
-        let (requeued, ended) = svc.store.recover_jobs().await?;
+        let (requeued, ended) = svc.store.recover_jobs(true).await?;
         if requeued > 0 || !ended.is_empty() {
             tracing::warn!(
                 requeued,
@@ -126,7 +127,7 @@ impl Executor {
             );
         }
         let mut adopted = Vec::new();
-        for job in svc.store.remote_jobs_in_flight().await? {
+        for job in svc.store.adopt_remote_jobs(true).await? {
             let max = max_jobs(&svc, &job).await;
             adopted.push((job, max));
         }
@@ -167,20 +168,133 @@ impl Executor {
             flight: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         });
+        me.end_interrupted(ended, "interrupted by a host restart")
+            .await;
+        Ok(me)
+    }
+
+    /// Ends the runs of jobs that recovery ended (their attempt was interrupted).
+    async fn end_interrupted(&self, ended: Vec<JobRow>, why: &str) {
         for job in ended {
             let (status, what) = if job.cancel_requested {
-                (RunStatus::Killed, "canceled")
+                (RunStatus::Killed, "canceled".to_string())
             } else {
-                (RunStatus::Failed, "failed: interrupted by a host restart")
+                (RunStatus::Failed, format!("failed: {why}"))
             };
-            me.logs.line(&job.id, &format!("job {what}"));
-            if let (Some(ws), Some(run)) = (me.workspace_of(&job).await, &job.run_id)
-                && let Err(e) = me.finish_run(&ws, run, status).await
+            self.logs.line(&job.id, &format!("job {what}"));
+            if let (Some(ws), Some(run)) = (self.workspace_of(&job).await, &job.run_id)
+                && let Err(e) = self.finish_run(&ws, run, status).await
             {
                 tracing::warn!(job = job.id.as_str(), error = %e, "cannot end the run of an interrupted job");
             }
         }
-        Ok(me)
+    }
+
+    /// Every [`LEASE_RENEW_MS`]: renews the leases of this replica's jobs (letting go of those
+    /// another replica took over, and passing on cancel requests made through any replica),
+    /// recovers jobs whose owner stopped renewing, and adopts their attempts on engines.
+    async fn keep_leases(self: Arc<Self>) {
+        let mut last_renewed = std::time::Instant::now();
+        let lease = Duration::from_millis(LEASE_MS as u64);
+        loop {
+            tokio::time::sleep(Duration::from_millis(LEASE_RENEW_MS as u64)).await;
+            match self.svc.store.renew_leases().await {
+                Ok(held) => {
+                    last_renewed = std::time::Instant::now();
+                    let held: HashMap<String, bool> = held.into_iter().collect();
+                    let running: Vec<(String, Arc<Running>)> = self
+                        .running
+                        .lock()
+                        .expect("running jobs")
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    for (id, r) in running {
+                        match held.get(&id) {
+                            Some(true) => r.cancel.store(true, Ordering::Relaxed),
+                            Some(false) => {}
+                            // not claimed yet in the store's eyes (a claim in flight) or taken over
+                            None if r.started.elapsed() > lease => self.let_go(&id, &r),
+                            None => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew job leases");
+                    if last_renewed.elapsed() > lease {
+                        // other replicas may take these jobs over now: stop them here
+                        let running: Vec<(String, Arc<Running>)> = self
+                            .running
+                            .lock()
+                            .expect("running jobs")
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        for (id, r) in running {
+                            self.let_go(&id, &r);
+                        }
+                    }
+                    continue;
+                }
+            }
+            match self.svc.store.recover_jobs(false).await {
+                Ok((requeued, ended)) => {
+                    if requeued > 0 || !ended.is_empty() {
+                        tracing::warn!(
+                            requeued,
+                            ended = ended.len(),
+                            "took over jobs of a replica that stopped renewing its leases"
+                        );
+                        self.end_interrupted(ended, "interrupted: the replica running it stopped")
+                            .await;
+                        self.wake.notify_one();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot recover lapsed jobs"),
+            }
+            match self.svc.store.adopt_remote_jobs(false).await {
+                Ok(jobs) => {
+                    for job in jobs {
+                        tracing::info!(
+                            job = job.id.as_str(),
+                            "adopted a job on a compute target whose replica stopped"
+                        );
+                        let max = max_jobs(&self.svc, &job).await;
+                        let running = self.track(&job, max);
+                        let me = self.clone();
+                        tokio::spawn(async move { me.resume(job, running).await });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot adopt lapsed jobs on compute targets"),
+            }
+        }
+    }
+
+    /// Stops an attempt whose lease this replica lost, recording nothing (another replica runs
+    /// the job now, or will): local work is canceled; attempts on engines and the
+    /// orchestration of sweeps and pipelines stop watching.
+    fn let_go(&self, id: &str, r: &Running) {
+        if r.lost.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(
+            job = id,
+            "lost the job's lease; another replica takes it over"
+        );
+        self.logs.line(
+            id,
+            "this replica lost the job's lease; another replica takes it over",
+        );
+        let orchestrates = self.pipelines.lock().expect("pipeline jobs").contains(id)
+            || self
+                .on_targets
+                .lock()
+                .expect("jobs on targets")
+                .contains_key(id)
+            || r.sweep.get().is_some();
+        if !orchestrates {
+            r.cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Starts claiming and running jobs: local ones into the slots, jobs on compute targets up
@@ -192,6 +306,7 @@ impl Executor {
             let me = self.clone();
             tokio::spawn(async move { me.resume(job, running).await });
         }
+        tokio::spawn(self.clone().keep_leases());
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -850,6 +965,24 @@ impl Executor {
 
     async fn run(self: Arc<Self>, job: JobRow, running: Arc<Running>) {
         let outcome = self.attempt(&job, &running).await;
+        self.finish_unless_lost(job, &running, outcome).await;
+    }
+
+    /// Records the attempt's end, unless this replica lost the job's lease meanwhile.
+    async fn finish_unless_lost(
+        self: Arc<Self>,
+        job: JobRow,
+        running: &Running,
+        outcome: Result<(), Failure>,
+    ) {
+        if running.lost.load(Ordering::Relaxed) {
+            let id = &job.id;
+            self.on_targets.lock().expect("jobs on targets").remove(id);
+            self.running.lock().expect("running jobs").remove(id);
+            self.pipelines.lock().expect("pipeline jobs").remove(id);
+            self.wake.notify_one();
+            return;
+        }
         self.finish(job, outcome).await;
     }
 
@@ -859,7 +992,7 @@ impl Executor {
             Some(ws) => super::dispatch::resume(&self, &ws, &job, &running).await,
             None => Err(Failure::Failed("the job's workspace is gone".into())),
         };
-        self.finish(job, outcome).await;
+        self.finish_unless_lost(job, &running, outcome).await;
     }
 
     async fn finish(self: Arc<Self>, job: JobRow, outcome: Result<(), Failure>) {

@@ -46,6 +46,9 @@ pub struct Running {
     pub started: Instant,
     /// The live trials of a sweep or AutoML job.
     pub sweep: OnceLock<Arc<Mutex<SweepState>>>,
+    /// Set when this replica lost the job's lease (another took it over): the attempt stops
+    /// without recording anything.
+    pub lost: AtomicBool,
 }
 
 impl Running {
@@ -58,6 +61,7 @@ impl Running {
             batches: AtomicU64::new(0),
             started: Instant::now(),
             sweep: OnceLock::new(),
+            lost: AtomicBool::new(false),
         })
     }
 

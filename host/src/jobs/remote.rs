@@ -398,7 +398,12 @@ impl Executor {
                 stored = self
                     .svc
                     .store
-                    .log_job_batch(ws.id, &a.run_id, (a.job_key, a.attempt, n), &batch)
+                    .log_batch_once(
+                        ws.id,
+                        &a.run_id,
+                        crate::store::BatchMark::Job(a.job_key, a.attempt, n),
+                        &batch,
+                    )
                     .await?;
                 if stored && !ev.log.is_empty() {
                     self.logs.append(id, ev.log.as_bytes());

@@ -999,6 +999,13 @@ pub(super) async fn run(
     let deadline = limits.timeout.map(|s| state.started_at + (s as i64) * 1000);
     let maximize = plan.maximize();
     loop {
+        if running.lost.load(Ordering::Relaxed) {
+            // another replica resumes the sweep from its saved state
+            for c in ctls.values() {
+                c.stop(TrialState::Canceled);
+            }
+            return Err(Failure::Lost("this replica lost the sweep's lease".into()));
+        }
         // start trials while there is room
         while failure.is_none() && !stop_starting && ctls.len() < concurrent {
             if running.cancel.load(Ordering::Relaxed) {

@@ -553,6 +553,7 @@ fn fake_job(ws: &Workspace) -> JobRow {
         ended_at: None,
         handle: None,
         engine_state: None,
+        owner: None,
     }
 }
 

@@ -1,9 +1,8 @@
 //! Compute targets (a target plugin instance per name) and the engine side of remote jobs:
 //! each attempt's handle and worker token, kept so a restarted host can reconcile them.
 
-use super::jobs::{COLUMNS as JOB_COLUMNS, job_from};
 use super::rows::RowExt;
-use super::{JobRow, Store, is_unique_violation, with_db};
+use super::{Store, is_unique_violation, with_db};
 use crate::workspace::{DomainError, DomainResult, Millis, now_millis};
 
 /// A stored compute target.
@@ -190,20 +189,6 @@ impl Store {
                 token_id: row.opt_text("worker_token")?,
                 engine_state: row.opt_text("engine_state")?,
             })
-        })
-    }
-
-    /// Jobs whose attempt an engine runs (a handle is stored) and that had not ended when the
-    /// host stopped: they are reconciled with their engine, not re-run.
-    pub async fn remote_jobs_in_flight(&self) -> DomainResult<Vec<JobRow>> {
-        with_db!(self, read, |p| {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE handle IS NOT NULL AND {REMOTE} \
-                 AND state IN ('Starting', 'Preparing', 'Running', 'Finalizing') ORDER BY id"
-            )))
-            .fetch_all(p)
-            .await?;
-            rows.iter().map(job_from).collect()
         })
     }
 }

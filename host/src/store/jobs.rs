@@ -104,10 +104,22 @@ pub struct JobRow {
     pub handle: Option<String>,
     /// The engine's last reported state of it.
     pub engine_state: Option<String>,
+    /// The replica that claimed the current attempt.
+    pub owner: Option<String>,
 }
 
+/// How long a claim holds without renewal: a replica renews the leases of its jobs every
+/// [`LEASE_RENEW_MS`]; another takes a job over once its lease lapsed.
+pub const LEASE_MS: Millis = 15_000;
+
+/// How often a replica renews its leases (and looks for lapsed ones).
+pub const LEASE_RENEW_MS: Millis = 3_000;
+
+/// SQL condition: the job is claimed and not ended.
+const ACTIVE: &str = "state IN ('Starting', 'Preparing', 'Running', 'Finalizing')";
+
 pub(super) const COLUMNS: &str = "id, uuid, workspace_id, kind, name, spec, state, target, run_id, attempts, retries, error, \
-     cancel_requested, created_at, started_at, ended_at, handle, engine_state";
+     cancel_requested, created_at, started_at, ended_at, handle, engine_state, owner";
 
 pub(super) fn job_from(r: &impl RowExt) -> DomainResult<JobRow> {
     Ok(JobRow {
@@ -129,6 +141,7 @@ pub(super) fn job_from(r: &impl RowExt) -> DomainResult<JobRow> {
         ended_at: r.opt_i64("ended_at")?,
         handle: r.opt_text("handle")?,
         engine_state: r.opt_text("engine_state")?,
+        owner: r.opt_text("owner")?,
     })
 }
 
@@ -256,49 +269,96 @@ impl Store {
         mut which: String,
         skip: &[String],
     ) -> DomainResult<Option<JobRow>> {
+        // $1 now, $2 this replica, $3 the lease's end; then the skipped targets
         if !skip.is_empty() {
-            let marks: Vec<String> = (1..=skip.len()).map(|i| format!("${i}")).collect();
+            let marks: Vec<String> = (4..4 + skip.len()).map(|i| format!("${i}")).collect();
             which.push_str(&format!(" AND target NOT IN ({})", marks.join(", ")));
         }
-        let sql =
-            format!("SELECT uuid FROM jobs WHERE state = 'Queued' AND {which} ORDER BY id LIMIT 1");
-        for _ in 0..5 {
-            let next = with_db!(self, read, |p| {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-                for t in skip {
-                    q = q.bind(t);
-                }
-                let row = q.fetch_optional(p).await?;
-                row.as_ref().map(|r| r.text("uuid")).transpose()?
-            });
-            let Some(id) = next else { return Ok(None) };
-            let now = now_millis();
-            let claimed = with_db!(self, write, |p| {
-                sqlx::query(
-                "UPDATE jobs SET state = 'Starting', attempts = attempts + 1, started_at = $1, updated_at = $1, error = NULL, \
-                 handle = NULL, worker_token = NULL, engine_state = NULL \
-                 WHERE uuid = $2 AND state = 'Queued'"
-            )
-            .bind(now)
-            .bind(&id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
-            })?;
-            if claimed == 1 {
-                let row = with_db!(self, read, |p| {
-                    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT {COLUMNS} FROM jobs WHERE uuid = $1"
-                    )))
-                    .bind(&id)
-                    .fetch_one(p)
-                    .await?;
-                    job_from(&row)?
-                });
-                return Ok(Some(row));
+        // one statement: the oldest queued job, row-locked and skipped by concurrent claims
+        // on PostgreSQL (SQLite has one writer)
+        let lock = match self.dialect() {
+            super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'Starting', attempts = attempts + 1, started_at = $1, updated_at = $1, error = NULL, \
+             handle = NULL, worker_token = NULL, engine_state = NULL, owner = $2, lease_until = $3 \
+             WHERE id = (SELECT id FROM jobs WHERE state = 'Queued' AND {which} ORDER BY id LIMIT 1{lock}) \
+             AND state = 'Queued' RETURNING {COLUMNS}"
+        );
+        let now = now_millis();
+        let row = with_db!(self, write, |p| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now)
+                .bind(&self.replica)
+                .bind(now + LEASE_MS);
+            for t in skip {
+                q = q.bind(t);
             }
+            let row = q.fetch_optional(p).await?;
+            row.as_ref().map(job_from).transpose()?
+        });
+        Ok(row)
+    }
+
+    /// Renews the leases of the jobs this replica runs; returns the ids still held, each with
+    /// whether a cancel was requested (through any replica). A job missing from them was taken
+    /// over after its lease lapsed: this replica must let it go.
+    pub async fn renew_leases(&self) -> DomainResult<Vec<(String, bool)>> {
+        let now = now_millis();
+        with_db!(self, write, |p| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET lease_until = $1 WHERE owner = $2 AND {ACTIVE} RETURNING uuid, cancel_requested"
+            )))
+            .bind(now + LEASE_MS)
+            .bind(&self.replica)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.text("uuid")?, r.i64("cancel_requested")? != 0)))
+                .collect::<DomainResult<Vec<_>>>()
+        })
+    }
+
+    /// Takes over the attempts an engine runs whose owner's lease lapsed (or, at `startup`,
+    /// that this replica owned before it restarted): they are reconciled with the engine.
+    pub async fn adopt_remote_jobs(&self, startup: bool) -> DomainResult<Vec<JobRow>> {
+        let now = now_millis();
+        let lapsed = self.lapsed(startup, "$1", "$3");
+        let mut jobs = with_db!(self, write, |p| {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET owner = $1, lease_until = $2 WHERE handle IS NOT NULL AND {} \
+                 AND {ACTIVE} AND {lapsed} RETURNING {COLUMNS}",
+                super::compute::REMOTE
+            )))
+            .bind(&self.replica)
+            .bind(now + LEASE_MS)
+            .bind(now)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(job_from)
+                .collect::<DomainResult<Vec<_>>>()?
+        });
+        jobs.sort_by_key(|j| j.key);
+        Ok(jobs)
+    }
+
+    /// SQL condition on an active job: nobody holds it any more (`owner` and `now` are the
+    /// placeholders of this replica's name and the time). At startup on SQLite every active
+    /// job qualifies (one host owns an embedded database); on PostgreSQL those this replica
+    /// owned before it restarted, those of no owner, and those whose lease lapsed; later, only
+    /// those whose lease lapsed.
+    fn lapsed(&self, startup: bool, owner: &str, now: &str) -> String {
+        match (startup, self.dialect()) {
+            (true, super::Dialect::Sqlite) => {
+                format!("(1 = 1 OR owner = {owner} OR lease_until < {now})")
+            }
+            (true, super::Dialect::Postgres) => {
+                format!("(owner IS NULL OR owner = {owner} OR lease_until < {now})")
+            }
+            (false, _) => format!("(lease_until < {now} OR (owner IS NULL AND {owner} <> ''))"),
         }
-        Ok(None)
     }
 
     /// Moves a job to `state` (ending it stamps the end time); records the run and error.
@@ -314,7 +374,7 @@ impl Store {
         with_db!(self, write, |p| {
             sqlx::query(
             "UPDATE jobs SET state = $1, run_id = COALESCE($2, run_id), error = COALESCE($3, error), \
-             ended_at = COALESCE($4, ended_at), updated_at = $5 WHERE id = $6"
+             ended_at = COALESCE($4, ended_at), updated_at = $5 WHERE id = $6 AND (owner IS NULL OR owner = $7)"
         )
         .bind(state.as_str())
         .bind(run_id)
@@ -322,6 +382,7 @@ impl Store {
         .bind(ended)
         .bind(now)
         .bind(key)
+        .bind(&self.replica)
         .execute(p)
         .await
         .map(|_| ())
@@ -331,15 +392,18 @@ impl Store {
 
     /// Queues a job again after a lost attempt (its run stays open for the next attempt).
     pub async fn requeue_job(&self, key: i64, why: &str) -> DomainResult<()> {
-        with_db!(self, write, |p| sqlx::query(
-            "UPDATE jobs SET state = 'Queued', error = $1, updated_at = $2 WHERE id = $3"
+        with_db!(self, write, |p| {
+            sqlx::query(
+            "UPDATE jobs SET state = 'Queued', error = $1, updated_at = $2 WHERE id = $3 AND (owner IS NULL OR owner = $4)"
         )
         .bind(format!("attempt lost: {why}"))
         .bind(now_millis())
         .bind(key)
+        .bind(&self.replica)
         .execute(p)
         .await
-        .map(|_| ()))?;
+        .map(|_| ())
+        })?;
         Ok(())
     }
 
@@ -366,41 +430,53 @@ impl Store {
         self.job(workspace_id, id).await
     }
 
-    /// After a restart: jobs that were starting or running were interrupted. Those with
-    /// retries left, and every sweep, AutoML and pipeline job (they resume from their saved state), are
-    /// queued again; the others end (Canceled when cancel was requested, else
+    /// Jobs nobody holds any more were interrupted: at `startup`, those a restart interrupted
+    /// (see [`Self::lapsed`]); later, those whose owner's lease lapsed (a replica died). Those
+    /// with retries left, and every sweep, AutoML and pipeline job (they resume from their saved
+    /// state), are queued again; the others end (Canceled when cancel was requested, else
     /// Failed with the reason). Returns how many were re-queued and the jobs that ended.
-    pub async fn recover_jobs(&self) -> DomainResult<(u64, Vec<JobRow>)> {
+    pub async fn recover_jobs(&self, startup: bool) -> DomainResult<(u64, Vec<JobRow>)> {
         let now = now_millis();
         // an attempt an engine runs (its handle stored) is reconciled with the engine instead
         let interrupted = format!(
-            "state IN ('Starting', 'Preparing', 'Running', 'Finalizing') AND NOT (handle IS NOT NULL AND {})",
-            super::compute::REMOTE
+            "{ACTIVE} AND NOT (handle IS NOT NULL AND {}) AND {}",
+            super::compute::REMOTE,
+            self.lapsed(startup, "$1", "$2")
         );
+        let why = if startup {
+            "interrupted by a host restart"
+        } else {
+            "interrupted: the replica running it stopped renewing its lease"
+        };
         with_db!(self, write, |p| {
             async {
             let mut tx = p.begin().await?;
             let requeued = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE jobs SET state = 'Queued', updated_at = $1 \
+                "UPDATE jobs SET state = 'Queued', updated_at = $2, owner = NULL, lease_until = NULL \
                  WHERE {interrupted} AND (attempts <= retries OR kind IN ('sweep', 'automl', 'pipeline')) AND cancel_requested = 0"
             )))
+            .bind(&self.replica)
             .bind(now)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             let ended = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM jobs WHERE {interrupted}")))
+                .bind(&self.replica)
+                .bind(now)
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(job_from)
                 .collect::<DomainResult<Vec<_>>>()?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE jobs SET ended_at = $1, updated_at = $1, \
-                 error = CASE WHEN cancel_requested = 0 THEN 'interrupted by a host restart' ELSE NULL END, \
+                "UPDATE jobs SET ended_at = $2, updated_at = $2, \
+                 error = CASE WHEN cancel_requested = 0 THEN $3 ELSE NULL END, \
                  state = CASE WHEN cancel_requested = 0 THEN 'Failed' ELSE 'Canceled' END \
                  WHERE {interrupted}"
             )))
+            .bind(&self.replica)
             .bind(now)
+            .bind(why)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

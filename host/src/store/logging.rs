@@ -252,32 +252,48 @@ impl Store {
     }
 }
 
+/// What marks a batch as logged, so that a retried batch stores nothing again.
+pub enum BatchMark<'a> {
+    /// A worker's batch: (job key, attempt, batch number).
+    Job(i64, i64, i64),
+    /// A client's `Idempotency-Key` on the run.
+    Key(&'a str),
+}
+
 impl Store {
-    /// Logs a worker's batch `batch` of attempt `attempt` of job `job_key` to its run, once:
-    /// the batch's id is recorded in the same transaction, so a retried batch stores nothing
-    /// again. Returns whether it was stored now (`false`: it already was).
-    pub async fn log_job_batch(
+    /// Logs batch `batch` to its run once: the batch's mark is recorded in the same
+    /// transaction, so a retried batch (a worker's, or a client's that retries on another
+    /// replica after a lost answer) stores nothing again. Returns whether it was stored now
+    /// (`false`: it already was).
+    pub async fn log_batch_once(
         &self,
         workspace_id: i64,
         run_id: &str,
-        (job_key, attempt, batch_id): (i64, i64, i64),
+        mark: BatchMark<'_>,
         batch: &LogBatch,
     ) -> DomainResult<bool> {
-        const MARK: &str = "INSERT INTO job_batches (job_id, attempt, batch, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
         let now = crate::workspace::now_millis();
         // marks the batch, logs it only when the mark is new, commits both together
         macro_rules! once {
             ($dialect:expr, $tx:ident) => {{
-                let fresh = sqlx::query(MARK)
-                    .bind(job_key)
-                    .bind(attempt)
-                    .bind(batch_id)
-                    .bind(now)
-                    .execute(&mut *$tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
+                let q = match &mark {
+                    BatchMark::Job(job_key, attempt, batch_id) => sqlx::query(
+                        "INSERT INTO job_batches (job_id, attempt, batch, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(*job_key)
+                    .bind(*attempt)
+                    .bind(*batch_id)
+                    .bind(now),
+                    BatchMark::Key(key) => sqlx::query(
+                        "INSERT INTO batch_keys (run_id, key, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(run_id)
+                    .bind(*key)
+                    .bind(now),
+                };
+                let fresh = q.execute(&mut *$tx).await?.rows_affected() == 1;
                 if fresh {
                     log_to_run!($dialect, $tx, workspace_id, run_id, batch)?;
                 }

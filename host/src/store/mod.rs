@@ -47,9 +47,9 @@ pub use compute::{ComputeRow, RemoteAttempt};
 pub use datasets::DatasetRow;
 pub use endpoints::DeploymentUse;
 pub use environments::EnvironmentRow;
-pub use jobs::{JobRow, JobState, NewJob};
+pub use jobs::{JobRow, JobState, LEASE_MS, LEASE_RENEW_MS, NewJob};
 pub use logged_models::NewLoggedModel;
-pub use logging::LogBatch;
+pub use logging::{BatchMark, LogBatch};
 pub use pipelines::{CacheRow, PipelineRow, StepRow};
 pub use registry::{ModelUpdate, NewModelVersion, VersionUpdate};
 pub use run_io::DatasetSummary;
@@ -151,6 +151,11 @@ macro_rules! with_db {
 }
 pub(crate) use with_db;
 
+/// A replica name unique to this process, until [`Store::with_replica`] names it.
+fn default_replica() -> String {
+    format!("host-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// The metadata store.
 pub struct Store {
     pub(crate) db: Db,
@@ -159,9 +164,22 @@ pub struct Store {
     locations: std::sync::Mutex<std::collections::HashMap<(i64, i64), Option<String>>>,
     /// Moves on every change of users, tokens, roles and workspaces (see [`access_epoch`]).
     access: std::sync::Arc<access_epoch::AccessEpoch>,
+    /// This host's name among replicas: the owner recorded on the jobs it claims.
+    replica: String,
 }
 
 impl Store {
+    /// Names this host among replicas sharing the database (the owner of its job leases).
+    pub fn with_replica(mut self, name: impl Into<String>) -> Self {
+        self.replica = name.into();
+        self
+    }
+
+    /// This host's name among replicas.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
     /// Opens (creating if needed) the embedded SQLite database at `path` and migrates it.
     pub async fn open_sqlite(path: &Path, sync: SqliteSync) -> Result<Self, StoreError> {
         let base = SqliteConnectOptions::new()
@@ -209,6 +227,7 @@ impl Store {
             locations: Default::default(),
             // one process owns an embedded database: every change goes through this store
             access: access_epoch::AccessEpoch::new(true),
+            replica: default_replica(),
         })
     }
 
@@ -230,6 +249,7 @@ impl Store {
             db: Db::Postgres(pool),
             locations: Default::default(),
             access,
+            replica: default_replica(),
         })
     }
 

@@ -10,12 +10,14 @@ impl Store {
         let now = now_millis();
         with_db!(self, write, |p| {
             sqlx::query(
-            "INSERT INTO sweep_states (job_id, state, updated_at) VALUES ($1, $2, $3) \
+            "INSERT INTO sweep_states (job_id, state, updated_at) SELECT $1, $2, $3 \
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND (owner IS NULL OR owner = $4)) \
              ON CONFLICT (job_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
         )
         .bind(job_key)
         .bind(state)
         .bind(now)
+        .bind(&self.replica)
         .execute(p)
         .await
         .map(|_| ())

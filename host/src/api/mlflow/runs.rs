@@ -309,14 +309,56 @@ async fn log_with_models(
     limits: bool,
     models: Vec<(String, ModelMetric)>,
 ) -> Reply {
+    log_keyed(st, ws_id, run_id, batch, limits, models, None).await
+}
+
+/// [`log_with_models`] under an optional `Idempotency-Key`: a batch whose key the run has
+/// already seen (a retry after a lost answer, on any replica) is acknowledged and not stored
+/// again.
+async fn log_keyed(
+    st: &AppState,
+    ws_id: i64,
+    run_id: &str,
+    batch: LogBatch,
+    limits: bool,
+    models: Vec<(String, ModelMetric)>,
+    key: Option<&str>,
+) -> Reply {
     batch.validate(limits)?;
     for (id, _) in &models {
         crate::workspace::logged_model::check_model_id(id)?;
         st.svc.store.logged_model(ws_id, id, false).await?;
     }
-    st.svc.store.log_batch(ws_id, run_id, batch).await?;
-    st.svc.store.log_model_metrics(ws_id, &models).await?;
+    let fresh = match key {
+        Some(k) => {
+            st.svc
+                .store
+                .log_batch_once(ws_id, run_id, crate::store::BatchMark::Key(k), &batch)
+                .await?
+        }
+        None => {
+            st.svc.store.log_batch(ws_id, run_id, batch).await?;
+            true
+        }
+    };
+    if fresh {
+        st.svc.store.log_model_metrics(ws_id, &models).await?;
+    }
     Ok(Json(json!({})))
+}
+
+/// The `Idempotency-Key` header of a request, checked: 1 to 128 visible ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, DomainError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v.to_str().unwrap_or("");
+    if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(DomainError::invalid(
+            "the Idempotency-Key header must be 1 to 128 visible ASCII characters",
+        ));
+    }
+    Ok(Some(k.to_string()))
 }
 
 pub async fn log_metric(
@@ -459,8 +501,10 @@ pub struct LogBatchReq {
 pub async fn log_batch(
     State(st): State<AppState>,
     MlflowWs(ws): MlflowWs,
+    headers: axum::http::HeaderMap,
     MlflowJson(req, size): MlflowJson<LogBatchReq>,
 ) -> Reply {
+    let key = idempotency_key(&headers)?;
     if size > validate::MAX_BATCH_BYTES {
         return Err(DomainError::invalid(format!(
             "log-batch request is {size} bytes; the limit is {} bytes",
@@ -505,7 +549,7 @@ pub async fn log_batch(
             .map(|p| (p.key, p.value.unwrap_or_default()))
             .collect(),
     };
-    log_with_models(&st, ws.id, run_id, batch, true, models).await
+    log_keyed(&st, ws.id, run_id, batch, true, models, key.as_deref()).await
 }
 
 pub async fn metric_history(

@@ -65,6 +65,9 @@ pub struct JobJson {
     /// The engine's last reported state of it (`PENDING`, `RUNNING`, `COMPLETED`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     engine_state: Option<String>,
+    /// The replica that claimed the current attempt (its `--replica` name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replica: Option<String>,
     /// The spec as submitted (JSON).
     spec: Map<String, Value>,
     /// Live progress while it runs on this host (epoch, batch, fraction, elapsed and
@@ -97,6 +100,7 @@ fn job_json(st: &AppState, j: JobRow) -> Result<JobJson, DomainError> {
         ended_at: j.ended_at,
         handle: j.handle,
         engine_state: j.engine_state,
+        replica: j.owner,
         spec,
         progress,
     })

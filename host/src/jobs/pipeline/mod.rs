@@ -207,6 +207,11 @@ pub(super) async fn run<H: StepHost>(
         ),
     );
     loop {
+        if running.lost.load(Ordering::Relaxed) {
+            return Err(Failure::Lost(
+                "this replica lost the pipeline's lease".into(),
+            ));
+        }
         let cancel = running.cancel.load(Ordering::Relaxed);
         let rows: BTreeMap<String, StepRow> = svc
             .store

@@ -1,0 +1,13 @@
+-- Job leases: the replica that claimed a job and until when its claim holds. A replica renews
+-- the leases of the jobs it runs; another may take over a job whose lease has lapsed.
+ALTER TABLE jobs ADD COLUMN owner TEXT;
+ALTER TABLE jobs ADD COLUMN lease_until BIGINT;
+CREATE INDEX jobs_owner ON jobs (owner);
+-- Idempotency keys of logged batches (the `Idempotency-Key` header of log-batch): a batch a
+-- client retries, on this replica or another, is stored once.
+CREATE TABLE batch_keys (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);

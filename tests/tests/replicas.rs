@@ -1,0 +1,336 @@
+//! Replicas: two `atrium serve` on one PostgreSQL behave as one service. Job leases (a job runs
+//! on one replica at a time; a killed replica's jobs are taken over once their leases lapse,
+//! sweeps resuming from their saved state), cancel requests made through either replica, and
+//! log batches retried on the other replica after a kill stored once (`Idempotency-Key`).
+
+use std::time::{Duration, Instant};
+
+use atrium_tests::{Http, Server, dataset, drop_pg_database, fresh_pg_database};
+use serde_json::{Value, json};
+
+const WS: &str = "/api/v1/workspaces/default";
+
+/// A fresh PostgreSQL database, dropped at the end.
+struct PgDb(String);
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        drop_pg_database(&self.0);
+    }
+}
+
+/// Two replicas named `a` and `b` on one fresh database, each with its own data directory.
+struct Pair {
+    servers: Vec<Server>,
+    _dirs: Vec<tempfile::TempDir>,
+    token: String,
+    db: PgDb,
+}
+
+impl Pair {
+    fn start(slots: &str) -> Self {
+        let db = PgDb(fresh_pg_database());
+        let mut servers = Vec::new();
+        let mut dirs = Vec::new();
+        for name in ["a", "b"] {
+            let dir = tempfile::tempdir().unwrap();
+            servers.push(Server::start_with_args(
+                dir.path(),
+                Some(db.0.clone()),
+                &[
+                    "--replica",
+                    name,
+                    "--job-slots",
+                    slots,
+                    "--threads-per-slot",
+                    "1",
+                ],
+            ));
+            dirs.push(dir);
+        }
+        // the bootstrap admin lives in the shared database: the first replica made it
+        let token = servers[0].token.clone();
+        assert!(!token.is_empty());
+        Self {
+            servers,
+            _dirs: dirs,
+            token,
+            db,
+        }
+    }
+
+    fn http(&self, i: usize) -> Http {
+        self.servers[i].http_as(Some(&self.token))
+    }
+
+    fn index_of(name: &str) -> usize {
+        match name {
+            "a" => 0,
+            "b" => 1,
+            other => panic!("unknown replica '{other}'"),
+        }
+    }
+}
+
+fn job(h: &Http, id: &str) -> Value {
+    h.get(&format!("{WS}/jobs/{id}")).ok()
+}
+
+fn wait_job(h: &Http, id: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let j = job(h, id);
+        if pred(&j) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} never got there: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn board(h: &Http, id: &str) -> Value {
+    h.get(&format!("{WS}/jobs/{id}/trials")).ok()
+}
+
+fn log_of(h: &Http, id: &str) -> String {
+    String::from_utf8_lossy(&h.get(&format!("{WS}/jobs/{id}/logs")).bytes).to_string()
+}
+
+/// A replica killed mid-sweep: the other takes the sweep's lease once it lapses and finishes
+/// it from the saved state; finished trials keep their runs and none is run twice.
+#[test]
+fn a_sweep_survives_its_replica_being_killed() {
+    let mut p = Pair::start("1");
+    let h0 = p.http(0);
+    let r = h0.raw(
+        "POST",
+        &format!("{WS}/datasets/iris/versions"),
+        Some(dataset("iris.csv")),
+    );
+    assert!(r.status < 300, "{}", r.message());
+    let spec = json!({
+        "type": "sweep",
+        "name": "iris-sweep",
+        "experiment": "sweeps",
+        "sweep": {
+            "trial": {
+                "type": "train",
+                "train": {
+                    "dataset": "iris", "target": "target", "task": "classification",
+                    "epochs": 150, "batch_size": "${{search_space.batch}}", "seed": 1,
+                    "model": { "hidden": "${{search_space.hidden}}" },
+                    "optimizer": { "lr": "${{search_space.lr}}" }
+                }
+            },
+            "search_space": {
+                "lr": { "kind": "loguniform", "low": 1e-3, "high": 1e-1 },
+                "hidden": { "kind": "choice", "values": [[8], [16]] },
+                "batch": { "kind": "choice", "values": [8, 16] }
+            },
+            "objective": { "primary_metric": "val_accuracy", "goal": "maximize" },
+            "sampler": "tpe",
+            "limits": { "max_total_trials": 6 },
+            "seed": 5
+        }
+    });
+    // submitted through the second replica: any replica takes any request
+    let id = p.http(1).post(&format!("{WS}/jobs"), spec).ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let before = loop {
+        let b = board(&h0, &id);
+        if b["counts"]["completed"].as_u64().unwrap_or(0) >= 2 && b["counts"]["running"] == 1 {
+            break b;
+        }
+        assert!(Instant::now() < deadline, "the sweep never got going: {b}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let owner = job(&h0, &id)["replica"].as_str().unwrap().to_string();
+    let dead = Pair::index_of(&owner);
+    let alive = 1 - dead;
+    p.servers[dead].kill9();
+    let h = p.http(alive);
+    let after = wait_job(&h, &id, 600, |j| {
+        matches!(
+            j["state"].as_str(),
+            Some("Completed" | "Failed" | "Canceled")
+        )
+    });
+    assert_eq!(after["state"], "Completed", "{after}\n{}", log_of(&h, &id));
+    assert_eq!(after["replica"], ["a", "b"][alive], "{after}");
+    let b = board(&h, &id);
+    let trials = b["trials"].as_array().unwrap();
+    let mut ids: Vec<u64> = trials.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (1..=6).collect::<Vec<_>>(),
+        "no trial repeated or skipped"
+    );
+    assert!(trials.iter().all(|t| t["state"] == "completed"), "{b}");
+    for t in before["trials"].as_array().unwrap() {
+        if t["state"] == "completed" {
+            let now = trials.iter().find(|x| x["id"] == t["id"]).unwrap();
+            assert_eq!(now["run_id"], t["run_id"], "finished trials keep their run");
+            assert_eq!(now["value"], t["value"]);
+        }
+    }
+    let log = log_of(&h, &id);
+    assert!(log.contains("resuming the sweep"), "{log}");
+    drop(p.db);
+}
+
+/// A command job on a killed replica runs its next attempt on the other one; a cancel made
+/// through one replica stops a job running on the other.
+#[test]
+fn jobs_move_to_a_live_replica_and_cancel_reaches_any() {
+    let mut p = Pair::start("1");
+    let submit = |h: &Http, spec: Value| -> String {
+        h.post(&format!("{WS}/jobs"), spec).ok()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // the cancel first: a long job, canceled through the replica not running it
+    let long = submit(
+        &p.http(0),
+        json!({ "type": "command", "command": { "command": "sleep 300" } }),
+    );
+    let j = wait_job(&p.http(0), &long, 60, |j| j["state"] == "Running");
+    let runs_on = Pair::index_of(j["replica"].as_str().unwrap());
+    let other = p.http(1 - runs_on);
+    let asked = Instant::now();
+    let r = other.post(&format!("{WS}/jobs/{long}:cancel"), json!({}));
+    assert!(r.status < 300, "{}", r.message());
+    let j = wait_job(&other, &long, 30, |j| j["state"] == "Canceled");
+    assert_eq!(j["replica"], ["a", "b"][runs_on], "{j}");
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the cancel took {took:?} to reach the replica running the job"
+    );
+    // then the takeover: a job with a retry left, its replica killed mid-attempt (its first
+    // attempt leaves a mark and waits, the second finds the mark and ends)
+    let marks = tempfile::tempdir().unwrap();
+    let mark = marks.path().join("first");
+    let script = format!(
+        "if [ -e '{m}' ]; then echo second; else touch '{m}'; sleep 300; fi",
+        m = mark.display()
+    );
+    let moved = submit(
+        &p.http(0),
+        json!({ "type": "command", "retries": 1, "command": { "command": script } }),
+    );
+    let j = wait_job(&p.http(0), &moved, 60, |j| j["state"] == "Running");
+    let dead = Pair::index_of(j["replica"].as_str().unwrap());
+    let alive = 1 - dead;
+    p.servers[dead].kill9();
+    let h = p.http(alive);
+    let j = wait_job(&h, &moved, 120, |j| {
+        matches!(
+            j["state"].as_str(),
+            Some("Completed" | "Failed" | "Canceled")
+        )
+    });
+    assert_eq!(j["attempts"], 2, "{j}");
+    assert_eq!(j["replica"], ["a", "b"][alive], "{j}");
+    drop(p.db);
+}
+
+/// Log batches sent alternately to two replicas with an `Idempotency-Key` each; one replica is
+/// killed mid-ingest and the client retries what failed on the other, and resends some batches
+/// on purpose: every acknowledged batch is kept, none is stored twice.
+#[test]
+fn ingest_retried_on_another_replica_is_stored_once() {
+    let mut p = Pair::start("1");
+    let h0 = p.http(0);
+    let exp = h0
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({ "name": "ingest" }),
+        )
+        .ok()["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = h0
+        .post(
+            "/api/2.0/mlflow/runs/create",
+            json!({ "experiment_id": exp, "start_time": 1 }),
+        )
+        .ok()["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let urls: Vec<String> = p.servers.iter().map(|s| s.url.clone()).collect();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let send = |url: &str, i: usize| -> bool {
+        let metrics: Vec<Value> = (0..10)
+            .map(|j| json!({ "key": "loss", "value": (i * 10 + j) as f64, "timestamp": 1000 + i, "step": i * 10 + j }))
+            .collect();
+        client
+            .post(format!("{url}/api/2.0/mlflow/runs/log-batch"))
+            .bearer_auth(&p.token)
+            .header("Idempotency-Key", format!("batch-{i}"))
+            .json(&json!({ "run_id": run, "metrics": metrics }))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    };
+    let batches = 300;
+    let mut dead: Option<usize> = None;
+    let mut acked = 0;
+    for i in 0..batches {
+        if i == 120 {
+            p.servers[0].kill9();
+            dead = Some(0);
+        }
+        let first = i % 2;
+        let order = [first, 1 - first];
+        let mut ok = false;
+        for r in order {
+            if dead == Some(r) {
+                continue;
+            }
+            if send(&urls[r], i) {
+                ok = true;
+                break;
+            }
+        }
+        assert!(ok, "batch {i} was refused by every live replica");
+        acked += 1;
+        // a lost answer: the client sends the same batch again, to the other live replica
+        if i % 7 == 0 {
+            let again = if dead.is_some() { 1 } else { 1 - first };
+            assert!(send(&urls[again], i), "batch {i} resent");
+        }
+    }
+    assert_eq!(acked, batches);
+    let h1 = p.http(1);
+    let hist = h1
+        .get(&format!(
+            "/api/2.0/mlflow/metrics/get-history?run_id={run}&metric_key=loss&max_results=25000"
+        ))
+        .ok();
+    let points = hist["metrics"].as_array().unwrap();
+    assert_eq!(points.len(), batches * 10, "every batch once");
+    let mut steps: Vec<i64> = points.iter().map(|m| m["step"].as_i64().unwrap()).collect();
+    steps.sort();
+    steps.dedup();
+    assert_eq!(steps.len(), batches * 10, "no step twice");
+    // a malformed key is refused and stores nothing
+    let r = h1
+        .request(reqwest::Method::POST, "/api/2.0/mlflow/runs/log-batch")
+        .header("Idempotency-Key", "x".repeat(200))
+        .json(&json!({ "run_id": run, "metrics": [{ "key": "bad", "value": 1.0, "timestamp": 1, "step": 0 }] }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body = r.text().unwrap();
+    assert!(body.contains("Idempotency-Key"), "{body}");
+    drop(p.db);
+}
