@@ -119,7 +119,9 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Service>, ServeError> {
     if cleaned > 0 {
         tracing::info!(cleaned, "removed leftovers of interrupted uploads");
     }
-    Ok(Arc::new(svc))
+    let svc = Arc::new(svc);
+    svc.follow_changes();
+    Ok(svc)
 }
 
 /// Whether the metadata store is SQLite (embedded in the data directory, or a `sqlite://` URL):

@@ -498,21 +498,51 @@ async fn datastore(c: &Client, cmd: DatastoreCmd, out: Output) -> Result<(), Cli
             config,
             dirs,
             http,
+            allow_private,
             secret,
+            default,
         } => {
+            let config: std::collections::BTreeMap<String, String> =
+                config.into_iter().flatten().collect();
+            // an object store's endpoint is the host the plugin needs to reach
+            let http = if http.is_empty() {
+                config
+                    .get("endpoint")
+                    .and_then(|e| e.parse::<reqwest::Url>().ok())
+                    .and_then(|u| {
+                        u.host_str()
+                            .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(80)))
+                    })
+                    .into_iter()
+                    .collect()
+            } else {
+                http
+            };
             let body = json!({
                 "component": component,
                 "version": version,
-                "config": config.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+                "config": config,
                 "dirs": dirs.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
                 "http": http,
+                "http_private": allow_private,
                 "secrets": secret,
+                "default": default,
             });
             let v = c
                 .call(
                     Method::PUT,
                     &c.ws_path(&format!("/datastores/{}", encode_query(&name))),
                     Some(&body),
+                )
+                .await?;
+            print(out, &v, &header, rows(std::slice::from_ref(&v)));
+        }
+        DatastoreCmd::SetDefault { name } => {
+            let v = c
+                .call(
+                    Method::POST,
+                    &c.ws_path(&format!("/datastores/{}/default", encode_query(&name))),
+                    None,
                 )
                 .await?;
             print(out, &v, &header, rows(std::slice::from_ref(&v)));

@@ -289,24 +289,39 @@ pub enum DatastoreCmd {
     Create {
         /// Datastore name.
         name: String,
-        /// Storage component name.
-        #[arg(long)]
+        /// Storage component name (`storage-fs`, `storage-s3`, or one you pushed).
+        #[arg(long, visible_alias = "plugin")]
         component: String,
-        /// Its version.
+        /// Its version (default: the latest registered).
         #[arg(long)]
-        version: String,
-        /// Config value KEY=VALUE (repeatable; only keys the manifest lists take effect).
-        #[arg(long = "config", value_parser = key_value)]
-        config: Vec<(String, String)>,
+        version: Option<String>,
+        /// Config KEY=VALUE, or several as KEY=VALUE,KEY=VALUE (repeatable; only keys the
+        /// manifest lists take effect).
+        #[arg(long = "config", value_parser = key_values)]
+        config: Vec<Vec<(String, String)>>,
         /// Directory grant GUEST=NAME, NAME under the data directory's datastores/ (repeatable).
         #[arg(long = "dir", value_parser = key_value)]
         dirs: Vec<(String, String)>,
-        /// Host the plugin may call over HTTP (repeatable).
+        /// Host the plugin may call over HTTP (repeatable; default: the host of the `endpoint`
+        /// config value, when there is one).
         #[arg(long)]
         http: Vec<String>,
+        /// Let those hosts resolve to private addresses (loopback, the LAN): for an object
+        /// store on this machine or network.
+        #[arg(long)]
+        allow_private: bool,
         /// Secret name granted (repeatable).
         #[arg(long)]
         secret: Vec<String>,
+        /// Make it the workspace's default datastore (new datasets, models and artifacts go
+        /// there).
+        #[arg(long)]
+        default: bool,
+    },
+    /// Make a datastore the workspace's default.
+    SetDefault {
+        /// Name.
+        name: String,
     },
     /// List datastores.
     List,
@@ -331,6 +346,21 @@ pub enum PluginCmd {
         #[arg(long)]
         sdk: Option<std::path::PathBuf>,
     },
+}
+
+/// `K=V` or `K=V,K=V`: a comma starts a new pair only where the next piece has a `=`.
+fn key_values(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pieces: Vec<String> = Vec::new();
+    for piece in s.split(',') {
+        match pieces.last_mut() {
+            Some(last) if !piece.contains('=') => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => pieces.push(piece.to_string()),
+        }
+    }
+    pieces.iter().map(|p| key_value(p)).collect()
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {

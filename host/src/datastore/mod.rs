@@ -197,6 +197,19 @@ impl Datastores {
             .retain(|_, o| !(o.workspace == workspace && o.secrets.iter().any(|s| s == name)));
     }
 
+    /// Forgets open backends of any workspace that read secret `name` (every backend that reads
+    /// a secret with `None`): after a change another replica announced.
+    pub fn forget_secret_anywhere(&self, name: Option<&str>) {
+        self.secrets_epoch.fetch_add(1, Ordering::SeqCst);
+        self.open
+            .lock()
+            .expect("datastore cache lock")
+            .retain(|_, o| match name {
+                Some(n) => !o.secrets.iter().any(|s| s == n),
+                None => o.secrets.is_empty(),
+            });
+    }
+
     /// Opens the backend of a datastore row with its resolved secrets (the values of
     /// [`Self::secret_names`]); `epoch` is [`Self::secrets_epoch`] from before they were
     /// resolved. The backend is cached unless a secret changed since.

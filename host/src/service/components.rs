@@ -75,8 +75,12 @@ pub struct ComponentUpload {
 pub struct DatastoreRequest {
     /// Storage component name.
     pub component: String,
-    /// Its version.
-    pub version: String,
+    /// Its version (default: the latest registered).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Make it the workspace's default datastore once it answers.
+    #[serde(default)]
+    pub default: bool,
     /// Config values (granted only where the manifest lists the key).
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -344,7 +348,10 @@ impl Service {
         req: DatastoreRequest,
     ) -> DomainResult<Datastore> {
         check_label("datastore name", name)?;
-        let c = self.component(ws, &req.component, &req.version).await?;
+        let c = match &req.version {
+            Some(v) => self.component(ws, &req.component, v).await?,
+            None => self.latest_component(ws, &req.component).await?,
+        };
         let manifest: Manifest =
             serde_json::from_str(&c.manifest).map_err(|e| DomainError::Internal(e.to_string()))?;
         if manifest.kind != Kind::Storage {
@@ -403,6 +410,9 @@ impl Service {
             return Err(DomainError::invalid(format!(
                 "datastore '{name}' does not work: {e}"
             )));
+        }
+        if req.default {
+            return self.store.set_default_datastore(ws.id, name).await;
         }
         Ok(ds)
     }

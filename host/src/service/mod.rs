@@ -81,6 +81,33 @@ impl Service {
         }
     }
 
+    /// Follows the changes replicas announce: a secret set or deleted through any replica
+    /// reopens the datastores that read it (within moments, not [`SECRET_REFRESH`]).
+    ///
+    /// [`SECRET_REFRESH`]: crate::datastore
+    pub fn follow_changes(self: &std::sync::Arc<Self>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.store.changes();
+        let me = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let change = rx.recv().await;
+                let Some(svc) = me.upgrade() else { return };
+                match change {
+                    Ok(crate::store::Change::Secret { name, .. }) => {
+                        svc.datastores.forget_secret_anywhere(Some(&name))
+                    }
+                    Ok(crate::store::Change::All) | Err(RecvError::Lagged(_)) => {
+                        svc.datastores.forget_secret_anywhere(None);
+                        svc.workspaces.write().expect("workspace cache").clear();
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
     /// The backend of a datastore, opened (with the secrets its component reads, resolved)
     /// on first use.
     pub async fn backend(

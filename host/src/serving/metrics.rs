@@ -176,11 +176,22 @@ type Key = (String, String, String);
 #[derive(Default)]
 pub struct Metrics {
     series: RwLock<BTreeMap<Key, Arc<Series>>>,
+    /// This host's name among replicas: every series carries it as the `replica` label, so a
+    /// scraper of all replicas sums them (each replica counts what it served).
+    replica: String,
     /// Serializes renders (cheap; keeps output coherent under concurrent scrapes).
     render: Mutex<()>,
 }
 
 impl Metrics {
+    /// No series yet, labelled with replica name `replica`.
+    pub fn for_replica(replica: &str) -> Self {
+        Self {
+            replica: replica.to_string(),
+            ..Self::default()
+        }
+    }
+
     /// The series of a deployment (created on first use).
     pub fn series(&self, workspace: &str, endpoint: &str, deployment: &str) -> Arc<Series> {
         let key = (
@@ -229,9 +240,10 @@ impl Metrics {
             .map(|(k, s)| (k.clone(), s.snapshot()))
             .collect();
         let mut out = String::with_capacity(4096 + all.len() * 2048);
+        let replica = escape(&self.replica);
         let labels = |k: &Key| {
             format!(
-                "workspace=\"{}\",endpoint=\"{}\",deployment=\"{}\"",
+                "workspace=\"{}\",endpoint=\"{}\",deployment=\"{}\",replica=\"{replica}\"",
                 escape(&k.0),
                 escape(&k.1),
                 escape(&k.2)

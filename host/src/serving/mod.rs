@@ -211,10 +211,11 @@ fn same_digest(a: &str, b: &str) -> bool {
 impl Serving {
     /// The service, with every stored endpoint loaded cold (pools start on first use).
     pub async fn start(svc: Arc<Service>) -> DomainResult<Arc<Self>> {
+        let metrics = Arc::new(Metrics::for_replica(svc.store.replica()));
         let s = Arc::new(Self {
             svc,
             live: RwLock::new(HashMap::new()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             changes: tokio::sync::Mutex::new(()),
         });
         let all = s.svc.store.list_endpoints(None).await?;
@@ -229,7 +230,97 @@ impl Serving {
                 "endpoints loaded (cold until their first request)"
             );
         }
+        s.follow_changes();
         Ok(s)
+    }
+
+    /// Follows endpoint changes replicas announce: a deployment, traffic or key change made
+    /// through any replica is installed here too, and deployments that take traffic start
+    /// their instances at once (warm on every replica, not on their first request here).
+    fn follow_changes(self: &Arc<Self>) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = self.svc.store.changes();
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let change = rx.recv().await;
+                let Some(s) = me.upgrade() else { return };
+                let result = match change {
+                    Ok(crate::store::Change::Endpoint { workspace_id, name }) => {
+                        s.reload(workspace_id, &name).await
+                    }
+                    Ok(crate::store::Change::All) | Err(RecvError::Lagged(_)) => {
+                        s.reload_all().await
+                    }
+                    Ok(_) => Ok(()),
+                    Err(RecvError::Closed) => return,
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "cannot follow an endpoint change");
+                }
+            }
+        });
+    }
+
+    /// Installs the stored state of one endpoint (removing it when it is gone), keeping the
+    /// pools of deployments that did not change, and warms those that take traffic.
+    async fn reload(self: &Arc<Self>, workspace_id: i64, name: &str) -> DomainResult<()> {
+        let _one = self.changes.lock().await;
+        match self.svc.store.endpoint(workspace_id, name).await? {
+            Some(ep) => {
+                self.install(&ep, &HashMap::new());
+                self.warm_routed(&ep.name);
+            }
+            // names are unique on the host: the endpoint is gone
+            None => {
+                self.live.write().expect("live").remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Installs the stored state of every endpoint (after notifications may have been lost).
+    async fn reload_all(self: &Arc<Self>) -> DomainResult<()> {
+        let _one = self.changes.lock().await;
+        let all = self.svc.store.list_endpoints(None).await?;
+        let names: std::collections::HashSet<String> = all.iter().map(|e| e.name.clone()).collect();
+        self.live
+            .write()
+            .expect("live")
+            .retain(|n, _| names.contains(n));
+        for ep in all {
+            self.install(&ep, &HashMap::new());
+            self.warm_routed(&ep.name);
+        }
+        Ok(())
+    }
+
+    /// Starts, in the background, the instances of an endpoint's deployments that take live
+    /// or mirrored traffic and are not started yet.
+    fn warm_routed(self: &Arc<Self>, endpoint: &str) {
+        let Some(live) = self.live.read().expect("live").get(endpoint).cloned() else {
+            return;
+        };
+        let routed: Vec<String> = live
+            .routes
+            .iter()
+            .map(|(_, n)| n.clone())
+            .chain(live.mirror.iter().map(|(n, _)| n.clone()))
+            .collect();
+        for name in routed {
+            let Some(dep) = live.deployments.get(&name).cloned() else {
+                continue;
+            };
+            if dep.pool.cell.get().is_some() {
+                continue;
+            }
+            let (me, live) = (self.clone(), live.clone());
+            tokio::spawn(async move {
+                if let Err(e) = me.pool(&live, &dep).await {
+                    tracing::warn!(error = %e, "cannot warm a deployment another replica changed");
+                }
+            });
+        }
     }
 
     /// The metrics of every endpoint.

@@ -220,6 +220,33 @@ impl Store {
         found.ok_or_else(|| DomainError::NotFound(format!("datastore '{name}' does not exist")))
     }
 
+    /// Makes a datastore its workspace's default: where new datasets, model files and the
+    /// artifacts of experiments without a datastore of their own go (what is stored stays
+    /// where it is). Returns it.
+    pub async fn set_default_datastore(
+        &self,
+        workspace_id: i64,
+        name: &str,
+    ) -> DomainResult<Datastore> {
+        let ds = self.datastore_by_name(workspace_id, name).await?;
+        with_db!(self, write, |p| {
+            async {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "UPDATE datastores SET is_default = CASE WHEN id = $2 THEN 1 ELSE 0 END WHERE workspace_id = $1",
+            )
+            .bind(workspace_id)
+            .bind(ds.id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, DomainError>(())
+        }
+        .await
+        })?;
+        self.datastore_by_name(workspace_id, name).await
+    }
+
     /// Removes a datastore that is not the default, holds no artifacts and serves no experiment.
     pub async fn delete_datastore(&self, workspace_id: i64, name: &str) -> DomainResult<Datastore> {
         let ds = self.datastore_by_name(workspace_id, name).await?;

@@ -71,12 +71,25 @@ fn deployment_from(r: &impl RowExt) -> DomainResult<Deployment> {
 impl Store {
     /// Creates an endpoint (and its deployments); refuses a name taken on this host.
     pub async fn create_endpoint(&self, workspace_id: i64, ep: &Endpoint) -> DomainResult<()> {
-        self.save_endpoint_inner(workspace_id, ep, true).await
+        self.save_endpoint_inner(workspace_id, ep, true).await?;
+        self.endpoint_changed(workspace_id, &ep.name).await;
+        Ok(())
     }
 
     /// Replaces a stored endpoint's fields and deployments with `ep`'s.
     pub async fn save_endpoint(&self, workspace_id: i64, ep: &Endpoint) -> DomainResult<()> {
-        self.save_endpoint_inner(workspace_id, ep, false).await
+        self.save_endpoint_inner(workspace_id, ep, false).await?;
+        self.endpoint_changed(workspace_id, &ep.name).await;
+        Ok(())
+    }
+
+    /// Tells every replica that an endpoint changed.
+    async fn endpoint_changed(&self, workspace_id: i64, name: &str) {
+        self.announce(super::Change::Endpoint {
+            workspace_id,
+            name: name.to_string(),
+        })
+        .await;
     }
 
     async fn save_endpoint_inner(
@@ -270,6 +283,7 @@ impl Store {
                 "endpoint '{name}' does not exist"
             )));
         }
+        self.endpoint_changed(workspace_id, name).await;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! for both pool types by [`with_db!`], so there is no `Any` driver conversion on hot paths.
 
 mod access_epoch;
+pub use access_epoch::Change;
 mod artifacts;
 mod auth;
 mod bulk;
@@ -166,6 +167,8 @@ pub struct Store {
     access: std::sync::Arc<access_epoch::AccessEpoch>,
     /// This host's name among replicas: the owner recorded on the jobs it claims.
     replica: String,
+    /// Changes other replicas announced (PostgreSQL; nothing is sent on SQLite).
+    changes: tokio::sync::broadcast::Sender<access_epoch::Change>,
 }
 
 impl Store {
@@ -228,6 +231,7 @@ impl Store {
             // one process owns an embedded database: every change goes through this store
             access: access_epoch::AccessEpoch::new(true),
             replica: default_replica(),
+            changes: tokio::sync::broadcast::channel(256).0,
         })
     }
 
@@ -244,12 +248,18 @@ impl Store {
         // replicas sharing the database announce their access changes; until this host listens
         // (a moment after startup, or after a lost connection) nothing is served from a cache
         let access = access_epoch::AccessEpoch::new(false);
-        tokio::spawn(access_epoch::listen(pool.clone(), access.clone()));
+        let changes = tokio::sync::broadcast::channel(256).0;
+        tokio::spawn(access_epoch::listen(
+            pool.clone(),
+            access.clone(),
+            changes.clone(),
+        ));
         Ok(Self {
             db: Db::Postgres(pool),
             locations: Default::default(),
             access,
             replica: default_replica(),
+            changes,
         })
     }
 
@@ -300,6 +310,26 @@ impl Store {
                 .await
         {
             tracing::warn!(error = %e, "cannot announce an access change to other replicas; their caches expire it");
+        }
+    }
+
+    /// Changes announced by any replica (this one included) from now on; a lagging receiver
+    /// should treat a lag as [`Change::All`].
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Announces a committed change to every replica (PostgreSQL); on SQLite this host is the
+    /// only one and follows its own changes directly.
+    pub(crate) async fn announce(&self, change: Change) {
+        if let Db::Postgres(p) = &self.db
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(access_epoch::CHANGES)
+                .bind(change.payload())
+                .execute(p)
+                .await
+        {
+            tracing::warn!(error = %e, "cannot announce a change to other replicas");
         }
     }
 

@@ -102,7 +102,7 @@ impl Store {
         now: i64,
         created_by: Option<&str>,
     ) -> DomainResult<SecretMeta> {
-        with_db!(self, write, |p| {
+        let meta = with_db!(self, write, |p| {
             let r = sqlx::query(
                 "INSERT INTO secrets (workspace_id, name, nonce, ciphertext, version, created_at, \
                  updated_at, created_by) VALUES ($1, $2, $3, $4, 1, $5, $5, $6) \
@@ -120,7 +120,15 @@ impl Store {
             .fetch_one(p)
             .await?;
             meta_from(&r)
-        })
+        });
+        if meta.is_ok() {
+            self.announce(super::Change::Secret {
+                workspace_id,
+                name: name.to_string(),
+            })
+            .await;
+        }
+        meta
     }
 
     /// Metadata of a workspace's secrets, by name.
@@ -194,6 +202,13 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        if done > 0 {
+            self.announce(super::Change::Secret {
+                workspace_id,
+                name: name.to_string(),
+            })
+            .await;
+        }
         Ok(done > 0)
     }
 }

@@ -278,6 +278,17 @@ pub async fn get_datastore(
     )))
 }
 
+/// `POST .../datastores/{name}/default`: makes it the workspace's default datastore.
+pub async fn set_default_datastore(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Path((_, name)): Path<(String, String)>,
+) -> Reply<DatastoreJson> {
+    Ok(Json(datastore_json(
+        st.svc.store.set_default_datastore(ws.id, &name).await?,
+    )))
+}
+
 /// `DELETE .../datastores/{name}`.
 pub async fn delete_datastore(
     State(st): State<AppState>,

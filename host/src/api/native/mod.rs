@@ -436,6 +436,15 @@ fn workspace_routes(api: &mut Api) {
         doc("Delete a datastore", components::delete_datastore),
     )
     .route(
+        M::POST,
+        "/datastores/{name}/default",
+        Write,
+        doc(
+            "Make a datastore the workspace's default (for new datasets, models and artifacts)",
+            components::set_default_datastore,
+        ),
+    )
+    .route(
         M::GET,
         "/endpoints",
         Read,
