@@ -10,6 +10,7 @@ use std::process::Command;
 /// Built-in plugins registered in every workspace: (crate dir, wasm file stem).
 const BUILTINS: &[(&str, &str)] = &[
     ("storage-fs", "storage_fs"),
+    ("storage-s3", "storage_s3"),
     ("sampler-random", "sampler_random"),
     ("sampler-grid", "sampler_grid"),
     ("sampler-tpe", "sampler_tpe"),
@@ -30,6 +31,7 @@ fn main() {
         "plugins/Cargo.toml",
         "plugins/Cargo.lock",
         "plugins/storage-fs",
+        "plugins/storage-s3",
         "plugins/sampler-random",
         "plugins/sampler-grid",
         "plugins/sampler-tpe",
