@@ -794,3 +794,158 @@ pub fn wait_job_states(h: &Http, id: &str, secs: u64) -> (Value, Vec<String>) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The SeaweedFS that `scripts/engines/seaweedfs.sh start DIR` started (scripts/test.sh does):
+/// its `DIR/env` (S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, ...).
+pub fn s3_env() -> std::collections::BTreeMap<String, String> {
+    engine_env("ATRIUM_TEST_S3_ENV", "seaweedfs.sh")
+}
+
+/// Creates a fresh bucket (named after `tag`) in the test SeaweedFS with boto3 from the
+/// script's venv, and returns its name.
+pub fn s3_bucket(tag: &str) -> String {
+    let env = s3_env();
+    let name = format!("atrium-{tag}-{}", uuid_like()).to_ascii_lowercase();
+    let py = root().join(".tools/seaweedfs/bin/python");
+    let script = format!(
+        "import boto3\nboto3.client('s3', endpoint_url='{}', aws_access_key_id='{}', \
+         aws_secret_access_key='{}', region_name='us-east-1').create_bucket(Bucket='{name}')\n",
+        env["S3_ENDPOINT"], env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]
+    );
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", py.display()));
+    assert!(
+        out.status.success(),
+        "creating bucket {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    name
+}
+
+/// The keys in a bucket of the test SeaweedFS (every page), via boto3.
+pub fn s3_keys(bucket: &str) -> Vec<String> {
+    let env = s3_env();
+    let py = root().join(".tools/seaweedfs/bin/python");
+    let script = format!(
+        "import boto3\nc = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{}', \
+         aws_secret_access_key='{}', region_name='us-east-1')\n\
+         for p in c.get_paginator('list_objects_v2').paginate(Bucket='{bucket}'):\n\
+         \x20   for o in p.get('Contents', []): print(o['Key'])\n",
+        env["S3_ENDPOINT"], env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]
+    );
+    let out = Command::new(&py).arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Creates datastore `name` of the `default` workspace on the built-in `storage-s3` against
+/// `endpoint` (the test SeaweedFS when `None`) and `bucket`, with the admin identity's keys
+/// stored as the secrets `s3-access-key` / `s3-secret-key`; `default` makes it the workspace's
+/// default datastore. Returns the server's answer.
+pub fn s3_datastore(
+    h: &Http,
+    name: &str,
+    bucket: &str,
+    endpoint: Option<&str>,
+    default: bool,
+) -> Resp {
+    let env = s3_env();
+    for (secret, value) in [
+        ("s3-access-key", &env["S3_ACCESS_KEY"]),
+        ("s3-secret-key", &env["S3_SECRET_KEY"]),
+    ] {
+        h.put(
+            &format!("/api/v1/workspaces/default/secrets/{secret}"),
+            serde_json::json!({ "value": value }),
+        )
+        .ok();
+    }
+    let endpoint = endpoint.unwrap_or(&env["S3_ENDPOINT"]).to_string();
+    let host = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    h.put(
+        &format!("/api/v1/workspaces/default/datastores/{name}"),
+        serde_json::json!({
+            "component": "storage-s3",
+            "config": { "endpoint": endpoint, "bucket": bucket },
+            "http": [host],
+            "http_private": true,
+            "secrets": ["s3-access-key", "s3-secret-key"],
+            "default": default,
+        }),
+    )
+}
+
+/// A TCP relay to `target` that can be shut (every connection cut, new ones refused) and
+/// opened again: an object store or database going away and coming back.
+pub struct Gate {
+    /// `127.0.0.1:PORT` of the relay.
+    pub addr: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Gate {
+    /// A relay to `target` (`host:port`), open.
+    pub fn new(target: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let open = std::sync::Arc::new(AtomicBool::new(true));
+        let live = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o, l, target) = (open.clone(), live.clone(), target.to_string());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                if !o.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                {
+                    let mut l = l.lock().unwrap();
+                    l.push(client.try_clone().unwrap());
+                    l.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        // this side is done sending: pass the half-close on
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Self { addr, open, live }
+    }
+
+    /// Cuts every connection and refuses new ones.
+    pub fn shut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -67,6 +67,10 @@ pub fn code_and_status(e: &DomainError, flavor: Flavor) -> (&'static str, Status
         DomainError::Plugin(_) => ("PLUGIN_FAILED", StatusCode::BAD_GATEWAY),
         DomainError::Unauthenticated(_) => ("UNAUTHENTICATED", StatusCode::UNAUTHORIZED),
         DomainError::PermissionDenied(_) => ("PERMISSION_DENIED", StatusCode::FORBIDDEN),
+        DomainError::RangeNotSatisfiable(_) => {
+            ("INVALID_PARAMETER_VALUE", StatusCode::RANGE_NOT_SATISFIABLE)
+        }
+        DomainError::Unavailable(_) => ("TEMPORARILY_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
         DomainError::Internal(_) => ("INTERNAL_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
@@ -77,6 +81,13 @@ fn respond(e: &DomainError, flavor: Flavor) -> Response {
         return crate::portal::error_page(status, code, &e.to_string());
     }
     let mut resp = (status, ErrorBody::new(code, e.to_string())).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // the database is back within seconds (a restart, a failover): say when to retry
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             axum::http::header::WWW_AUTHENTICATE,

@@ -235,6 +235,30 @@ impl FromRequestParts<AppState> for MlflowWs {
     }
 }
 
+/// The request's `Range` header, parsed (one `bytes=` range), for file downloads.
+pub struct Ranged(pub Option<crate::service::ByteRange>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ranged {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(axum::http::header::RANGE)
+                .map(|v| crate::service::ByteRange::parse(v.to_str().unwrap_or("")))
+                .transpose()?,
+        ))
+    }
+}
+
+impl crate::api::openapi::describe::DocInput for Ranged {
+    fn describe(
+        _: &mut crate::api::openapi::describe::Generators,
+        _: &mut crate::api::openapi::describe::OpDoc,
+    ) {
+    }
+}
+
 /// Query parameters as a multimap (repeated keys kept), decoded with `+` as space.
 #[derive(Debug, Default)]
 pub struct QueryMap(pub HashMap<String, Vec<String>>);

@@ -162,6 +162,26 @@ pub(crate) fn artifact_response(file: &ArtifactFile, mut reader: Box<dyn Read + 
     resp
 }
 
+/// [`artifact_response`] for the bytes `span` (first, last) of the file when a range was asked
+/// for: 206 with `Content-Range`; every file answer says it takes ranges.
+pub(crate) fn ranged_artifact_response(
+    file: &ArtifactFile,
+    reader: Box<dyn Read + Send>,
+    span: Option<(u64, u64)>,
+) -> Response {
+    let mut resp = artifact_response(file, reader);
+    let headers = resp.headers_mut();
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let (Some((first, last)), Some(size)) = (span, file.size) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{size}")) {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
+        *resp.status_mut() = axum::http::StatusCode::PARTIAL_CONTENT;
+    }
+    resp
+}
+
 fn content_type(path: &str) -> &'static str {
     let ext = path
         .rsplit_once('.')

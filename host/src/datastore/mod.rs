@@ -70,6 +70,13 @@ pub trait BlobStore: Send + Sync {
     fn writer(&self) -> Result<Box<dyn BlobWriter>, DatastoreError>;
     /// Opens a blob for reading.
     fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, DatastoreError>;
+    /// Opens a blob for reading from byte `offset` (a ranged read; by default the bytes before
+    /// it are read and dropped).
+    fn open_at(&self, digest: &str, offset: u64) -> Result<Box<dyn Read + Send>, DatastoreError> {
+        let mut r = self.open(digest)?;
+        std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())?;
+        Ok(r)
+    }
     /// Size of a blob, if present.
     fn stat(&self, digest: &str) -> Result<Option<u64>, DatastoreError>;
     /// Removes a blob; returns the bytes freed (0 when absent).

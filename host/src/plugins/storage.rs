@@ -297,16 +297,21 @@ impl BlobStore for PluginBlobStore {
     }
 
     fn open(&self, digest: &str) -> Result<Box<dyn Read + Send>, DatastoreError> {
+        self.open_at(digest, 0)
+    }
+
+    fn open_at(&self, digest: &str, offset: u64) -> Result<Box<dyn Read + Send>, DatastoreError> {
         let name = blob_name(digest)?;
         if self.stat_name(&name)?.is_none() {
             return Err(DatastoreError::Missing(digest.to_string()));
         }
         let live = self.live().map_err(|e| self.err(e))?;
+        // the plugin reads from `offset` on (a ranged read of its backend)
         Ok(Box::new(PluginReader {
             owner_label: self.inner.label.clone(),
             live,
             name,
-            offset: 0,
+            offset,
         }))
     }
 

@@ -186,6 +186,20 @@ impl Service {
         scope: impl Into<ArtifactScope<'a>>,
         path: &str,
     ) -> DomainResult<(ArtifactFile, Box<dyn Read + Send>)> {
+        let (file, reader, _) = self.open_artifact_range(ws, scope, path, None).await?;
+        Ok((file, reader))
+    }
+
+    /// Opens the artifact file at `path` for reading, only the bytes of `range` when one is
+    /// given (read from the datastore at that offset); returns the file, the reader and the
+    /// range resolved against the file's size (first byte, last byte).
+    pub async fn open_artifact_range<'a>(
+        &self,
+        ws: &Workspace,
+        scope: impl Into<ArtifactScope<'a>>,
+        path: &str,
+        range: Option<ByteRange>,
+    ) -> DomainResult<(ArtifactFile, Box<dyn Read + Send>, Option<(u64, u64)>)> {
         validate::artifact_path(path)?;
         let scope = scope.into();
         let owner = self.owner(ws, scope, false).await?;
@@ -205,13 +219,20 @@ impl Service {
                 ArtifactScope::Model(id) => format!("logged model '{id}' has no artifact '{path}'"),
             }));
         };
+        let size = row.size as u64;
+        let span = range.map(|r| r.resolve(size)).transpose()?;
         let ds = self.store.datastore(row.datastore_id).await?;
         let backend = self.backend(&ds).await?;
         let digest = row.digest.clone();
         // Read the first chunk before answering, so that a failing datastore gives a precise
         // error status rather than a 200 with a cut body.
         let reader = tokio::task::spawn_blocking(move || {
-            let mut reader = backend.open(&digest)?;
+            let mut reader: Box<dyn Read + Send> = match span {
+                Some((first, last)) => {
+                    Box::new(backend.open_at(&digest, first)?.take(last - first + 1))
+                }
+                None => backend.open(&digest)?,
+            };
             let mut first = vec![0u8; 256 * 1024];
             let mut n = 0;
             while n < first.len() {
@@ -232,7 +253,7 @@ impl Service {
             size: Some(row.size as u64),
             digest: Some(row.digest),
         };
-        Ok((file, reader))
+        Ok((file, reader, span))
     }
 
     /// The immediate children of an artifact directory (empty `dir`: the run's root).
@@ -265,5 +286,110 @@ impl Service {
         validate::artifact_path(path)?;
         let owner = self.owner(ws, scope.into(), true).await?;
         self.store.delete_artifacts(owner.key, path).await
+    }
+}
+
+/// A byte range of an HTTP `Range` header (one range, `bytes=` unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=A-`: from A to the end.
+    From(u64),
+    /// `bytes=A-B`: A to B inclusive.
+    FromTo(u64, u64),
+    /// `bytes=-N`: the last N bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Parses a `Range` header value; several ranges or another unit are refused.
+    pub fn parse(v: &str) -> DomainResult<Self> {
+        let bad = || {
+            DomainError::invalid(format!(
+                "unsupported Range '{v}': give one range as bytes=FIRST-LAST, bytes=FIRST- or bytes=-COUNT"
+            ))
+        };
+        let spec = v.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+        if spec.contains(',') {
+            return Err(bad());
+        }
+        let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+        let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+        match (a.trim().is_empty(), b.trim().is_empty()) {
+            (true, false) => Ok(Self::Suffix(num(b)?)),
+            (false, true) => Ok(Self::From(num(a)?)),
+            (false, false) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if b < a {
+                    return Err(bad());
+                }
+                Ok(Self::FromTo(a, b))
+            }
+            (true, true) => Err(bad()),
+        }
+    }
+
+    /// The first and last byte of this range in a file of `size` bytes.
+    pub fn resolve(self, size: u64) -> DomainResult<(u64, u64)> {
+        let span = match self {
+            Self::From(a) if a < size => Some((a, size - 1)),
+            Self::FromTo(a, b) if a < size => Some((a, b.min(size - 1))),
+            Self::Suffix(n) if n > 0 && size > 0 => Some((size - n.min(size), size - 1)),
+            _ => None,
+        };
+        span.ok_or_else(|| {
+            DomainError::RangeNotSatisfiable(format!(
+                "range not satisfiable: the file has {size} bytes"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::ByteRange;
+
+    #[test]
+    fn ranges_parse_and_resolve() {
+        assert_eq!(
+            ByteRange::parse("bytes=0-9").unwrap().resolve(100).unwrap(),
+            (0, 9)
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=90-").unwrap().resolve(100).unwrap(),
+            (90, 99)
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-10").unwrap().resolve(100).unwrap(),
+            (90, 99)
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=-500")
+                .unwrap()
+                .resolve(100)
+                .unwrap(),
+            (0, 99)
+        );
+        assert_eq!(
+            ByteRange::parse("bytes=50-500")
+                .unwrap()
+                .resolve(100)
+                .unwrap(),
+            (50, 99)
+        );
+        assert!(
+            ByteRange::parse("bytes=100-")
+                .unwrap()
+                .resolve(100)
+                .is_err()
+        );
+        for bad in [
+            "bytes=5-1",
+            "items=0-1",
+            "bytes=0-1,4-5",
+            "bytes=-",
+            "bytes=a-b",
+        ] {
+            assert!(ByteRange::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use artifacts::{ArtifactScope, ArtifactUpload};
+pub use artifacts::{ArtifactScope, ArtifactUpload, ByteRange};
 pub use components::{
     ComponentUpload, DatastoreRequest, builtins_to_compile, plugin_store_spec, prepare_builtins,
 };

@@ -89,8 +89,29 @@ impl From<sqlx::Error> for DomainError {
                 "a name or value contains a NUL character (\\u0000), which cannot be stored",
             );
         }
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            return DomainError::Unavailable(format!(
+                "the database is unavailable ({e}); nothing was written, retry shortly"
+            ));
+        }
         tracing::error!(error = %e, "database error");
         DomainError::Internal(format!("database: {e}"))
+    }
+}
+
+/// Whether a database error means the server cannot be reached or is going away (connection
+/// lost or refused, pool exhausted while reconnecting, PostgreSQL shutting down or starting up)
+/// rather than a fault of the statement: the request fails whole, and may be retried.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            // 08: connection exceptions; 57P01-03: admin shutdown, crash shutdown, cannot
+            // connect now
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 

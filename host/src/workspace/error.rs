@@ -27,6 +27,13 @@ pub enum DomainError {
     /// The caller is known but lacks the role the operation needs.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The requested byte range lies outside the file.
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
+    /// A backend the host needs is unreachable for now (the database restarting): nothing was
+    /// written; the request may be retried.
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure of the host itself (database, filesystem).
     #[error("internal error: {0}")]
     Internal(String),

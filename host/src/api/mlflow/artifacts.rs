@@ -158,7 +158,12 @@ pub async fn download(
     State(st): State<AppState>,
     MlflowWs(ws): MlflowWs,
     Path(p): Path<Vec<(String, String)>>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, MlflowError> {
+    let range = headers
+        .get(axum::http::header::RANGE)
+        .map(|v| crate::service::ByteRange::parse(v.to_str().unwrap_or("")))
+        .transpose()?;
     let path = client_path(wildcard(&p))?;
     let path = path.as_str();
     if let Some(reg) = split_registry_path(path) {
@@ -171,8 +176,8 @@ pub async fn download(
     }
     let (exp, owner, rel) = split_proxy_path(path)?;
     check_experiment(&st, &ws, exp, owner).await?;
-    let (file, reader) = st.svc.open_artifact(&ws, owner, rel).await?;
-    Ok(artifact_response(&file, reader))
+    let (file, reader, span) = st.svc.open_artifact_range(&ws, owner, rel, range).await?;
+    Ok(crate::api::ranged_artifact_response(&file, reader, span))
 }
 
 pub async fn upload(

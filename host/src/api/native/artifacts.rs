@@ -9,11 +9,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Deleted;
+use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::extract::{Params, Ws};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc, binary};
 use crate::api::reply::{Created, FileBytes};
-use crate::api::{AppState, artifact_response};
 use crate::workspace::{ArtifactFile, DomainError, validate};
 
 fn parts(p: &BTreeMap<String, String>) -> Result<(&str, &str), DomainError> {
@@ -91,10 +91,13 @@ pub async fn download(
     State(st): State<AppState>,
     Ws(ws): Ws,
     Path(p): Path<BTreeMap<String, String>>,
+    crate::api::extract::Ranged(range): crate::api::extract::Ranged,
 ) -> Result<FileBytes, ApiError> {
     let (id, path) = parts(&p)?;
-    let (file, reader) = st.svc.open_artifact(&ws, id, path).await?;
-    Ok(FileBytes(artifact_response(&file, reader)))
+    let (file, reader, span) = st.svc.open_artifact_range(&ws, id, path, range).await?;
+    Ok(FileBytes(crate::api::ranged_artifact_response(
+        &file, reader, span,
+    )))
 }
 
 /// `DELETE .../runs/{id}/artifacts/{path}`: a file or a whole directory.
