@@ -1,10 +1,10 @@
 //! The datastore against a real S3 store (SeaweedFS from `scripts/engines/seaweedfs.sh`), with
 //! the plugin's own signing and logic over a plain-TCP HTTP/1.1 client instead of wasi:http.
-//! Ignored unless asked for:
+//! They need the `S3_*` variables of a started SeaweedFS (scripts/test.sh sets them):
 //!
 //! ```text
 //! scripts/engines/seaweedfs.sh start /tmp/s3 && set -a && . /tmp/s3/env && set +a
-//! (cd plugins && cargo test -p storage-s3 -- --ignored)
+//! (cd plugins && cargo test -p storage-s3)
 //! ```
 
 use std::cell::Cell;
@@ -355,7 +355,6 @@ fn uploads(c: &Client<Tcp>) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs S3: scripts/engines/seaweedfs.sh start DIR, then the S3_* variables of DIR/env"]
 fn live_small_objects() {
     let (c, t) = fresh("small");
     assert_eq!(store::clean(&c, None).unwrap(), 0);
@@ -395,7 +394,6 @@ fn live_small_objects() {
 }
 
 #[test]
-#[ignore = "needs S3: scripts/engines/seaweedfs.sh start DIR, then the S3_* variables of DIR/env"]
 fn live_large_objects() {
     let (c, t) = fresh("large");
     let data = content(13 * MIB + 5, 2);
@@ -457,7 +455,6 @@ fn live_large_objects() {
 }
 
 #[test]
-#[ignore = "needs S3: scripts/engines/seaweedfs.sh start DIR, then the S3_* variables of DIR/env"]
 fn live_unfinished_uploads() {
     let (c, _) = fresh("unfinished");
     // dropped by the host: the writer's destructor aborts it
@@ -484,7 +481,6 @@ fn live_unfinished_uploads() {
 }
 
 #[test]
-#[ignore = "needs S3: scripts/engines/seaweedfs.sh start DIR, then the S3_* variables of DIR/env"]
 fn live_listing_pages() {
     let (c, _) = fresh("list");
     let mut names: Vec<String> = (0..5)
@@ -511,7 +507,6 @@ fn live_listing_pages() {
 }
 
 #[test]
-#[ignore = "needs S3: scripts/engines/seaweedfs.sh start DIR, then the S3_* variables of DIR/env"]
 fn live_errors() {
     let (c, _) = fresh("errors");
     let bucket = c.s.bucket.clone();
