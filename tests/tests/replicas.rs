@@ -1,12 +1,19 @@
-//! Replicas: two `atrium serve` on one PostgreSQL behave as one service. Job leases (a job runs
-//! on one replica at a time; a killed replica's jobs are taken over once their leases lapse,
-//! sweeps resuming from their saved state), cancel requests made through either replica, and
-//! log batches retried on the other replica after a kill stored once (`Idempotency-Key`).
+//! Replicas: two `atrium serve` on one PostgreSQL, with an S3 default datastore (SeaweedFS),
+//! behave as one service. Job leases (a job runs on one replica at a time; a killed replica's
+//! jobs are taken over once their leases lapse, sweeps resuming from their saved state),
+//! cancel requests made through either replica, log batches retried on the other replica after
+//! a kill stored once (`Idempotency-Key`), and secret and traffic changes seen by the other
+//! replica within a second (its deployments warm before their first request there).
 
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Http, Server, dataset, drop_pg_database, fresh_pg_database};
+use atrium_tests::{
+    Http, Server, dataset, drop_pg_database, fresh_pg_database, s3_bucket, s3_datastore, train_iris,
+};
 use serde_json::{Value, json};
+
+/// The master key every replica shares (secrets sealed by one are opened by the other).
+const MASTER_KEY: &str = "YXRyaXVtLXJlcGxpY2EtdGVzdC1tYXN0ZXIta2V5ISE=";
 
 const WS: &str = "/api/v1/workspaces/default";
 
@@ -28,13 +35,14 @@ struct Pair {
 }
 
 impl Pair {
+    /// Two replicas; the default workspace's default datastore is a fresh S3 bucket.
     fn start(slots: &str) -> Self {
         let db = PgDb(fresh_pg_database());
         let mut servers = Vec::new();
         let mut dirs = Vec::new();
         for name in ["a", "b"] {
             let dir = tempfile::tempdir().unwrap();
-            servers.push(Server::start_with_args(
+            servers.push(Server::start_with_env(
                 dir.path(),
                 Some(db.0.clone()),
                 &[
@@ -45,18 +53,22 @@ impl Pair {
                     "--threads-per-slot",
                     "1",
                 ],
+                &[("ATRIUM_MASTER_KEY", MASTER_KEY)],
             ));
             dirs.push(dir);
         }
         // the bootstrap admin lives in the shared database: the first replica made it
         let token = servers[0].token.clone();
         assert!(!token.is_empty());
-        Self {
+        let p = Self {
             servers,
             _dirs: dirs,
             token,
             db,
-        }
+        };
+        let bucket = s3_bucket("replicas");
+        s3_datastore(&p.http(0), "s3", &bucket, None, true).ok();
+        p
     }
 
     fn http(&self, i: usize) -> Http {
@@ -224,6 +236,7 @@ fn jobs_move_to_a_live_replica_and_cancel_reaches_any() {
         json!({ "type": "command", "retries": 1, "command": { "command": script } }),
     );
     let j = wait_job(&p.http(0), &moved, 60, |j| j["state"] == "Running");
+    time_until(30, "the first attempt's mark", || mark.exists());
     let dead = Pair::index_of(j["replica"].as_str().unwrap());
     let alive = 1 - dead;
     p.servers[dead].kill9();
@@ -332,5 +345,123 @@ fn ingest_retried_on_another_replica_is_stored_once() {
     assert_eq!(r.status().as_u16(), 400);
     let body = r.text().unwrap();
     assert!(body.contains("Idempotency-Key"), "{body}");
+    drop(p.db);
+}
+
+/// Score `body` on the endpoint through `url` with the endpoint's key; the answering
+/// deployment.
+fn score(url: &str, endpoint: &str, key: &str) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{url}/endpoints/{endpoint}/score"))
+        .bearer_auth(key)
+        .json(&json!({ "inputs": [[5.1, 3.5, 1.4, 0.2]] }))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .unwrap();
+    let dep = r
+        .headers()
+        .get("x-atrium-deployment")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    (r.status().as_u16(), dep)
+}
+
+/// How long until `pred` holds (polled every 10 ms; panics after `secs`).
+fn time_until(secs: u64, what: &str, mut pred: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !pred() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what} did not happen within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// An endpoint deployed through one replica is warm on the other before its first request
+/// there; a traffic change and a secret change made through one replica take effect on the
+/// other within a second; each replica labels the series it serves in /metrics.
+#[test]
+fn changes_through_one_replica_reach_the_other_within_a_second() {
+    let p = Pair::start("1");
+    let (ha, hb) = (p.http(0), p.http(1));
+    let (run, _) = train_iris(&ha);
+    let key = ha.put(&format!("{WS}/endpoints/iris"), json!({})).ok()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let model = format!("runs:/{run}/model");
+    for d in ["blue", "green"] {
+        ha.put(
+            &format!("{WS}/endpoints/iris/deployments/{d}"),
+            json!({ "model": model }),
+        )
+        .ok();
+    }
+    // warm on the other replica without a request there (it loads the model from S3)
+    time_until(30, "blue warm on replica b", || {
+        hb.get(&format!("{WS}/endpoints/iris")).ok()["state"]["blue"]["state"] == "warm"
+    });
+    let b = &p.servers[1].url;
+    assert_eq!(score(b, "iris", &key), (200, "blue".to_string()));
+    // traffic moved through a: b routes to green within a second
+    ha.put(
+        &format!("{WS}/endpoints/iris/traffic"),
+        json!({ "traffic": { "green": 100 } }),
+    )
+    .ok();
+    let took = time_until(5, "the traffic change on replica b", || {
+        score(b, "iris", &key).1 == "green"
+    });
+    assert!(took < Duration::from_secs(1), "b routed to green after {took:?}");
+    // a secret replaced through a: b's datastore uses the new value within a second (a wrong
+    // key makes b's uploads fail, the right one makes them work again)
+    let exp = hb
+        .post("/api/2.0/mlflow/experiments/create", json!({ "name": "rotation" }))
+        .ok()["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = hb
+        .post(
+            "/api/2.0/mlflow/runs/create",
+            json!({ "experiment_id": exp, "start_time": 1 }),
+        )
+        .ok()["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut n = 0;
+    let mut upload = || {
+        n += 1;
+        hb.raw(
+            "PUT",
+            &format!("{WS}/runs/{r}/artifacts/f{n}.txt"),
+            Some(format!("content {n}").into_bytes()),
+        )
+        .status
+    };
+    assert!(upload() < 300);
+    let right = atrium_tests::s3_env()["S3_SECRET_KEY"].clone();
+    ha.put(&format!("{WS}/secrets/s3-secret-key"), json!({ "value": "wrong" }))
+        .ok();
+    let took = time_until(5, "the wrong key on replica b", || upload() >= 400);
+    assert!(took < Duration::from_secs(1), "b used the new secret after {took:?}");
+    ha.put(&format!("{WS}/secrets/s3-secret-key"), json!({ "value": right }))
+        .ok();
+    let took = time_until(5, "the right key on replica b", || upload() < 300);
+    assert!(took < Duration::from_secs(1), "b used the restored secret after {took:?}");
+    // each replica labels what it served
+    let a = &p.servers[0].url;
+    assert_eq!(score(a, "iris", &key).0, 200);
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let text = String::from_utf8(p.http(i).get("/metrics").bytes).unwrap();
+        assert!(
+            text.contains(&format!("deployment=\"green\",replica=\"{name}\",status=\"200\"")),
+            "{text}"
+        );
+    }
     drop(p.db);
 }
