@@ -415,11 +415,17 @@ fn changes_through_one_replica_reach_the_other_within_a_second() {
     let took = time_until(5, "the traffic change on replica b", || {
         score(b, "iris", &key).1 == "green"
     });
-    assert!(took < Duration::from_secs(1), "b routed to green after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "b routed to green after {took:?}"
+    );
     // a secret replaced through a: b's datastore uses the new value within a second (a wrong
     // key makes b's uploads fail, the right one makes them work again)
     let exp = hb
-        .post("/api/2.0/mlflow/experiments/create", json!({ "name": "rotation" }))
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({ "name": "rotation" }),
+        )
         .ok()["experiment_id"]
         .as_str()
         .unwrap()
@@ -445,23 +451,163 @@ fn changes_through_one_replica_reach_the_other_within_a_second() {
     };
     assert!(upload() < 300);
     let right = atrium_tests::s3_env()["S3_SECRET_KEY"].clone();
-    ha.put(&format!("{WS}/secrets/s3-secret-key"), json!({ "value": "wrong" }))
-        .ok();
+    ha.put(
+        &format!("{WS}/secrets/s3-secret-key"),
+        json!({ "value": "wrong" }),
+    )
+    .ok();
     let took = time_until(5, "the wrong key on replica b", || upload() >= 400);
-    assert!(took < Duration::from_secs(1), "b used the new secret after {took:?}");
-    ha.put(&format!("{WS}/secrets/s3-secret-key"), json!({ "value": right }))
-        .ok();
+    assert!(
+        took < Duration::from_secs(1),
+        "b used the new secret after {took:?}"
+    );
+    ha.put(
+        &format!("{WS}/secrets/s3-secret-key"),
+        json!({ "value": right }),
+    )
+    .ok();
     let took = time_until(5, "the right key on replica b", || upload() < 300);
-    assert!(took < Duration::from_secs(1), "b used the restored secret after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "b used the restored secret after {took:?}"
+    );
     // each replica labels what it served
     let a = &p.servers[0].url;
     assert_eq!(score(a, "iris", &key).0, 200);
     for (i, name) in ["a", "b"].iter().enumerate() {
         let text = String::from_utf8(p.http(i).get("/metrics").bytes).unwrap();
         assert!(
-            text.contains(&format!("deployment=\"green\",replica=\"{name}\",status=\"200\"")),
+            text.contains(&format!(
+                "deployment=\"green\",replica=\"{name}\",status=\"200\""
+            )),
             "{text}"
         );
     }
     drop(p.db);
+}
+
+/// The database away for 5 s under load (every connection cut, new ones refused, as in a
+/// restart): requests in flight and meanwhile fail whole with 503 and a `Retry-After` hint,
+/// the host reconnects by itself, and every acknowledged batch is stored once (those that
+/// failed are retried after the outage with the same `Idempotency-Key`).
+#[test]
+fn a_database_outage_fails_requests_cleanly_and_the_host_reconnects() {
+    let db = PgDb(fresh_pg_database());
+    let pg = db.0.clone();
+    let (hostport, rest) = {
+        let after = pg.split_once('@').map(|(_, r)| r).unwrap_or(&pg);
+        let after = after
+            .trim_start_matches("postgres://")
+            .trim_start_matches("postgresql://");
+        let (hp, rest) = after.split_once('/').unwrap();
+        (hp.to_string(), rest.to_string())
+    };
+    let gate = atrium_tests::Gate::new(&hostport);
+    let via_gate = pg.replacen(&hostport, &gate.addr, 1);
+    assert!(via_gate.ends_with(&rest));
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_args(
+        dir.path(),
+        Some(via_gate),
+        &["--job-slots", "1", "--threads-per-slot", "1"],
+    );
+    let h = s.http();
+    let exp = h
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({ "name": "outage" }),
+        )
+        .ok()["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = h
+        .post(
+            "/api/2.0/mlflow/runs/create",
+            json!({ "experiment_id": exp, "start_time": 1 }),
+        )
+        .ok()["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let send = |i: usize| -> (u16, Option<String>) {
+        let metrics: Vec<Value> = (0..10)
+            .map(|j| json!({ "key": "loss", "value": j as f64, "timestamp": 1000 + i, "step": i * 10 + j }))
+            .collect();
+        let r = client
+            .post(format!("{}/api/2.0/mlflow/runs/log-batch", s.url))
+            .bearer_auth(&s.token)
+            .header("Idempotency-Key", format!("batch-{i}"))
+            .json(&json!({ "run_id": run, "metrics": metrics }))
+            .send()
+            .unwrap();
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        (r.status().as_u16(), retry)
+    };
+    let batches = 120;
+    let mut failed = Vec::new();
+    let mut outage: Option<Instant> = None;
+    for i in 0..batches {
+        if i == 40 {
+            gate.shut();
+            outage = Some(Instant::now());
+        }
+        if outage.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+            gate.open();
+            outage = None;
+        }
+        let (status, retry) = send(i);
+        match status {
+            200 => {}
+            503 => {
+                assert_eq!(retry.as_deref(), Some("1"), "a 503 says when to retry");
+                failed.push(i);
+            }
+            other => panic!("batch {i}: status {other}"),
+        }
+        if outage.is_some() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(!failed.is_empty(), "the outage failed no request");
+    gate.open();
+    // the host is back by itself: the failed batches, retried, are stored
+    for i in &failed {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match send(*i).0 {
+                200 => break,
+                503 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+                other => panic!("batch {i} retried: status {other}"),
+            }
+        }
+    }
+    let hist = h
+        .get(&format!(
+            "/api/2.0/mlflow/metrics/get-history?run_id={run}&metric_key=loss&max_results=25000"
+        ))
+        .ok();
+    let mut steps: Vec<i64> = hist["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        steps.len(),
+        batches * 10,
+        "every batch once, none half-written"
+    );
+    steps.sort();
+    steps.dedup();
+    assert_eq!(steps.len(), batches * 10);
+    drop(db);
 }
