@@ -79,44 +79,20 @@ impl Service {
         }
     }
 
-    /// Streams `body` into the owner's artifact `path`. Nothing becomes visible unless the whole
-    /// body arrived and was hashed; an interrupted upload leaves no trace.
-    pub async fn upload_artifact<'a, S, E>(
+    /// Streams `body` into a new blob of `backend` and returns its writer, unfinished (the
+    /// caller finishes it under the GC read lock and references it). On an interrupted body
+    /// the temporary object is discarded and the error names `what`.
+    pub(crate) async fn stream_blob<S, E>(
         &self,
-        ws: &Workspace,
-        scope: impl Into<ArtifactScope<'a>>,
-        path: &str,
+        backend: std::sync::Arc<dyn crate::datastore::BlobStore>,
         body: S,
-    ) -> DomainResult<ArtifactUpload>
+        what: &str,
+    ) -> DomainResult<Box<dyn BlobWriter>>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: std::fmt::Display,
     {
-        validate::artifact_path(path)?;
-        let owner = self.owner(ws, scope.into(), true).await?;
-        let ds = self
-            .store
-            .artifact_datastore(ws.id, owner.experiment_id)
-            .await?;
-        let backend = self.backend(&ds).await?;
-        if !self
-            .store
-            .artifacts_under(owner.key, path)
-            .await?
-            .is_empty()
-        {
-            return Err(DomainError::InvalidState(format!(
-                "'{path}' is a directory of artifacts; it cannot become a file"
-            )));
-        }
-        for (i, _) in path.match_indices('/') {
-            if self.store.artifact(owner.key, &path[..i]).await?.is_some() {
-                return Err(DomainError::InvalidState(format!(
-                    "'{}' is an artifact file; it cannot become a directory",
-                    &path[..i]
-                )));
-            }
-        }
+        let path = what;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let writer_task = tokio::task::spawn_blocking(move || {
             let mut w = backend.writer()?;
@@ -158,6 +134,48 @@ impl Service {
                 "upload of '{path}' was interrupted: {e}"
             )));
         }
+        Ok(writer)
+    }
+
+    /// Streams `body` into the owner's artifact `path`. Nothing becomes visible unless the whole
+    /// body arrived and was hashed; an interrupted upload leaves no trace.
+    pub async fn upload_artifact<'a, S, E>(
+        &self,
+        ws: &Workspace,
+        scope: impl Into<ArtifactScope<'a>>,
+        path: &str,
+        body: S,
+    ) -> DomainResult<ArtifactUpload>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        validate::artifact_path(path)?;
+        let owner = self.owner(ws, scope.into(), true).await?;
+        let ds = self
+            .store
+            .artifact_datastore(ws.id, owner.experiment_id)
+            .await?;
+        let backend = self.backend(&ds).await?;
+        if !self
+            .store
+            .artifacts_under(owner.key, path)
+            .await?
+            .is_empty()
+        {
+            return Err(DomainError::InvalidState(format!(
+                "'{path}' is a directory of artifacts; it cannot become a file"
+            )));
+        }
+        for (i, _) in path.match_indices('/') {
+            if self.store.artifact(owner.key, &path[..i]).await?.is_some() {
+                return Err(DomainError::InvalidState(format!(
+                    "'{}' is an artifact file; it cannot become a directory",
+                    &path[..i]
+                )));
+            }
+        }
+        let writer = self.stream_blob(backend, body, path).await?;
         // Finish and reference under the GC read lock so a concurrent GC cannot free the blob
         // between it becoming visible and the row pointing at it.
         let _guard = self.gc_lock.read().await;

@@ -21,7 +21,7 @@ pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
 pub use environments::{
     EnvironmentVersion, check_environment_name, inline_definition, parse_environment_ref,
 };
-pub use registry::{MAX_MODEL_UPLOAD_BYTES, ModelFileUpload, RegisterRequest};
+pub use registry::{ModelUpload, RegisterRequest};
 
 use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::Grants;

@@ -5,11 +5,11 @@
 //! garbage collection keeps every blob a version references, so a version keeps serving its
 //! files after its source run is deleted and purged.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use super::Service;
-use crate::datastore::{BlobMeta, DatastoreError};
+use crate::datastore::BlobMeta;
 use crate::store::{ArtifactRow, NewModelVersion};
 use crate::workspace::registry::{
     ModelRef, ModelVersion, Selector, check_alias, check_description, check_model_name,
@@ -17,9 +17,6 @@ use crate::workspace::registry::{
 use crate::workspace::{
     ArtifactFile, DomainError, DomainResult, LifecycleStage, Workspace, validate,
 };
-
-/// Largest total size of the files of one uploaded model version.
-pub const MAX_MODEL_UPLOAD_BYTES: usize = 1 << 30;
 
 /// Run tag naming the training dataset version (set by train jobs).
 const DATASET_TAG: &str = "atrium.dataset";
@@ -44,14 +41,18 @@ pub struct RegisterRequest {
     pub aliases: Vec<String>,
 }
 
-/// One uploaded file of a model version.
-#[derive(Debug, Clone)]
-pub struct ModelFileUpload {
-    /// Path inside the version (e.g. `model.json`).
-    pub path: String,
-    /// Content.
-    pub bytes: Vec<u8>,
+/// A model version being uploaded: each file streams into the workspace's default datastore
+/// as it arrives, under the GC read lock until the version references the blobs.
+pub struct ModelUpload<'a> {
+    ds: crate::store::Datastore,
+    backend: std::sync::Arc<dyn crate::datastore::BlobStore>,
+    rows: Vec<ArtifactRow>,
+    card: Option<Vec<u8>>,
+    _guard: tokio::sync::RwLockReadGuard<'a, ()>,
 }
+
+/// The largest `model.json` of an upload (it is read to find the model's dataset).
+const MAX_CARD_BYTES: usize = 16 << 20;
 
 fn task_err(e: tokio::task::JoinError) -> DomainError {
     DomainError::Internal(format!("registry task failed: {e}"))
@@ -290,77 +291,109 @@ impl Service {
         self.store.add_model_version(ws.id, &new).await
     }
 
-    /// Registers uploaded files as the next version of `req.name`.
+    /// Starts a model version upload into the workspace's default datastore. Until the
+    /// version is registered, garbage collection waits (the blobs are not referenced yet).
+    pub async fn begin_model_upload(&self, ws: &Workspace) -> DomainResult<ModelUpload<'_>> {
+        let ds = self.store.default_datastore(ws.id).await?;
+        let backend = self.backend(&ds).await?;
+        let guard = self.gc_lock.read().await;
+        Ok(ModelUpload {
+            ds,
+            backend,
+            rows: Vec::new(),
+            card: None,
+            _guard: guard,
+        })
+    }
+
+    /// Streams one file of an upload into the datastore (never whole in memory; `model.json`,
+    /// small, is also kept to read its dataset).
+    pub async fn add_model_file<S, E>(
+        &self,
+        up: &mut ModelUpload<'_>,
+        path: String,
+        body: S,
+    ) -> DomainResult<()>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        validate::artifact_path(&path)?;
+        if up.rows.iter().any(|r| r.path == path) {
+            return Err(DomainError::invalid(format!(
+                "the upload holds '{path}' twice"
+            )));
+        }
+        if let Some(r) = up.rows.iter().find(|r| {
+            r.path.starts_with(&format!("{path}/")) || path.starts_with(&format!("{}/", r.path))
+        }) {
+            let file = if r.path.len() < path.len() {
+                &r.path
+            } else {
+                &path
+            };
+            return Err(DomainError::invalid(format!(
+                "'{file}' is both a file and a directory in the upload"
+            )));
+        }
+        let writer = if path == "model.json" {
+            use futures_util::StreamExt;
+            let mut body = body;
+            let mut card = Vec::new();
+            while let Some(c) = body.next().await {
+                let c = c.map_err(|e| {
+                    DomainError::invalid(format!("upload of '{path}' was interrupted: {e}"))
+                })?;
+                card.extend_from_slice(&c);
+                if card.len() > MAX_CARD_BYTES {
+                    return Err(DomainError::invalid(format!(
+                        "model.json is larger than {} MiB",
+                        MAX_CARD_BYTES >> 20
+                    )));
+                }
+            }
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+                card.clone(),
+            ))]);
+            up.card = Some(card);
+            self.stream_blob(up.backend.clone(), stream, &path).await?
+        } else {
+            self.stream_blob(up.backend.clone(), body, &path).await?
+        };
+        let BlobMeta { digest, size } = tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(task_err)??;
+        up.rows.push(ArtifactRow {
+            path,
+            datastore_id: up.ds.id,
+            digest,
+            size: size as i64,
+        });
+        Ok(())
+    }
+
+    /// Registers the files of an upload as the next version of `req.name`.
     pub async fn register_model_upload(
         &self,
         ws: &Workspace,
         req: RegisterRequest,
-        files: Vec<ModelFileUpload>,
+        up: ModelUpload<'_>,
     ) -> DomainResult<ModelVersion> {
         req.check()?;
-        if files.is_empty() {
+        if up.rows.is_empty() {
             return Err(DomainError::invalid(
                 "an upload needs at least one file part",
             ));
         }
-        let mut seen = HashSet::new();
-        let mut total = 0usize;
-        for f in &files {
-            validate::artifact_path(&f.path)?;
-            if !seen.insert(f.path.as_str()) {
-                return Err(DomainError::invalid(format!(
-                    "the upload holds '{}' twice",
-                    f.path
-                )));
-            }
-            total += f.bytes.len();
-        }
-        for f in &files {
-            if seen.iter().any(|p| p.starts_with(&format!("{}/", f.path))) {
-                return Err(DomainError::invalid(format!(
-                    "'{}' is both a file and a directory in the upload",
-                    f.path
-                )));
-            }
-        }
-        if total > MAX_MODEL_UPLOAD_BYTES {
-            return Err(DomainError::invalid(format!(
-                "the upload holds {total} bytes; the limit is {MAX_MODEL_UPLOAD_BYTES}"
-            )));
-        }
-        let dataset = files
-            .iter()
-            .find(|f| f.path == "model.json")
-            .and_then(|f| dataset_of_card(&f.bytes));
-        let ds = self.store.default_datastore(ws.id).await?;
-        let backend = self.backend(&ds).await?;
-        // blobs become visible and referenced under one GC read lock
-        let _guard = self.gc_lock.read().await;
-        let rows = tokio::task::spawn_blocking(move || {
-            let mut rows = Vec::with_capacity(files.len());
-            for f in files {
-                let mut w = backend.writer()?;
-                for chunk in f.bytes.chunks(1 << 20) {
-                    w.write(chunk)?;
-                }
-                let BlobMeta { digest, size } = w.finish()?;
-                rows.push(ArtifactRow {
-                    path: f.path,
-                    datastore_id: ds.id,
-                    digest,
-                    size: size as i64,
-                });
-            }
-            Ok::<_, DatastoreError>(rows)
-        })
-        .await
-        .map_err(task_err)??;
+        let dataset = up.card.as_deref().and_then(dataset_of_card);
         let new = NewModelVersion {
             dataset,
-            files: rows,
+            files: up.rows,
             ..req.into_version("upload".into())
         };
+        // referenced while the GC read lock is still held (`up` owns it until here)
         let v = self.store.add_model_version(ws.id, &new).await?;
+        drop(up._guard);
         tracing::info!(workspace = %ws.name, model = %v.name, version = v.version, "model version uploaded");
         Ok(v)
     }

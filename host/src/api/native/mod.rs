@@ -684,9 +684,8 @@ fn workspace_routes(api: &mut Api) {
             "Register the next version (from a run's artifacts, or uploaded as multipart)",
             models::register,
         )
-        .body_limit(DefaultBodyLimit::max(
-            crate::service::MAX_MODEL_UPLOAD_BYTES + (1 << 20),
-        )),
+        // uploads stream into the datastore: no size limit
+        .body_limit(DefaultBodyLimit::disable()),
     )
     .route(
         M::GET,

@@ -21,7 +21,7 @@ use crate::api::extract::{JsonBody, Params, Ws, body_bytes, parse_native_json};
 use crate::api::openapi::describe::{BodyDoc, DocInput, Generators, OpDoc};
 use crate::api::reply::{Created, FileBytes};
 use crate::api::{AppState, artifact_response, paging};
-use crate::service::{ModelFileUpload, RegisterRequest};
+use crate::service::RegisterRequest;
 use crate::store::{ArtifactRow, ModelUpdate, VersionUpdate};
 use crate::workspace::registry::{
     ModelVersion, RegisteredModel, Selector, canonical_stage, check_description, check_model_name,
@@ -382,8 +382,8 @@ pub struct UploadMeta {
 pub enum Registration {
     /// From a run.
     FromRun(RegisterReq),
-    /// Uploaded files.
-    Upload(UploadMeta, Vec<ModelFileUpload>),
+    /// Uploaded files (read as the handler streams them into the datastore).
+    Upload(Multipart),
 }
 
 impl<S: Send + Sync> FromRequest<S> for Registration {
@@ -398,8 +398,7 @@ impl<S: Send + Sync> FromRequest<S> for Registration {
             let form = Multipart::from_request(req, state)
                 .await
                 .map_err(|e| DomainError::Malformed(format!("invalid multipart body: {e}")))?;
-            let (meta, files) = read_upload(form).await?;
-            Ok(Self::Upload(meta, files))
+            Ok(Self::Upload(form))
         } else {
             let bytes = body_bytes(req, state).await?;
             Ok(Self::FromRun(parse_native_json(&bytes)?))
@@ -449,9 +448,11 @@ pub async fn register(
     body: Registration,
 ) -> Result<Created<VersionJson>, ApiError> {
     let v = match body {
-        Registration::Upload(meta, files) => {
+        Registration::Upload(form) => {
+            let mut up = st.svc.begin_model_upload(&ws).await?;
+            let meta = read_upload(&st, form, &mut up).await?;
             let req = register_request(&name, meta.description, meta.tags, meta.aliases);
-            st.svc.register_model_upload(&ws, req, files).await?
+            st.svc.register_model_upload(&ws, req, up).await?
         }
         Registration::FromRun(meta) if meta.model_id.is_some() => {
             if meta.run_id.is_some() {
@@ -508,10 +509,11 @@ fn register_request(
 
 /// Reads the `meta` and `file` parts of an upload.
 async fn read_upload(
+    st: &AppState,
     mut form: Multipart,
-) -> Result<(UploadMeta, Vec<ModelFileUpload>), DomainError> {
+    up: &mut crate::service::ModelUpload<'_>,
+) -> Result<UploadMeta, DomainError> {
     let mut meta = UploadMeta::default();
-    let mut files = Vec::new();
     while let Some(field) = form
         .next_field()
         .await
@@ -519,12 +521,12 @@ async fn read_upload(
     {
         let part = field.name().unwrap_or("").to_string();
         let file_name = field.file_name().map(String::from);
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
         match part.as_str() {
             "meta" => {
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| DomainError::invalid(format!("cannot read part '{part}': {e}")))?;
                 meta = parse_native_json(&data).map_err(|e| {
                     DomainError::invalid(format!(
                         "an upload's meta takes description, tags and aliases only: {e}"
@@ -537,10 +539,8 @@ async fn read_upload(
                         "a 'file' part needs a filename: the path inside the model version",
                     )
                 })?;
-                files.push(ModelFileUpload {
-                    path,
-                    bytes: data.to_vec(),
-                });
+                // the part's bytes go to the datastore as they arrive
+                st.svc.add_model_file(up, path, field).await?;
             }
             other => {
                 return Err(DomainError::invalid(format!(
@@ -549,7 +549,7 @@ async fn read_upload(
             }
         }
     }
-    Ok((meta, files))
+    Ok(meta)
 }
 
 /// `GET .../models/{name}/versions/{version}` (number, `@alias` or `latest`): the version with
