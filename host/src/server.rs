@@ -119,6 +119,10 @@ pub async fn open(cfg: &ServeConfig) -> Result<Arc<Service>, ServeError> {
     if cleaned > 0 {
         tracing::info!(cleaned, "removed leftovers of interrupted uploads");
     }
+    let fetched = svc.sync_components(None).await?;
+    if fetched > 0 {
+        tracing::info!(fetched, "fetched components other replicas took");
+    }
     let svc = Arc::new(svc);
     svc.follow_changes();
     Ok(svc)

@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use atrium_tests::{
-    Http, Server, dataset, drop_pg_database, fresh_pg_database, s3_bucket, s3_datastore, train_iris,
+    Http, Server, dataset, drop_pg_database, fresh_pg_database, plugin_wasm, s3_bucket,
+    s3_datastore, train_iris,
 };
 use serde_json::{Value, json};
 
@@ -471,6 +472,23 @@ fn changes_through_one_replica_reach_the_other_within_a_second() {
         took < Duration::from_secs(1),
         "b used the restored secret after {took:?}"
     );
+    // a component uploaded through a is used through b (b fetches its bytes)
+    let manifest =
+        std::fs::read_to_string(atrium_tests::root().join("plugins/examples/storage/plugin.toml"))
+            .unwrap();
+    let r = ha.push_component(
+        "default",
+        "my-storage",
+        "1",
+        plugin_wasm("example_storage"),
+        &manifest,
+    );
+    assert_eq!(r.status, 201, "{}", r.json);
+    let r = hb.put(
+        &format!("{WS}/datastores/mine"),
+        json!({ "component": "my-storage", "version": "1" }),
+    );
+    assert_eq!(r.status, 201, "{}", r.json);
     // each replica labels what it served
     let a = &p.servers[0].url;
     assert_eq!(score(a, "iris", &key).0, 200);

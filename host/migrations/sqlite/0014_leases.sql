@@ -11,3 +11,10 @@ CREATE TABLE batch_keys (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
+-- The bytes of uploaded components (built-ins are in the binary): a replica that does not have
+-- a component's file yet fetches it from here.
+CREATE TABLE component_files (
+    digest TEXT PRIMARY KEY,
+    bytes BLOB NOT NULL,
+    created_at BIGINT NOT NULL
+);

@@ -434,6 +434,17 @@ impl Loader {
         write_atomic(&self.cache_path(&v.digest), &compiled)
     }
 
+    /// Keeps a component's bytes fetched from elsewhere (another replica uploaded it), checked
+    /// against their digest; it is compiled on first use.
+    pub fn keep_bytes(&self, digest: &str, bytes: &[u8]) -> Result<(), RuntimeError> {
+        if digest_of(bytes) != digest {
+            return Err(RuntimeError::Internal(format!(
+                "the stored bytes of component {digest} do not match its digest"
+            )));
+        }
+        write_atomic(&self.wasm_path(digest), bytes)
+    }
+
     /// Whether the bytes of a digest are kept.
     pub fn has(&self, digest: &str) -> bool {
         self.wasm_path(digest).exists()

@@ -250,6 +250,8 @@ impl Service {
             validated.api_version,
             false,
         );
+        // every replica can fetch the bytes (before the row that names them is visible)
+        self.store.put_component_file(&c.digest, &wasm).await?;
         let created = self.store.register_component(ws.id, &c).await?;
         if created {
             tracing::info!(
@@ -321,6 +323,29 @@ impl Service {
             open_deadline: deadline,
             label: format!("{}@{}", row.name, row.version),
         })
+    }
+
+    /// Fetches the files of uploaded components this host lacks (another replica took the
+    /// upload), or only of `digest`; returns how many it fetched.
+    pub async fn sync_components(&self, digest: Option<&str>) -> DomainResult<usize> {
+        let loader = self.loader();
+        let wanted = match digest {
+            Some(d) => vec![d.to_string()],
+            None => self.store.uploaded_component_digests().await?,
+        };
+        let mut n = 0;
+        for d in wanted.into_iter().filter(|d| !loader.has(d)) {
+            let Some(bytes) = self.store.component_file(&d).await? else {
+                continue;
+            };
+            let l = loader.clone();
+            tokio::task::spawn_blocking(move || l.keep_bytes(&d, &bytes))
+                .await
+                .map_err(|e| DomainError::Internal(e.to_string()))?
+                .map_err(|e| DomainError::Internal(e.to_string()))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The most recently registered version of a component in a workspace.

@@ -82,7 +82,8 @@ impl Service {
     }
 
     /// Follows the changes replicas announce: a secret set or deleted through any replica
-    /// reopens the datastores that read it (within moments, not [`SECRET_REFRESH`]).
+    /// reopens the datastores that read it (within moments, not [`SECRET_REFRESH`]); a
+    /// component uploaded through another replica is fetched.
     ///
     /// [`SECRET_REFRESH`]: crate::datastore
     pub fn follow_changes(self: &std::sync::Arc<Self>) {
@@ -97,9 +98,17 @@ impl Service {
                     Ok(crate::store::Change::Secret { name, .. }) => {
                         svc.datastores.forget_secret_anywhere(Some(&name))
                     }
+                    Ok(crate::store::Change::Component { digest }) => {
+                        if let Err(e) = svc.sync_components(Some(&digest)).await {
+                            tracing::warn!(error = %e, "cannot fetch a component another replica took");
+                        }
+                    }
                     Ok(crate::store::Change::All) | Err(RecvError::Lagged(_)) => {
                         svc.datastores.forget_secret_anywhere(None);
                         svc.workspaces.write().expect("workspace cache").clear();
+                        if let Err(e) = svc.sync_components(None).await {
+                            tracing::warn!(error = %e, "cannot fetch components other replicas took");
+                        }
                     }
                     Ok(_) => {}
                     Err(RecvError::Closed) => return,

@@ -34,16 +34,23 @@ pub enum Change {
         /// Its name.
         name: String,
     },
+    /// A component was uploaded (replicas fetch its bytes).
+    Component {
+        /// Its sha256.
+        digest: String,
+    },
     /// Anything may have changed (notifications were lost while the listener reconnected).
     All,
 }
 
 impl Change {
-    /// The notification payload: `secret <workspace id> <name>`, `endpoint <workspace id> <name>`.
+    /// The notification payload: `secret <workspace id> <name>`, `endpoint <workspace id> <name>`,
+    /// `component 0 <digest>`.
     pub(crate) fn payload(&self) -> String {
         match self {
             Change::Secret { workspace_id, name } => format!("secret {workspace_id} {name}"),
             Change::Endpoint { workspace_id, name } => format!("endpoint {workspace_id} {name}"),
+            Change::Component { digest } => format!("component 0 {digest}"),
             Change::All => "all".into(),
         }
     }
@@ -60,6 +67,9 @@ impl Change {
             (Some("endpoint"), Some(workspace_id), Some(n)) => Change::Endpoint {
                 workspace_id,
                 name: n.to_string(),
+            },
+            (Some("component"), Some(_), Some(d)) => Change::Component {
+                digest: d.to_string(),
             },
             _ => Change::All,
         }
@@ -168,6 +178,9 @@ mod tests {
             Change::Endpoint {
                 workspace_id: 1,
                 name: "iris".into(),
+            },
+            Change::Component {
+                digest: "ab".repeat(32),
             },
             Change::All,
         ] {

@@ -158,6 +158,50 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps an uploaded component's bytes (once per digest), for replicas that lack its file.
+    pub async fn put_component_file(&self, digest: &str, bytes: &[u8]) -> DomainResult<()> {
+        with_db!(self, write, |p| {
+            sqlx::query(
+                "INSERT INTO component_files (digest, bytes, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(digest)
+            .bind(bytes)
+            .bind(now_millis())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        self.announce(super::Change::Component {
+            digest: digest.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    /// The bytes of an uploaded component, if kept.
+    pub async fn component_file(&self, digest: &str) -> DomainResult<Option<Vec<u8>>> {
+        let bytes = with_db!(self, read, |p| {
+            sqlx::query("SELECT bytes FROM component_files WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(p)
+                .await?
+                .map(|r| sqlx::Row::try_get::<Vec<u8>, _>(&r, "bytes"))
+                .transpose()?
+        });
+        Ok(bytes)
+    }
+
+    /// The digests of every uploaded (not built-in) component of any workspace.
+    pub async fn uploaded_component_digests(&self) -> DomainResult<Vec<String>> {
+        with_db!(self, read, |p| {
+            let rows = sqlx::query("SELECT DISTINCT digest FROM components WHERE builtin = 0")
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(|r| r.text("digest")).collect()
+        })
+    }
+
     /// Adds a datastore to a workspace.
     pub async fn create_datastore(
         &self,
