@@ -224,6 +224,9 @@ fn jobs_move_to_a_live_replica_and_cancel_reaches_any() {
         took < Duration::from_secs(10),
         "the cancel took {took:?} to reach the replica running the job"
     );
+    // the other replica serves the log of the ended job (attached to its run)
+    let log = log_of(&other, &long);
+    assert!(log.contains("job canceled"), "{log}");
     // then the takeover: a job with a retry left, its replica killed mid-attempt (its first
     // attempt leaves a mark and waits, the second finds the mark and ends)
     let marks = tempfile::tempdir().unwrap();

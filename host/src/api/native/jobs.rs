@@ -376,7 +376,34 @@ pub async fn logs(
         }
         _ => logs.read_from(&job.id, 0)?,
     };
-    let follow = q.follow;
+    // a job another replica ran (or runs): its log is attached to its run when it ends
+    let elsewhere = job
+        .owner
+        .as_deref()
+        .is_some_and(|o| o != st.svc.store.replica());
+    let head = if head.is_empty() && elsewhere {
+        match (&job.run_id, job.state.is_terminal()) {
+            (Some(run), true) => match st.svc.open_artifact(&ws, run.as_str(), "logs/job.log").await {
+                Ok((_, mut r)) => tokio::task::spawn_blocking(move || {
+                    let mut b = Vec::new();
+                    std::io::Read::read_to_end(&mut r, &mut b).map(|_| b)
+                })
+                .await
+                .map_err(|e| DomainError::Internal(e.to_string()))?
+                .map_err(|e| DomainError::Internal(e.to_string()))?,
+                Err(_) => head,
+            },
+            _ => format!(
+                "job {} runs on replica {}: its live log is served there (and attached to its run as logs/job.log when it ends)\n",
+                job.id,
+                job.owner.as_deref().unwrap_or("?")
+            )
+            .into_bytes(),
+        }
+    } else {
+        head
+    };
+    let follow = q.follow && !elsewhere;
     let text = |b: Body| {
         Response::builder()
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
