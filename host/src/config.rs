@@ -82,7 +82,7 @@ pub struct ServeArgs {
     pub no_scheduler: bool,
     /// This host's name among replicas sharing one PostgreSQL (it owns the leases of the jobs it
     /// runs; a host restarted under the same name takes its own jobs back at once). Default:
-    /// `HOSTNAME:PORT`.
+    /// `HOSTNAME:PORT` (`HOSTNAME-PID` on a port picked at start).
     #[arg(long, env = "ATRIUM_REPLICA")]
     pub replica: Option<String>,
 }
@@ -188,7 +188,11 @@ impl ServeConfig {
             .replica
             .or(file.replica)
             .filter(|r| !r.trim().is_empty())
-            .unwrap_or_else(|| format!("{}:{}", hostname(), listen.port()));
+            .unwrap_or_else(|| match listen.port() {
+                // a port picked at start: not a name a restart would find again
+                0 => format!("{}-{}", hostname(), std::process::id()),
+                port => format!("{}:{port}", hostname()),
+            });
         Ok(Self {
             data_dir,
             listen,

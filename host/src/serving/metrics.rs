@@ -354,7 +354,7 @@ mod tests {
         assert_eq!(snap.p50_ms_at_most, Some(1.0));
         let text = m.prometheus();
         assert!(text.contains(
-            "atrium_endpoint_requests_total{workspace=\"default\",endpoint=\"iris\",deployment=\"blue\",status=\"200\"} 4"
+            "atrium_endpoint_requests_total{workspace=\"default\",endpoint=\"iris\",deployment=\"blue\",replica=\"\",status=\"200\"} 4"
         ), "{text}");
         assert!(text.contains("le=\"0.001\"} 3"), "{text}");
         assert!(text.contains("le=\"+Inf\"} 5"), "{text}");
