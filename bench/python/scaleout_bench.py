@@ -4,8 +4,9 @@ datastore against boto3 straight to the same SeaweedFS. In one script, on one ma
 - ingest: the same client load (P processes, each logging B batches of 100 metrics to its own
   run, with an Idempotency-Key per batch) through one replica, then spread over two;
 - artifacts: a file uploaded and downloaded through Atrium (an S3 default datastore on the
-  built-in storage-s3 plugin) and through boto3 (upload_file / download_file, its default
-  multipart transfer) to the same bucket;
+  built-in storage-s3 plugin: a streamed PUT, a streamed GET hashed as it arrives) and through
+  boto3 to the same bucket (upload_file, its default multipart transfer with 10 threads;
+  get_object streamed and hashed the same way); best of 3;
 - endpoint: requests/s of one iris deployment under wrk through one replica, then through two
   (two wrk processes, half the connections each, summed).
 
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 
 from dispatch_bench import call, free_port
 
@@ -112,7 +114,7 @@ def ingest_client(args):
             raise RuntimeError(f"{path}: {r.status} {data[:200]}")
         return json.loads(data or b"{}")
 
-    exp = post(idx, "/api/2.0/mlflow/experiments/create", {"name": f"ingest-{idx}-{time.time()}"})
+    exp = post(idx, "/api/2.0/mlflow/experiments/create", {"name": f"ingest-{idx}-{uuid.uuid4().hex}"})
     run = post(idx, "/api/2.0/mlflow/runs/create",
                {"experiment_id": exp["experiment_id"], "start_time": 1})["run"]["info"]["run_id"]
     for b in range(batches):
@@ -213,9 +215,9 @@ def artifacts(binary, sizes, env):
                 s3.upload_file(path, bucket, f"direct/{mib}-{rep}.bin")
                 times.setdefault("boto3_up", []).append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                got = os.path.join(tmp, "got.bin")
-                s3.download_file(bucket, f"direct/{mib}-{rep}.bin", got)
-                h = hashlib.sha256(open(got, "rb").read())
+                h = hashlib.sha256()
+                for chunk in s3.get_object(Bucket=bucket, Key=f"direct/{mib}-{rep}.bin")["Body"].iter_chunks(1 << 20):
+                    h.update(chunk)
                 times.setdefault("boto3_down", []).append(time.perf_counter() - t0)
                 assert h.hexdigest() == digest
             best = {k: min(v) for k, v in times.items()}
