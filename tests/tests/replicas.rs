@@ -632,3 +632,47 @@ fn a_database_outage_fails_requests_cleanly_and_the_host_reconnects() {
     assert_eq!(steps.len(), batches * 10);
     drop(db);
 }
+
+/// Garbage collection on one replica spares blobs another replica is making visible (marked
+/// pending before they appear, for an hour at most): a blob uploaded through b whose run is
+/// purged at once is left alone by a's GC and freed by b's, which holds its uploads off itself.
+#[test]
+fn gc_on_one_replica_spares_blobs_another_is_uploading() {
+    let p = Pair::start("1");
+    let (ha, hb) = (p.http(0), p.http(1));
+    let exp = hb
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            json!({ "name": "gc" }),
+        )
+        .ok()["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = hb
+        .post(
+            "/api/2.0/mlflow/runs/create",
+            json!({ "experiment_id": exp, "start_time": 1 }),
+        )
+        .ok()["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = hb.raw(
+        "PUT",
+        &format!("{WS}/runs/{run}/artifacts/blob.bin"),
+        Some(b"bytes b is making visible".to_vec()),
+    );
+    assert!(r.status < 300, "{}", r.json);
+    hb.post("/api/2.0/mlflow/runs/delete", json!({ "run_id": run }))
+        .ok();
+    let gc_a = ha.post("/api/v1/gc", json!({})).ok();
+    assert_eq!(gc_a["runs_purged"], 1, "{gc_a}");
+    assert_eq!(
+        gc_a["blobs_deleted"], 0,
+        "a spares b's pending blob: {gc_a}"
+    );
+    let gc_b = hb.post("/api/v1/gc", json!({})).ok();
+    assert_eq!(gc_b["blobs_deleted"], 1, "b frees its own: {gc_b}");
+    drop(p.db);
+}

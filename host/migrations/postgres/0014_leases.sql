@@ -18,3 +18,12 @@ CREATE TABLE component_files (
     bytes BYTEA NOT NULL,
     created_at BIGINT NOT NULL
 );
+-- Blobs about to become visible in a datastore, by the replica writing them: garbage collection
+-- on another replica leaves them alone (for an hour) until something references them.
+CREATE TABLE pending_blobs (
+    datastore_id BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (datastore_id, digest, replica)
+);

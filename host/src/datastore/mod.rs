@@ -60,6 +60,9 @@ pub struct BlobMeta {
 pub trait BlobWriter: Send {
     /// Appends bytes.
     fn write(&mut self, chunk: &[u8]) -> Result<(), DatastoreError>;
+    /// The sha256 (lower-case hex) of the bytes written so far: the blob's digest once
+    /// finished.
+    fn digest(&self) -> String;
     /// Hashes, makes the blob durable and visible; identical content is stored once.
     fn finish(self: Box<Self>) -> Result<BlobMeta, DatastoreError>;
 }

@@ -150,6 +150,10 @@ struct PluginWriter {
 }
 
 impl BlobWriter for PluginWriter {
+    fn digest(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
     fn write(&mut self, chunk: &[u8]) -> Result<(), DatastoreError> {
         let (Some(live), Some(handle)) = (self.live.as_mut(), self.handle) else {
             return Err(DatastoreError::Plugin("the upload already failed".into()));

@@ -179,9 +179,7 @@ impl Service {
         // Finish and reference under the GC read lock so a concurrent GC cannot free the blob
         // between it becoming visible and the row pointing at it.
         let _guard = self.gc_lock.read().await;
-        let meta = tokio::task::spawn_blocking(move || writer.finish())
-            .await
-            .map_err(task_err)??;
+        let meta = self.finish_blob(ds.id, writer).await?;
         let row = ArtifactRow {
             path: path.to_string(),
             datastore_id: ds.id,

@@ -64,15 +64,16 @@ impl Service {
     ) -> DomainResult<(BlobMeta, tokio::sync::RwLockReadGuard<'_, ()>)> {
         let backend = self.backend(ds).await?;
         let guard = self.gc_lock.read().await;
-        let meta = tokio::task::spawn_blocking(move || {
+        let writer = tokio::task::spawn_blocking(move || {
             let mut w = backend.writer()?;
             for chunk in bytes.chunks(1 << 20) {
                 w.write(chunk)?;
             }
-            w.finish()
+            Ok::<_, DatastoreError>(w)
         })
         .await
         .map_err(task_err)??;
+        let meta = self.finish_blob(ds.id, writer).await?;
         Ok((meta, guard))
     }
 

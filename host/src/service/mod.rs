@@ -41,6 +41,10 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
+/// How long a blob another replica marked pending is spared by garbage collection (its upload
+/// references it long before; a mark this old is of an upload that was lost).
+const PENDING_BLOB_GRACE_MS: i64 = 3_600_000;
+
 /// How long a workspace lookup is reused.
 const WORKSPACE_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -79,6 +83,23 @@ impl Service {
             builtins,
             vault,
         }
+    }
+
+    /// Finishes a blob written to datastore `ds_id`, first marking it pending on PostgreSQL
+    /// (replicas share the datastore: their garbage collection must spare it until the
+    /// caller references it). Called under the GC read lock.
+    pub(crate) async fn finish_blob(
+        &self,
+        ds_id: i64,
+        writer: Box<dyn crate::datastore::BlobWriter>,
+    ) -> DomainResult<crate::datastore::BlobMeta> {
+        if self.store.dialect() == crate::store::Dialect::Postgres {
+            let digest = writer.digest();
+            self.store.mark_pending_blob(ds_id, &digest).await?;
+        }
+        Ok(tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(|e| DomainError::Internal(format!("upload task: {e}")))??)
     }
 
     /// Follows the changes replicas announce: a secret set or deleted through any replica
@@ -311,11 +332,21 @@ impl Service {
             referenced.extend(self.store.model_file_digests(ds.id).await?);
             referenced.extend(self.store.pipeline_digests().await?);
             let backend = self.backend(&ds).await?;
+            let lister = backend.clone();
+            let listed = tokio::task::spawn_blocking(move || lister.digests())
+                .await
+                .map_err(|e| DomainError::Internal(format!("gc task: {e}")))??;
+            // read after the listing: a blob another replica made visible before it was listed
+            // was marked pending before that (uploads on this host are held off by the lock)
+            let pending = self
+                .store
+                .pending_blobs_of_others(ds.id, now_millis() - PENDING_BLOB_GRACE_MS)
+                .await?;
             let (blobs, bytes) = tokio::task::spawn_blocking(move || {
                 let mut blobs = 0;
                 let mut bytes = 0;
-                for d in backend.digests()? {
-                    if !referenced.contains(&d) {
+                for d in listed {
+                    if !referenced.contains(&d) && !pending.contains(&d) {
                         bytes += backend.delete(&d)?;
                         blobs += 1;
                     }

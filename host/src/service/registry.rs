@@ -360,9 +360,7 @@ impl Service {
         } else {
             self.stream_blob(up.backend.clone(), body, &path).await?
         };
-        let BlobMeta { digest, size } = tokio::task::spawn_blocking(move || writer.finish())
-            .await
-            .map_err(task_err)??;
+        let BlobMeta { digest, size } = self.finish_blob(up.ds.id, writer).await?;
         up.rows.push(ArtifactRow {
             path,
             datastore_id: up.ds.id,

@@ -158,6 +158,48 @@ impl Store {
         Ok(())
     }
 
+    /// Records that this replica is about to make blob `digest` visible in a datastore (before
+    /// it does), so that garbage collection on other replicas spares it until it is referenced.
+    pub async fn mark_pending_blob(&self, datastore_id: i64, digest: &str) -> DomainResult<()> {
+        with_db!(self, write, |p| {
+            sqlx::query(
+                "INSERT INTO pending_blobs (datastore_id, digest, replica, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (datastore_id, digest, replica) DO UPDATE SET created_at = excluded.created_at",
+            )
+            .bind(datastore_id)
+            .bind(digest)
+            .bind(&self.replica)
+            .bind(now_millis())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Blobs of a datastore other replicas marked pending since `since` (this replica's own are
+    /// covered by its GC lock); older marks, of uploads long finished or lost, are dropped.
+    pub async fn pending_blobs_of_others(
+        &self,
+        datastore_id: i64,
+        since: Millis,
+    ) -> DomainResult<std::collections::HashSet<String>> {
+        with_db!(self, write, |p| {
+            sqlx::query("DELETE FROM pending_blobs WHERE created_at < $1")
+                .bind(since)
+                .execute(p)
+                .await?;
+            let rows = sqlx::query(
+                "SELECT digest FROM pending_blobs WHERE datastore_id = $1 AND replica <> $2",
+            )
+            .bind(datastore_id)
+            .bind(&self.replica)
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(|r| r.text("digest")).collect()
+        })
+    }
+
     /// Keeps an uploaded component's bytes (once per digest), for replicas that lack its file.
     pub async fn put_component_file(&self, digest: &str, bytes: &[u8]) -> DomainResult<()> {
         with_db!(self, write, |p| {
