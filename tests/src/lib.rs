@@ -795,6 +795,27 @@ pub fn wait_job_states(h: &Http, id: &str, secs: u64) -> (Value, Vec<String>) {
     }
 }
 
+/// A run (MLflow API) in a new experiment named `exp`; its id.
+pub fn new_run(h: &Http, exp: &str) -> String {
+    let e = h
+        .post(
+            "/api/2.0/mlflow/experiments/create",
+            serde_json::json!({ "name": exp }),
+        )
+        .ok()["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    h.post(
+        "/api/2.0/mlflow/runs/create",
+        serde_json::json!({ "experiment_id": e, "start_time": 1 }),
+    )
+    .ok()["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// The SeaweedFS that `scripts/engines/seaweedfs.sh start DIR` started (scripts/test.sh does):
 /// its `DIR/env` (S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, ...).
 pub fn s3_env() -> std::collections::BTreeMap<String, String> {

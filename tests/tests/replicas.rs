@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use atrium_tests::{
-    Http, Server, dataset, drop_pg_database, fresh_pg_database, plugin_wasm, s3_bucket,
+    Http, Server, dataset, drop_pg_database, fresh_pg_database, new_run, plugin_wasm, s3_bucket,
     s3_datastore, train_iris,
 };
 use serde_json::{Value, json};
@@ -263,24 +263,7 @@ fn jobs_move_to_a_live_replica_and_cancel_reaches_any() {
 fn ingest_retried_on_another_replica_is_stored_once() {
     let mut p = Pair::start("1");
     let h0 = p.http(0);
-    let exp = h0
-        .post(
-            "/api/2.0/mlflow/experiments/create",
-            json!({ "name": "ingest" }),
-        )
-        .ok()["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let run = h0
-        .post(
-            "/api/2.0/mlflow/runs/create",
-            json!({ "experiment_id": exp, "start_time": 1 }),
-        )
-        .ok()["run"]["info"]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = new_run(&h0, "ingest");
     let urls: Vec<String> = p.servers.iter().map(|s| s.url.clone()).collect();
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -425,24 +408,7 @@ fn changes_through_one_replica_reach_the_other_within_a_second() {
     );
     // a secret replaced through a: b's datastore uses the new value within a second (a wrong
     // key makes b's uploads fail, the right one makes them work again)
-    let exp = hb
-        .post(
-            "/api/2.0/mlflow/experiments/create",
-            json!({ "name": "rotation" }),
-        )
-        .ok()["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = hb
-        .post(
-            "/api/2.0/mlflow/runs/create",
-            json!({ "experiment_id": exp, "start_time": 1 }),
-        )
-        .ok()["run"]["info"]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let r = new_run(&hb, "rotation");
     let mut n = 0;
     let mut upload = || {
         n += 1;
@@ -533,24 +499,7 @@ fn a_database_outage_fails_requests_cleanly_and_the_host_reconnects() {
         &["--job-slots", "1", "--threads-per-slot", "1"],
     );
     let h = s.http();
-    let exp = h
-        .post(
-            "/api/2.0/mlflow/experiments/create",
-            json!({ "name": "outage" }),
-        )
-        .ok()["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let run = h
-        .post(
-            "/api/2.0/mlflow/runs/create",
-            json!({ "experiment_id": exp, "start_time": 1 }),
-        )
-        .ok()["run"]["info"]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = new_run(&h, "outage");
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -640,24 +589,7 @@ fn a_database_outage_fails_requests_cleanly_and_the_host_reconnects() {
 fn gc_on_one_replica_spares_blobs_another_is_uploading() {
     let p = Pair::start("1");
     let (ha, hb) = (p.http(0), p.http(1));
-    let exp = hb
-        .post(
-            "/api/2.0/mlflow/experiments/create",
-            json!({ "name": "gc" }),
-        )
-        .ok()["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let run = hb
-        .post(
-            "/api/2.0/mlflow/runs/create",
-            json!({ "experiment_id": exp, "start_time": 1 }),
-        )
-        .ok()["run"]["info"]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = new_run(&hb, "gc");
     let r = hb.raw(
         "PUT",
         &format!("{WS}/runs/{run}/artifacts/blob.bin"),

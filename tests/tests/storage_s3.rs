@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use atrium_tests::{Backend, Gate, Http, Server, s3_bucket, s3_datastore, s3_env, s3_keys};
+use atrium_tests::{
+    Backend, Gate, Http, Server, new_run, s3_bucket, s3_datastore, s3_env, s3_keys,
+};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -31,24 +33,6 @@ fn hex(b: &[u8]) -> String {
         .iter()
         .map(|x| format!("{x:02x}"))
         .collect()
-}
-
-/// A run in a new experiment.
-fn run(h: &Http, exp: &str) -> String {
-    let e = h
-        .post("/api/2.0/mlflow/experiments/create", json!({ "name": exp }))
-        .ok()["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    h.post(
-        "/api/2.0/mlflow/runs/create",
-        json!({ "experiment_id": e, "start_time": 1 }),
-    )
-    .ok()["run"]["info"]["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn put(h: &Http, run: &str, path: &str, body: Vec<u8>) -> atrium_tests::Resp {
@@ -84,7 +68,7 @@ fn artifacts_round_trip_through_s3_with_ranged_reads() {
         listed["datastores"][0]["name"], "s3",
         "the default is listed first"
     );
-    let r = run(&h, "s3-artifacts");
+    let r = new_run(&h, "s3-artifacts");
     for (i, size) in [MIB, 9 * MIB, 256 * MIB].into_iter().enumerate() {
         let data = content(size, i as u32 + 1);
         let digest = hex(&data);
@@ -131,7 +115,7 @@ fn listing_pages_past_1000_objects() {
     let h = s.http();
     let bucket = s3_bucket("listing");
     s3_datastore(&h, "s3", &bucket, None, true).ok();
-    let r = run(&h, "many");
+    let r = new_run(&h, "many");
     let n = 1050;
     let client = reqwest::blocking::Client::new();
     for i in 0..n {
@@ -254,7 +238,7 @@ fn the_store_away_for_ten_seconds_fails_uploads_cleanly() {
         true,
     )
     .ok();
-    let r = run(&h, "outage");
+    let r = new_run(&h, "outage");
     assert!(put(&h, &r, "before.bin", content(2 * MIB, 1)).status < 300);
     // an upload of 96 MiB under way when the store goes away
     let big = content(96 * MIB, 2);
