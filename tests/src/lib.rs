@@ -970,3 +970,40 @@ impl Gate {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A TCP load balancer on loopback: each new connection goes to the next of `targets` that
+/// accepts it (round robin, skipping those that refuse: a killed host).
+pub struct Balancer {
+    /// `127.0.0.1:PORT` of the balancer.
+    pub addr: String,
+}
+
+impl Balancer {
+    /// A balancer over `targets` (`host:port` each).
+    pub fn new(targets: Vec<String>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut next = 0usize;
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let server = (0..targets.len()).find_map(|i| {
+                    let t = &targets[(next + i) % targets.len()];
+                    std::net::TcpStream::connect(t).ok()
+                });
+                next = next.wrapping_add(1);
+                let Some(server) = server else { continue };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Self { addr }
+    }
+}

@@ -608,3 +608,94 @@ fn gc_on_one_replica_spares_blobs_another_is_uploading() {
     assert_eq!(gc_b["blobs_deleted"], 1, "b frees its own: {gc_b}");
     drop(p.db);
 }
+
+/// The real mlflow client logging through a load balancer in front of two replicas, one
+/// killed with SIGKILL mid-ingest: the client's own retries land on the other replica, and
+/// every batch it logged is stored exactly once (on PostgreSQL a batch without a key is keyed
+/// by its content).
+#[test]
+fn the_mlflow_client_logs_through_a_replica_kill() {
+    let mut p = Pair::start("1");
+    let lb = atrium_tests::Balancer::new(
+        p.servers
+            .iter()
+            .map(|s| {
+                s.url
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string()
+            })
+            .collect(),
+    );
+    let batches = 400;
+    let script = format!(
+        r#"
+import sys
+from mlflow.tracking import MlflowClient
+from mlflow.entities import Metric
+c = MlflowClient()
+exp = c.create_experiment("through-a-kill")
+run = c.create_run(exp).info.run_id
+print("run", run, flush=True)
+for b in range({batches}):
+    c.log_batch(run, metrics=[Metric("loss", float(b * 10 + j), 1000 + b, b * 10 + j) for j in range(10)])
+    if b == {half}:
+        print("half", flush=True)
+        sys.stdin.readline()
+print("done", flush=True)
+"#,
+        half = batches / 3
+    );
+    let mut child = std::process::Command::new(atrium_tests::python())
+        .arg("-c")
+        .arg(script)
+        .env("MLFLOW_TRACKING_URI", format!("http://{}", lb.addr))
+        .env("MLFLOW_TRACKING_TOKEN", &p.token)
+        .env("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        .env("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "8")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let Some(run) = line.trim().strip_prefix("run ").map(str::to_string) else {
+        let _ = child.wait();
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        panic!("the client printed {line:?}:\n{err}");
+    };
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "half");
+    // the client goes on logging while one replica dies
+    child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    p.servers[0].kill9();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success() && rest.contains("done"), "{rest}\n{err}");
+    let hist = p
+        .http(1)
+        .get(&format!(
+            "/api/2.0/mlflow/metrics/get-history?run_id={run}&metric_key=loss&max_results=25000"
+        ))
+        .ok();
+    let mut steps: Vec<i64> = hist["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps.len(), batches * 10, "every batch once");
+    steps.sort();
+    steps.dedup();
+    assert_eq!(steps.len(), batches * 10, "no step twice");
+    drop(p.db);
+}

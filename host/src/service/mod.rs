@@ -45,6 +45,9 @@ pub struct GcReport {
 /// references it long before; a mark this old is of an upload that was lost).
 const PENDING_BLOB_GRACE_MS: i64 = 3_600_000;
 
+/// How long a logged batch's mark (its `Idempotency-Key` or content) is kept.
+const BATCH_KEY_TTL_MS: i64 = 86_400_000;
+
 /// How long a workspace lookup is reused.
 const WORKSPACE_CACHE_TTL: Duration = Duration::from_secs(5);
 
@@ -358,6 +361,10 @@ impl Service {
             report.blobs_deleted += blobs;
             report.bytes_freed += bytes;
         }
+        // batch marks only guard against retries, which come within seconds
+        self.store
+            .expire_batch_keys(now_millis() - BATCH_KEY_TTL_MS)
+            .await?;
         tracing::info!(?report, "garbage collection done");
         Ok(report)
     }

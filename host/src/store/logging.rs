@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::rows::{RowExt, stored_value};
 use super::sql::{Bind, bind_all, inserts};
-use super::{Dialect, Store};
+use super::{Dialect, Store, with_db};
 use crate::workspace::metric::encode_chunk;
 use crate::workspace::{DomainError, DomainResult, LifecycleStage, Metric, MetricPoint, validate};
 
@@ -20,6 +20,31 @@ pub struct LogBatch {
 }
 
 impl LogBatch {
+    /// A digest of the batch's content (every metric point, param and tag, in order): two
+    /// sends of the same batch have the same one.
+    pub fn content_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for m in &self.metrics {
+            h.update(b"m");
+            h.update((m.key.len() as u64).to_le_bytes());
+            h.update(m.key.as_bytes());
+            h.update(m.point.value.to_bits().to_le_bytes());
+            h.update(m.point.timestamp.to_le_bytes());
+            h.update(m.point.step.to_le_bytes());
+        }
+        for (tag, kv) in [(b"p", &self.params), (b"t", &self.tags)] {
+            for (k, v) in kv {
+                h.update(tag);
+                h.update((k.len() as u64).to_le_bytes());
+                h.update(k.as_bytes());
+                h.update((v.len() as u64).to_le_bytes());
+                h.update(v.as_bytes());
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
     /// Checks keys, values and sizes; duplicate params with different values are refused.
     pub fn validate(&self, enforce_batch_limits: bool) -> DomainResult<()> {
         if enforce_batch_limits {
@@ -261,6 +286,18 @@ pub enum BatchMark<'a> {
 }
 
 impl Store {
+    /// Forgets the marks of batches logged before `before` (a retry comes within seconds).
+    pub async fn expire_batch_keys(&self, before: crate::workspace::Millis) -> DomainResult<u64> {
+        let n = with_db!(self, write, |p| {
+            sqlx::query("DELETE FROM batch_keys WHERE created_at < $1")
+                .bind(before)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
+
     /// Logs batch `batch` to its run once: the batch's mark is recorded in the same
     /// transaction, so a retried batch (a worker's, or a client's that retries on another
     /// replica after a lost answer) stores nothing again. Returns whether it was stored now
@@ -314,5 +351,39 @@ impl Store {
                 once!(Dialect::Postgres, tx)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(step: i64) -> LogBatch {
+        LogBatch {
+            metrics: vec![Metric {
+                key: "loss".into(),
+                point: MetricPoint {
+                    value: 0.5,
+                    timestamp: 1000,
+                    step,
+                },
+            }],
+            params: vec![("lr".into(), "0.1".into())],
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn content_keys_match_only_identical_batches() {
+        assert_eq!(batch(1).content_key(), batch(1).content_key());
+        assert_ne!(batch(1).content_key(), batch(2).content_key());
+        let mut moved = batch(1);
+        moved.tags = moved.params.clone();
+        moved.params.clear();
+        assert_ne!(
+            moved.content_key(),
+            batch(1).content_key(),
+            "a param is not a tag"
+        );
     }
 }

@@ -329,6 +329,18 @@ async fn log_keyed(
         crate::workspace::logged_model::check_model_id(id)?;
         st.svc.store.logged_model(ws_id, id, false).await?;
     }
+    // replicas on PostgreSQL: a batch without a key is keyed by its content, so a client that
+    // resends it after a lost answer (on the other replica) does not store it twice; an
+    // identical batch logged again stores nothing, as MLflow stores identical points once
+    let content;
+    let key = match key {
+        Some(k) => Some(k),
+        None if st.svc.store.dialect() == crate::store::Dialect::Postgres => {
+            content = format!("content:{}", batch.content_key());
+            Some(content.as_str())
+        }
+        None => None,
+    };
     let fresh = match key {
         Some(k) => {
             st.svc
