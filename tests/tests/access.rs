@@ -67,6 +67,8 @@ fn reads_by_post(path: &str) -> bool {
         || path.ends_with("/search-datasets")
         // a pipeline's plan computes cache keys and starts nothing
         || path.ends_with("/plan")
+        // scoring rows with a model version stores nothing
+        || path.ends_with("/models/{name}/versions/{version}/predict")
 }
 
 /// Fills a path template: `{ws}` with the workspace, every other parameter with a name that

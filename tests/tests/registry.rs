@@ -340,3 +340,298 @@ fn registry_on_sqlite() {
 fn registry_on_postgres() {
     scenario(Backend::Postgres);
 }
+
+/// Asserts two `{"predictions", "probabilities"}` answers agree: the same predictions, and
+/// probabilities equal as f32.
+fn assert_same_scores(a: &Value, b: &Value) {
+    assert_eq!(a["predictions"], b["predictions"], "predictions differ");
+    let (pa, pb) = (
+        a["probabilities"].as_array().unwrap(),
+        b["probabilities"].as_array().unwrap(),
+    );
+    assert_eq!(pa.len(), pb.len());
+    for (i, (x, y)) in pa.iter().zip(pb).enumerate() {
+        let f32s = |v: &Value| -> Vec<(String, f32)> {
+            v.as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, p)| (k.clone(), p.as_f64().unwrap() as f32))
+                .collect()
+        };
+        assert_eq!(f32s(x), f32s(y), "row {i}: {x} vs {y}");
+    }
+}
+
+/// POSTs rows to `.../models/{name}/versions/{v}/predict` as `h`.
+fn predict(h: &Http, name: &str, v: &str, body: Value) -> atrium_tests::Resp {
+    h.post(&format!("{WS}/models/{name}/versions/{v}/predict"), body)
+}
+
+/// Creates a user with a token (and a role on `default`, if given); returns its client.
+fn user(s: &Server, name: &str, role: Option<&str>) -> Http {
+    let admin = s.http();
+    admin.post("/api/v1/users", json!({ "name": name })).ok();
+    if let Some(role) = role {
+        admin
+            .put(&format!("{WS}/roles/{name}"), json!({ "role": role }))
+            .ok();
+    }
+    let token = admin.post("/api/v1/tokens", json!({ "user": name })).ok()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.http_as(Some(&token))
+}
+
+#[test]
+fn a_model_version_scores_rows_through_the_server() {
+    let s = Server::start(Backend::Sqlite);
+    let h = s.http();
+    let (run, _) = train(&h);
+    let v1 = cli_json(
+        &s,
+        &[
+            "model", "register", "--run", &run, "--name", "iris-clf", "--alias", "champion",
+        ],
+    );
+    assert_eq!(v1["version"], 1, "{v1}");
+
+    // the iris rows: features as JSON numbers, the targets aside
+    let text = String::from_utf8(dataset("iris.csv")).unwrap();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let target = header.iter().position(|c| *c == "target").unwrap();
+    let features: Vec<&str> = header.iter().copied().filter(|c| *c != "target").collect();
+    let mut data = Vec::new();
+    let mut targets = Vec::new();
+    for l in lines {
+        let cells: Vec<&str> = l.split(',').collect();
+        targets.push(cells[target].to_string());
+        data.push(
+            cells
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != target)
+                .map(|(_, c)| c.parse::<f64>().map(Value::from).unwrap())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(data.len(), 150);
+
+    // dataframe_split through the alias
+    let split = predict(
+        &h,
+        "iris-clf",
+        "@champion",
+        json!({ "dataframe_split": { "columns": features, "data": data } }),
+    )
+    .ok();
+    let preds = split["predictions"].as_array().unwrap();
+    let probs = split["probabilities"].as_array().unwrap();
+    assert_eq!((preds.len(), probs.len()), (150, 150), "{split}");
+    for p in probs {
+        let sum: f64 = p
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}: {p}");
+        assert_eq!(p.as_object().unwrap().len(), 3, "{p}");
+    }
+    let right = preds
+        .iter()
+        .zip(&targets)
+        .filter(|(p, t)| p.as_str() == Some(t.as_str()))
+        .count();
+    assert!(right as f64 / 150.0 > 0.6, "{right} of 150 right: {split}");
+
+    // the same answer as the CLI's local predict, and as dataframe_records through `latest`
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("iris.csv");
+    std::fs::write(&csv, dataset("iris.csv")).unwrap();
+    let local = cli_json(
+        &s,
+        &[
+            "model",
+            "predict",
+            "--model",
+            "models:/iris-clf@champion",
+            "--file",
+            csv.to_str().unwrap(),
+        ],
+    );
+    // (the CLI prints each f32 probability widened to f64; the server its shortest f32 form)
+    assert_same_scores(&split, &local);
+    let records: Vec<Value> = data
+        .iter()
+        .map(|row| {
+            features
+                .iter()
+                .zip(row)
+                .map(|(c, v)| (c.to_string(), v.clone()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect();
+    let by_records = predict(
+        &h,
+        "iris-clf",
+        "latest",
+        json!({ "dataframe_records": records }),
+    )
+    .ok();
+    assert_eq!(by_records, split);
+    // numbers as strings, a pandas index, and a CSV body score the same
+    let first = predict(
+        &h,
+        "iris-clf",
+        "1",
+        json!({ "dataframe_split": {
+            "columns": features,
+            "data": [["5.1", "3.5", "1.4", "0.2"]],
+            "index": [0],
+        } }),
+    )
+    .ok();
+    assert_eq!(first["predictions"][0], split["predictions"][0], "{first}");
+    assert_eq!(first["probabilities"][0], split["probabilities"][0]);
+    let r = h
+        .request(
+            reqwest::Method::POST,
+            &format!("{WS}/models/iris-clf/versions/1/predict"),
+        )
+        .header("content-type", "text/csv")
+        .body(dataset("iris.csv"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let from_csv: Value = r.json().unwrap();
+    assert_eq!(from_csv, split);
+    let none = predict(&h, "iris-clf", "1", json!({ "dataframe_records": [] })).ok();
+    assert_eq!(none, json!({ "predictions": [], "probabilities": [] }));
+
+    // precise errors
+    let before = model(&h, "iris-clf");
+    let one = |row: Value| json!({ "dataframe_records": [row] });
+    let row =
+        json!({ "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2 });
+    for (v, name) in [("9", "iris-clf"), ("@ghost", "iris-clf"), ("1", "nope")] {
+        let r = predict(&h, name, v, one(row.clone()));
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "RESOURCE_DOES_NOT_EXIST"),
+            "{v}: {}",
+            r.json
+        );
+    }
+    assert!(
+        predict(&h, "iris-clf", "9", one(row.clone()))
+            .message()
+            .contains("iris-clf/9")
+    );
+    let r = predict(&h, "iris-clf", "v1", one(row.clone()));
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER_VALUE"));
+    assert!(r.message().contains("'v1'"), "{}", r.message());
+    let mut partial = row.clone();
+    partial.as_object_mut().unwrap().remove("petal_width");
+    let r = predict(&h, "iris-clf", "1", one(partial));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER_VALUE"),
+        "{}",
+        r.json
+    );
+    assert!(r.message().contains("petal_width"), "{}", r.message());
+    let mut missing = row.clone();
+    missing["petal_width"] = Value::Null;
+    let r = predict(&h, "iris-clf", "1", one(missing));
+    assert_eq!(r.status, 400, "null is a missing value: {}", r.json);
+    assert!(r.message().contains("petal_width"), "{}", r.message());
+    let mut bad = row.clone();
+    bad["sepal_length"] = json!("tall");
+    let r = predict(&h, "iris-clf", "1", one(bad));
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(
+        r.message().contains("sepal_length") && r.message().contains("tall"),
+        "{}",
+        r.message()
+    );
+    let mut nested = row.clone();
+    nested["sepal_length"] = json!([5.1]);
+    let r = predict(&h, "iris-clf", "1", one(nested));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER_VALUE"),
+        "{}",
+        r.json
+    );
+    let r = predict(&h, "iris-clf", "1", json!({ "dataframe_recrods": [row] }));
+    assert_eq!((r.status, r.code()), (400, "INVALID_PARAMETER_VALUE"));
+    assert!(
+        r.message().contains("dataframe_recrods") && r.message().contains("dataframe_records"),
+        "{}",
+        r.message()
+    );
+    for body in [
+        json!({}),
+        json!({ "dataframe_records": [row], "dataframe_split": { "columns": [], "data": [] } }),
+    ] {
+        let r = predict(&h, "iris-clf", "1", body);
+        assert_eq!(r.status, 400, "{}", r.json);
+        assert!(r.message().contains("dataframe_split"), "{}", r.message());
+    }
+    let r = predict(
+        &h,
+        "iris-clf",
+        "1",
+        json!({ "dataframe_split": { "columns": ["sepal_length"], "data": [[1.0, 2.0]] } }),
+    );
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(r.message().contains("data[0]"), "{}", r.message());
+    let many = vec![json!({}); 100_001];
+    let r = predict(&h, "iris-clf", "1", json!({ "dataframe_records": many }));
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(r.message().contains("100000"), "{}", r.message());
+    // a version without an Atrium model (an uploaded sklearn model)
+    let sk = tempfile::tempdir().unwrap();
+    std::fs::write(sk.path().join("MLmodel"), b"flavors:\n  sklearn: {}\n").unwrap();
+    std::fs::write(sk.path().join("model.pkl"), b"not a pickle").unwrap();
+    let up = cli_json(
+        &s,
+        &[
+            "model",
+            "register",
+            "--dir",
+            sk.path().to_str().unwrap(),
+            "--name",
+            "skl",
+        ],
+    );
+    assert_eq!(up["version"], 1, "{up}");
+    let r = predict(&h, "skl", "latest", one(row.clone()));
+    assert_eq!(
+        (r.status, r.code()),
+        (400, "INVALID_PARAMETER_VALUE"),
+        "{}",
+        r.json
+    );
+    assert!(
+        r.message().contains("no Atrium model") && r.message().contains("model.json"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(model(&h, "iris-clf"), before, "scoring changed the model");
+
+    // a Reader may score; a token without a role on the workspace sees no workspace
+    let reader = user(&s, "rita", Some("Reader"));
+    let r = predict(&reader, "iris-clf", "@champion", one(row.clone()));
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["predictions"][0], split["predictions"][0]);
+    let stranger = user(&s, "sam", None);
+    let r = predict(&stranger, "iris-clf", "@champion", one(row.clone()));
+    assert_eq!(r.status, 404, "{}", r.json);
+    assert!(r.message().contains("no role on it"), "{}", r.message());
+    let r = predict(&s.http_as(None), "iris-clf", "@champion", one(row));
+    assert_eq!((r.status, r.code()), (401, "UNAUTHENTICATED"));
+}

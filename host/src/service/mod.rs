@@ -21,7 +21,9 @@ pub use datasets::{MAX_DATASET_BYTES, check_name as check_dataset_name};
 pub use environments::{
     EnvironmentVersion, check_environment_name, inline_definition, parse_environment_ref,
 };
-pub use registry::{ModelUpload, RegisterRequest};
+pub use registry::{
+    MAX_PREDICT_ROWS, ModelUpload, RegisterRequest, VersionPredictions, check_predict_rows,
+};
 
 use crate::datastore::{Datastores, PluginDatastore};
 use crate::plugins::Grants;

@@ -5,12 +5,14 @@
 //! garbage collection keeps every blob a version references, so a version keeps serving its
 //! files after its source run is deleted and purged.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use super::Service;
 use crate::datastore::BlobMeta;
 use crate::store::{ArtifactRow, NewModelVersion};
+use crate::train::spec::Task;
+use crate::train::{Prediction, TrainedModel};
 use crate::workspace::registry::{
     ModelRef, ModelVersion, Selector, check_alias, check_description, check_model_name,
 };
@@ -53,6 +55,28 @@ pub struct ModelUpload<'a> {
 
 /// The largest `model.json` of an upload (it is read to find the model's dataset).
 const MAX_CARD_BYTES: usize = 16 << 20;
+
+/// The most rows one request may score with a model version.
+pub const MAX_PREDICT_ROWS: usize = 100_000;
+
+/// What scoring rows with a model version gives.
+#[derive(Debug, Clone)]
+pub struct VersionPredictions {
+    /// Whether the model classifies (its predictions carry class probabilities).
+    pub classification: bool,
+    /// One per row, in the rows' order.
+    pub predictions: Vec<Prediction>,
+}
+
+/// Refuses more rows than one request may score.
+pub fn check_predict_rows(rows: usize) -> DomainResult<()> {
+    if rows > MAX_PREDICT_ROWS {
+        return Err(DomainError::invalid(format!(
+            "{rows} rows are more than the {MAX_PREDICT_ROWS} one request may score; send them in parts"
+        )));
+    }
+    Ok(())
+}
 
 fn task_err(e: tokio::task::JoinError) -> DomainError {
     DomainError::Internal(format!("registry task failed: {e}"))
@@ -436,6 +460,65 @@ impl Service {
                 self.store.model_version(ws.id, name, v).await
             }
         }
+    }
+
+    /// Scores `rows` (column → value as text, like CSV cells; an absent column is a missing
+    /// value) with the Atrium model (`model.json` + `model.safetensors`) a version holds, on
+    /// the CPU, with the model's own preprocessing. Nothing is stored.
+    pub async fn predict_model_version(
+        &self,
+        ws: &Workspace,
+        name: &str,
+        selector: &Selector,
+        rows: Vec<HashMap<String, String>>,
+    ) -> DomainResult<VersionPredictions> {
+        check_predict_rows(rows.len())?;
+        let v = self.resolve_in(ws, name, selector).await?;
+        let uri = v.uri();
+        let (json, weights) = {
+            // the blobs stay while they are read, should the version be deleted meanwhile
+            let _guard = self.gc_lock.read().await;
+            let files = self.store.model_files(ws.id, &v.name, v.version).await?;
+            let file = |path: &str| files.iter().find(|f| f.path == path);
+            let (Some(card), Some(weights)) = (file("model.json"), file("model.safetensors"))
+            else {
+                return Err(DomainError::invalid(format!(
+                    "{uri} holds no Atrium model (model.json and model.safetensors), so the server cannot score it; load it with its own framework"
+                )));
+            };
+            let mut bytes = Vec::with_capacity(2);
+            for f in [card, weights] {
+                let ds = self.store.datastore(f.datastore_id).await?;
+                bytes.push(self.read_bytes(&ds, &f.digest).await?);
+            }
+            let weights = bytes.pop().unwrap_or_default();
+            (bytes.pop().unwrap_or_default(), weights)
+        };
+        let n = rows.len();
+        let started = std::time::Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            let model = TrainedModel::from_files(&json, &weights, &candle_core::Device::Cpu)
+                .map_err(|e| match e {
+                    DomainError::InvalidArgument(m) => DomainError::invalid(format!(
+                        "{uri} holds no Atrium model the server can load: {m}"
+                    )),
+                    other => other,
+                })?;
+            let classification = model.card.task == Task::Classification;
+            let predictions = if rows.is_empty() {
+                Vec::new()
+            } else {
+                model.predict(&rows)?
+            };
+            Ok::<_, DomainError>(VersionPredictions {
+                classification,
+                predictions,
+            })
+        })
+        .await
+        .map_err(task_err)??;
+        tracing::debug!(workspace = %ws.name, model = %v.name, version = v.version, rows = n, ms = started.elapsed().as_millis() as u64, "model version scored rows");
+        Ok(out)
     }
 
     /// The stored row of one file of a version; errors name what is missing.

@@ -715,6 +715,16 @@ fn workspace_routes(api: &mut Api) {
         doc("Download a file of a version", models::download),
     )
     .route(
+        M::POST,
+        "/models/{name}/versions/{version}/predict",
+        // scores rows with the version's model; nothing is stored
+        Read,
+        doc(
+            "Score rows with a model version (MLflow's dataframe_split or dataframe_records)",
+            models::predict,
+        ),
+    )
+    .route(
         M::PUT,
         "/models/{name}/aliases/{alias}",
         Write,

@@ -1,10 +1,13 @@
 //! Model registry endpoints: registered models, versions (registered from a run's artifacts or
-//! uploaded as multipart), aliases, and file downloads.
+//! uploaded as multipart), aliases, file downloads, and scoring rows with a version.
 //!
 //! Upload: `POST .../models/{name}/versions` with `Content-Type: multipart/form-data`, one part
 //! named `file` per file whose filename is the path inside the version (e.g. `model.json`,
 //! `extra/vocab.txt`), plus an optional part named `meta` holding
 //! `{"description", "tags", "aliases"}` as JSON.
+//!
+//! Predict: `POST .../models/{name}/versions/{version}/predict` scores rows (MLflow's
+//! `dataframe_split` / `dataframe_records`, or a CSV) with the version's Atrium model.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +26,7 @@ use crate::api::reply::{Created, FileBytes};
 use crate::api::{AppState, artifact_response, paging};
 use crate::service::RegisterRequest;
 use crate::store::{ArtifactRow, ModelUpdate, VersionUpdate};
+use crate::train::Prediction;
 use crate::workspace::registry::{
     ModelVersion, RegisteredModel, Selector, canonical_stage, check_description, check_model_name,
     parse_version,
@@ -670,4 +674,262 @@ pub async fn download(
         .open_model_version_file(&ws, &name, v.version, &path)
         .await?;
     Ok(FileBytes(artifact_response(&file, reader)))
+}
+
+/// One value of a row to score: a number, a string, a boolean, or `null` (missing). The model
+/// reads it as text, as it reads a CSV cell.
+pub struct Cell(Option<String>);
+
+impl<'de> Deserialize<'de> for Cell {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CellVisitor;
+        impl serde::de::Visitor<'_> for CellVisitor {
+            type Value = Cell;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number, a string, a boolean or null")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Cell, E> {
+                Ok(Cell(Some(v.to_string())))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Cell, E> {
+                Ok(Cell(Some(v.to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Cell, E> {
+                Ok(Cell(Some(v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Cell, E> {
+                Ok(Cell(Some(v.to_string())))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Cell, E> {
+                Ok(Cell(Some(v.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Cell, E> {
+                Ok(Cell(Some(v)))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Cell, E> {
+                Ok(Cell(None))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<Cell, E> {
+                Ok(Cell(None))
+            }
+        }
+        d.deserialize_any(CellVisitor)
+    }
+}
+
+impl JsonSchema for Cell {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cell".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["number", "string", "boolean", "null"],
+            "description": "A value of a column; null is a missing value.",
+        })
+    }
+}
+
+/// Rows as pandas' `split` orientation: the column names once, then each row's values.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataframeSplit {
+    /// Column names.
+    columns: Vec<String>,
+    /// One array per row, as long as `columns`.
+    data: Vec<Vec<Cell>>,
+    /// Row labels, as pandas writes them (ignored).
+    #[serde(default)]
+    index: Option<Vec<serde_json::Value>>,
+}
+
+/// The JSON body of `POST .../models/{name}/versions/{version}/predict`: MLflow's scoring
+/// shapes, exactly one of them.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictReq {
+    /// `{"columns": [...], "data": [[...], ...]}`.
+    #[serde(default)]
+    dataframe_split: Option<DataframeSplit>,
+    /// `[{"column": value, ...}, ...]`, one object per row (an absent column is missing).
+    #[serde(default)]
+    dataframe_records: Option<Vec<BTreeMap<String, Cell>>>,
+}
+
+/// The rows to score: MLflow's JSON shapes, or a CSV (`text/csv`, a header row then rows).
+pub enum PredictBody {
+    /// `dataframe_split` or `dataframe_records`.
+    Json(PredictReq),
+    /// A CSV table.
+    Csv(crate::workspace::dataset::Table),
+}
+
+impl<S: Send + Sync> FromRequest<S> for PredictBody {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let csv = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("text/csv")
+            });
+        let bytes = body_bytes(req, state).await?;
+        if csv {
+            let (table, _) = crate::workspace::dataset::parse_upload(&bytes, None)?;
+            Ok(Self::Csv(table))
+        } else {
+            Ok(Self::Json(parse_native_json(&bytes)?))
+        }
+    }
+}
+
+impl DocInput for PredictBody {
+    fn describe(g: &mut Generators, op: &mut OpDoc) {
+        op.body = Some(BodyDoc {
+            required: true,
+            content: vec![
+                ("application/json", g.request::<PredictReq>()),
+                ("text/csv", crate::api::openapi::describe::text()),
+            ],
+        });
+    }
+}
+
+/// A row as the model reads it: column → value as text, missing values left out.
+type Row = std::collections::HashMap<String, String>;
+
+impl PredictBody {
+    /// The rows, at most [`crate::service::MAX_PREDICT_ROWS`] of them.
+    fn into_rows(self) -> Result<Vec<Row>, DomainError> {
+        use crate::service::check_predict_rows;
+        match self {
+            Self::Csv(t) => {
+                check_predict_rows(t.rows.len())?;
+                let header = t.header;
+                Ok(t.rows
+                    .into_iter()
+                    .map(|r| header.iter().cloned().zip(r).collect())
+                    .collect())
+            }
+            Self::Json(PredictReq {
+                dataframe_split: Some(split),
+                dataframe_records: None,
+            }) => {
+                check_predict_rows(split.data.len())?;
+                // pandas' row labels mean nothing to the model
+                drop(split.index);
+                let mut seen = std::collections::HashSet::new();
+                if let Some(dup) = split.columns.iter().find(|c| !seen.insert(*c)) {
+                    return Err(DomainError::invalid(format!(
+                        "dataframe_split.columns names '{dup}' twice"
+                    )));
+                }
+                let width = split.columns.len();
+                split
+                    .data
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, values)| {
+                        if values.len() != width {
+                            return Err(DomainError::invalid(format!(
+                                "dataframe_split.data[{i}] holds {} values, but 'columns' names {width}",
+                                values.len()
+                            )));
+                        }
+                        Ok(split
+                            .columns
+                            .iter()
+                            .zip(values)
+                            .filter_map(|(c, v)| v.0.map(|v| (c.clone(), v)))
+                            .collect())
+                    })
+                    .collect()
+            }
+            Self::Json(PredictReq {
+                dataframe_split: None,
+                dataframe_records: Some(records),
+            }) => {
+                check_predict_rows(records.len())?;
+                Ok(records
+                    .into_iter()
+                    .map(|r| {
+                        r.into_iter()
+                            .filter_map(|(c, v)| v.0.map(|v| (c, v)))
+                            .collect()
+                    })
+                    .collect())
+            }
+            Self::Json(PredictReq {
+                dataframe_split: Some(_),
+                dataframe_records: Some(_),
+            }) => Err(DomainError::invalid(
+                "give either 'dataframe_split' or 'dataframe_records', not both",
+            )),
+            Self::Json(PredictReq { .. }) => Err(DomainError::invalid(
+                "give the rows to score as 'dataframe_split' ({\"columns\": [...], \"data\": [[...]]}) or 'dataframe_records' ([{\"column\": value}]), or send a CSV as text/csv",
+            )),
+        }
+    }
+}
+
+/// A predicted label (classification) or value (regression).
+#[derive(Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PredictedValue {
+    /// The most probable class.
+    Label(String),
+    /// The predicted number.
+    Value(f64),
+}
+
+/// What `POST .../predict` answers: the shape `atrium model predict --output json` prints.
+#[derive(Serialize, JsonSchema)]
+pub struct ModelPredictions {
+    /// One per row, in order.
+    predictions: Vec<PredictedValue>,
+    /// Per row, each class label's probability (classification only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probabilities: Option<Vec<BTreeMap<String, f32>>>,
+}
+
+/// `POST .../models/{name}/versions/{version}/predict` (number, `@alias` or `latest`) with
+/// `{"dataframe_split": ...}`, `{"dataframe_records": ...}` or a CSV: scores the rows with the
+/// version's Atrium model on the server.
+pub async fn predict(
+    State(st): State<AppState>,
+    Ws(ws): Ws,
+    Path((_, name, version)): Path<(String, String, String)>,
+    body: PredictBody,
+) -> Reply<ModelPredictions> {
+    let selector = selector_of(&version)?;
+    let rows = body.into_rows()?;
+    let out = st
+        .svc
+        .predict_model_version(&ws, &name, &selector, rows)
+        .await?;
+    let mut predictions = Vec::with_capacity(out.predictions.len());
+    let mut probabilities = Vec::new();
+    for p in out.predictions {
+        match p {
+            Prediction::Class {
+                label,
+                probabilities: probs,
+            } => {
+                predictions.push(PredictedValue::Label(label));
+                probabilities.push(probs);
+            }
+            Prediction::Value { value } => predictions.push(PredictedValue::Value(value)),
+        }
+    }
+    Ok(Json(ModelPredictions {
+        predictions,
+        probabilities: out.classification.then_some(probabilities),
+    }))
 }
