@@ -16,7 +16,7 @@ import pytest
 
 import atrium
 from atrium import _config, models
-from atrium._routes import QUERY, ROUTES, UNDOCUMENTED
+from atrium._routes import BODY, QUERY, ROUTES, UNDOCUMENTED
 
 
 # --- where the client connects -------------------------------------------------------------
@@ -264,3 +264,32 @@ def test_the_installed_package_is_typed():
                        capture_output=True, text=True, cwd=Path(__file__).resolve().parent)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no issues found" in r.stdout
+
+
+def test_every_body_key_the_sdk_sends_is_in_the_request_schema(client):
+    doc = client.openapi()
+    for name, keys in BODY.items():
+        method, path = ROUTES[name]
+        content = doc["paths"][path][method.lower()].get("requestBody", {}).get("content", {})
+        assert "application/json" in content, f"{name} takes no JSON body ({list(content)})"
+        props = _properties(doc, content["application/json"]["schema"])
+        assert keys <= props, f"{name}: {sorted(keys - props)} are not in the request schema ({sorted(props)})"
+
+
+def test_the_tables_name_every_body_and_query_the_client_sends():
+    import ast
+
+    import atrium.client
+
+    tree = ast.parse(Path(atrium.client.__file__).read_text())
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value in ROUTES):
+            continue
+        route, kws = node.args[0].value, {k.arg for k in node.keywords}
+        if route in UNDOCUMENTED:
+            continue
+        if "json" in kws:
+            assert route in BODY, f"{route} sends a JSON body the BODY table does not list"
+        if "query" in kws:
+            assert route in QUERY, f"{route} sends a query the QUERY table does not list"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,32 @@ def test_compute_targets_list_and_refusals(client):
         client.compute.create(unique("slurm"), "no-such-component", config={})
     with pytest.raises(atrium.NotFound):
         client.compute.get(unique("nope"))
+
+
+def _engine_env(var: str) -> dict:
+    path = os.environ.get(var)
+    if not path:
+        pytest.fail(f"{var} is not set: scripts/test.sh starts the engine and sets it")
+    return dict(line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
+
+
+def test_a_compute_target_on_slurm_runs_a_command_job(client):
+    env = _engine_env("ATRIUM_TEST_SLURM_ENV")
+    key = unique("slurm-key")
+    client.secrets.set(key, env["SLURM_JWT_KEY_B64"])
+    name = unique("slurm")
+    t = client.compute.create(name, "target-slurm", secrets=[key], allow_private=True, cpus=1,
+                              config={"url": env["SLURM_URL"], "jwt_key_secret": key,
+                                      "partition": env["SLURM_PARTITION"]})
+    assert t.name == name and t.host == env["SLURM_URL"].split("//", 1)[1]
+    assert client.compute.get(name).name == name
+    assert name in [x.name for x in client.compute.list()]
+    job = client.jobs.submit(atrium.command("echo hello from slurm", compute=name, name="sdk-on-slurm"))
+    done = client.jobs.wait(job.id, timeout=240)
+    assert done.target == name and "hello from slurm" in client.jobs.logs(done.id)
+    client.compute.delete(name)
+    with pytest.raises(atrium.NotFound):
+        client.compute.get(name)
 
 
 def test_a_pipeline_published_run_and_waited(client):

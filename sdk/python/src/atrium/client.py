@@ -549,15 +549,16 @@ class Endpoints(_Api):
         return r["key"]
 
     def deploy(self, name: str, deployment: str, model: str, *, scorer: Optional[str] = None,
-               scorer_version: Optional[str] = None, instances: Optional[int] = None,
+               instances: Optional[int] = None,
                max_concurrent_requests: Optional[int] = None,
                request_timeout_ms: Optional[int] = None,
                scorer_config: Optional[Mapping[str, Any]] = None,
                device: Optional[str] = None) -> Endpoint:
         """Creates or updates a deployment of `model` (``models:/NAME@alias``); answers once it
-        is warm. The first deployment of an endpoint takes all traffic."""
+        is warm. The first deployment of an endpoint takes all traffic. `scorer` is a scorer
+        component, ``name`` (its latest version) or ``name@version`` (default: scorer-tabular)."""
         body = {k: v for k, v in {
-            "model": model, "scorer": scorer, "scorer_version": scorer_version,
+            "model": model, "scorer": scorer,
             "instances": instances, "max_concurrent_requests": max_concurrent_requests,
             "request_timeout_ms": request_timeout_ms,
             "scorer_config": dict(scorer_config) if scorer_config is not None else None,
@@ -642,14 +643,22 @@ class Environments(_Api):
 class Compute(_Api):
     """Compute targets: create (a target plugin, a granted host, secrets), list, get, delete."""
 
-    def create(self, name: str, component: str, *, config: Optional[Mapping[str, Any]] = None,
-               version: Optional[str] = None, http: Optional[Sequence[str]] = None,
-               secrets: Optional[Sequence[str]] = None, **extra: Any) -> ComputeTarget:
-        """Creates a compute target (its engine is checked first)."""
+    def create(self, name: str, component: str, *, config: Optional[Mapping[str, str]] = None,
+               version: Optional[str] = None, host: Optional[str] = None,
+               secrets: Optional[Sequence[str]] = None, allow_private: Optional[bool] = None,
+               cpus: Optional[float] = None, memory_mb: Optional[int] = None,
+               max_jobs: Optional[int] = None, description: Optional[str] = None,
+               **extra: Any) -> ComputeTarget:
+        """Creates a compute target: a target plugin (``target-slurm``, ``target-ray`` or an
+        upload) with its config, the one `host` it may call (default: config ``url``'s), the
+        secrets it may read; `allow_private` for an engine on this machine or the local network.
+        The engine is checked first."""
         body = {k: v for k, v in {"component": component, "version": version,
-                                  "config": dict(config) if config else None,
-                                  "http": list(http) if http else None,
-                                  "secrets": list(secrets) if secrets else None, **extra}.items() if v is not None}
+                                  "config": dict(config) if config else None, "host": host,
+                                  "secrets": list(secrets) if secrets else None,
+                                  "allow_private": allow_private, "cpus": cpus,
+                                  "memory_mb": memory_mb, "max_jobs": max_jobs,
+                                  "description": description, **extra}.items() if v is not None}
         return ComputeTarget.from_json(self._json("compute.put", params=self._p(name=name), json=body))
 
     def list(self) -> List[ComputeTarget]:
