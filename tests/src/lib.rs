@@ -609,6 +609,11 @@ pub fn python() -> PathBuf {
 /// A virtualenv at `venv` (relative to the workspace root) with the pinned `requirements`
 /// installed, created when missing or when the requirements changed; returns its Python.
 pub fn python_env(requirements: &str, venv: &str) -> PathBuf {
+    python_env_with(Path::new("python3"), requirements, venv)
+}
+
+/// [`python_env`] with the interpreter `python` (a path, or a name on `PATH`).
+pub fn python_env_with(python: &Path, requirements: &str, venv: &str) -> PathBuf {
     static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = VENV.lock().unwrap_or_else(|e| e.into_inner());
     let venv = root().join(venv);
@@ -616,7 +621,7 @@ pub fn python_env(requirements: &str, venv: &str) -> PathBuf {
     let stamp = venv.join(".requirements");
     let wanted = std::fs::read_to_string(root().join(requirements)).unwrap();
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let ok = Command::new("python3")
+        let ok = Command::new(python)
             .args(["-m", "venv"])
             .arg(&venv)
             .status()

@@ -1,68 +1,109 @@
 //! The Python SDK (`sdk/python`): built as a wheel by `pip wheel`, installed into
-//! `sdk/python/.venv`, then its pytest suite against a live server, and the README's "Python
-//! SDK" script executed as it is against a fresh server.
+//! `sdk/python/.venv` (the machine's `python3`, 3.11 as Debian 12's) and `sdk/python/.venv-3.13`
+//! (CPython 3.13, as Debian 13's), its pytest suite against a live server on each, and the
+//! README's "Python SDK" script executed as it is against a fresh server.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use atrium_tests::{Backend, Server, python_env, root};
+use atrium_tests::{Backend, Server, python_env, python_env_with, root};
 
-/// The SDK's virtualenv with the SDK installed from a wheel `pip wheel` built (once per run).
+/// The SDK's virtualenv (the machine's `python3`) with the SDK installed from a wheel `pip
+/// wheel` built (once per run).
 fn sdk_python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let py = python_env("sdk/python/tests/requirements.txt", "sdk/python/.venv");
-        // built from a copy of the sources, so no build/ or *.egg-info lands in the tree
-        let src = tempfile::tempdir().unwrap();
-        copy_tree(&root().join("sdk/python"), src.path());
-        let wheels = tempfile::tempdir().unwrap();
-        let out = Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--no-deps", "--no-build-isolation", "-w"])
-            .arg(wheels.path())
-            .arg(src.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pip wheel failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let wheel: Vec<PathBuf> = std::fs::read_dir(wheels.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+    PY.get_or_init(|| with_wheel(python_env(REQUIREMENTS, "sdk/python/.venv")))
+        .clone()
+}
+
+/// The pinned requirements of the SDK's suite.
+const REQUIREMENTS: &str = "sdk/python/tests/requirements.txt";
+
+/// CPython 3.13 (Debian 13's): pyenv's (`PYENV_ROOT`, else `~/.pyenv`), else `python3.13` on
+/// `PATH` (pyenv's shims skipped: they refuse a version that is not selected).
+fn python_3_13() -> PathBuf {
+    let pyenv = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")))
+        .map(|r| r.join("versions"));
+    let from_pyenv = pyenv.as_deref().and_then(|dir| {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("3.13"))
+            })
+            .map(|p| p.join("bin/python3"))
+            .filter(|p| p.is_file())
             .collect();
-        assert_eq!(wheel.len(), 1, "{wheel:?}");
-        let name = wheel[0].file_name().unwrap().to_string_lossy().to_string();
-        assert!(
-            name.starts_with("atrium-") && name.ends_with("-py3-none-any.whl"),
-            "{name}"
-        );
-        let ok = Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(["--no-deps", "--force-reinstall"])
-            .arg(&wheel[0])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "pip install of the wheel failed");
-        py
+        v.sort();
+        v.pop()
+    });
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .filter(|d| !d.to_string_lossy().contains("/shims"))
+                .map(|d| d.join("python3.13"))
+                .find(|p| p.is_file())
+        })
+    };
+    from_pyenv.or_else(on_path).unwrap_or_else(|| {
+        panic!("no CPython 3.13 here (pyenv's in {pyenv:?}, or python3.13 on PATH): install one")
     })
-    .clone()
+}
+
+/// Builds the SDK's wheel with `py`'s pip and installs it there; answers `py`.
+fn with_wheel(py: PathBuf) -> PathBuf {
+    // built from a copy of the sources, so no build/ or *.egg-info lands in the tree
+    let src = tempfile::tempdir().unwrap();
+    copy_tree(&root().join("sdk/python"), src.path());
+    let wheels = tempfile::tempdir().unwrap();
+    let out = Command::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-deps", "--no-build-isolation", "-w"])
+        .arg(wheels.path())
+        .arg(src.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip wheel failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wheel: Vec<PathBuf> = std::fs::read_dir(wheels.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+        .collect();
+    assert_eq!(wheel.len(), 1, "{wheel:?}");
+    let name = wheel[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        name.starts_with("atrium-") && name.ends_with("-py3-none-any.whl"),
+        "{name}"
+    );
+    let ok = Command::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(["--no-deps", "--force-reinstall"])
+        .arg(&wheel[0])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "pip install of the wheel failed");
+    py
 }
 
 /// Copies the package's sources (`pyproject.toml`, `README.md`, `src/`) from `from` to `to`.
@@ -108,10 +149,25 @@ fn sdk_command(py: &PathBuf, home: &std::path::Path) -> Command {
 
 #[test]
 fn the_sdk_suite_passes_against_a_live_server() {
-    let py = sdk_python();
+    run_suite(&sdk_python());
+}
+
+#[test]
+fn the_sdk_suite_passes_on_python_3_13() {
+    let py = python_env_with(&python_3_13(), REQUIREMENTS, "sdk/python/.venv-3.13");
+    let out = Command::new(&py).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3.13"),
+        "{out:?}"
+    );
+    run_suite(&with_wheel(py));
+}
+
+/// The pytest suite with `py` against a fresh server.
+fn run_suite(py: &PathBuf) {
     let s = Server::start(Backend::Sqlite);
     let home = tempfile::tempdir().unwrap();
-    let out = sdk_command(&py, home.path())
+    let out = sdk_command(py, home.path())
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"])
         .arg(root().join("sdk/python/tests"))
         .current_dir(home.path())
