@@ -65,7 +65,11 @@ def test_the_client_finds_the_data_dirs_admin_token(server, tmp_path, monkeypatc
     assert anon.token is None
     with pytest.raises(atrium.Unauthenticated) as e:
         anon.experiments.list()
-    assert e.value.status == 401
+    assert e.value.status == 401 and "found no API token" in str(e.value)
+    assert "none/admin.token" in str(e.value)
+    with pytest.raises(atrium.Unauthenticated) as e:
+        atrium.Client(server, token="atk_not_a_token").whoami()
+    assert "the token argument" in str(e.value)
 
 
 def test_objects_print_and_keep_the_whole_answer(client):

@@ -45,8 +45,10 @@ class Transport:
 
     def __init__(self, server: str, token: Optional[str], *, timeout: float = 60.0,
                  connect_timeout: float = 10.0, retries: int = 5, backoff: float = 0.25,
-                 user_agent: str = "atrium-python") -> None:
+                 user_agent: str = "atrium-python", unauthenticated_hint: str = "") -> None:
         self.server = server.rstrip("/")
+        #: Added to a 401's message: where the token came from, or where the client looked.
+        self.unauthenticated_hint = unauthenticated_hint
         self.token = token
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -111,7 +113,10 @@ class Transport:
                 r.close()
                 continue
             if r.status_code >= 400 and r.status_code not in ok:
-                raise _error(r, method, url)
+                err = _error(r, method, url)
+                if r.status_code == 401 and self.unauthenticated_hint:
+                    err.message = f"{err.message}; {self.unauthenticated_hint}"
+                raise err
             return r
 
     def json(self, route: str, **kw: Any) -> Any:

@@ -950,7 +950,12 @@ class Client:
         self.token_source = r.token_source
         #: The workspace the sub-APIs work in.
         self.workspace = r.workspace
-        self._t = Transport(r.server, r.token, timeout=timeout, retries=retries)
+        if r.token:
+            hint = f"the client sent the token from {r.token_source}; the server refused it"
+        else:
+            hint = "the client found no API token; it looked at, in order: " + "; ".join(r.looked)
+        self._t = Transport(r.server, r.token, timeout=timeout, retries=retries,
+                            unauthenticated_hint=hint)
         self._endpoint_keys: Dict[str, str] = {}
         self.workspaces = Workspaces(self)
         self.experiments = Experiments(self)
