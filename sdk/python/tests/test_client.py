@@ -297,3 +297,21 @@ def test_the_tables_name_every_body_and_query_the_client_sends():
             assert route in BODY, f"{route} sends a JSON body the BODY table does not list"
         if "query" in kws:
             assert route in QUERY, f"{route} sends a query the QUERY table does not list"
+
+
+def test_pandas_is_optional():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pandas'] = None\n"
+        "import atrium\n"
+        "b = atrium.Leaderboard.from_json({'trials': []})\n"
+        "try:\n"
+        "    b.to_pandas()\n"
+        "except ImportError as e:\n"
+        "    print('hint:', e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "pip install 'atrium[pandas]'" in r.stdout
