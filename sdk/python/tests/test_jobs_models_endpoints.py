@@ -156,3 +156,48 @@ def test_endpoint_create_deploy_invoke_traffic_metrics(client, registered):
     client.endpoints.delete(ep)
     with pytest.raises(atrium.NotFound):
         client.endpoints.get(ep)
+
+
+def test_keys_updates_and_deletes(client, registered, reader):
+    # endpoint key rotation: the old key stops working, the new one works
+    ep = unique("sdk-keys")
+    old = client.endpoints.create(ep).key
+    client.endpoints.deploy(ep, "blue", f"models:/{registered.name}/1", instances=1)
+    new = client.endpoints.regenerate_key(ep)
+    assert new != old
+    row = [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]
+    assert len(client.endpoints.invoke(ep, row, key=new)["predictions"]) == 1
+    with pytest.raises(atrium.Unauthenticated):
+        client.endpoints.invoke(ep, row, key=old)
+    assert reader.endpoints.invoke(ep, row, key=reader.token)["predictions"]
+    with pytest.raises(atrium.InvalidState) as e:
+        client.endpoints.undeploy(ep, "blue")
+    assert "move its traffic first" in e.value.message
+    client.endpoints.deploy(ep, "green", f"models:/{registered.name}/1", instances=1)
+    client.endpoints.traffic(ep, {"green": 100})
+    client.endpoints.undeploy(ep, "blue")
+    assert [d["name"] for d in client.endpoints.get(ep).deployments] == ["green"]
+    client.endpoints.delete(ep)
+    # a model renamed, described, a version deleted, the model deleted
+    name = unique("sdk-m")
+    client.models.register(name, run_id=registered.run_id)
+    client.models.register(name, run_id=registered.run_id)
+    m = client.models.update(name, description="two versions", tags={"team": "a"})
+    assert m.description == "two versions" and m.tags == {"team": "a"}
+    client.models.delete_version(f"{name}/1")
+    assert [v.version for v in client.models.versions(name)] == [2]
+    client.models.delete(name)
+    with pytest.raises(atrium.NotFound):
+        client.models.get(name)
+    # experiments renamed, runs deleted; tokens listed and revoked
+    exp = client.experiments.create(unique("sdk-rename"))
+    renamed = client.experiments.update(exp.id, name=exp.name + "-x")
+    assert renamed.name == exp.name + "-x"
+    run = client.runs.create(exp.id)
+    client.runs.delete(run.run_id)
+    assert client.runs.get(run.run_id).raw["lifecycle_stage"] == "deleted"
+    tok = client.users.create_token(description="short-lived", expires_in_secs=60)
+    assert tok["id"] in [t["id"] for t in client.users.tokens()]
+    client.users.revoke_token(tok["id"])
+    with pytest.raises(atrium.Unauthenticated):
+        atrium.Client(client.url, tok["token"]).whoami()
