@@ -165,3 +165,24 @@ def test_roles_and_audit(client, reader):
     client.roles.assign(other, "Contributor")
     client.roles.remove(other)
     assert other not in [r.user for r in client.roles.list()]
+
+
+def test_a_datastore_serves_an_experiment_and_becomes_the_default(client):
+    name = unique("archive")
+    ds = client.datastores.create(name, "storage-fs", {"root": "/data"})
+    assert ds.name == name and ds.component == "storage-fs" and not ds.default
+    assert name in [d.name for d in client.datastores.list()]
+    exp = client.experiments.create(unique("sdk-ds-exp"), artifact_datastore=name)
+    run = client.runs.create(exp.id)
+    client.runs.upload_artifact(run.run_id, "kept.txt", b"on the archive")
+    assert client.runs.download_artifact(run.run_id, "kept.txt") == b"on the archive"
+    with pytest.raises(atrium.InvalidState):
+        client.datastores.delete(name)  # it serves an experiment
+    before = next(d.name for d in client.datastores.list() if d.default)
+    other = unique("second")
+    client.datastores.create(other, "storage-fs", {"root": "/data"})
+    assert client.datastores.set_default(other).default is True
+    assert client.datastores.get(other).default and not client.datastores.get(before).default
+    client.datastores.set_default(before)
+    with pytest.raises(atrium.InvalidArgument):
+        client.datastores.create(unique("bad"), "storage-fs", {"root": "/data"}, bogus_grant=1)
