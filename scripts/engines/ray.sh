@@ -20,6 +20,8 @@ DASH_PORT=${RAY_DASHBOARD_PORT:-8265}
 URL=http://127.0.0.1:$DASH_PORT
 
 die() { echo "ray.sh: $*" >&2; exit 1; }
+# shellcheck source=scripts/engines/session.sh
+. "$ROOT/scripts/engines/session.sh"
 
 # (by its dist-info: `ray --version` imports ray, which takes seconds)
 installed() {
@@ -31,14 +33,8 @@ cmd_install() {
     echo "ray $RAY_VERSION already at $VENV"
     return 0
   fi
-  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3-venv
-  fi
   local t0=$SECONDS
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "ray[default]==$RAY_VERSION"
+  make_venv "$VENV" "ray[default]==$RAY_VERSION"
   [ "$("$VENV/bin/ray" --version | awk '{print $NF}')" = "$RAY_VERSION" ] ||
     die "installed, but $VENV/bin/ray does not report $RAY_VERSION"
   echo "installed ray $RAY_VERSION at $VENV in $((SECONDS - t0)) s"
@@ -57,56 +53,17 @@ pids_of() {
   } | grep -vx "$$" | sort -un || true
 }
 
-# Field 22 of /proc/PID/stat: when PID started (clock ticks since boot).
-started() {
-  { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $20 }'; } 2>/dev/null || true
-}
-
-# The PIDs in the session `setsid` made for DIR's start, zombies left out. DIR/sid holds the
-# session id and when its leader started: a PID reused as the leader of another session is
-# not taken for ours (the number cannot be reused while a process of ours is in the session).
-session_of() {
-  [ -f "$1/sid" ] || return 0
-  local sid st now
-  read -r sid st <"$1/sid" || true
-  [ -n "$sid" ] || return 0
-  now=$(started "$sid")
-  if [ -n "$now" ] && [ "$now" != "$st" ]; then
-    return 0
-  fi
-  awk -v s="$sid" '{ sub(/^.*\) /, ""); if ($4 == s && $1 != "Z") { f = FILENAME; sub(/^\/proc\//, "", f); sub(/\/stat$/, "", f); print f } }' \
-    /proc/[0-9]*/stat 2>/dev/null | sort -n || true
-}
-
-# Waits at most SECS for DIR's processes to be gone; fails if some are left.
-wait_gone() {
-  local dir=$1 end=$(($(date +%s%N) + $2 * 1000000000))
-  while [ -n "$(pids_of "$dir")" ]; do
-    [ "$(date +%s%N)" -ge "$end" ] && return 1
-    sleep 0.1
-  done
-}
-
 cmd_stop() {
   local dir
   [ $# -eq 1 ] || die "usage: ray.sh stop DIR"
   [ -d "$1" ] || { echo "nothing to stop in $1"; return 0; }
   dir=$(cd "$1" && pwd)
-  local pids
-  pids=$(pids_of "$dir" | tr '\n' ' ')
-  if [ -n "${pids// /}" ]; then
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    # SIGTERM leaves gcs_server, raylet and the runtime env agent running: SIGKILL after 5 s
-    if ! wait_gone "$dir" 5; then
-      # shellcheck disable=SC2086
-      kill -KILL $(pids_of "$dir") 2>/dev/null || true
-      wait_gone "$dir" 5 || true
-    fi
-    [ -z "$(pids_of "$dir")" ] || die "processes of $dir survived SIGKILL: $(pids_of "$dir" | tr '\n' ' ')"
-    echo "stopped ray in $dir"
-  else
+  # SIGTERM leaves gcs_server, raylet and the runtime env agent running: SIGKILL after 5 s
+  terminate "$dir" 5
+  if [ "$TERMINATED" = none ]; then
     echo "ray in $dir is not running"
+  else
+    echo "stopped ray in $dir"
   fi
   # the logs stay in DIR/t (a short temp dir in /tmp for a long DIR goes)
   rm -f "$dir/sid" "$dir/pids" "$dir/env"

