@@ -123,7 +123,7 @@ def test_components_push_a_built_wasm_with_its_manifest(client):
     name = unique("digits")
     c = client.components.push(name, "1.0.0", wasm, manifest)
     assert c.name == name and c.version == "1.0.0"
-    assert client.components.push(name, "1.0.0", wasm, manifest).version == "1.0.0"
+    assert client.components.push(name, "1.0.0", wasm, manifest.read_text()).version == "1.0.0"
     assert (name, "1.0.0") in [(x.name, x.version) for x in client.components.list()]
     assert client.components.get(name, "1.0.0").name == name
     with pytest.raises(atrium.InvalidArgument):

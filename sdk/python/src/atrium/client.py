@@ -786,16 +786,15 @@ class Components(_Api):
     """Components (Wasm plugins): push a built ``.wasm`` with its manifest, list, get, delete."""
 
     def push(self, name: str, version: str, wasm: Union[PathLike, bytes],
-             manifest: Union[PathLike, str, Mapping[str, Any]]) -> Component:
-        """Validates and registers a component version (the same bytes again: the same version)."""
+             manifest: Union[PathLike, str]) -> Component:
+        """Validates and registers a component version (the same bytes again: the same
+        version). `manifest` is the path of its ``plugin.toml``, or that TOML as text."""
         data = wasm if isinstance(wasm, bytes) else Path(wasm).read_bytes()
-        if isinstance(manifest, Mapping):
-            import tomllib  # noqa: F401  (the server reads TOML; a dict is sent as JSON)
-            man, mname, mtype = json.dumps(dict(manifest)).encode(), "manifest.json", "application/json"
-        elif isinstance(manifest, str) and not os.path.exists(manifest):
-            man, mname, mtype = manifest.encode(), "manifest.toml", "application/toml"
+        if isinstance(manifest, str) and not os.path.exists(manifest):
+            man, mname = manifest.encode(), "plugin.toml"
         else:
-            man, mname, mtype = Path(manifest).read_bytes(), Path(manifest).name, "application/toml"
+            man, mname = Path(manifest).read_bytes(), Path(manifest).name
+        mtype = "application/toml"
         files = {"component": (f"{name}.wasm", data, "application/wasm"), "manifest": (mname, man, mtype)}
         return Component.from_json(self._json("components.push", params=self._p(name=name, version=version), files=files))
 
