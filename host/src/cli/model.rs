@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::client::{Client, encode_path, encode_query};
 use super::output::{print, text, time};
 use super::{CliError, Output, key_value};
-use crate::train::{Prediction, TrainedModel};
+use crate::train::{Prediction, Predictions, TrainedModel};
 use crate::workspace::dataset::parse_upload;
 use crate::workspace::registry::{ModelRef, Selector};
 
@@ -437,26 +437,9 @@ async fn predict(
         .predict(&rows)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if out == Output::Json {
-        // the shape an endpoint answers: `predictions` for the list, `probabilities` beside it
-        let mut list = Vec::with_capacity(preds.len());
-        let mut probs = Vec::new();
-        for p in &preds {
-            match p {
-                Prediction::Class {
-                    label,
-                    probabilities,
-                } => {
-                    list.push(json!(label));
-                    probs.push(json!(probabilities));
-                }
-                Prediction::Value { value } => list.push(json!(value)),
-            }
-        }
-        let mut v = json!({ "predictions": list });
-        if !probs.is_empty() {
-            v["probabilities"] = json!(probs);
-        }
-        print_json(&v);
+        // the shape an endpoint and the predict route answer
+        let classification = preds.iter().any(|p| matches!(p, Prediction::Class { .. }));
+        print_json(&json!(Predictions::new(preds, classification)));
         return Ok(());
     }
     let mut w = csv::Writer::from_writer(std::io::stdout().lock());

@@ -486,13 +486,7 @@ impl Service {
                     "{uri} holds no Atrium model (model.json and model.safetensors), so the server cannot score it; load it with its own framework"
                 )));
             };
-            let mut bytes = Vec::with_capacity(2);
-            for f in [card, weights] {
-                let ds = self.store.datastore(f.datastore_id).await?;
-                bytes.push(self.read_bytes(&ds, &f.digest).await?);
-            }
-            let weights = bytes.pop().unwrap_or_default();
-            (bytes.pop().unwrap_or_default(), weights)
+            (self.read_row(card).await?, self.read_row(weights).await?)
         };
         let n = rows.len();
         let started = std::time::Instant::now();
@@ -551,6 +545,12 @@ impl Service {
         )))
     }
 
+    /// The bytes of a stored file row (from its datastore).
+    async fn read_row(&self, row: &ArtifactRow) -> DomainResult<Vec<u8>> {
+        let ds = self.store.datastore(row.datastore_id).await?;
+        self.read_bytes(&ds, &row.digest).await
+    }
+
     /// A whole file of a version (path relative to the version's root, e.g. `model.json`).
     pub async fn read_model_version_file(
         &self,
@@ -561,8 +561,7 @@ impl Service {
     ) -> DomainResult<Vec<u8>> {
         let ws = self.workspace(ws).await?;
         let row = self.model_file_row(&ws, name, version, path).await?;
-        let ds = self.store.datastore(row.datastore_id).await?;
-        self.read_bytes(&ds, &row.digest).await
+        self.read_row(&row).await
     }
 
     /// Opens a file of a version for streaming.

@@ -10,5 +10,5 @@ pub mod optim;
 pub mod spec;
 pub mod trainer;
 
-pub use model::{Prediction, TrainedModel};
+pub use model::{PredictedValue, Prediction, Predictions, TrainedModel};
 pub use spec::TrainSpec;

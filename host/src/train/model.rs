@@ -54,6 +54,52 @@ pub enum Prediction {
     },
 }
 
+/// Predictions as the API and the CLI answer them: a label or a value per row, and for a
+/// classifier each row's class probabilities beside them.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "ModelPredictions")]
+pub struct Predictions {
+    /// One per row, in order.
+    pub predictions: Vec<PredictedValue>,
+    /// Per row, each class label's probability (classification only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<Vec<BTreeMap<String, f32>>>,
+}
+
+/// A predicted label (classification) or value (regression).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum PredictedValue {
+    /// The most probable class.
+    Label(String),
+    /// The predicted number.
+    Value(f64),
+}
+
+impl Predictions {
+    /// Splits `preds` into labels or values and, when `classification`, probabilities.
+    pub fn new(preds: Vec<Prediction>, classification: bool) -> Self {
+        let mut predictions = Vec::with_capacity(preds.len());
+        let mut probabilities = Vec::new();
+        for p in preds {
+            match p {
+                Prediction::Class {
+                    label,
+                    probabilities: probs,
+                } => {
+                    predictions.push(PredictedValue::Label(label));
+                    probabilities.push(probs);
+                }
+                Prediction::Value { value } => predictions.push(PredictedValue::Value(value)),
+            }
+        }
+        Self {
+            predictions,
+            probabilities: classification.then_some(probabilities),
+        }
+    }
+}
+
 /// A model ready to predict.
 pub struct TrainedModel {
     /// Its card.

@@ -26,7 +26,7 @@ use crate::api::reply::{Created, FileBytes};
 use crate::api::{AppState, artifact_response, paging};
 use crate::service::RegisterRequest;
 use crate::store::{ArtifactRow, ModelUpdate, VersionUpdate};
-use crate::train::Prediction;
+use crate::train::Predictions;
 use crate::workspace::registry::{
     ModelVersion, RegisteredModel, Selector, canonical_stage, check_description, check_model_name,
     parse_version,
@@ -879,26 +879,6 @@ impl PredictBody {
     }
 }
 
-/// A predicted label (classification) or value (regression).
-#[derive(Serialize, JsonSchema)]
-#[serde(untagged)]
-pub enum PredictedValue {
-    /// The most probable class.
-    Label(String),
-    /// The predicted number.
-    Value(f64),
-}
-
-/// What `POST .../predict` answers: the shape `atrium model predict --output json` prints.
-#[derive(Serialize, JsonSchema)]
-pub struct ModelPredictions {
-    /// One per row, in order.
-    predictions: Vec<PredictedValue>,
-    /// Per row, each class label's probability (classification only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    probabilities: Option<Vec<BTreeMap<String, f32>>>,
-}
-
 /// `POST .../models/{name}/versions/{version}/predict` (number, `@alias` or `latest`) with
 /// `{"dataframe_split": ...}`, `{"dataframe_records": ...}` or a CSV: scores the rows with the
 /// version's Atrium model on the server.
@@ -907,29 +887,12 @@ pub async fn predict(
     Ws(ws): Ws,
     Path((_, name, version)): Path<(String, String, String)>,
     body: PredictBody,
-) -> Reply<ModelPredictions> {
+) -> Reply<Predictions> {
     let selector = selector_of(&version)?;
     let rows = body.into_rows()?;
     let out = st
         .svc
         .predict_model_version(&ws, &name, &selector, rows)
         .await?;
-    let mut predictions = Vec::with_capacity(out.predictions.len());
-    let mut probabilities = Vec::new();
-    for p in out.predictions {
-        match p {
-            Prediction::Class {
-                label,
-                probabilities: probs,
-            } => {
-                predictions.push(PredictedValue::Label(label));
-                probabilities.push(probs);
-            }
-            Prediction::Value { value } => predictions.push(PredictedValue::Value(value)),
-        }
-    }
-    Ok(Json(ModelPredictions {
-        predictions,
-        probabilities: out.classification.then_some(probabilities),
-    }))
+    Ok(Json(Predictions::new(out.predictions, out.classification)))
 }

@@ -75,8 +75,7 @@ class Transport:
              query: Optional[Mapping[str, Any]] = None, json: Any = None,
              data: Union[bytes, IO[bytes], Iterator[bytes], None] = None,
              files: Any = None, headers: Optional[Mapping[str, str]] = None,
-             stream: bool = False, timeout: Optional[float] = _DEFAULT,
-             ok: tuple = ()) -> requests.Response:
+             stream: bool = False, timeout: Optional[float] = _DEFAULT) -> requests.Response:
         """Sends the request of `route`; raises the API's error as an exception."""
         method, _ = ROUTES[route]
         url = self.url(route, **(params or {}))
@@ -112,7 +111,7 @@ class Transport:
                 self._sleep(attempt, r.headers.get("Retry-After"))
                 r.close()
                 continue
-            if r.status_code >= 400 and r.status_code not in ok:
+            if r.status_code >= 400:
                 err = _error(r, method, url)
                 if r.status_code == 401 and self.unauthenticated_hint:
                     err.message = f"{err.message}; {self.unauthenticated_hint}"

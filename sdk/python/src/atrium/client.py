@@ -12,7 +12,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import IO, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import IO, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Type, TypeVar, Union
 
 from . import errors
 from ._config import resolve
@@ -21,6 +21,10 @@ from .models import (AuditEntry, Component, ComputeTarget, Datastore, DatasetVer
                      Environment, Experiment, Job, Leaderboard, ModelVersion, Pipeline,
                      PipelineRun, RegisteredModel, RoleAssignment, Run, Schedule, Secret,
                      Trial, Workspace, _pandas)
+from ._model import Record
+from .specs import _drop_none
+
+R = TypeVar("R", bound=Record)
 
 PathLike = Union[str, os.PathLike]
 
@@ -36,6 +40,23 @@ class _Api:
 
     def _json(self, route: str, **kw: Any) -> Any:
         return self._c._t.json(route, **kw)
+
+    def _paged(self, route: str, key: str, cls: Type[R], *, max_results: Optional[int] = None,
+               query: Optional[Dict[str, Any]] = None,
+               body: Optional[Dict[str, Any]] = None) -> List[R]:
+        """Every item of a paged list (``next_page_token`` followed), read as `cls`; stops once
+        `max_results` are in. The page token goes in the JSON `body` when given, else the query."""
+        out: List[R] = []
+        token = None
+        while True:
+            if body is not None:
+                page = self._json(route, params=self._p(), json=_drop_none({**body, "page_token": token}))
+            else:
+                page = self._json(route, params=self._p(), query={**(query or {}), "page_token": token})
+            out += [cls.from_json(x) for x in page.get(key, [])]
+            token = page.get("next_page_token")
+            if not token or (max_results and len(out) >= max_results):
+                return out
 
 
 def _split_ref(ref: str, sep: str = ":") -> tuple:
@@ -87,16 +108,9 @@ class Experiments(_Api):
     def list(self, filter: Optional[str] = None, order_by: Optional[Sequence[str]] = None,
              view: Optional[str] = None, max_results: Optional[int] = None) -> List[Experiment]:
         """Every experiment matching `filter` (pages followed)."""
-        out: List[Experiment] = []
-        token = None
-        while True:
-            page = self._json("experiments.list", params=self._p(), query={
-                "filter": filter, "order_by": list(order_by) if order_by else None, "view": view,
-                "max_results": max_results, "page_token": token})
-            out += [Experiment.from_json(e) for e in page.get("experiments", [])]
-            token = page.get("next_page_token")
-            if not token or (max_results and len(out) >= max_results):
-                return out
+        return self._paged("experiments.list", "experiments", Experiment, max_results=max_results, query={
+            "filter": filter, "order_by": list(order_by) if order_by else None, "view": view,
+            "max_results": max_results})
 
     def get(self, id_or_name: str) -> Experiment:
         """An experiment by id, or by name."""
@@ -142,18 +156,10 @@ class Runs(_Api):
         """Runs matching `filter` (e.g. ``"metrics.acc > 0.9 and params.opt = 'adam'"``)."""
         if isinstance(experiment_ids, (str, int)):
             experiment_ids = [experiment_ids]
-        out: List[Run] = []
-        token = None
-        while True:
-            body = {k: v for k, v in {
-                "experiment_ids": list(experiment_ids) if experiment_ids else None,
-                "filter": filter, "order_by": list(order_by) if order_by else None,
-                "view": view, "max_results": max_results, "page_token": token}.items() if v is not None}
-            page = self._json("runs.search", params=self._p(), json=body)
-            out += [Run.from_json(r) for r in page.get("runs", [])]
-            token = page.get("next_page_token")
-            if not token or (max_results and len(out) >= max_results):
-                return out
+        return self._paged("runs.search", "runs", Run, max_results=max_results, body={
+            "experiment_ids": list(experiment_ids) if experiment_ids else None,
+            "filter": filter, "order_by": list(order_by) if order_by else None,
+            "view": view, "max_results": max_results})
 
     def to_pandas(self, runs: Iterable[Run]) -> Any:
         """Runs as a DataFrame: run_id, name, status, ``metrics.*``, ``params.*``, ``tags.*``."""
@@ -419,14 +425,7 @@ class Models(_Api):
 
     def list(self) -> List[RegisteredModel]:
         """Registered models (with aliases and latest version)."""
-        out: List[RegisteredModel] = []
-        token = None
-        while True:
-            page = self._json("models.list", params=self._p(), query={"page_token": token})
-            out += [RegisteredModel.from_json(m) for m in page.get("models", [])]
-            token = page.get("next_page_token")
-            if not token:
-                return out
+        return self._paged("models.list", "models", RegisteredModel)
 
     def get(self, name: str) -> RegisteredModel:
         """A registered model with its versions (``.raw["versions"]``)."""
@@ -438,8 +437,8 @@ class Models(_Api):
                  aliases: Optional[Sequence[str]] = None) -> ModelVersion:
         """Registers the next version: a run's artifact directory (`run_id`, `path`), or the
         files of a local directory `dir` (streamed)."""
-        meta = {k: v for k, v in {"description": description, "tags": dict(tags) if tags else None,
-                                  "aliases": list(aliases) if aliases else None}.items() if v is not None}
+        meta = _drop_none({"description": description, "tags": dict(tags) if tags else None,
+                                  "aliases": list(aliases) if aliases else None})
         if dir is None:
             if not run_id:
                 raise ValueError("register needs run_id= or dir=")
@@ -536,7 +535,7 @@ class Endpoints(_Api):
     def create(self, name: str, description: Optional[str] = None, auth_mode: Optional[str] = None) -> Endpoint:
         """Creates (``.key`` holds the key, shown once) or updates an endpoint; the client keeps
         the key for :meth:`invoke`."""
-        body = {k: v for k, v in {"description": description, "auth_mode": auth_mode}.items() if v is not None}
+        body = _drop_none({"description": description, "auth_mode": auth_mode})
         e = Endpoint.from_json(self._json("endpoints.put", params=self._p(name=name), json=body))
         if e.key:
             self._c._endpoint_keys[name] = e.key
@@ -557,12 +556,12 @@ class Endpoints(_Api):
         """Creates or updates a deployment of `model` (``models:/NAME@alias``); answers once it
         is warm. The first deployment of an endpoint takes all traffic. `scorer` is a scorer
         component, ``name`` (its latest version) or ``name@version`` (default: scorer-tabular)."""
-        body = {k: v for k, v in {
+        body = _drop_none({
             "model": model, "scorer": scorer,
             "instances": instances, "max_concurrent_requests": max_concurrent_requests,
             "request_timeout_ms": request_timeout_ms,
             "scorer_config": dict(scorer_config) if scorer_config is not None else None,
-            "device": device}.items() if v is not None}
+            "device": device})
         return Endpoint.from_json(self._json("endpoints.deploy", params=self._p(name=name, deployment=deployment),
                                              json=body, timeout=600))
 
@@ -653,12 +652,12 @@ class Compute(_Api):
         upload) with its config, the one `host` it may call (default: config ``url``'s), the
         secrets it may read; `allow_private` for an engine on this machine or the local network.
         The engine is checked first."""
-        body = {k: v for k, v in {"component": component, "version": version,
+        body = _drop_none({"component": component, "version": version,
                                   "config": dict(config) if config else None, "host": host,
                                   "secrets": list(secrets) if secrets else None,
                                   "allow_private": allow_private, "cpus": cpus,
                                   "memory_mb": memory_mb, "max_jobs": max_jobs,
-                                  "description": description, **extra}.items() if v is not None}
+                                  "description": description, **extra})
         return ComputeTarget.from_json(self._json("compute.put", params=self._p(name=name), json=body))
 
     def list(self) -> List[ComputeTarget]:
@@ -698,9 +697,9 @@ class Pipelines(_Api):
             settings: Optional[Mapping[str, Any]] = None, display_name: Optional[str] = None,
             experiment: Optional[str] = None) -> PipelineRun:
         """Submits a run of a pipeline (``name``, ``name:version``)."""
-        body = {k: v for k, v in {"inputs": dict(inputs) if inputs else None,
+        body = _drop_none({"inputs": dict(inputs) if inputs else None,
                                   "settings": dict(settings) if settings else None,
-                                  "display_name": display_name, "experiment": experiment}.items() if v is not None}
+                                  "display_name": display_name, "experiment": experiment})
         return PipelineRun.from_json(self._json("pipelines.run", params=self._p(name=ref), json=body))
 
     def plan(self, ref: str, inputs: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
@@ -818,10 +817,10 @@ class Datastores(_Api):
                secrets: Optional[Sequence[str]] = None, http: Optional[Sequence[str]] = None,
                default: Optional[bool] = None, **extra: Any) -> Datastore:
         """Creates a datastore (a first call checks it works)."""
-        body = {k: v for k, v in {"component": component, "config": dict(config or {}),
+        body = _drop_none({"component": component, "config": dict(config or {}),
                                   "secrets": list(secrets) if secrets else None,
                                   "http": list(http) if http else None, "default": default,
-                                  **extra}.items() if v is not None}
+                                  **extra})
         return Datastore.from_json(self._json("datastores.put", params=self._p(name=name), json=body))
 
     def list(self) -> List[Datastore]:
@@ -996,5 +995,5 @@ class Client:
 
     def gc(self, workspace: Optional[str] = None, deleted_before: Optional[int] = None) -> Dict[str, Any]:
         """Purges deleted runs and unreferenced blobs (admins)."""
-        body = {k: v for k, v in {"workspace": workspace, "deleted_before": deleted_before}.items() if v is not None}
+        body = _drop_none({"workspace": workspace, "deleted_before": deleted_before})
         return self._t.json("gc", json=body)
